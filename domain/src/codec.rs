@@ -1,0 +1,244 @@
+//! How events become bytes and back: an envelope of (event type, schema version) around a
+//! postcard payload. Older schema versions are upcast on read; stored bytes are never
+//! rewritten.
+//!
+//! The type strings below are persisted: they are never renamed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::*;
+
+/// A payload as stored: its type, its schema version and its postcard bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub event_type: &'static str,
+    pub schema_version: u16,
+    pub payload: Vec<u8>,
+}
+
+/// Why stored bytes do not decode into an [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown event type `{0}`")]
+    UnknownEventType(String),
+    #[error("event type `{event_type}` has no schema version {version}")]
+    UnknownSchemaVersion { event_type: String, version: u16 },
+    #[error("payload of `{event_type}` v{version} is malformed: {reason}")]
+    Malformed {
+        event_type: String,
+        version: u16,
+        reason: String,
+    },
+    #[error("event could not be encoded: {0}")]
+    Encode(String),
+}
+
+/// Shapes of earlier schema versions, kept so old events still decode.
+pub mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use crate::ids::AgentId;
+
+    /// `agent.created` v1, before agents had tools.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AgentCreated {
+        pub agent_id: AgentId,
+        pub name: String,
+        pub model: String,
+        pub system_prompt: String,
+    }
+
+    impl From<AgentCreated> for crate::event::AgentCreated {
+        fn from(v1: AgentCreated) -> Self {
+            Self {
+                agent_id: v1.agent_id,
+                name: v1.name,
+                model: v1.model,
+                system_prompt: v1.system_prompt,
+                tool_ids: Vec::new(),
+            }
+        }
+    }
+}
+
+fn from_bytes<'a, T: Deserialize<'a>>(
+    event_type: &str,
+    version: u16,
+    bytes: &'a [u8],
+) -> Result<T, CodecError> {
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| CodecError::Malformed {
+        event_type: event_type.to_owned(),
+        version,
+        reason: e.to_string(),
+    })?;
+    if !rest.is_empty() {
+        return Err(CodecError::Malformed {
+            event_type: event_type.to_owned(),
+            version,
+            reason: format!("{} trailing bytes", rest.len()),
+        });
+    }
+    Ok(value)
+}
+
+/// Encode any serialisable value with postcard (used for payloads of older versions in
+/// tests and tools, and for metadata).
+pub fn to_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    postcard::to_stdvec(value).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+macro_rules! events {
+    ($( $variant:ident => $name:literal v $version:literal ),* $(,)?) => {
+        /// The persisted type string of every event, in one place.
+        pub mod types {
+            $( #[allow(non_upper_case_globals)] pub const $variant: &str = $name; )*
+
+            /// Every type string, for tools that enumerate them.
+            pub const ALL: &[&str] = &[$($name),*];
+        }
+
+        impl Event {
+            /// The persisted type string.
+            pub const fn event_type(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $name, )* }
+            }
+
+            /// The schema version this build writes.
+            pub const fn schema_version(&self) -> u16 {
+                match self { $( Self::$variant(_) => $version, )* }
+            }
+        }
+
+        /// The schema version this build writes for a type string, if the type is known.
+        pub fn current_version(event_type: &str) -> Option<u16> {
+            match event_type {
+                $( $name => Some($version), )*
+                _ => None,
+            }
+        }
+
+        /// Encode an event at its current schema version.
+        pub fn encode(event: &Event) -> Result<Encoded, CodecError> {
+            let payload = match event { $( Event::$variant(p) => to_bytes(p)?, )* };
+            Ok(Encoded {
+                event_type: event.event_type(),
+                schema_version: event.schema_version(),
+                payload,
+            })
+        }
+
+        fn decode_current(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, CodecError> {
+            match event_type {
+                $( $name if version == $version => {
+                    Ok(Event::$variant(from_bytes(event_type, version, bytes)?))
+                } )*
+                other => Err(match current_version(other) {
+                    Some(_) => CodecError::UnknownSchemaVersion { event_type: other.to_owned(), version },
+                    None => CodecError::UnknownEventType(other.chars().take(64).collect()),
+                }),
+            }
+        }
+
+        /// The payload alone, serialised with its own field names (for JSON export).
+        impl Serialize for Event {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $( Self::$variant(p) => p.serialize(s), )* }
+            }
+        }
+    };
+}
+
+events! {
+    TenantCreated => "tenant.created" v 1,
+    TenantUpdated => "tenant.updated" v 1,
+    TenantSuspended => "tenant.suspended" v 1,
+    TenantResumed => "tenant.resumed" v 1,
+    AgentCreated => "agent.created" v 2,
+    AgentUpdated => "agent.updated" v 1,
+    AgentArchived => "agent.archived" v 1,
+    ToolRegistered => "tool.registered" v 1,
+    ToolUpdated => "tool.updated" v 1,
+    ToolRemoved => "tool.removed" v 1,
+    ApiKeyIssued => "apikey.issued" v 1,
+    ApiKeyRevoked => "apikey.revoked" v 1,
+    UserAdded => "user.added" v 1,
+    UserUpdated => "user.updated" v 1,
+    UserRemoved => "user.removed" v 1,
+    ConversationOpened => "conversation.opened" v 1,
+    MessageAppended => "message.appended" v 1,
+    UsageRecorded => "usage.recorded" v 1,
+}
+
+/// Decode a stored payload, upcasting older schema versions to the current shape.
+pub fn decode(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, CodecError> {
+    match (event_type, version) {
+        (types::AgentCreated, 1) => {
+            let old: v1::AgentCreated = from_bytes(event_type, version, bytes)?;
+            Ok(Event::AgentCreated(old.into()))
+        }
+        _ => decode_current(event_type, version, bytes),
+    }
+}
+
+/// Whether this build can read the given type and version.
+pub fn is_known(event_type: &str, version: u16) -> bool {
+    matches!((event_type, version), (types::AgentCreated, 1))
+        || current_version(event_type) == Some(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::AgentId;
+
+    #[test]
+    fn agent_created_v1_upcasts_to_v2_with_no_tools() {
+        let agent_id = AgentId::new();
+        let old = v1::AgentCreated {
+            agent_id,
+            name: "support".into(),
+            model: "gpt-x".into(),
+            system_prompt: "be kind".into(),
+        };
+        let bytes = to_bytes(&old).unwrap();
+        let event = decode(types::AgentCreated, 1, &bytes).unwrap();
+        assert_eq!(
+            event,
+            Event::AgentCreated(AgentCreated {
+                agent_id,
+                name: "support".into(),
+                model: "gpt-x".into(),
+                system_prompt: "be kind".into(),
+                tool_ids: vec![],
+            })
+        );
+        // A v1 payload is not a valid v2 payload: the version in the envelope matters.
+        assert!(matches!(
+            decode(types::AgentCreated, 2, &bytes),
+            Err(CodecError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_types_versions_and_bytes_are_typed_errors() {
+        assert_eq!(
+            decode("agent.exploded", 1, &[]),
+            Err(CodecError::UnknownEventType("agent.exploded".into()))
+        );
+        assert_eq!(
+            decode(types::TenantResumed, 9, &[]),
+            Err(CodecError::UnknownSchemaVersion {
+                event_type: "tenant.resumed".into(),
+                version: 9
+            })
+        );
+        assert!(matches!(
+            decode(types::UserAdded, 1, &[0xff, 0xff, 0xff]),
+            Err(CodecError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode(types::TenantResumed, 1, &[0]),
+            Err(CodecError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,237 @@
+//! The events of a tenant's log: facts in the past tense.
+//!
+//! Each payload struct is the *current* stored shape of its event type. postcard encodes
+//! fields by position, so a field is only ever appended to a new schema version; the older
+//! shapes live in [`crate::codec::v1`] and are upcast on read.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::context::Role;
+use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, PartnerId, ToolId, UserId};
+use crate::limits::{LimitOverrides, Plan};
+
+/// Tenant configuration that tenant admins may change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub agent_name: Option<String>,
+    pub system_prompt: Option<String>,
+    pub default_model: Option<String>,
+    pub allowed_models: Vec<String>,
+    /// Sorted by name, so equal settings encode to equal bytes.
+    pub feature_flags: Vec<(String, bool)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCreated {
+    pub slug: String,
+    pub name: String,
+    pub plan: Plan,
+    pub partner_id: Option<PartnerId>,
+    pub settings: Settings,
+    pub limits: LimitOverrides,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantUpdated {
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    pub settings: Option<Settings>,
+    pub limits: Option<LimitOverrides>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSuspended {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantResumed {}
+
+/// Schema version 2: version 1 had no `tool_ids`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCreated {
+    pub agent_id: AgentId,
+    pub name: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub tool_ids: Vec<ToolId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentUpdated {
+    pub agent_id: AgentId,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub tool_ids: Option<Vec<ToolId>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentArchived {
+    pub agent_id: AgentId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRegistered {
+    pub tool_id: ToolId,
+    pub name: String,
+    pub description: String,
+    pub endpoint: String,
+    /// JSON Schema of the tool's parameters, as JSON text (postcard is not self-describing).
+    pub parameters: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolUpdated {
+    pub tool_id: ToolId,
+    pub description: Option<String>,
+    pub endpoint: Option<String>,
+    pub parameters: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRemoved {
+    pub tool_id: ToolId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyIssued {
+    pub key_id: ApiKeyId,
+    pub name: String,
+    pub role: Role,
+    /// Keyed hash of the secret; the secret itself is never stored.
+    pub secret_hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRevoked {
+    pub key_id: ApiKeyId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserAdded {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserUpdated {
+    pub user_id: UserId,
+    pub email: Option<String>,
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRemoved {
+    pub user_id: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationOpened {
+    pub conversation_id: ConversationId,
+    pub agent_id: AgentId,
+    pub user_id: Option<UserId>,
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageRole {
+    User,
+    Assistant,
+    Tool,
+    System,
+}
+
+impl MessageRole {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+            Self::System => "system",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl TokenUsage {
+    pub const fn total(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageAppended {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub role: MessageRole,
+    pub content: String,
+    pub model: Option<String>,
+    pub usage: Option<TokenUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecorded {
+    pub model: String,
+    /// What the tokens were spent on (`chat`, `embedding`, `message` …).
+    pub kind: String,
+    pub usage: TokenUsage,
+    /// The caller's request id; usage is idempotent on it.
+    pub request_id: Option<String>,
+    /// When the usage happened: it decides the billing day and month.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Every event a tenant's log can hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    TenantCreated(TenantCreated),
+    TenantUpdated(TenantUpdated),
+    TenantSuspended(TenantSuspended),
+    TenantResumed(TenantResumed),
+    AgentCreated(AgentCreated),
+    AgentUpdated(AgentUpdated),
+    AgentArchived(AgentArchived),
+    ToolRegistered(ToolRegistered),
+    ToolUpdated(ToolUpdated),
+    ToolRemoved(ToolRemoved),
+    ApiKeyIssued(ApiKeyIssued),
+    ApiKeyRevoked(ApiKeyRevoked),
+    UserAdded(UserAdded),
+    UserUpdated(UserUpdated),
+    UserRemoved(UserRemoved),
+    ConversationOpened(ConversationOpened),
+    MessageAppended(MessageAppended),
+    UsageRecorded(UsageRecorded),
+}
+
+/// Who caused an event, from where. Stored encrypted beside the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub actor: String,
+    pub role: Role,
+    pub request_id: String,
+    pub source_ip: Option<String>,
+}
+
+impl Metadata {
+    pub fn from_context(ctx: &crate::context::TenantContext) -> Self {
+        Self {
+            actor: ctx.actor.to_string(),
+            role: ctx.role,
+            request_id: ctx.request_id.to_string(),
+            source_ip: ctx.source_ip.clone(),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The pure core of tenantry: identifiers, the tenant context, events and their encoding,
+//! commands with their `decide`/`evolve`, and limits. No IO, no async, no clock: time, new
+//! ids and configuration come in through commands and initial states.
+//!
+//! # Layout
+//! - [`ids`]: identifiers that parse instead of validate (`TenantId`, `StreamId`, …).
+//! - [`context`]: `TenantContext`, `Role`, `Actor`.
+//! - [`event`]: every event payload and the `Event` sum.
+//! - [`codec`]: the persisted type strings, postcard encoding, upcasting of old versions.
+//! - [`limits`]: plans, limits and overrides.
+//! - [`tenant`]: the tenant aggregate (lifecycle and directory) and its limits.
+//! - [`conversation`]: conversations, messages and monthly usage.
+//! - [`rejection`]: why a command is refused.
+//! - [`testing`]: a given/when/then harness for deciders.
+
+pub mod codec;
+pub mod context;
+pub mod conversation;
+pub mod event;
+pub mod ids;
+pub mod limits;
+pub mod rejection;
+pub mod tenant;
+pub mod testing;
+mod validate;
+
+pub use codec::CodecError;
+pub use context::{Actor, Role, TenantContext};
+pub use event::{Event, Metadata};
+pub use ids::*;
+pub use limits::{LimitName, LimitOverrides, Limits, Plan, PlanCatalog};
+pub use rejection::Rejection;

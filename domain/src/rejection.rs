@@ -1,0 +1,53 @@
+//! Why a command was refused. Nouns, comparable, so tests assert them exactly.
+
+use crate::ids::{AgentId, ApiKeyId, ConversationId, ToolId, UserId};
+use crate::limits::LimitName;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("tenant does not exist")]
+    TenantNotFound,
+    #[error("tenant already exists")]
+    TenantAlreadyExists,
+    #[error("tenant is suspended")]
+    TenantSuspended,
+    #[error("tenant is not suspended")]
+    TenantNotSuspended,
+    #[error("limit {limit} reached ({max})")]
+    LimitReached { limit: LimitName, max: u64 },
+    #[error("role may not do this")]
+    Forbidden,
+    #[error("agent {0} does not exist")]
+    AgentNotFound(AgentId),
+    #[error("agent {0} already exists")]
+    AgentAlreadyExists(AgentId),
+    #[error("tool {0} does not exist")]
+    ToolNotFound(ToolId),
+    #[error("tool {0} already exists")]
+    ToolAlreadyExists(ToolId),
+    #[error("api key {0} does not exist")]
+    ApiKeyNotFound(ApiKeyId),
+    #[error("api key {0} already exists")]
+    ApiKeyAlreadyExists(ApiKeyId),
+    #[error("user {0} does not exist")]
+    UserNotFound(UserId),
+    #[error("user {0} already exists")]
+    UserAlreadyExists(UserId),
+    #[error("email is already used by another user of this tenant")]
+    EmailTaken,
+    #[error("conversation {0} does not exist")]
+    ConversationNotFound(ConversationId),
+    #[error("conversation {0} already exists")]
+    ConversationAlreadyExists(ConversationId),
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl Rejection {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

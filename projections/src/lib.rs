@@ -1,0 +1,1 @@
+//! The read side of tenantry: projector runtime and read models.

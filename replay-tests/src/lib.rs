@@ -1,0 +1,1 @@
+//! Golden replay tests live in `tests/`.

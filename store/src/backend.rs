@@ -1,0 +1,221 @@
+//! What each database backend provides, and the logic they share: planning an append under
+//! the tenant's head lock (versions, positions, the hash chain).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use tenantry_domain::{EventId, StreamId, TenantId};
+
+use crate::chain::{ChainLink, link_hash};
+use crate::error::StoreError;
+use crate::model::{AppendOutcome, ExpectedVersion, Head};
+
+/// An event encrypted and ready to insert; position and hashes come under the lock.
+#[derive(Debug)]
+pub(crate) struct SealedEvent {
+    pub(crate) event_id: EventId,
+    pub(crate) stream: StreamId,
+    pub(crate) event_type: String,
+    pub(crate) schema_version: u16,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) metadata: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SealedBatch {
+    pub(crate) expectations: Vec<(StreamId, ExpectedVersion)>,
+    pub(crate) events: Vec<SealedEvent>,
+    pub(crate) idempotency: Option<(String, [u8; 32])>,
+    pub(crate) recorded_at: i64,
+}
+
+impl SealedBatch {
+    /// Each stream the batch touches, once, in first-seen order.
+    pub(crate) fn streams(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (s, _) in &self.expectations {
+            if !out.iter().any(|o| o == s.as_str()) {
+                out.push(s.as_str().to_owned());
+            }
+        }
+        out
+    }
+}
+
+/// One row to insert, with everything the lock decided.
+#[derive(Debug)]
+pub(crate) struct PlannedRow {
+    pub(crate) position: u64,
+    pub(crate) stream_version: u64,
+    pub(crate) prev_hash: [u8; 32],
+    pub(crate) hash: [u8; 32],
+}
+
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) rows: Vec<PlannedRow>,
+    /// Final version of every stream written.
+    pub(crate) streams: Vec<(String, u64)>,
+    pub(crate) head: Head,
+}
+
+/// Check the expected versions and allocate positions, versions and hashes. Runs while the
+/// tenant's head row is locked, so `head` and `versions` are current.
+pub(crate) fn plan(
+    tenant: TenantId,
+    head: &Head,
+    versions: &HashMap<String, u64>,
+    batch: &SealedBatch,
+) -> Result<Plan, StoreError> {
+    for (stream, expected) in &batch.expectations {
+        let actual = versions.get(stream.as_str()).copied().unwrap_or(0);
+        if !expected.admits(actual) {
+            return Err(StoreError::Conflict {
+                stream: stream.clone(),
+                expected: *expected,
+                actual,
+            });
+        }
+    }
+    let mut next_versions: Vec<(String, u64)> = batch
+        .streams()
+        .into_iter()
+        .map(|s| {
+            let v = versions.get(&s).copied().unwrap_or(0);
+            (s, v)
+        })
+        .collect();
+    let mut position = head.position;
+    let mut prev = head.last_hash;
+    let tenant_bytes = tenant.as_uuid().as_bytes();
+    let mut rows = Vec::with_capacity(batch.events.len());
+    for e in &batch.events {
+        position += 1;
+        let slot = next_versions
+            .iter_mut()
+            .find(|(s, _)| s == e.stream.as_str())
+            .map(|(_, v)| v);
+        let Some(version) = slot else {
+            unreachable!("every event's stream is in the expectations")
+        };
+        *version += 1;
+        let hash = link_hash(
+            &prev,
+            &ChainLink {
+                tenant_id: tenant_bytes,
+                position,
+                stream_id: e.stream.as_str(),
+                stream_version: *version,
+                event_id: e.event_id.as_uuid().as_bytes(),
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                recorded_at: batch.recorded_at,
+                payload: &e.payload,
+                metadata: &e.metadata,
+            },
+        );
+        rows.push(PlannedRow {
+            position,
+            stream_version: *version,
+            prev_hash: prev,
+            hash,
+        });
+        prev = hash;
+    }
+    Ok(Plan {
+        rows,
+        streams: next_versions,
+        head: Head {
+            position,
+            last_hash: prev,
+        },
+    })
+}
+
+/// A stored event, still encrypted.
+#[derive(Debug, Clone)]
+pub(crate) struct RawEvent {
+    pub(crate) position: u64,
+    pub(crate) stream_id: String,
+    pub(crate) stream_version: u64,
+    pub(crate) event_id: EventId,
+    pub(crate) event_type: String,
+    pub(crate) schema_version: u16,
+    pub(crate) recorded_at: i64,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) metadata: Vec<u8>,
+    pub(crate) prev_hash: Vec<u8>,
+    pub(crate) hash: Vec<u8>,
+}
+
+/// The stored state of a tenant's data key.
+#[derive(Debug)]
+pub(crate) enum StoredKey {
+    Missing,
+    Wrapped(Vec<u8>),
+    Destroyed,
+}
+
+/// How an append attempt ended.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    Written(AppendOutcome),
+    /// An event id of the batch is already stored; nothing was written.
+    DuplicateEvent,
+    /// The idempotency key is already stored; nothing was written.
+    DuplicateKey,
+}
+
+/// A stored idempotency key.
+#[derive(Debug)]
+pub(crate) struct StoredIdempotency {
+    pub(crate) request_hash: Vec<u8>,
+    pub(crate) first_position: u64,
+    pub(crate) last_position: u64,
+}
+
+/// The database operations behind an [`crate::EventStore`].
+#[async_trait]
+pub(crate) trait Backend: Send + Sync {
+    async fn load_key(&self, tenant: TenantId) -> Result<StoredKey, StoreError>;
+    /// Store a wrapped key unless one exists already (a concurrent first append won).
+    async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError>;
+    async fn destroy_key(&self, tenant: TenantId) -> Result<(), StoreError>;
+    async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError>;
+    /// Positions of the stored events with these ids.
+    async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError>;
+    async fn find_idempotency(
+        &self,
+        tenant: TenantId,
+        key: &str,
+    ) -> Result<Option<StoredIdempotency>, StoreError>;
+    async fn read_log(
+        &self,
+        tenant: TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<RawEvent>, StoreError>;
+    async fn read_stream(
+        &self,
+        tenant: TenantId,
+        stream: &str,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<RawEvent>, StoreError>;
+    async fn head(&self, tenant: TenantId) -> Result<Option<Head>, StoreError>;
+    async fn stream_version(&self, tenant: TenantId, stream: &str) -> Result<u64, StoreError>;
+    /// Tenants with a log, in id order, after `after`.
+    async fn tenant_heads(
+        &self,
+        after: Option<TenantId>,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, u64)>, StoreError>;
+}
+
+pub(crate) fn to_hash(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if bytes.len() == 32 {
+        out.copy_from_slice(bytes);
+    }
+    out
+}

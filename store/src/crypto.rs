@@ -1,0 +1,213 @@
+//! Per-tenant encryption: a data key per tenant, wrapped by a master key from config.
+//! Destroying a tenant's wrapped key makes every copy of its ciphertext unreadable.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use tenantry_domain::{EventId, StreamId, TenantId};
+use zeroize::Zeroizing;
+
+use crate::error::StoreError;
+
+const NONCE_LEN: usize = 24;
+
+/// The key that wraps every tenant's data key. 32 bytes, kept as hex in a file or variable.
+#[derive(Clone)]
+pub struct MasterKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    pub fn generate() -> Self {
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        Self(Zeroizing::new(key.into()))
+    }
+
+    pub fn from_hex(text: &str) -> Result<Self, StoreError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), &mut bytes[..])
+            .map_err(|_| StoreError::MasterKey("expected 64 hex characters".into()))?;
+        Ok(Self(bytes))
+    }
+
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(&self.0[..]))
+    }
+
+    /// Read the key from `path`, or create it there (mode 0600) when the file does not exist.
+    /// Returns the key and whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), StoreError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok((Self::from_hex(&text)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path)?;
+                std::io::Write::write_all(&mut file, key.to_hex().as_bytes())?;
+                file.sync_all()?;
+                Ok((key, true))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Which part of an event a ciphertext holds; bound into its associated data.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Part {
+    Payload = 1,
+    Metadata = 2,
+}
+
+/// Associated data: the ciphertext only opens for this tenant, stream, event and part, so a
+/// ciphertext moved to another row does not authenticate.
+fn event_aad(tenant: TenantId, stream: &str, event: EventId, part: Part) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(34 + stream.len());
+    aad.extend_from_slice(b"tenantry/event/v1");
+    aad.extend_from_slice(tenant.as_uuid().as_bytes());
+    aad.extend_from_slice(event.as_uuid().as_bytes());
+    aad.push(part as u8);
+    aad.extend_from_slice(stream.as_bytes());
+    aad
+}
+
+fn seal(cipher: &XChaCha20Poly1305, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
+    out.extend_from_slice(&nonce);
+    // Encryption with a fresh nonce and an in-memory buffer cannot fail.
+    let sealed = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .unwrap_or_default();
+    out.extend_from_slice(&sealed);
+    out
+}
+
+fn open(cipher: &XChaCha20Poly1305, data: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    if data.len() < NONCE_LEN + 16 {
+        return None;
+    }
+    let (nonce, ciphertext) = data.split_at(NONCE_LEN);
+    cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .ok()
+}
+
+/// One tenant's data key.
+pub(crate) struct DataKey {
+    tenant: TenantId,
+    cipher: XChaCha20Poly1305,
+}
+
+impl DataKey {
+    pub(crate) fn seal(
+        &self,
+        stream: &StreamId,
+        event: EventId,
+        part: Part,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        seal(
+            &self.cipher,
+            plaintext,
+            &event_aad(self.tenant, stream.as_str(), event, part),
+        )
+    }
+
+    pub(crate) fn open(
+        &self,
+        stream: &str,
+        event: EventId,
+        part: Part,
+        data: &[u8],
+        position: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        open(
+            &self.cipher,
+            data,
+            &event_aad(self.tenant, stream, event, part),
+        )
+        .ok_or(StoreError::Tampered {
+            tenant: self.tenant,
+            position,
+        })
+    }
+}
+
+/// Wraps and unwraps tenant data keys, and caches the unwrapped ones.
+pub(crate) struct KeyVault {
+    master: XChaCha20Poly1305,
+    // Guards only the map; never held across an await.
+    cache: RwLock<HashMap<TenantId, Arc<DataKey>>>,
+}
+
+fn wrap_aad(tenant: TenantId) -> Vec<u8> {
+    [b"tenantry/dek/v1".as_slice(), tenant.as_uuid().as_bytes()].concat()
+}
+
+impl KeyVault {
+    pub(crate) fn new(master: &MasterKey) -> Self {
+        Self {
+            master: XChaCha20Poly1305::new((&*master.0).into()),
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn cached(&self, tenant: TenantId) -> Option<Arc<DataKey>> {
+        self.cache.read().ok()?.get(&tenant).cloned()
+    }
+
+    /// A new data key for `tenant`, wrapped for storage.
+    pub(crate) fn new_wrapped(&self, tenant: TenantId) -> Vec<u8> {
+        let key: Zeroizing<[u8; 32]> =
+            Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
+        seal(&self.master, &key[..], &wrap_aad(tenant))
+    }
+
+    /// Unwrap a stored key and cache it.
+    pub(crate) fn unwrap(
+        &self,
+        tenant: TenantId,
+        wrapped: &[u8],
+    ) -> Result<Arc<DataKey>, StoreError> {
+        let raw = Zeroizing::new(
+            open(&self.master, wrapped, &wrap_aad(tenant))
+                .ok_or(StoreError::WrongMasterKey { tenant })?,
+        );
+        let cipher = XChaCha20Poly1305::new_from_slice(&raw)
+            .map_err(|_| StoreError::WrongMasterKey { tenant })?;
+        let key = Arc::new(DataKey { tenant, cipher });
+        if let Ok(mut cache) = self.cache.write() {
+            cache.insert(tenant, key.clone());
+        }
+        Ok(key)
+    }
+
+    pub(crate) fn forget(&self, tenant: TenantId) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.remove(&tenant);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! tenantry's event store: one ordered, gap-free log per tenant, streams with optimistic
+//! concurrency inside it, idempotent atomic appends, per-tenant encryption and a hash chain,
+//! over embedded SQLite or PostgreSQL.
+//!
+//! # Layout
+//! - [`store`]: [`EventStore`], the entry point: append, read, verify, destroy a key.
+//! - [`model`]: append requests, expected versions, recorded events.
+//! - [`crypto`]: the master key; tenant data keys are wrapped by it (crypto-shredding).
+//! - [`chain`]: the hash chain and its verification report.
+//! - [`error`]: [`StoreError`].
+//! - `backend`, `sqlite`, `postgres`: the database backends behind one internal trait.
+
+mod backend;
+pub mod chain;
+pub mod crypto;
+pub mod error;
+pub mod model;
+mod postgres;
+mod sqlite;
+pub mod store;
+
+pub use crypto::MasterKey;
+pub use error::StoreError;
+pub use model::{
+    AppendOutcome, AppendRequest, ExpectedVersion, Head, NewEvent, RecordedEvent, StreamWrite,
+};
+pub use store::{Committed, Database, EventStore};

@@ -1,0 +1,191 @@
+//! What goes into the store and what comes out.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use tenantry_domain::codec::{self, Encoded};
+use tenantry_domain::{Event, EventId, Metadata, StreamId, TenantId};
+
+use crate::error::StoreError;
+
+/// Largest encoded payload an event may carry.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// Most events one append may carry.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+
+/// The stream version an append expects; a wrong one is a [`StoreError::Conflict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the version.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be exactly at this version (its last event's version).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// The version a stream folded from `events` events expects next.
+    pub fn after(events: u64) -> Self {
+        if events == 0 {
+            Self::NoStream
+        } else {
+            Self::Exact(events)
+        }
+    }
+
+    pub(crate) fn admits(self, actual: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => actual == 0,
+            Self::Exact(v) => v == actual,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// An event to append, already encoded by the domain codec.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: EventId,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub payload: Vec<u8>,
+}
+
+impl NewEvent {
+    /// Encode a domain event at its current schema version.
+    pub fn new(event_id: EventId, event: &Event) -> Result<Self, StoreError> {
+        let Encoded {
+            event_type,
+            schema_version,
+            payload,
+        } = codec::encode(event).map_err(StoreError::Encode)?;
+        Ok(Self {
+            event_id,
+            event_type: event_type.to_owned(),
+            schema_version,
+            payload,
+        })
+    }
+
+    /// An already encoded payload, e.g. of an older schema version. It must decode: the store
+    /// never accepts bytes it could not read back.
+    pub fn encoded(
+        event_id: EventId,
+        event_type: &str,
+        schema_version: u16,
+        payload: Vec<u8>,
+    ) -> Result<Self, StoreError> {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(StoreError::PayloadTooLarge {
+                size: payload.len(),
+                max: MAX_PAYLOAD_BYTES,
+            });
+        }
+        codec::decode(event_type, schema_version, &payload).map_err(StoreError::Encode)?;
+        Ok(Self {
+            event_id,
+            event_type: event_type.to_owned(),
+            schema_version,
+            payload,
+        })
+    }
+}
+
+/// Events for one stream, with the version that stream must be at.
+#[derive(Debug, Clone)]
+pub struct StreamWrite {
+    pub stream: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// One atomic append: every write lands, or none does.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub writes: Vec<StreamWrite>,
+    /// Retrying with the same key and the same content returns the first result and writes
+    /// nothing; the same key with other content is [`StoreError::IdempotencyMismatch`].
+    pub idempotency_key: Option<String>,
+}
+
+impl AppendRequest {
+    pub fn to_stream(stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        Self {
+            writes: vec![StreamWrite {
+                stream,
+                expected,
+                events,
+            }],
+            idempotency_key: None,
+        }
+    }
+
+    /// Also write to another stream in the same transaction.
+    pub fn and(
+        mut self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Self {
+        self.writes.push(StreamWrite {
+            stream,
+            expected,
+            events,
+        });
+        self
+    }
+
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.writes.iter().map(|w| w.events.len()).sum()
+    }
+}
+
+/// What an append wrote: the tenant positions of its first and last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub first_position: u64,
+    pub last_position: u64,
+    /// True when this was a retry: nothing was written, the first result is returned.
+    pub deduplicated: bool,
+}
+
+/// The head of a tenant's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub position: u64,
+    pub last_hash: [u8; 32],
+}
+
+/// An event as read back: decrypted, decoded and upcast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub tenant_id: TenantId,
+    pub position: u64,
+    pub stream_id: String,
+    pub stream_version: u64,
+    pub event_id: EventId,
+    pub event_type: String,
+    /// The version it was stored with; `event` is always the current shape.
+    pub schema_version: u16,
+    pub recorded_at: DateTime<Utc>,
+    pub event: Event,
+    pub metadata: Metadata,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}

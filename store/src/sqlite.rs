@@ -1,0 +1,363 @@
+//! The embedded SQLite backend: WAL, one writer connection taking `BEGIN IMMEDIATE`, a pool
+//! of readers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use tenantry_domain::{EventId, TenantId};
+use uuid::Uuid;
+
+use crate::backend::*;
+use crate::chain::GENESIS;
+use crate::error::{StoreError, unique_violation};
+use crate::model::{AppendOutcome, Head};
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub(crate) struct Sqlite {
+    /// One connection: SQLite has one writer at a time, and queueing in the pool is cheaper
+    /// than `SQLITE_BUSY` retries.
+    pub(crate) write: SqlitePool,
+    pub(crate) read: SqlitePool,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Sqlite {
+    pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode NORMAL loses no committed transaction on a process crash; only a
+            // power loss can drop the last few. FULL halves the append rate.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("cache_size", "-65536");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { write, read })
+    }
+
+    /// Open from a `sqlite://PATH` url.
+    pub(crate) async fn open_url(url: &str) -> Result<Self, StoreError> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        let path = path.split('?').next().unwrap_or(path);
+        Self::open(
+            &std::path::PathBuf::from_str(path)
+                .map_err(|_| StoreError::UnsupportedUrl(url.into()))?,
+        )
+        .await
+    }
+}
+
+const COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, schema_version, \
+                       recorded_at, payload, metadata, prev_hash, hash";
+
+fn raw(row: &SqliteRow) -> Result<RawEvent, sqlx::Error> {
+    Ok(RawEvent {
+        position: row.try_get::<i64, _>(0)? as u64,
+        stream_id: row.try_get(1)?,
+        stream_version: row.try_get::<i64, _>(2)? as u64,
+        event_id: EventId::from_uuid(row.try_get(3)?),
+        event_type: row.try_get(4)?,
+        schema_version: row.try_get::<i64, _>(5)? as u16,
+        recorded_at: row.try_get(6)?,
+        payload: row.try_get(7)?,
+        metadata: row.try_get(8)?,
+        prev_hash: row.try_get(9)?,
+        hash: row.try_get(10)?,
+    })
+}
+
+#[async_trait]
+impl Backend for Sqlite {
+    async fn load_key(&self, tenant: TenantId) -> Result<StoredKey, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT wrapped_key FROM tenant_keys WHERE tenant_id = ?")
+                .bind(tenant.as_uuid())
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(match row {
+            None => StoredKey::Missing,
+            Some((Some(k),)) => StoredKey::Wrapped(k),
+            Some((None,)) => StoredKey::Destroyed,
+        })
+    }
+
+    async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_uuid())
+        .bind(wrapped)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn destroy_key(&self, tenant: TenantId) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at, destroyed_at) VALUES (?1, NULL, ?2, ?2)
+             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
+        let tid = tenant.as_uuid();
+        // IMMEDIATE takes the write lock up front, so the reads below are current.
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT position, last_hash FROM tenant_heads WHERE tenant_id = ?")
+                .bind(tid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let head = match head {
+            Some((p, h)) => Head {
+                position: p as u64,
+                last_hash: to_hash(&h),
+            },
+            None => {
+                sqlx::query(
+                    "INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)",
+                )
+                .bind(tid)
+                .bind(&GENESIS[..])
+                .execute(&mut *tx)
+                .await?;
+                Head {
+                    position: 0,
+                    last_hash: GENESIS,
+                }
+            }
+        };
+        let mut versions = HashMap::new();
+        for stream in batch.streams() {
+            let v: Option<(i64,)> =
+                sqlx::query_as("SELECT version FROM streams WHERE tenant_id = ? AND stream_id = ?")
+                    .bind(tid)
+                    .bind(&stream)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some((v,)) = v {
+                versions.insert(stream, v as u64);
+            }
+        }
+        let plan = plan(tenant, &head, &versions, batch)?;
+        for (e, row) in batch.events.iter().zip(&plan.rows) {
+            let inserted = sqlx::query(
+                "INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
+                                     schema_version, recorded_at, payload, metadata, prev_hash, hash)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(tid)
+            .bind(row.position as i64)
+            .bind(e.stream.as_str())
+            .bind(row.stream_version as i64)
+            .bind(e.event_id.as_uuid())
+            .bind(&e.event_type)
+            .bind(e.schema_version as i64)
+            .bind(batch.recorded_at)
+            .bind(&e.payload)
+            .bind(&e.metadata)
+            .bind(&row.prev_hash[..])
+            .bind(&row.hash[..])
+            .execute(&mut *tx)
+            .await;
+            if let Err(err) = inserted {
+                if unique_violation(&err).is_some_and(|m| m.contains("events.event_id")) {
+                    tx.rollback().await?;
+                    return Ok(Attempt::DuplicateEvent);
+                }
+                return Err(err.into());
+            }
+        }
+        for (stream, version) in &plan.streams {
+            sqlx::query(
+                "INSERT INTO streams (tenant_id, stream_id, version) VALUES (?, ?, ?)
+                 ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version",
+            )
+            .bind(tid)
+            .bind(stream)
+            .bind(*version as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE tenant_heads SET position = ?, last_hash = ? WHERE tenant_id = ?")
+            .bind(plan.head.position as i64)
+            .bind(&plan.head.last_hash[..])
+            .bind(tid)
+            .execute(&mut *tx)
+            .await?;
+        let outcome = AppendOutcome {
+            first_position: head.position + 1,
+            last_position: plan.head.position,
+            deduplicated: false,
+        };
+        if let Some((key, hash)) = &batch.idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(tid)
+            .bind(key)
+            .bind(&hash[..])
+            .bind(outcome.first_position as i64)
+            .bind(outcome.last_position as i64)
+            .execute(&mut *tx)
+            .await;
+            if let Err(e) = inserted {
+                if unique_violation(&e).is_some() {
+                    tx.rollback().await?;
+                    return Ok(Attempt::DuplicateKey);
+                }
+                return Err(e.into());
+            }
+        }
+        tx.commit().await?;
+        Ok(Attempt::Written(outcome))
+    }
+
+    async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for id in ids {
+            let row: Option<(i64,)> =
+                sqlx::query_as("SELECT position FROM events WHERE tenant_id = ? AND event_id = ?")
+                    .bind(tenant.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.read)
+                    .await?;
+            out.extend(row.map(|(p,)| p as u64));
+        }
+        Ok(out)
+    }
+
+    async fn find_idempotency(
+        &self,
+        tenant: TenantId,
+        key: &str,
+    ) -> Result<Option<StoredIdempotency>, StoreError> {
+        let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT request_hash, first_position, last_position FROM idempotency_keys
+             WHERE tenant_id = ? AND key = ?",
+        )
+        .bind(tenant.as_uuid())
+        .bind(key)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|(request_hash, f, l)| StoredIdempotency {
+            request_hash,
+            first_position: f as u64,
+            last_position: l as u64,
+        }))
+    }
+
+    async fn read_log(
+        &self,
+        tenant: TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE tenant_id = ? AND position > ? ORDER BY position LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant.as_uuid())
+            .bind(after as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(raw).collect::<Result<_, _>>()?)
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: TenantId,
+        stream: &str,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE tenant_id = ? AND stream_id = ? AND stream_version > ?
+             ORDER BY stream_version LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant.as_uuid())
+            .bind(stream)
+            .bind(after_version as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(raw).collect::<Result<_, _>>()?)
+    }
+
+    async fn head(&self, tenant: TenantId) -> Result<Option<Head>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT position, last_hash FROM tenant_heads WHERE tenant_id = ?")
+                .bind(tenant.as_uuid())
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(|(p, h)| Head {
+            position: p as u64,
+            last_hash: to_hash(&h),
+        }))
+    }
+
+    async fn stream_version(&self, tenant: TenantId, stream: &str) -> Result<u64, StoreError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM streams WHERE tenant_id = ? AND stream_id = ?")
+                .bind(tenant.as_uuid())
+                .bind(stream)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map_or(0, |(v,)| v as u64))
+    }
+
+    async fn tenant_heads(
+        &self,
+        after: Option<TenantId>,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, u64)>, StoreError> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT tenant_id, position FROM tenant_heads WHERE tenant_id > ? AND position > 0
+             ORDER BY tenant_id LIMIT ?",
+        )
+        .bind(after.map_or(Uuid::nil(), |t| *t.as_uuid()))
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, p)| (TenantId::from_uuid(t), p as u64))
+            .collect())
+    }
+}

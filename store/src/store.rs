@@ -1,0 +1,582 @@
+//! [`EventStore`]: the one entry point to a tenant's log, over either backend.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt, TryStreamExt, stream};
+use sha2::{Digest, Sha256};
+use tenantry_domain::{Event, EventId, Metadata, StreamId, TenantContext, TenantId, codec};
+use tokio::sync::broadcast;
+
+use crate::backend::{Attempt, Backend, RawEvent, SealedBatch, SealedEvent, StoredKey, to_hash};
+use crate::chain::{ChainLink, ChainReport, GENESIS, link_hash};
+use crate::crypto::{DataKey, KeyVault, MasterKey, Part};
+use crate::error::StoreError;
+use crate::model::*;
+use crate::postgres::Postgres;
+use crate::sqlite::Sqlite;
+
+/// Rows per page when reading a log.
+pub const READ_PAGE: u32 = 2_000;
+
+/// The database behind a store, for the read side to write its models next to the log.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite {
+        write: sqlx::SqlitePool,
+        read: sqlx::SqlitePool,
+    },
+    Postgres(sqlx::PgPool),
+}
+
+/// A committed append, announced to in-process subscribers (projectors) at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub tenant_id: TenantId,
+    pub position: u64,
+}
+
+/// The per-tenant event store.
+///
+/// Every call takes the [`TenantContext`] first and touches only that tenant's rows.
+#[derive(Clone)]
+pub struct EventStore {
+    backend: Arc<dyn Backend>,
+    vault: Arc<KeyVault>,
+    database: Database,
+    committed: broadcast::Sender<Committed>,
+}
+
+impl std::fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventStore {
+    /// Open a store from a url: `sqlite://PATH` (created if missing) or `postgres://…`.
+    /// Migrations run before this returns.
+    pub async fn open(url: &str, master: &MasterKey) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url, master, 32).await
+        } else if url.starts_with("sqlite:") {
+            let backend = Sqlite::open_url(url).await?;
+            Ok(Self::with_sqlite(backend, master))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.chars().take(40).collect()))
+        }
+    }
+
+    pub async fn open_sqlite(path: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+        Ok(Self::with_sqlite(Sqlite::open(path).await?, master))
+    }
+
+    pub async fn open_postgres(
+        url: &str,
+        master: &MasterKey,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let backend = Postgres::connect(url, max_connections).await?;
+        let database = Database::Postgres(backend.pool.clone());
+        Ok(Self::new(Arc::new(backend), database, master))
+    }
+
+    fn with_sqlite(backend: Sqlite, master: &MasterKey) -> Self {
+        let database = Database::Sqlite {
+            write: backend.write.clone(),
+            read: backend.read.clone(),
+        };
+        Self::new(Arc::new(backend), database, master)
+    }
+
+    fn new(backend: Arc<dyn Backend>, database: Database, master: &MasterKey) -> Self {
+        let (committed, _) = broadcast::channel(4096);
+        Self {
+            backend,
+            vault: Arc::new(KeyVault::new(master)),
+            database,
+            committed,
+        }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Appends committed by this process, as they happen. A lagging receiver should treat
+    /// `Lagged` as "look at every tenant".
+    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
+        self.committed.subscribe()
+    }
+
+    async fn key(&self, tenant: TenantId, create: bool) -> Result<Arc<DataKey>, StoreError> {
+        if let Some(key) = self.vault.cached(tenant) {
+            return Ok(key);
+        }
+        match self.backend.load_key(tenant).await? {
+            StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped),
+            StoredKey::Destroyed => Err(StoreError::KeyDestroyed { tenant }),
+            StoredKey::Missing if create => {
+                self.backend
+                    .insert_key(tenant, &self.vault.new_wrapped(tenant))
+                    .await?;
+                // Load again: a concurrent first append may have stored its key first.
+                match self.backend.load_key(tenant).await? {
+                    StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped),
+                    _ => Err(StoreError::KeyDestroyed { tenant }),
+                }
+            }
+            StoredKey::Missing => Err(StoreError::KeyDestroyed { tenant }),
+        }
+    }
+
+    /// Append events atomically to one or more streams of the context's tenant.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    pub async fn append(
+        &self,
+        ctx: &TenantContext,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StoreError> {
+        let tenant = ctx.tenant_id;
+        let count = request.event_count();
+        if count == 0 {
+            return Err(StoreError::EmptyBatch);
+        }
+        if count > MAX_BATCH_EVENTS {
+            return Err(StoreError::BatchTooLarge {
+                len: count,
+                max: MAX_BATCH_EVENTS,
+            });
+        }
+        if let Some(key) = &request.idempotency_key {
+            if key.is_empty() || key.len() > 200 {
+                return Err(StoreError::InvalidIdempotencyKey);
+            }
+        }
+        for event in request.writes.iter().flat_map(|w| &w.events) {
+            if event.payload.len() > MAX_PAYLOAD_BYTES {
+                return Err(StoreError::PayloadTooLarge {
+                    size: event.payload.len(),
+                    max: MAX_PAYLOAD_BYTES,
+                });
+            }
+            // The store never accepts bytes it could not read back.
+            codec::decode(&event.event_type, event.schema_version, &event.payload)
+                .map_err(StoreError::Encode)?;
+        }
+        let key = self.key(tenant, true).await?;
+        let metadata = codec::to_bytes(&Metadata::from_context(ctx)).map_err(StoreError::Encode)?;
+        let request_hash = request
+            .idempotency_key
+            .as_ref()
+            .map(|_| content_hash(&request));
+        let mut events = Vec::with_capacity(count);
+        let mut expectations = Vec::with_capacity(request.writes.len());
+        let mut ids = Vec::with_capacity(count);
+        for write in request.writes {
+            expectations.push((write.stream.clone(), write.expected));
+            for e in write.events {
+                ids.push(e.event_id);
+                events.push(SealedEvent {
+                    payload: key.seal(&write.stream, e.event_id, Part::Payload, &e.payload),
+                    metadata: key.seal(&write.stream, e.event_id, Part::Metadata, &metadata),
+                    event_id: e.event_id,
+                    stream: write.stream.clone(),
+                    event_type: e.event_type,
+                    schema_version: e.schema_version,
+                });
+            }
+        }
+        let batch = SealedBatch {
+            expectations,
+            events,
+            idempotency: request.idempotency_key.zip(request_hash),
+            recorded_at: chrono::Utc::now().timestamp_millis(),
+        };
+        let attempt = match self.backend.append(tenant, &batch).await {
+            // A retry arrives after its first attempt moved the stream on: the conflict is
+            // only real when the request was not already stored.
+            Err(conflict @ StoreError::Conflict { .. }) => {
+                return match self.replayed(tenant, &batch, &ids).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(_) => Err(conflict),
+                };
+            }
+            other => other?,
+        };
+        let outcome = match attempt {
+            Attempt::Written(outcome) => {
+                // No receiver is fine: nobody is projecting in this process.
+                let _ = self.committed.send(Committed {
+                    tenant_id: tenant,
+                    position: outcome.last_position,
+                });
+                outcome
+            }
+            Attempt::DuplicateKey => self.replayed_key(tenant, &batch).await?,
+            Attempt::DuplicateEvent => self.replayed(tenant, &batch, &ids).await?,
+        };
+        Ok(outcome)
+    }
+
+    /// The first result of a request stored before: by idempotency key when it has one,
+    /// else by its event ids.
+    async fn replayed(
+        &self,
+        tenant: TenantId,
+        batch: &SealedBatch,
+        ids: &[EventId],
+    ) -> Result<AppendOutcome, StoreError> {
+        if batch.idempotency.is_some() {
+            match self.replayed_key(tenant, batch).await {
+                Err(StoreError::IdempotencyMismatch { .. }) => {}
+                result => return result,
+            }
+        }
+        self.replayed_events(tenant, ids).await
+    }
+
+    /// The first result of a retried idempotency key, or why the retry differs.
+    async fn replayed_key(
+        &self,
+        tenant: TenantId,
+        batch: &SealedBatch,
+    ) -> Result<AppendOutcome, StoreError> {
+        let Some((key, hash)) = &batch.idempotency else {
+            return Err(StoreError::InvalidIdempotencyKey);
+        };
+        match self.backend.find_idempotency(tenant, key).await? {
+            Some(stored) if stored.request_hash == hash[..] => Ok(AppendOutcome {
+                first_position: stored.first_position,
+                last_position: stored.last_position,
+                deduplicated: true,
+            }),
+            Some(_) => Err(StoreError::IdempotencyMismatch { key: key.clone() }),
+            None => Err(StoreError::InvalidIdempotencyKey),
+        }
+    }
+
+    /// A retry of the same event ids returns where they were stored; a batch that only
+    /// partly repeats stored ids is refused.
+    async fn replayed_events(
+        &self,
+        tenant: TenantId,
+        ids: &[EventId],
+    ) -> Result<AppendOutcome, StoreError> {
+        let positions = self.backend.find_events(tenant, ids).await?;
+        let (Some(first), Some(last)) = (positions.iter().min(), positions.iter().max()) else {
+            return Err(StoreError::DuplicateEvent { event_id: ids[0] });
+        };
+        if positions.len() != ids.len() || last - first + 1 != ids.len() as u64 {
+            // Name an id of the batch that is already stored.
+            for id in ids {
+                if !self.backend.find_events(tenant, &[*id]).await?.is_empty() {
+                    return Err(StoreError::DuplicateEvent { event_id: *id });
+                }
+            }
+            return Err(StoreError::DuplicateEvent { event_id: ids[0] });
+        }
+        Ok(AppendOutcome {
+            first_position: *first,
+            last_position: *last,
+            deduplicated: true,
+        })
+    }
+
+    fn decode(
+        &self,
+        tenant: TenantId,
+        key: &DataKey,
+        raw: RawEvent,
+    ) -> Result<RecordedEvent, StoreError> {
+        let codec_err = |source| StoreError::Codec {
+            tenant,
+            position: raw.position,
+            source,
+        };
+        let payload = key.open(
+            &raw.stream_id,
+            raw.event_id,
+            Part::Payload,
+            &raw.payload,
+            raw.position,
+        )?;
+        let metadata = key.open(
+            &raw.stream_id,
+            raw.event_id,
+            Part::Metadata,
+            &raw.metadata,
+            raw.position,
+        )?;
+        let event: Event =
+            codec::decode(&raw.event_type, raw.schema_version, &payload).map_err(codec_err)?;
+        let metadata: Metadata = postcard::from_bytes(&metadata).map_err(|e| {
+            codec_err(codec::CodecError::Malformed {
+                event_type: "metadata".into(),
+                version: 1,
+                reason: e.to_string(),
+            })
+        })?;
+        Ok(RecordedEvent {
+            tenant_id: tenant,
+            position: raw.position,
+            stream_id: raw.stream_id,
+            stream_version: raw.stream_version,
+            event_id: raw.event_id,
+            event_type: raw.event_type,
+            schema_version: raw.schema_version,
+            recorded_at: chrono::DateTime::from_timestamp_millis(raw.recorded_at)
+                .unwrap_or_default(),
+            event,
+            metadata,
+            prev_hash: to_hash(&raw.prev_hash),
+            hash: to_hash(&raw.hash),
+        })
+    }
+
+    async fn decode_page(
+        &self,
+        tenant: TenantId,
+        page: Vec<RawEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.key(tenant, false).await?;
+        page.into_iter()
+            .map(|raw| self.decode(tenant, &key, raw))
+            .collect()
+    }
+
+    /// Up to `limit` events of the tenant's log after `after`, in position order.
+    pub async fn read_log_page(
+        &self,
+        ctx: &TenantContext,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let page = self.backend.read_log(ctx.tenant_id, after, limit).await?;
+        self.decode_page(ctx.tenant_id, page).await
+    }
+
+    /// The tenant's log after `after`, page by page: memory stays flat however long it is.
+    pub fn read_log(
+        &self,
+        ctx: &TenantContext,
+        after: u64,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let store = self.clone();
+        let tenant = ctx.tenant_id;
+        paged(after, move |after| {
+            let store = store.clone();
+            async move {
+                let page = store.backend.read_log(tenant, after, READ_PAGE).await?;
+                let next = page.last().map(|e| e.position);
+                Ok((store.decode_page(tenant, page).await?, next))
+            }
+        })
+    }
+
+    /// One stream's events after `after_version`, page by page.
+    pub fn read_stream(
+        &self,
+        ctx: &TenantContext,
+        stream: &StreamId,
+        after_version: u64,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let store = self.clone();
+        let tenant = ctx.tenant_id;
+        let stream = stream.as_str().to_owned();
+        paged(after_version, move |after| {
+            let store = store.clone();
+            let stream = stream.clone();
+            async move {
+                let page = store
+                    .backend
+                    .read_stream(tenant, &stream, after, READ_PAGE)
+                    .await?;
+                let next = page.last().map(|e| e.stream_version);
+                Ok((store.decode_page(tenant, page).await?, next))
+            }
+        })
+    }
+
+    /// The head of the tenant's log, or `None` when it has no events.
+    pub async fn head(&self, ctx: &TenantContext) -> Result<Option<Head>, StoreError> {
+        Ok(self
+            .backend
+            .head(ctx.tenant_id)
+            .await?
+            .filter(|h| h.position > 0))
+    }
+
+    /// The version of one stream (0 when it does not exist).
+    pub async fn stream_version(
+        &self,
+        ctx: &TenantContext,
+        stream: &StreamId,
+    ) -> Result<u64, StoreError> {
+        self.backend
+            .stream_version(ctx.tenant_id, stream.as_str())
+            .await
+    }
+
+    /// Tenants that have events, with their head positions, in id order after `after`.
+    /// Platform work (projection, relay) pages through every tenant with it.
+    pub async fn tenant_heads(
+        &self,
+        after: Option<TenantId>,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, u64)>, StoreError> {
+        self.backend.tenant_heads(after, limit).await
+    }
+
+    /// Destroy the tenant's data key: every copy of its events becomes unreadable for good.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    pub async fn destroy_key(&self, ctx: &TenantContext) -> Result<(), StoreError> {
+        self.backend.destroy_key(ctx.tenant_id).await?;
+        self.vault.forget(ctx.tenant_id);
+        Ok(())
+    }
+
+    /// Recompute the hash chain over positions `from..=to` (to the head when `to` is `None`).
+    /// Works on ciphertext: it needs no key, so it also checks a shredded tenant's log.
+    pub async fn verify_chain(
+        &self,
+        ctx: &TenantContext,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<ChainReport, StoreError> {
+        let tenant = ctx.tenant_id;
+        let broken = |position, reason: &str| StoreError::ChainBroken {
+            tenant,
+            position,
+            reason: reason.into(),
+        };
+        let from = from.max(1);
+        let mut prev = if from == 1 {
+            GENESIS
+        } else {
+            let before = self.backend.read_log(tenant, from - 2, 1).await?;
+            match before.first() {
+                Some(e) if e.position == from - 1 => to_hash(&e.hash),
+                _ => return Err(broken(from - 1, "event missing")),
+            }
+        };
+        let mut expected = from;
+        let mut events = 0;
+        let tenant_bytes = *tenant.as_uuid().as_bytes();
+        loop {
+            let page = self
+                .backend
+                .read_log(tenant, expected - 1, READ_PAGE)
+                .await?;
+            let len = page.len();
+            for e in page {
+                if to.is_some_and(|to| e.position > to) {
+                    break;
+                }
+                if e.position != expected {
+                    return Err(broken(expected, "event missing"));
+                }
+                if e.prev_hash != prev {
+                    return Err(broken(e.position, "previous hash does not match"));
+                }
+                let hash = link_hash(
+                    &prev,
+                    &ChainLink {
+                        tenant_id: &tenant_bytes,
+                        position: e.position,
+                        stream_id: &e.stream_id,
+                        stream_version: e.stream_version,
+                        event_id: e.event_id.as_uuid().as_bytes(),
+                        event_type: &e.event_type,
+                        schema_version: e.schema_version,
+                        recorded_at: e.recorded_at,
+                        payload: &e.payload,
+                        metadata: &e.metadata,
+                    },
+                );
+                if hash[..] != e.hash[..] {
+                    return Err(broken(e.position, "content does not match its hash"));
+                }
+                prev = hash;
+                expected += 1;
+                events += 1;
+            }
+            if len < READ_PAGE as usize || to.is_some_and(|to| expected > to) {
+                break;
+            }
+        }
+        if let Some(to) = to {
+            if expected <= to {
+                return Err(broken(expected, "event missing"));
+            }
+        } else if let Some(head) = self.backend.head(tenant).await? {
+            if head.position >= expected {
+                return Err(broken(expected, "event missing"));
+            }
+            if head.position > 0 && head.last_hash != prev {
+                return Err(broken(
+                    head.position,
+                    "head hash does not match the last event",
+                ));
+            }
+        }
+        Ok(ChainReport {
+            first_position: from,
+            last_position: expected - 1,
+            events,
+            last_hash: prev,
+        })
+    }
+}
+
+/// A stream over pages fetched by `fetch(after) -> (items, last key)`, ending on an empty page.
+fn paged<F, Fut>(
+    start: u64,
+    fetch: F,
+) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(Vec<RecordedEvent>, Option<u64>), StoreError>> + Send,
+{
+    let fetch = Arc::new(fetch);
+    stream::try_unfold(Some(start), move |after| {
+        let fetch = fetch.clone();
+        async move {
+            let Some(after) = after else {
+                return Ok::<_, StoreError>(None);
+            };
+            let (page, last) = fetch(after).await?;
+            Ok(match last {
+                Some(last) => Some((page, Some(last))),
+                None => None,
+            })
+        }
+    })
+    .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
+    .try_flatten()
+    .boxed()
+}
+
+/// What an idempotency key stands for: the streams, expectations and plaintext payloads, not
+/// the event ids (a client retrying a command may mint new ones).
+fn content_hash(request: &AppendRequest) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for w in &request.writes {
+        h.update((w.stream.as_str().len() as u64).to_be_bytes());
+        h.update(w.stream.as_str());
+        h.update(w.expected.to_string());
+        for e in &w.events {
+            h.update((e.event_type.len() as u64).to_be_bytes());
+            h.update(&e.event_type);
+            h.update(e.schema_version.to_be_bytes());
+            h.update((e.payload.len() as u64).to_be_bytes());
+            h.update(&e.payload);
+        }
+    }
+    h.finalize().into()
+}

@@ -1,0 +1,782 @@
+//! One conformance suite, run against both backends: the same test bodies, instantiated by
+//! the `conformance!` macro for SQLite (always) and PostgreSQL (when a server answers; with
+//! `CI=true` an unreachable server fails the run).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::TryStreamExt;
+use rand::Rng;
+use support::{Harness, agent_created, new_event, set_column};
+use tenantry_domain::codec::{self, types};
+use tenantry_domain::event::{AgentCreated, UserAdded};
+use tenantry_domain::{AgentId, Event, EventId, Role, StreamId, TenantContext, TenantId, UserId};
+use tenantry_store::model::MAX_PAYLOAD_BYTES;
+use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
+
+fn tenant() -> TenantContext {
+    TenantContext::system(TenantId::new())
+}
+
+fn stream(name: &str) -> StreamId {
+    name.parse().expect("valid stream")
+}
+
+async fn log(store: &EventStore, ctx: &TenantContext) -> Vec<tenantry_store::RecordedEvent> {
+    store
+        .read_log(ctx, 0)
+        .try_collect()
+        .await
+        .expect("log reads")
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let h = super::Harness::sqlite().await;
+                    super::$name(&h.store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(h) = super::Harness::postgres().await else { return };
+                    super::$name(&h.store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    appends_read_back_in_order,
+    expected_versions_are_enforced,
+    concurrent_appends_at_one_version_have_one_winner,
+    retries_are_idempotent,
+    positions_stay_gap_free_under_concurrent_writers_with_rollbacks,
+    batches_are_atomic,
+    payloads_are_encrypted_and_tampering_is_detected,
+    destroyed_keys_make_events_unreadable,
+    the_hash_chain_verifies_and_catches_edits,
+    old_schema_versions_are_upcast_on_read,
+    bad_input_is_a_typed_error_and_writes_nothing,
+    tenants_are_isolated,
+);
+
+async fn appends_read_back_in_order(store: &EventStore) {
+    let ctx = tenant();
+    let a = agent_created("alpha");
+    let b = agent_created("beta");
+    let first = store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                StreamId::tenant(),
+                ExpectedVersion::NoStream,
+                vec![new_event(&a)],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            first.first_position,
+            first.last_position,
+            first.deduplicated
+        ),
+        (1, 1, false)
+    );
+    let conv = stream("conversation-1");
+    let second = store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                conv.clone(),
+                ExpectedVersion::NoStream,
+                vec![new_event(&b), new_event(&a)],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!((second.first_position, second.last_position), (2, 3));
+
+    let events = log(store, &ctx).await;
+    assert_eq!(
+        events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        [1, 1, 2]
+    );
+    assert_eq!(events[0].event, a);
+    assert_eq!(events[1].event, b);
+    assert_eq!(events[1].metadata.role, Role::SuperAdmin);
+    assert_eq!(events[1].metadata.request_id, ctx.request_id.to_string());
+    assert_eq!(events[1].prev_hash, events[0].hash);
+
+    let conv_events: Vec<_> = store
+        .read_stream(&ctx, &conv, 1)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(conv_events.len(), 1);
+    assert_eq!(conv_events[0].position, 3);
+    assert_eq!(store.stream_version(&ctx, &conv).await.unwrap(), 2);
+    let head = store.head(&ctx).await.unwrap().unwrap();
+    assert_eq!(head.position, 3);
+    assert_eq!(head.last_hash, events[2].hash);
+    let page = store.read_log_page(&ctx, 1, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].position, 2);
+}
+
+async fn expected_versions_are_enforced(store: &EventStore) {
+    let ctx = tenant();
+    let s = stream("agent-x");
+    let append = |expected| {
+        store.append(
+            &ctx,
+            AppendRequest::to_stream(s.clone(), expected, vec![new_event(&agent_created("a"))]),
+        )
+    };
+    assert!(matches!(
+        append(ExpectedVersion::Exact(1)).await,
+        Err(StoreError::Conflict {
+            expected: ExpectedVersion::Exact(1),
+            actual: 0,
+            ..
+        })
+    ));
+    append(ExpectedVersion::NoStream).await.unwrap();
+    assert!(matches!(
+        append(ExpectedVersion::NoStream).await,
+        Err(StoreError::Conflict {
+            expected: ExpectedVersion::NoStream,
+            actual: 1,
+            ..
+        })
+    ));
+    append(ExpectedVersion::Exact(1)).await.unwrap();
+    assert!(matches!(
+        append(ExpectedVersion::Exact(1)).await,
+        Err(StoreError::Conflict {
+            expected: ExpectedVersion::Exact(1),
+            actual: 2,
+            ..
+        })
+    ));
+    append(ExpectedVersion::Any).await.unwrap();
+    assert_eq!(store.stream_version(&ctx, &s).await.unwrap(), 3);
+    assert_eq!(log(store, &ctx).await.len(), 3);
+}
+
+async fn concurrent_appends_at_one_version_have_one_winner(store: &EventStore) {
+    let ctx = tenant();
+    let s = stream("tenant");
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                s.clone(),
+                ExpectedVersion::NoStream,
+                vec![new_event(&agent_created("seed"))],
+            ),
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (store, ctx, s) = (store.clone(), ctx.clone(), s.clone());
+        tasks.push(tokio::spawn(async move {
+            let e = new_event(&agent_created(&format!("racer-{i}")));
+            store
+                .append(
+                    &ctx,
+                    AppendRequest::to_stream(s, ExpectedVersion::Exact(1), vec![e]),
+                )
+                .await
+        }));
+    }
+    let (mut ok, mut conflicts) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict { actual: 2, .. }) => conflicts += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 63));
+    let events = log(store, &ctx).await;
+    assert_eq!(events.len(), 2, "nothing lost or doubled");
+    assert_eq!(store.stream_version(&ctx, &s).await.unwrap(), 2);
+}
+
+async fn retries_are_idempotent(store: &EventStore) {
+    let ctx = tenant();
+    let s = stream("tenant");
+    let events = vec![
+        new_event(&agent_created("a")),
+        new_event(&agent_created("b")),
+    ];
+    let req = AppendRequest::to_stream(s.clone(), ExpectedVersion::NoStream, events.clone());
+    let first = store.append(&ctx, req.clone()).await.unwrap();
+    // Same event ids again: the first result, nothing written, even though the expected
+    // version no longer holds.
+    let again = store.append(&ctx, req).await.unwrap();
+    assert_eq!(
+        (
+            again.first_position,
+            again.last_position,
+            again.deduplicated
+        ),
+        (1, 2, true)
+    );
+    assert!(!first.deduplicated);
+
+    // Idempotency key: same content with fresh event ids returns the first result.
+    let keyed = |event: &Event| {
+        AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![new_event(event)])
+            .with_idempotency_key("cmd-42")
+    };
+    let c = agent_created("c");
+    let k1 = store.append(&ctx, keyed(&c)).await.unwrap();
+    let k2 = store.append(&ctx, keyed(&c)).await.unwrap();
+    assert_eq!((k1.first_position, k1.deduplicated), (3, false));
+    assert_eq!(
+        (k2.first_position, k2.last_position, k2.deduplicated),
+        (3, 3, true)
+    );
+    // Same key, other content: a conflict, nothing written.
+    assert!(matches!(
+        store.append(&ctx, keyed(&agent_created("c"))).await,
+        Err(StoreError::IdempotencyMismatch { key }) if key == "cmd-42"
+    ));
+    // A batch repeating only some stored ids is refused.
+    let partial = vec![events[0].clone(), new_event(&agent_created("new"))];
+    assert!(matches!(
+        store.append(&ctx, AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, partial)).await,
+        Err(StoreError::DuplicateEvent { event_id }) if event_id == events[0].event_id
+    ));
+    assert_eq!(log(store, &ctx).await.len(), 3);
+}
+
+async fn positions_stay_gap_free_under_concurrent_writers_with_rollbacks(store: &EventStore) {
+    let ctx = tenant();
+    let seed = new_event(&agent_created("seed"));
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("seed"),
+                ExpectedVersion::NoStream,
+                vec![seed.clone()],
+            ),
+        )
+        .await
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    // A reader that checks, over and over while writers run, that every prefix it sees is
+    // 1..=N with no hole.
+    let reader = {
+        let (store, ctx, done) = (store.clone(), ctx.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !done.load(Ordering::Relaxed) || reads == 0 {
+                let events = log(&store, &ctx).await;
+                for (i, e) in events.iter().enumerate() {
+                    assert_eq!(e.position, i as u64 + 1, "hole in the log");
+                }
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+            reads
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..16 {
+        let (store, ctx, seed) = (store.clone(), ctx.clone(), seed.clone());
+        writers.push(tokio::spawn(async move {
+            let s = stream(&format!("writer-{w}"));
+            let mut written = 0u64;
+            for _ in 0..15 {
+                let roll = rand::thread_rng().gen_range(0..3);
+                let size = rand::thread_rng().gen_range(1..4);
+                let mut events: Vec<NewEvent> = (0..size)
+                    .map(|i| new_event(&agent_created(&format!("w{w}-{i}"))))
+                    .collect();
+                let expected = match roll {
+                    // A wrong expected version: refused before anything is inserted.
+                    0 => ExpectedVersion::Exact(written + 100),
+                    // A stored event id at the end of the batch: the database rolls the
+                    // transaction back after inserting the first rows.
+                    1 => {
+                        events.push(seed.clone());
+                        ExpectedVersion::after(written)
+                    }
+                    _ => ExpectedVersion::after(written),
+                };
+                match store
+                    .append(&ctx, AppendRequest::to_stream(s.clone(), expected, events))
+                    .await
+                {
+                    Ok(_) => written += size,
+                    Err(StoreError::Conflict { .. } | StoreError::DuplicateEvent { .. }) => {}
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+            written
+        }));
+    }
+    let mut total = 1;
+    for w in writers {
+        total += w.await.unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    let events = log(store, &ctx).await;
+    assert_eq!(
+        events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    assert_eq!(store.head(&ctx).await.unwrap().unwrap().position, total);
+    store.verify_chain(&ctx, 1, None).await.unwrap();
+}
+
+async fn batches_are_atomic(store: &EventStore) {
+    let ctx = tenant();
+    let a = stream("a");
+    let b = stream("b");
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                b.clone(),
+                ExpectedVersion::NoStream,
+                vec![new_event(&agent_created("b0"))],
+            ),
+        )
+        .await
+        .unwrap();
+    // Two streams in one append: the second expectation fails, so the first lands neither.
+    let request = AppendRequest::to_stream(
+        a.clone(),
+        ExpectedVersion::NoStream,
+        vec![new_event(&agent_created("a1"))],
+    )
+    .and(
+        b.clone(),
+        ExpectedVersion::NoStream,
+        vec![new_event(&agent_created("b1"))],
+    );
+    assert!(matches!(
+        store.append(&ctx, request).await,
+        Err(StoreError::Conflict { actual: 1, .. })
+    ));
+    assert_eq!(store.stream_version(&ctx, &a).await.unwrap(), 0);
+    // The same with the right expectation lands in both, atomically and contiguously.
+    let request = AppendRequest::to_stream(
+        a.clone(),
+        ExpectedVersion::NoStream,
+        vec![new_event(&agent_created("a1"))],
+    )
+    .and(
+        b.clone(),
+        ExpectedVersion::Exact(1),
+        vec![
+            new_event(&agent_created("b1")),
+            new_event(&agent_created("b2")),
+        ],
+    );
+    let out = store.append(&ctx, request).await.unwrap();
+    assert_eq!((out.first_position, out.last_position), (2, 4));
+    assert_eq!(store.stream_version(&ctx, &a).await.unwrap(), 1);
+    assert_eq!(store.stream_version(&ctx, &b).await.unwrap(), 3);
+    // 100 events where the last repeats a stored id: none of the 99 others remain.
+    let stored = log(store, &ctx).await[0].event_id;
+    let mut events: Vec<NewEvent> = (0..99)
+        .map(|i| new_event(&agent_created(&format!("x{i}"))))
+        .collect();
+    let mut dup = new_event(&agent_created("dup"));
+    dup.event_id = stored;
+    events.push(dup);
+    assert!(
+        store
+            .append(
+                &ctx,
+                AppendRequest::to_stream(a.clone(), ExpectedVersion::Any, events)
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(log(store, &ctx).await.len(), 4);
+    assert_eq!(store.head(&ctx).await.unwrap().unwrap().position, 4);
+    assert_eq!(store.stream_version(&ctx, &a).await.unwrap(), 1);
+}
+
+async fn payloads_are_encrypted_and_tampering_is_detected(store: &EventStore) {
+    let ctx = tenant();
+    let canary = "canary-7f3a9c-secret-prompt";
+    let event = Event::AgentCreated(AgentCreated {
+        agent_id: AgentId::new(),
+        name: "n".into(),
+        model: "m".into(),
+        system_prompt: canary.into(),
+        tool_ids: vec![],
+    });
+    let s = stream("tenant");
+    let events = vec![
+        new_event(&event),
+        new_event(&agent_created("other")),
+        new_event(&agent_created("third")),
+    ];
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(s, ExpectedVersion::NoStream, events),
+        )
+        .await
+        .unwrap();
+    let read = log(store, &ctx).await;
+    assert_eq!(read[0].event, event, "round trip");
+    let raw = support::raw_payloads(store, ctx.tenant_id).await;
+    assert_eq!(raw.len(), 3);
+    assert!(
+        !raw[0].windows(canary.len()).any(|w| w == canary.as_bytes()),
+        "plaintext must not be stored"
+    );
+    // One flipped bit: the ciphertext no longer authenticates, and the chain breaks there.
+    let mut flipped = raw[1].clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    set_column(store, ctx.tenant_id, 2, "payload", flipped).await;
+    assert!(matches!(
+        store.read_log(&ctx, 0).try_collect::<Vec<_>>().await,
+        Err(StoreError::Tampered { position: 2, .. })
+    ));
+    assert!(matches!(
+        store.verify_chain(&ctx, 1, None).await,
+        Err(StoreError::ChainBroken { position: 2, .. })
+    ));
+    // A valid ciphertext moved to another event does not open either (bound to its event).
+    set_column(store, ctx.tenant_id, 3, "payload", raw[0].clone()).await;
+    assert!(matches!(
+        store.read_log_page(&ctx, 2, 10).await,
+        Err(StoreError::Tampered { position: 3, .. })
+    ));
+}
+
+async fn destroyed_keys_make_events_unreadable(store: &EventStore) {
+    let ctx = tenant();
+    let other = tenant();
+    for c in [&ctx, &other] {
+        store
+            .append(
+                c,
+                AppendRequest::to_stream(
+                    StreamId::tenant(),
+                    ExpectedVersion::Any,
+                    vec![new_event(&agent_created("a"))],
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    store.destroy_key(&ctx).await.unwrap();
+    assert!(matches!(
+        store.read_log(&ctx, 0).try_collect::<Vec<_>>().await,
+        Err(StoreError::KeyDestroyed { tenant }) if tenant == ctx.tenant_id
+    ));
+    // No new key is minted for a shredded tenant.
+    assert!(matches!(
+        store
+            .append(
+                &ctx,
+                AppendRequest::to_stream(
+                    StreamId::tenant(),
+                    ExpectedVersion::Any,
+                    vec![new_event(&agent_created("b"))]
+                )
+            )
+            .await,
+        Err(StoreError::KeyDestroyed { .. })
+    ));
+    // The chain is over ciphertext: it still verifies without the key.
+    assert_eq!(store.verify_chain(&ctx, 1, None).await.unwrap().events, 1);
+    // Destroying twice is harmless; the other tenant is untouched.
+    store.destroy_key(&ctx).await.unwrap();
+    assert_eq!(log(store, &other).await.len(), 1);
+}
+
+async fn the_hash_chain_verifies_and_catches_edits(store: &EventStore) {
+    let ctx = tenant();
+    for batch in 0..21 {
+        let events = (0..100)
+            .map(|i| new_event(&agent_created(&format!("{batch}-{i}"))))
+            .collect();
+        store
+            .append(
+                &ctx,
+                AppendRequest::to_stream(stream("s"), ExpectedVersion::Any, events),
+            )
+            .await
+            .unwrap();
+    }
+    // 2,100 events: more than one read page.
+    let events = log(store, &ctx).await;
+    assert_eq!(events.len(), 2100);
+    let report = store.verify_chain(&ctx, 1, None).await.unwrap();
+    assert_eq!(
+        (report.first_position, report.last_position, report.events),
+        (1, 2100, 2100)
+    );
+    assert_eq!(report.last_hash, events[2099].hash);
+    let part = store.verify_chain(&ctx, 500, Some(700)).await.unwrap();
+    assert_eq!(
+        (part.first_position, part.last_position, part.events),
+        (500, 700, 201)
+    );
+
+    // An edit of any covered field.
+    set_column(store, ctx.tenant_id, 1000, "recorded_at", 1i64).await;
+    assert!(matches!(
+        store.verify_chain(&ctx, 1, None).await,
+        Err(StoreError::ChainBroken { position: 1000, .. })
+    ));
+    // A deleted event is a hole.
+    support::delete_event(store, ctx.tenant_id, 1500).await;
+    assert!(matches!(
+        store.verify_chain(&ctx, 1200, None).await,
+        Err(StoreError::ChainBroken { position: 1500, .. })
+    ));
+    // Truncating the tail is caught against the head.
+    support::delete_event(store, ctx.tenant_id, 2100).await;
+    assert!(matches!(
+        store.verify_chain(&ctx, 1600, None).await,
+        Err(StoreError::ChainBroken { position: 2100, .. })
+    ));
+}
+
+async fn old_schema_versions_are_upcast_on_read(store: &EventStore) {
+    let ctx = tenant();
+    let agent_id = AgentId::new();
+    let v1 = codec::v1::AgentCreated {
+        agent_id,
+        name: "legacy".into(),
+        model: "m1".into(),
+        system_prompt: "p".into(),
+    };
+    let old = NewEvent::encoded(
+        EventId::new(),
+        types::AgentCreated,
+        1,
+        codec::to_bytes(&v1).unwrap(),
+    )
+    .unwrap();
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::NoStream, vec![old]),
+        )
+        .await
+        .unwrap();
+    let events = log(store, &ctx).await;
+    assert_eq!(
+        events[0].schema_version, 1,
+        "stored bytes keep their version"
+    );
+    assert_eq!(
+        events[0].event,
+        Event::AgentCreated(AgentCreated {
+            agent_id,
+            name: "legacy".into(),
+            model: "m1".into(),
+            system_prompt: "p".into(),
+            tool_ids: vec![]
+        })
+    );
+}
+
+async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
+    let ctx = tenant();
+    let s = StreamId::tenant();
+    assert!(matches!(
+        store
+            .append(
+                &ctx,
+                AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![])
+            )
+            .await,
+        Err(StoreError::EmptyBatch)
+    ));
+    let huge = NewEvent {
+        event_id: EventId::new(),
+        event_type: types::UserAdded.into(),
+        schema_version: 1,
+        payload: vec![0; MAX_PAYLOAD_BYTES + 1],
+    };
+    assert!(matches!(
+        store
+            .append(
+                &ctx,
+                AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![huge.clone()])
+            )
+            .await,
+        Err(StoreError::PayloadTooLarge { .. })
+    ));
+    assert!(matches!(
+        NewEvent::encoded(EventId::new(), types::UserAdded, 1, huge.payload),
+        Err(StoreError::PayloadTooLarge { .. })
+    ));
+    let unknown = NewEvent {
+        event_id: EventId::new(),
+        event_type: "agent.exploded".into(),
+        schema_version: 1,
+        payload: vec![],
+    };
+    assert!(matches!(
+        store
+            .append(
+                &ctx,
+                AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![unknown])
+            )
+            .await,
+        Err(StoreError::Encode(_))
+    ));
+    let malformed = NewEvent {
+        event_id: EventId::new(),
+        event_type: types::UserAdded.into(),
+        schema_version: 1,
+        payload: vec![0xff; 3],
+    };
+    assert!(matches!(
+        store
+            .append(
+                &ctx,
+                AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![malformed])
+            )
+            .await,
+        Err(StoreError::Encode(_))
+    ));
+    assert!(matches!(
+        "x".repeat(201).parse::<StreamId>(),
+        Err(tenantry_domain::ids::IdError::StreamTooLong { .. })
+    ));
+    assert!(matches!(
+        store
+            .append(
+                &ctx,
+                AppendRequest::to_stream(
+                    s.clone(),
+                    ExpectedVersion::Any,
+                    vec![new_event(&agent_created("a"))]
+                )
+                .with_idempotency_key("")
+            )
+            .await,
+        Err(StoreError::InvalidIdempotencyKey)
+    ));
+    assert!(store.head(&ctx).await.unwrap().is_none(), "nothing written");
+
+    // A stored event whose type this build does not know: a typed error naming its position.
+    let user = Event::UserAdded(UserAdded {
+        user_id: UserId::new(),
+        email: "a@b.co".into(),
+        role: Role::User,
+    });
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(s, ExpectedVersion::Any, vec![new_event(&user)]),
+        )
+        .await
+        .unwrap();
+    set_column(
+        store,
+        ctx.tenant_id,
+        1,
+        "event_type",
+        "user.teleported".to_owned(),
+    )
+    .await;
+    match store.read_log_page(&ctx, 0, 10).await {
+        Err(StoreError::Codec {
+            position: 1,
+            source: codec::CodecError::UnknownEventType(t),
+            ..
+        }) => {
+            assert_eq!(t, "user.teleported")
+        }
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+}
+
+async fn tenants_are_isolated(store: &EventStore) {
+    let a = tenant();
+    let b = tenant();
+    for (ctx, n) in [(&a, 3), (&b, 2)] {
+        for i in 0..n {
+            store
+                .append(
+                    ctx,
+                    AppendRequest::to_stream(
+                        StreamId::tenant(),
+                        ExpectedVersion::after(i),
+                        vec![new_event(&agent_created("x"))],
+                    ),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // Each tenant has its own positions and its own `tenant` stream.
+    assert_eq!(
+        log(store, &a)
+            .await
+            .iter()
+            .map(|e| e.position)
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        log(store, &b)
+            .await
+            .iter()
+            .map(|e| e.position)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(
+        log(store, &b)
+            .await
+            .iter()
+            .all(|e| e.tenant_id == b.tenant_id)
+    );
+    // An event id of tenant A is no duplicate for tenant B.
+    let shared_id = log(store, &a).await[0].event_id;
+    let mut e = new_event(&agent_created("y"));
+    e.event_id = shared_id;
+    let out = store
+        .append(
+            &b,
+            AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::Any, vec![e]),
+        )
+        .await
+        .unwrap();
+    assert_eq!((out.last_position, out.deduplicated), (3, false));
+    let heads: BTreeSet<_> = store
+        .tenant_heads(None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(heads.contains(&(a.tenant_id, 3)) && heads.contains(&(b.tenant_id, 3)));
+}
