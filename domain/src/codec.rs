@@ -24,11 +24,7 @@ pub enum CodecError {
     #[error("event type `{event_type}` has no schema version {version}")]
     UnknownSchemaVersion { event_type: String, version: u16 },
     #[error("payload of `{event_type}` v{version} is malformed: {reason}")]
-    Malformed {
-        event_type: String,
-        version: u16,
-        reason: String,
-    },
+    Malformed { event_type: String, version: u16, reason: String },
     #[error("event could not be encoded: {0}")]
     Encode(String),
 }
@@ -182,8 +178,7 @@ pub fn decode(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, Cod
 
 /// Whether this build can read the given type and version.
 pub fn is_known(event_type: &str, version: u16) -> bool {
-    matches!((event_type, version), (types::AgentCreated, 1))
-        || current_version(event_type) == Some(version)
+    matches!((event_type, version), (types::AgentCreated, 1)) || current_version(event_type) == Some(version)
 }
 
 #[cfg(test)]
@@ -213,10 +208,7 @@ mod tests {
             })
         );
         // A v1 payload is not a valid v2 payload: the version in the envelope matters.
-        assert!(matches!(
-            decode(types::AgentCreated, 2, &bytes),
-            Err(CodecError::Malformed { .. })
-        ));
+        assert!(matches!(decode(types::AgentCreated, 2, &bytes), Err(CodecError::Malformed { .. })));
     }
 
     #[test]
@@ -227,18 +219,12 @@ mod tests {
         );
         assert_eq!(
             decode(types::TenantResumed, 9, &[]),
-            Err(CodecError::UnknownSchemaVersion {
-                event_type: "tenant.resumed".into(),
-                version: 9
-            })
+            Err(CodecError::UnknownSchemaVersion { event_type: "tenant.resumed".into(), version: 9 })
         );
         assert!(matches!(
             decode(types::UserAdded, 1, &[0xff, 0xff, 0xff]),
             Err(CodecError::Malformed { .. })
         ));
-        assert!(matches!(
-            decode(types::TenantResumed, 1, &[0]),
-            Err(CodecError::Malformed { .. })
-        ));
+        assert!(matches!(decode(types::TenantResumed, 1, &[0]), Err(CodecError::Malformed { .. })));
     }
 }

@@ -58,10 +58,10 @@ pub fn decide(
             if !tenant.agent_is_active(c.agent_id) {
                 return Err(Rejection::AgentNotFound(c.agent_id));
             }
-            if let Some(user) = c.user_id {
-                if !tenant.users.get(&user).is_some_and(|u| !u.removed) {
-                    return Err(Rejection::UserNotFound(user));
-                }
+            if let Some(user) = c.user_id
+                && tenant.users.get(&user).is_none_or(|u| u.removed)
+            {
+                return Err(Rejection::UserNotFound(user));
             }
             if !may_use(ctx, c.user_id) {
                 return Err(Rejection::Forbidden);
@@ -141,10 +141,7 @@ pub fn decide_usage(
     let max = tenant.limits().tokens_per_month;
     let after = month.tokens.saturating_add(c.usage.total());
     if after > max {
-        return Err(Rejection::LimitReached {
-            limit: LimitName::TokensPerMonth,
-            max,
-        });
+        return Err(Rejection::LimitReached { limit: LimitName::TokensPerMonth, max });
     }
     Ok(vec![Event::UsageRecorded(c.clone())])
 }

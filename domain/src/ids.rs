@@ -139,15 +139,9 @@ impl TryFrom<String> for StreamId {
             return Err(IdError::EmptyStream);
         }
         if s.len() > Self::MAX_LEN {
-            return Err(IdError::StreamTooLong {
-                len: s.len(),
-                max: Self::MAX_LEN,
-            });
+            return Err(IdError::StreamTooLong { len: s.len(), max: Self::MAX_LEN });
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        {
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
             return Err(IdError::StreamCharacters(s.chars().take(64).collect()));
         }
         Ok(Self(s))
@@ -172,30 +166,18 @@ mod tests {
 
     #[test]
     fn stream_ids_parse_or_say_why_not() {
-        assert_eq!(
-            "tenant".parse::<StreamId>().map(|s| s.kind().to_owned()),
-            Ok("tenant".into())
-        );
+        assert_eq!("tenant".parse::<StreamId>().map(|s| s.kind().to_owned()), Ok("tenant".into()));
         let conv = StreamId::conversation(ConversationId::new());
         assert_eq!(conv.kind(), "conversation");
         assert_eq!("".parse::<StreamId>(), Err(IdError::EmptyStream));
-        assert_eq!(
-            "a".repeat(201).parse::<StreamId>(),
-            Err(IdError::StreamTooLong { len: 201, max: 200 })
-        );
+        assert_eq!("a".repeat(201).parse::<StreamId>(), Err(IdError::StreamTooLong { len: 201, max: 200 }));
         assert!("a".repeat(200).parse::<StreamId>().is_ok());
-        assert!(matches!(
-            "a b".parse::<StreamId>(),
-            Err(IdError::StreamCharacters(_))
-        ));
+        assert!(matches!("a b".parse::<StreamId>(), Err(IdError::StreamCharacters(_))));
     }
 
     #[test]
     fn uuid_ids_reject_garbage() {
-        assert!(matches!(
-            "nope".parse::<TenantId>(),
-            Err(IdError::NotAUuid { kind: "tenant", .. })
-        ));
+        assert!(matches!("nope".parse::<TenantId>(), Err(IdError::NotAUuid { kind: "tenant", .. })));
         let id = TenantId::new();
         assert_eq!(id.to_string().parse::<TenantId>(), Ok(id));
     }

@@ -58,9 +58,7 @@ impl LimitOverrides {
             tokens_per_month: later.tokens_per_month.or(self.tokens_per_month),
             storage_bytes: later.storage_bytes.or(self.storage_bytes),
             requests_per_minute: later.requests_per_minute.or(self.requests_per_minute),
-            max_concurrent_requests: later
-                .max_concurrent_requests
-                .or(self.max_concurrent_requests),
+            max_concurrent_requests: later.max_concurrent_requests.or(self.max_concurrent_requests),
         }
     }
 
@@ -73,9 +71,7 @@ impl LimitOverrides {
             tokens_per_month: self.tokens_per_month.unwrap_or(base.tokens_per_month),
             storage_bytes: self.storage_bytes.unwrap_or(base.storage_bytes),
             requests_per_minute: self.requests_per_minute.unwrap_or(base.requests_per_minute),
-            max_concurrent_requests: self
-                .max_concurrent_requests
-                .unwrap_or(base.max_concurrent_requests),
+            max_concurrent_requests: self.max_concurrent_requests.unwrap_or(base.max_concurrent_requests),
         }
     }
 }

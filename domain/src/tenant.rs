@@ -151,9 +151,7 @@ pub fn decide(
             if state.suspended {
                 return Ok(vec![]);
             }
-            return Ok(vec![Event::TenantSuspended(TenantSuspended {
-                reason: reason.clone(),
-            })]);
+            return Ok(vec![Event::TenantSuspended(TenantSuspended { reason: reason.clone() })]);
         }
         _ => {}
     }
@@ -176,15 +174,8 @@ pub fn decide(
             Event::TenantUpdated(c.clone())
         }
         C::CreateAgent(c) => {
-            require(
-                !state.agents.contains_key(&c.agent_id),
-                Rejection::AgentAlreadyExists(c.agent_id),
-            )?;
-            within(
-                LimitName::MaxAgents,
-                state.active_agents(),
-                limits.max_agents,
-            )?;
+            require(!state.agents.contains_key(&c.agent_id), Rejection::AgentAlreadyExists(c.agent_id))?;
+            within(LimitName::MaxAgents, state.active_agents(), limits.max_agents)?;
             validate::agent(&c.name, &c.model, &c.system_prompt, &c.tool_ids)?;
             for tool in &c.tool_ids {
                 require(state.tool_is_active(*tool), Rejection::ToolNotFound(*tool))?;
@@ -192,10 +183,7 @@ pub fn decide(
             Event::AgentCreated(c.clone())
         }
         C::UpdateAgent(c) => {
-            require(
-                state.agent_is_active(c.agent_id),
-                Rejection::AgentNotFound(c.agent_id),
-            )?;
+            require(state.agent_is_active(c.agent_id), Rejection::AgentNotFound(c.agent_id))?;
             if let Some(name) = &c.name {
                 validate::text("name", name, 1, 200)?;
             }
@@ -211,19 +199,11 @@ pub fn decide(
             Event::AgentUpdated(c.clone())
         }
         C::ArchiveAgent { agent_id } => {
-            require(
-                state.agent_is_active(*agent_id),
-                Rejection::AgentNotFound(*agent_id),
-            )?;
-            Event::AgentArchived(AgentArchived {
-                agent_id: *agent_id,
-            })
+            require(state.agent_is_active(*agent_id), Rejection::AgentNotFound(*agent_id))?;
+            Event::AgentArchived(AgentArchived { agent_id: *agent_id })
         }
         C::RegisterTool(c) => {
-            require(
-                !state.tools.contains_key(&c.tool_id),
-                Rejection::ToolAlreadyExists(c.tool_id),
-            )?;
+            require(!state.tools.contains_key(&c.tool_id), Rejection::ToolAlreadyExists(c.tool_id))?;
             validate::text("name", &c.name, 1, 200)?;
             validate::text("description", &c.description, 0, 10_000)?;
             validate::text("endpoint", &c.endpoint, 1, 2_000)?;
@@ -231,53 +211,28 @@ pub fn decide(
             Event::ToolRegistered(c.clone())
         }
         C::UpdateTool(c) => {
-            require(
-                state.tool_is_active(c.tool_id),
-                Rejection::ToolNotFound(c.tool_id),
-            )?;
+            require(state.tool_is_active(c.tool_id), Rejection::ToolNotFound(c.tool_id))?;
             Event::ToolUpdated(c.clone())
         }
         C::RemoveTool { tool_id } => {
-            require(
-                state.tool_is_active(*tool_id),
-                Rejection::ToolNotFound(*tool_id),
-            )?;
+            require(state.tool_is_active(*tool_id), Rejection::ToolNotFound(*tool_id))?;
             Event::ToolRemoved(ToolRemoved { tool_id: *tool_id })
         }
         C::IssueApiKey(c) => {
-            require(
-                !state.api_keys.contains_key(&c.key_id),
-                Rejection::ApiKeyAlreadyExists(c.key_id),
-            )?;
+            require(!state.api_keys.contains_key(&c.key_id), Rejection::ApiKeyAlreadyExists(c.key_id))?;
             // A key never carries more power than the one that made it.
-            require(
-                !matches!(c.role, Role::SuperAdmin | Role::PartnerAdmin),
-                Rejection::Forbidden,
-            )?;
-            within(
-                LimitName::MaxApiKeys,
-                state.active_api_keys(),
-                limits.max_api_keys,
-            )?;
+            require(!matches!(c.role, Role::SuperAdmin | Role::PartnerAdmin), Rejection::Forbidden)?;
+            within(LimitName::MaxApiKeys, state.active_api_keys(), limits.max_api_keys)?;
             validate::text("name", &c.name, 1, 200)?;
             Event::ApiKeyIssued(c.clone())
         }
         C::RevokeApiKey { key_id } => {
-            require(
-                state.api_keys.get(key_id) == Some(&false),
-                Rejection::ApiKeyNotFound(*key_id),
-            )?;
+            require(state.api_keys.get(key_id) == Some(&false), Rejection::ApiKeyNotFound(*key_id))?;
             Event::ApiKeyRevoked(ApiKeyRevoked { key_id: *key_id })
         }
         C::AddUser(c) => {
-            require(
-                !state.users.contains_key(&c.user_id),
-                Rejection::UserAlreadyExists(c.user_id),
-            )?;
-            require(
-                !matches!(c.role, Role::SuperAdmin | Role::PartnerAdmin),
-                Rejection::Forbidden,
-            )?;
+            require(!state.users.contains_key(&c.user_id), Rejection::UserAlreadyExists(c.user_id))?;
+            require(!matches!(c.role, Role::SuperAdmin | Role::PartnerAdmin), Rejection::Forbidden)?;
             validate::email(&c.email)?;
             require(!email_taken(state, &c.email, None), Rejection::EmailTaken)?;
             within(LimitName::MaxUsers, state.active_users(), limits.max_users)?;
@@ -290,22 +245,13 @@ pub fn decide(
             )?;
             if let Some(email) = &c.email {
                 validate::email(email)?;
-                require(
-                    !email_taken(state, email, Some(c.user_id)),
-                    Rejection::EmailTaken,
-                )?;
+                require(!email_taken(state, email, Some(c.user_id)), Rejection::EmailTaken)?;
             }
-            require(
-                !matches!(c.role, Some(Role::SuperAdmin | Role::PartnerAdmin)),
-                Rejection::Forbidden,
-            )?;
+            require(!matches!(c.role, Some(Role::SuperAdmin | Role::PartnerAdmin)), Rejection::Forbidden)?;
             Event::UserUpdated(c.clone())
         }
         C::RemoveUser { user_id } => {
-            require(
-                state.users.get(user_id).is_some_and(|u| !u.removed),
-                Rejection::UserNotFound(*user_id),
-            )?;
+            require(state.users.get(user_id).is_some_and(|u| !u.removed), Rejection::UserNotFound(*user_id))?;
             Event::UserRemoved(UserRemoved { user_id: *user_id })
         }
     };
@@ -313,10 +259,7 @@ pub fn decide(
 }
 
 fn email_taken(state: &TenantState, email: &str, except: Option<UserId>) -> bool {
-    state
-        .users
-        .iter()
-        .any(|(id, u)| !u.removed && Some(*id) != except && u.email.eq_ignore_ascii_case(email))
+    state.users.iter().any(|(id, u)| !u.removed && Some(*id) != except && u.email.eq_ignore_ascii_case(email))
 }
 
 /// Fold one event into the state. Pure and total: events of other aggregates change nothing.
@@ -348,9 +291,7 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         Event::TenantSuspended(_) => state.suspended = true,
         Event::TenantResumed(_) => state.suspended = false,
         Event::AgentCreated(e) => {
-            state
-                .agents
-                .insert(e.agent_id, AgentEntry { archived: false });
+            state.agents.insert(e.agent_id, AgentEntry { archived: false });
         }
         Event::AgentArchived(e) => {
             if let Some(agent) = state.agents.get_mut(&e.agent_id) {
@@ -370,14 +311,7 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
             state.api_keys.insert(e.key_id, true);
         }
         Event::UserAdded(e) => {
-            state.users.insert(
-                e.user_id,
-                UserEntry {
-                    email: e.email.clone(),
-                    role: e.role,
-                    removed: false,
-                },
-            );
+            state.users.insert(e.user_id, UserEntry { email: e.email.clone(), role: e.role, removed: false });
         }
         Event::UserUpdated(e) => {
             if let Some(user) = state.users.get_mut(&e.user_id) {

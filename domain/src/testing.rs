@@ -28,10 +28,7 @@ pub struct Outcome(Result<Vec<Event>, Rejection>);
 
 impl<S, E: Fn(S, &Event) -> S> Scenario<S, E> {
     pub fn new(initial: S, evolve: E) -> Self {
-        Self {
-            state: initial,
-            evolve,
-        }
+        Self { state: initial, evolve }
     }
 
     /// Fold past events into the state.

@@ -70,11 +70,7 @@ pub(crate) fn plan(
     for (stream, expected) in &batch.expectations {
         let actual = versions.get(stream.as_str()).copied().unwrap_or(0);
         if !expected.admits(actual) {
-            return Err(StoreError::Conflict {
-                stream: stream.clone(),
-                expected: *expected,
-                actual,
-            });
+            return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
         }
     }
     let mut next_versions: Vec<(String, u64)> = batch
@@ -91,13 +87,8 @@ pub(crate) fn plan(
     let mut rows = Vec::with_capacity(batch.events.len());
     for e in &batch.events {
         position += 1;
-        let slot = next_versions
-            .iter_mut()
-            .find(|(s, _)| s == e.stream.as_str())
-            .map(|(_, v)| v);
-        let Some(version) = slot else {
-            unreachable!("every event's stream is in the expectations")
-        };
+        let slot = next_versions.iter_mut().find(|(s, _)| s == e.stream.as_str()).map(|(_, v)| v);
+        let Some(version) = slot else { unreachable!("every event's stream is in the expectations") };
         *version += 1;
         let hash = link_hash(
             &prev,
@@ -114,22 +105,10 @@ pub(crate) fn plan(
                 metadata: &e.metadata,
             },
         );
-        rows.push(PlannedRow {
-            position,
-            stream_version: *version,
-            prev_hash: prev,
-            hash,
-        });
+        rows.push(PlannedRow { position, stream_version: *version, prev_hash: prev, hash });
         prev = hash;
     }
-    Ok(Plan {
-        rows,
-        streams: next_versions,
-        head: Head {
-            position,
-            last_hash: prev,
-        },
-    })
+    Ok(Plan { rows, streams: next_versions, head: Head { position, last_hash: prev } })
 }
 
 /// A stored event, still encrypted.
@@ -189,12 +168,7 @@ pub(crate) trait Backend: Send + Sync {
         tenant: TenantId,
         key: &str,
     ) -> Result<Option<StoredIdempotency>, StoreError>;
-    async fn read_log(
-        &self,
-        tenant: TenantId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<RawEvent>, StoreError>;
+    async fn read_log(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<RawEvent>, StoreError>;
     async fn read_stream(
         &self,
         tenant: TenantId,

@@ -86,15 +86,7 @@ fn seal(cipher: &XChaCha20Poly1305, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
     out.extend_from_slice(&nonce);
     // Encryption with a fresh nonce and an in-memory buffer cannot fail.
-    let sealed = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .unwrap_or_default();
+    let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).unwrap_or_default();
     out.extend_from_slice(&sealed);
     out
 }
@@ -104,15 +96,7 @@ fn open(cipher: &XChaCha20Poly1305, data: &[u8], aad: &[u8]) -> Option<Vec<u8>> 
         return None;
     }
     let (nonce, ciphertext) = data.split_at(NONCE_LEN);
-    cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
-        .ok()
+    cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad }).ok()
 }
 
 /// One tenant's data key.
@@ -122,18 +106,8 @@ pub(crate) struct DataKey {
 }
 
 impl DataKey {
-    pub(crate) fn seal(
-        &self,
-        stream: &StreamId,
-        event: EventId,
-        part: Part,
-        plaintext: &[u8],
-    ) -> Vec<u8> {
-        seal(
-            &self.cipher,
-            plaintext,
-            &event_aad(self.tenant, stream.as_str(), event, part),
-        )
+    pub(crate) fn seal(&self, stream: &StreamId, event: EventId, part: Part, plaintext: &[u8]) -> Vec<u8> {
+        seal(&self.cipher, plaintext, &event_aad(self.tenant, stream.as_str(), event, part))
     }
 
     pub(crate) fn open(
@@ -144,15 +118,8 @@ impl DataKey {
         data: &[u8],
         position: u64,
     ) -> Result<Vec<u8>, StoreError> {
-        open(
-            &self.cipher,
-            data,
-            &event_aad(self.tenant, stream, event, part),
-        )
-        .ok_or(StoreError::Tampered {
-            tenant: self.tenant,
-            position,
-        })
+        open(&self.cipher, data, &event_aad(self.tenant, stream, event, part))
+            .ok_or(StoreError::Tampered { tenant: self.tenant, position })
     }
 }
 
@@ -169,10 +136,7 @@ fn wrap_aad(tenant: TenantId) -> Vec<u8> {
 
 impl KeyVault {
     pub(crate) fn new(master: &MasterKey) -> Self {
-        Self {
-            master: XChaCha20Poly1305::new((&*master.0).into()),
-            cache: RwLock::new(HashMap::new()),
-        }
+        Self { master: XChaCha20Poly1305::new((&*master.0).into()), cache: RwLock::new(HashMap::new()) }
     }
 
     pub(crate) fn cached(&self, tenant: TenantId) -> Option<Arc<DataKey>> {
@@ -181,23 +145,17 @@ impl KeyVault {
 
     /// A new data key for `tenant`, wrapped for storage.
     pub(crate) fn new_wrapped(&self, tenant: TenantId) -> Vec<u8> {
-        let key: Zeroizing<[u8; 32]> =
-            Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
+        let key: Zeroizing<[u8; 32]> = Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
         seal(&self.master, &key[..], &wrap_aad(tenant))
     }
 
     /// Unwrap a stored key and cache it.
-    pub(crate) fn unwrap(
-        &self,
-        tenant: TenantId,
-        wrapped: &[u8],
-    ) -> Result<Arc<DataKey>, StoreError> {
+    pub(crate) fn unwrap(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Arc<DataKey>, StoreError> {
         let raw = Zeroizing::new(
-            open(&self.master, wrapped, &wrap_aad(tenant))
-                .ok_or(StoreError::WrongMasterKey { tenant })?,
+            open(&self.master, wrapped, &wrap_aad(tenant)).ok_or(StoreError::WrongMasterKey { tenant })?,
         );
-        let cipher = XChaCha20Poly1305::new_from_slice(&raw)
-            .map_err(|_| StoreError::WrongMasterKey { tenant })?;
+        let cipher =
+            XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| StoreError::WrongMasterKey { tenant })?;
         let key = Arc::new(DataKey { tenant, cipher });
         if let Ok(mut cache) = self.cache.write() {
             cache.insert(tenant, key.clone());

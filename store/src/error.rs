@@ -8,11 +8,7 @@ use crate::model::ExpectedVersion;
 pub enum StoreError {
     /// The stream was not at the version the append expected.
     #[error("stream `{stream}` is at version {actual}, the append expected {expected}")]
-    Conflict {
-        stream: StreamId,
-        expected: ExpectedVersion,
-        actual: u64,
-    },
+    Conflict { stream: StreamId, expected: ExpectedVersion, actual: u64 },
     /// The idempotency key was used before for a different request.
     #[error("idempotency key `{key}` was already used for a different request")]
     IdempotencyMismatch { key: String },
@@ -29,31 +25,21 @@ pub enum StoreError {
     InvalidIdempotencyKey,
     /// An event could not be encoded, or a stored one decoded.
     #[error("tenant {tenant}, position {position}: {source}")]
-    Codec {
-        tenant: TenantId,
-        position: u64,
-        source: CodecError,
-    },
+    Codec { tenant: TenantId, position: u64, source: CodecError },
     #[error(transparent)]
     Encode(CodecError),
     /// The tenant's data key was destroyed: its events can never be read again.
     #[error("the data key of tenant {tenant} was destroyed")]
     KeyDestroyed { tenant: TenantId },
     /// A ciphertext did not authenticate: it was altered, moved, or sealed by another key.
-    #[error(
-        "tenant {tenant}, position {position}: ciphertext does not authenticate (altered or moved)"
-    )]
+    #[error("tenant {tenant}, position {position}: ciphertext does not authenticate (altered or moved)")]
     Tampered { tenant: TenantId, position: u64 },
     /// The wrapped data key did not unwrap with the master key.
     #[error("the data key of tenant {tenant} does not unwrap with this master key")]
     WrongMasterKey { tenant: TenantId },
     /// The hash chain does not hold at this position.
     #[error("tenant {tenant}: hash chain broken at position {position}: {reason}")]
-    ChainBroken {
-        tenant: TenantId,
-        position: u64,
-        reason: String,
-    },
+    ChainBroken { tenant: TenantId, position: u64, reason: String },
     #[error("invalid master key: {0}")]
     MasterKey(String),
     #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://…")]
@@ -80,9 +66,5 @@ pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<String> {
         return None;
     }
     // PostgreSQL names the constraint; SQLite only says it in the message.
-    Some(
-        db.constraint()
-            .map(str::to_owned)
-            .unwrap_or_else(|| db.message().to_owned()),
-    )
+    Some(db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned()))
 }

@@ -7,7 +7,7 @@
 //! - [`model`]: append requests, expected versions, recorded events.
 //! - [`crypto`]: the master key; tenant data keys are wrapped by it (crypto-shredding).
 //! - [`chain`]: the hash chain and its verification report.
-//! - [`error`]: [`StoreError`].
+//! - [`error`]: the store's typed errors.
 //! - `backend`, `sqlite`, `postgres`: the database backends behind one internal trait.
 
 mod backend;
@@ -18,10 +18,10 @@ pub mod model;
 mod postgres;
 mod sqlite;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crypto::MasterKey;
 pub use error::StoreError;
-pub use model::{
-    AppendOutcome, AppendRequest, ExpectedVersion, Head, NewEvent, RecordedEvent, StreamWrite,
-};
+pub use model::{AppendOutcome, AppendRequest, ExpectedVersion, Head, NewEvent, RecordedEvent, StreamWrite};
 pub use store::{Committed, Database, EventStore};

@@ -27,11 +27,7 @@ pub enum ExpectedVersion {
 impl ExpectedVersion {
     /// The version a stream folded from `events` events expects next.
     pub fn after(events: u64) -> Self {
-        if events == 0 {
-            Self::NoStream
-        } else {
-            Self::Exact(events)
-        }
+        if events == 0 { Self::NoStream } else { Self::Exact(events) }
     }
 
     pub(crate) fn admits(self, actual: u64) -> bool {
@@ -65,17 +61,9 @@ pub struct NewEvent {
 impl NewEvent {
     /// Encode a domain event at its current schema version.
     pub fn new(event_id: EventId, event: &Event) -> Result<Self, StoreError> {
-        let Encoded {
-            event_type,
-            schema_version,
-            payload,
-        } = codec::encode(event).map_err(StoreError::Encode)?;
-        Ok(Self {
-            event_id,
-            event_type: event_type.to_owned(),
-            schema_version,
-            payload,
-        })
+        let Encoded { event_type, schema_version, payload } =
+            codec::encode(event).map_err(StoreError::Encode)?;
+        Ok(Self { event_id, event_type: event_type.to_owned(), schema_version, payload })
     }
 
     /// An already encoded payload, e.g. of an older schema version. It must decode: the store
@@ -87,18 +75,10 @@ impl NewEvent {
         payload: Vec<u8>,
     ) -> Result<Self, StoreError> {
         if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(StoreError::PayloadTooLarge {
-                size: payload.len(),
-                max: MAX_PAYLOAD_BYTES,
-            });
+            return Err(StoreError::PayloadTooLarge { size: payload.len(), max: MAX_PAYLOAD_BYTES });
         }
         codec::decode(event_type, schema_version, &payload).map_err(StoreError::Encode)?;
-        Ok(Self {
-            event_id,
-            event_type: event_type.to_owned(),
-            schema_version,
-            payload,
-        })
+        Ok(Self { event_id, event_type: event_type.to_owned(), schema_version, payload })
     }
 }
 
@@ -121,28 +101,12 @@ pub struct AppendRequest {
 
 impl AppendRequest {
     pub fn to_stream(stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
-        Self {
-            writes: vec![StreamWrite {
-                stream,
-                expected,
-                events,
-            }],
-            idempotency_key: None,
-        }
+        Self { writes: vec![StreamWrite { stream, expected, events }], idempotency_key: None }
     }
 
     /// Also write to another stream in the same transaction.
-    pub fn and(
-        mut self,
-        stream: StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Self {
-        self.writes.push(StreamWrite {
-            stream,
-            expected,
-            events,
-        });
+    pub fn and(mut self, stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        self.writes.push(StreamWrite { stream, expected, events });
         self
     }
 

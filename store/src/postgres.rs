@@ -87,11 +87,13 @@ impl Backend for Postgres {
     }
 
     async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO tenant_keys (tenant_id, wrapped_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(tenant.as_uuid())
-            .bind(wrapped)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_uuid())
+        .bind(wrapped)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -132,10 +134,7 @@ impl Backend for Postgres {
         .into_iter()
         .map(|(s, v)| (s, v as u64))
         .collect();
-        let head = Head {
-            position: position as u64,
-            last_hash: to_hash(&last_hash),
-        };
+        let head = Head { position: position as u64, last_hash: to_hash(&last_hash) };
         let plan = plan(tenant, &head, &versions, batch)?;
 
         let n = batch.events.len();
@@ -163,11 +162,8 @@ impl Backend for Postgres {
             prevs.push(&row.prev_hash[..]);
             hashes.push(&row.hash[..]);
         }
-        let (names, finals): (Vec<&str>, Vec<i64>) = plan
-            .streams
-            .iter()
-            .map(|(s, v)| (s.as_str(), *v as i64))
-            .unzip();
+        let (names, finals): (Vec<&str>, Vec<i64>) =
+            plan.streams.iter().map(|(s, v)| (s.as_str(), *v as i64)).unzip();
         let written = sqlx::query(WRITE)
             .bind(tid)
             .bind(&positions)
@@ -225,13 +221,12 @@ impl Backend for Postgres {
 
     async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError> {
         let ids: Vec<Uuid> = ids.iter().map(|i| *i.as_uuid()).collect();
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "SELECT position FROM events WHERE tenant_id = $1 AND event_id = ANY($2)",
-        )
-        .bind(tenant.as_uuid())
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT position FROM events WHERE tenant_id = $1 AND event_id = ANY($2)")
+                .bind(tenant.as_uuid())
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.into_iter().map(|(p,)| p as u64).collect())
     }
 
@@ -255,12 +250,7 @@ impl Backend for Postgres {
         }))
     }
 
-    async fn read_log(
-        &self,
-        tenant: TenantId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<RawEvent>, StoreError> {
+    async fn read_log(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND position > $2 ORDER BY position LIMIT $3"
         );
@@ -300,10 +290,7 @@ impl Backend for Postgres {
                 .bind(tenant.as_uuid())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(p, h)| Head {
-            position: p as u64,
-            last_hash: to_hash(&h),
-        }))
+        Ok(row.map(|(p, h)| Head { position: p as u64, last_hash: to_hash(&h) }))
     }
 
     async fn stream_version(&self, tenant: TenantId, stream: &str) -> Result<u64, StoreError> {
@@ -329,9 +316,6 @@ impl Backend for Postgres {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(t, p)| (TenantId::from_uuid(t), p as u64))
-            .collect())
+        Ok(rows.into_iter().map(|(t, p)| (TenantId::from_uuid(t), p as u64)).collect())
     }
 }

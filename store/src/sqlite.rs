@@ -9,8 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use tenantry_domain::{EventId, TenantId};
 use uuid::Uuid;
@@ -51,10 +50,7 @@ impl Sqlite {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(Self { write, read })
     }
 
@@ -65,11 +61,8 @@ impl Sqlite {
             .or_else(|| url.strip_prefix("sqlite:"))
             .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
         let path = path.split('?').next().unwrap_or(path);
-        Self::open(
-            &std::path::PathBuf::from_str(path)
-                .map_err(|_| StoreError::UnsupportedUrl(url.into()))?,
-        )
-        .await
+        Self::open(&std::path::PathBuf::from_str(path).map_err(|_| StoreError::UnsupportedUrl(url.into()))?)
+            .await
     }
 }
 
@@ -142,22 +135,14 @@ impl Backend for Sqlite {
                 .fetch_optional(&mut *tx)
                 .await?;
         let head = match head {
-            Some((p, h)) => Head {
-                position: p as u64,
-                last_hash: to_hash(&h),
-            },
+            Some((p, h)) => Head { position: p as u64, last_hash: to_hash(&h) },
             None => {
-                sqlx::query(
-                    "INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)",
-                )
-                .bind(tid)
-                .bind(&GENESIS[..])
-                .execute(&mut *tx)
-                .await?;
-                Head {
-                    position: 0,
-                    last_hash: GENESIS,
-                }
+                sqlx::query("INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)")
+                    .bind(tid)
+                    .bind(&GENESIS[..])
+                    .execute(&mut *tx)
+                    .await?;
+                Head { position: 0, last_hash: GENESIS }
             }
         };
         let mut versions = HashMap::new();
@@ -281,12 +266,7 @@ impl Backend for Sqlite {
         }))
     }
 
-    async fn read_log(
-        &self,
-        tenant: TenantId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<RawEvent>, StoreError> {
+    async fn read_log(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE tenant_id = ? AND position > ? ORDER BY position LIMIT ?"
         );
@@ -326,10 +306,7 @@ impl Backend for Sqlite {
                 .bind(tenant.as_uuid())
                 .fetch_optional(&self.read)
                 .await?;
-        Ok(row.map(|(p, h)| Head {
-            position: p as u64,
-            last_hash: to_hash(&h),
-        }))
+        Ok(row.map(|(p, h)| Head { position: p as u64, last_hash: to_hash(&h) }))
     }
 
     async fn stream_version(&self, tenant: TenantId, stream: &str) -> Result<u64, StoreError> {
@@ -355,9 +332,6 @@ impl Backend for Sqlite {
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(t, p)| (TenantId::from_uuid(t), p as u64))
-            .collect())
+        Ok(rows.into_iter().map(|(t, p)| (TenantId::from_uuid(t), p as u64)).collect())
     }
 }

@@ -22,10 +22,7 @@ pub const READ_PAGE: u32 = 2_000;
 /// The database behind a store, for the read side to write its models next to the log.
 #[derive(Debug, Clone)]
 pub enum Database {
-    Sqlite {
-        write: sqlx::SqlitePool,
-        read: sqlx::SqlitePool,
-    },
+    Sqlite { write: sqlx::SqlitePool, read: sqlx::SqlitePool },
     Postgres(sqlx::PgPool),
 }
 
@@ -49,9 +46,7 @@ pub struct EventStore {
 
 impl std::fmt::Debug for EventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStore")
-            .field("database", &self.database)
-            .finish_non_exhaustive()
+        f.debug_struct("EventStore").field("database", &self.database).finish_non_exhaustive()
     }
 }
 
@@ -84,21 +79,13 @@ impl EventStore {
     }
 
     fn with_sqlite(backend: Sqlite, master: &MasterKey) -> Self {
-        let database = Database::Sqlite {
-            write: backend.write.clone(),
-            read: backend.read.clone(),
-        };
+        let database = Database::Sqlite { write: backend.write.clone(), read: backend.read.clone() };
         Self::new(Arc::new(backend), database, master)
     }
 
     fn new(backend: Arc<dyn Backend>, database: Database, master: &MasterKey) -> Self {
         let (committed, _) = broadcast::channel(4096);
-        Self {
-            backend,
-            vault: Arc::new(KeyVault::new(master)),
-            database,
-            committed,
-        }
+        Self { backend, vault: Arc::new(KeyVault::new(master)), database, committed }
     }
 
     pub fn database(&self) -> &Database {
@@ -119,9 +106,7 @@ impl EventStore {
             StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped),
             StoredKey::Destroyed => Err(StoreError::KeyDestroyed { tenant }),
             StoredKey::Missing if create => {
-                self.backend
-                    .insert_key(tenant, &self.vault.new_wrapped(tenant))
-                    .await?;
+                self.backend.insert_key(tenant, &self.vault.new_wrapped(tenant)).await?;
                 // Load again: a concurrent first append may have stored its key first.
                 match self.backend.load_key(tenant).await? {
                     StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped),
@@ -145,15 +130,12 @@ impl EventStore {
             return Err(StoreError::EmptyBatch);
         }
         if count > MAX_BATCH_EVENTS {
-            return Err(StoreError::BatchTooLarge {
-                len: count,
-                max: MAX_BATCH_EVENTS,
-            });
+            return Err(StoreError::BatchTooLarge { len: count, max: MAX_BATCH_EVENTS });
         }
-        if let Some(key) = &request.idempotency_key {
-            if key.is_empty() || key.len() > 200 {
-                return Err(StoreError::InvalidIdempotencyKey);
-            }
+        if let Some(key) = &request.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(StoreError::InvalidIdempotencyKey);
         }
         for event in request.writes.iter().flat_map(|w| &w.events) {
             if event.payload.len() > MAX_PAYLOAD_BYTES {
@@ -168,10 +150,7 @@ impl EventStore {
         }
         let key = self.key(tenant, true).await?;
         let metadata = codec::to_bytes(&Metadata::from_context(ctx)).map_err(StoreError::Encode)?;
-        let request_hash = request
-            .idempotency_key
-            .as_ref()
-            .map(|_| content_hash(&request));
+        let request_hash = request.idempotency_key.as_ref().map(|_| content_hash(&request));
         let mut events = Vec::with_capacity(count);
         let mut expectations = Vec::with_capacity(request.writes.len());
         let mut ids = Vec::with_capacity(count);
@@ -209,10 +188,7 @@ impl EventStore {
         let outcome = match attempt {
             Attempt::Written(outcome) => {
                 // No receiver is fine: nobody is projecting in this process.
-                let _ = self.committed.send(Committed {
-                    tenant_id: tenant,
-                    position: outcome.last_position,
-                });
+                let _ = self.committed.send(Committed { tenant_id: tenant, position: outcome.last_position });
                 outcome
             }
             Attempt::DuplicateKey => self.replayed_key(tenant, &batch).await?,
@@ -239,11 +215,7 @@ impl EventStore {
     }
 
     /// The first result of a retried idempotency key, or why the retry differs.
-    async fn replayed_key(
-        &self,
-        tenant: TenantId,
-        batch: &SealedBatch,
-    ) -> Result<AppendOutcome, StoreError> {
+    async fn replayed_key(&self, tenant: TenantId, batch: &SealedBatch) -> Result<AppendOutcome, StoreError> {
         let Some((key, hash)) = &batch.idempotency else {
             return Err(StoreError::InvalidIdempotencyKey);
         };
@@ -260,11 +232,7 @@ impl EventStore {
 
     /// A retry of the same event ids returns where they were stored; a batch that only
     /// partly repeats stored ids is refused.
-    async fn replayed_events(
-        &self,
-        tenant: TenantId,
-        ids: &[EventId],
-    ) -> Result<AppendOutcome, StoreError> {
+    async fn replayed_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<AppendOutcome, StoreError> {
         let positions = self.backend.find_events(tenant, ids).await?;
         let (Some(first), Some(last)) = (positions.iter().min(), positions.iter().max()) else {
             return Err(StoreError::DuplicateEvent { event_id: ids[0] });
@@ -278,40 +246,14 @@ impl EventStore {
             }
             return Err(StoreError::DuplicateEvent { event_id: ids[0] });
         }
-        Ok(AppendOutcome {
-            first_position: *first,
-            last_position: *last,
-            deduplicated: true,
-        })
+        Ok(AppendOutcome { first_position: *first, last_position: *last, deduplicated: true })
     }
 
-    fn decode(
-        &self,
-        tenant: TenantId,
-        key: &DataKey,
-        raw: RawEvent,
-    ) -> Result<RecordedEvent, StoreError> {
-        let codec_err = |source| StoreError::Codec {
-            tenant,
-            position: raw.position,
-            source,
-        };
-        let payload = key.open(
-            &raw.stream_id,
-            raw.event_id,
-            Part::Payload,
-            &raw.payload,
-            raw.position,
-        )?;
-        let metadata = key.open(
-            &raw.stream_id,
-            raw.event_id,
-            Part::Metadata,
-            &raw.metadata,
-            raw.position,
-        )?;
-        let event: Event =
-            codec::decode(&raw.event_type, raw.schema_version, &payload).map_err(codec_err)?;
+    fn decode(&self, tenant: TenantId, key: &DataKey, raw: RawEvent) -> Result<RecordedEvent, StoreError> {
+        let codec_err = |source| StoreError::Codec { tenant, position: raw.position, source };
+        let payload = key.open(&raw.stream_id, raw.event_id, Part::Payload, &raw.payload, raw.position)?;
+        let metadata = key.open(&raw.stream_id, raw.event_id, Part::Metadata, &raw.metadata, raw.position)?;
+        let event: Event = codec::decode(&raw.event_type, raw.schema_version, &payload).map_err(codec_err)?;
         let metadata: Metadata = postcard::from_bytes(&metadata).map_err(|e| {
             codec_err(codec::CodecError::Malformed {
                 event_type: "metadata".into(),
@@ -327,8 +269,7 @@ impl EventStore {
             event_id: raw.event_id,
             event_type: raw.event_type,
             schema_version: raw.schema_version,
-            recorded_at: chrono::DateTime::from_timestamp_millis(raw.recorded_at)
-                .unwrap_or_default(),
+            recorded_at: chrono::DateTime::from_timestamp_millis(raw.recorded_at).unwrap_or_default(),
             event,
             metadata,
             prev_hash: to_hash(&raw.prev_hash),
@@ -345,9 +286,7 @@ impl EventStore {
             return Ok(Vec::new());
         }
         let key = self.key(tenant, false).await?;
-        page.into_iter()
-            .map(|raw| self.decode(tenant, &key, raw))
-            .collect()
+        page.into_iter().map(|raw| self.decode(tenant, &key, raw)).collect()
     }
 
     /// Up to `limit` events of the tenant's log after `after`, in position order.
@@ -393,10 +332,7 @@ impl EventStore {
             let store = store.clone();
             let stream = stream.clone();
             async move {
-                let page = store
-                    .backend
-                    .read_stream(tenant, &stream, after, READ_PAGE)
-                    .await?;
+                let page = store.backend.read_stream(tenant, &stream, after, READ_PAGE).await?;
                 let next = page.last().map(|e| e.stream_version);
                 Ok((store.decode_page(tenant, page).await?, next))
             }
@@ -405,22 +341,12 @@ impl EventStore {
 
     /// The head of the tenant's log, or `None` when it has no events.
     pub async fn head(&self, ctx: &TenantContext) -> Result<Option<Head>, StoreError> {
-        Ok(self
-            .backend
-            .head(ctx.tenant_id)
-            .await?
-            .filter(|h| h.position > 0))
+        Ok(self.backend.head(ctx.tenant_id).await?.filter(|h| h.position > 0))
     }
 
     /// The version of one stream (0 when it does not exist).
-    pub async fn stream_version(
-        &self,
-        ctx: &TenantContext,
-        stream: &StreamId,
-    ) -> Result<u64, StoreError> {
-        self.backend
-            .stream_version(ctx.tenant_id, stream.as_str())
-            .await
+    pub async fn stream_version(&self, ctx: &TenantContext, stream: &StreamId) -> Result<u64, StoreError> {
+        self.backend.stream_version(ctx.tenant_id, stream.as_str()).await
     }
 
     /// Tenants that have events, with their head positions, in id order after `after`.
@@ -450,11 +376,8 @@ impl EventStore {
         to: Option<u64>,
     ) -> Result<ChainReport, StoreError> {
         let tenant = ctx.tenant_id;
-        let broken = |position, reason: &str| StoreError::ChainBroken {
-            tenant,
-            position,
-            reason: reason.into(),
-        };
+        let broken =
+            |position, reason: &str| StoreError::ChainBroken { tenant, position, reason: reason.into() };
         let from = from.max(1);
         let mut prev = if from == 1 {
             GENESIS
@@ -469,10 +392,7 @@ impl EventStore {
         let mut events = 0;
         let tenant_bytes = *tenant.as_uuid().as_bytes();
         loop {
-            let page = self
-                .backend
-                .read_log(tenant, expected - 1, READ_PAGE)
-                .await?;
+            let page = self.backend.read_log(tenant, expected - 1, READ_PAGE).await?;
             let len = page.len();
             for e in page {
                 if to.is_some_and(|to| e.position > to) {
@@ -519,18 +439,10 @@ impl EventStore {
                 return Err(broken(expected, "event missing"));
             }
             if head.position > 0 && head.last_hash != prev {
-                return Err(broken(
-                    head.position,
-                    "head hash does not match the last event",
-                ));
+                return Err(broken(head.position, "head hash does not match the last event"));
             }
         }
-        Ok(ChainReport {
-            first_position: from,
-            last_position: expected - 1,
-            events,
-            last_hash: prev,
-        })
+        Ok(ChainReport { first_position: from, last_position: expected - 1, events, last_hash: prev })
     }
 }
 
@@ -551,10 +463,7 @@ where
                 return Ok::<_, StoreError>(None);
             };
             let (page, last) = fetch(after).await?;
-            Ok(match last {
-                Some(last) => Some((page, Some(last))),
-                None => None,
-            })
+            Ok(last.map(|last| (page, Some(last))))
         }
     })
     .map_ok(|page| stream::iter(page.into_iter().map(Ok)))

@@ -2,6 +2,8 @@
 //! the `conformance!` macro for SQLite (always) and PostgreSQL (when a server answers; with
 //! `CI=true` an unreachable server fails the run).
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod support;
 
 use std::collections::BTreeSet;
@@ -26,11 +28,7 @@ fn stream(name: &str) -> StreamId {
 }
 
 async fn log(store: &EventStore, ctx: &TenantContext) -> Vec<tenantry_store::RecordedEvent> {
-    store
-        .read_log(ctx, 0)
-        .try_collect()
-        .await
-        .expect("log reads")
+    store.read_log(ctx, 0).try_collect().await.expect("log reads")
 }
 
 macro_rules! conformance {
@@ -78,22 +76,11 @@ async fn appends_read_back_in_order(store: &EventStore) {
     let first = store
         .append(
             &ctx,
-            AppendRequest::to_stream(
-                StreamId::tenant(),
-                ExpectedVersion::NoStream,
-                vec![new_event(&a)],
-            ),
+            AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::NoStream, vec![new_event(&a)]),
         )
         .await
         .unwrap();
-    assert_eq!(
-        (
-            first.first_position,
-            first.last_position,
-            first.deduplicated
-        ),
-        (1, 1, false)
-    );
+    assert_eq!((first.first_position, first.last_position, first.deduplicated), (1, 1, false));
     let conv = stream("conversation-1");
     let second = store
         .append(
@@ -109,25 +96,15 @@ async fn appends_read_back_in_order(store: &EventStore) {
     assert_eq!((second.first_position, second.last_position), (2, 3));
 
     let events = log(store, &ctx).await;
-    assert_eq!(
-        events.iter().map(|e| e.position).collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
-    assert_eq!(
-        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
-        [1, 1, 2]
-    );
+    assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(events.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [1, 1, 2]);
     assert_eq!(events[0].event, a);
     assert_eq!(events[1].event, b);
     assert_eq!(events[1].metadata.role, Role::SuperAdmin);
     assert_eq!(events[1].metadata.request_id, ctx.request_id.to_string());
     assert_eq!(events[1].prev_hash, events[0].hash);
 
-    let conv_events: Vec<_> = store
-        .read_stream(&ctx, &conv, 1)
-        .try_collect()
-        .await
-        .unwrap();
+    let conv_events: Vec<_> = store.read_stream(&ctx, &conv, 1).try_collect().await.unwrap();
     assert_eq!(conv_events.len(), 1);
     assert_eq!(conv_events[0].position, 3);
     assert_eq!(store.stream_version(&ctx, &conv).await.unwrap(), 2);
@@ -143,36 +120,22 @@ async fn expected_versions_are_enforced(store: &EventStore) {
     let ctx = tenant();
     let s = stream("agent-x");
     let append = |expected| {
-        store.append(
-            &ctx,
-            AppendRequest::to_stream(s.clone(), expected, vec![new_event(&agent_created("a"))]),
-        )
+        store
+            .append(&ctx, AppendRequest::to_stream(s.clone(), expected, vec![new_event(&agent_created("a"))]))
     };
     assert!(matches!(
         append(ExpectedVersion::Exact(1)).await,
-        Err(StoreError::Conflict {
-            expected: ExpectedVersion::Exact(1),
-            actual: 0,
-            ..
-        })
+        Err(StoreError::Conflict { expected: ExpectedVersion::Exact(1), actual: 0, .. })
     ));
     append(ExpectedVersion::NoStream).await.unwrap();
     assert!(matches!(
         append(ExpectedVersion::NoStream).await,
-        Err(StoreError::Conflict {
-            expected: ExpectedVersion::NoStream,
-            actual: 1,
-            ..
-        })
+        Err(StoreError::Conflict { expected: ExpectedVersion::NoStream, actual: 1, .. })
     ));
     append(ExpectedVersion::Exact(1)).await.unwrap();
     assert!(matches!(
         append(ExpectedVersion::Exact(1)).await,
-        Err(StoreError::Conflict {
-            expected: ExpectedVersion::Exact(1),
-            actual: 2,
-            ..
-        })
+        Err(StoreError::Conflict { expected: ExpectedVersion::Exact(1), actual: 2, .. })
     ));
     append(ExpectedVersion::Any).await.unwrap();
     assert_eq!(store.stream_version(&ctx, &s).await.unwrap(), 3);
@@ -198,12 +161,7 @@ async fn concurrent_appends_at_one_version_have_one_winner(store: &EventStore) {
         let (store, ctx, s) = (store.clone(), ctx.clone(), s.clone());
         tasks.push(tokio::spawn(async move {
             let e = new_event(&agent_created(&format!("racer-{i}")));
-            store
-                .append(
-                    &ctx,
-                    AppendRequest::to_stream(s, ExpectedVersion::Exact(1), vec![e]),
-                )
-                .await
+            store.append(&ctx, AppendRequest::to_stream(s, ExpectedVersion::Exact(1), vec![e])).await
         }));
     }
     let (mut ok, mut conflicts) = (0, 0);
@@ -223,23 +181,13 @@ async fn concurrent_appends_at_one_version_have_one_winner(store: &EventStore) {
 async fn retries_are_idempotent(store: &EventStore) {
     let ctx = tenant();
     let s = stream("tenant");
-    let events = vec![
-        new_event(&agent_created("a")),
-        new_event(&agent_created("b")),
-    ];
+    let events = vec![new_event(&agent_created("a")), new_event(&agent_created("b"))];
     let req = AppendRequest::to_stream(s.clone(), ExpectedVersion::NoStream, events.clone());
     let first = store.append(&ctx, req.clone()).await.unwrap();
     // Same event ids again: the first result, nothing written, even though the expected
     // version no longer holds.
     let again = store.append(&ctx, req).await.unwrap();
-    assert_eq!(
-        (
-            again.first_position,
-            again.last_position,
-            again.deduplicated
-        ),
-        (1, 2, true)
-    );
+    assert_eq!((again.first_position, again.last_position, again.deduplicated), (1, 2, true));
     assert!(!first.deduplicated);
 
     // Idempotency key: same content with fresh event ids returns the first result.
@@ -251,10 +199,7 @@ async fn retries_are_idempotent(store: &EventStore) {
     let k1 = store.append(&ctx, keyed(&c)).await.unwrap();
     let k2 = store.append(&ctx, keyed(&c)).await.unwrap();
     assert_eq!((k1.first_position, k1.deduplicated), (3, false));
-    assert_eq!(
-        (k2.first_position, k2.last_position, k2.deduplicated),
-        (3, 3, true)
-    );
+    assert_eq!((k2.first_position, k2.last_position, k2.deduplicated), (3, 3, true));
     // Same key, other content: a conflict, nothing written.
     assert!(matches!(
         store.append(&ctx, keyed(&agent_created("c"))).await,
@@ -273,14 +218,7 @@ async fn positions_stay_gap_free_under_concurrent_writers_with_rollbacks(store: 
     let ctx = tenant();
     let seed = new_event(&agent_created("seed"));
     store
-        .append(
-            &ctx,
-            AppendRequest::to_stream(
-                stream("seed"),
-                ExpectedVersion::NoStream,
-                vec![seed.clone()],
-            ),
-        )
+        .append(&ctx, AppendRequest::to_stream(stream("seed"), ExpectedVersion::NoStream, vec![seed.clone()]))
         .await
         .unwrap();
     let done = Arc::new(AtomicBool::new(false));
@@ -310,9 +248,8 @@ async fn positions_stay_gap_free_under_concurrent_writers_with_rollbacks(store: 
             for _ in 0..15 {
                 let roll = rand::thread_rng().gen_range(0..3);
                 let size = rand::thread_rng().gen_range(1..4);
-                let mut events: Vec<NewEvent> = (0..size)
-                    .map(|i| new_event(&agent_created(&format!("w{w}-{i}"))))
-                    .collect();
+                let mut events: Vec<NewEvent> =
+                    (0..size).map(|i| new_event(&agent_created(&format!("w{w}-{i}")))).collect();
                 let expected = match roll {
                     // A wrong expected version: refused before anything is inserted.
                     0 => ExpectedVersion::Exact(written + 100),
@@ -324,10 +261,7 @@ async fn positions_stay_gap_free_under_concurrent_writers_with_rollbacks(store: 
                     }
                     _ => ExpectedVersion::after(written),
                 };
-                match store
-                    .append(&ctx, AppendRequest::to_stream(s.clone(), expected, events))
-                    .await
-                {
+                match store.append(&ctx, AppendRequest::to_stream(s.clone(), expected, events)).await {
                     Ok(_) => written += size,
                     Err(StoreError::Conflict { .. } | StoreError::DuplicateEvent { .. }) => {}
                     Err(e) => panic!("unexpected error: {e}"),
@@ -343,10 +277,7 @@ async fn positions_stay_gap_free_under_concurrent_writers_with_rollbacks(store: 
     done.store(true, Ordering::Relaxed);
     assert!(reader.await.unwrap() > 0);
     let events = log(store, &ctx).await;
-    assert_eq!(
-        events.iter().map(|e| e.position).collect::<Vec<_>>(),
-        (1..=total).collect::<Vec<_>>()
-    );
+    assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
     assert_eq!(store.head(&ctx).await.unwrap().unwrap().position, total);
     store.verify_chain(&ctx, 1, None).await.unwrap();
 }
@@ -367,55 +298,31 @@ async fn batches_are_atomic(store: &EventStore) {
         .await
         .unwrap();
     // Two streams in one append: the second expectation fails, so the first lands neither.
-    let request = AppendRequest::to_stream(
-        a.clone(),
-        ExpectedVersion::NoStream,
-        vec![new_event(&agent_created("a1"))],
-    )
-    .and(
-        b.clone(),
-        ExpectedVersion::NoStream,
-        vec![new_event(&agent_created("b1"))],
-    );
-    assert!(matches!(
-        store.append(&ctx, request).await,
-        Err(StoreError::Conflict { actual: 1, .. })
-    ));
+    let request =
+        AppendRequest::to_stream(a.clone(), ExpectedVersion::NoStream, vec![new_event(&agent_created("a1"))])
+            .and(b.clone(), ExpectedVersion::NoStream, vec![new_event(&agent_created("b1"))]);
+    assert!(matches!(store.append(&ctx, request).await, Err(StoreError::Conflict { actual: 1, .. })));
     assert_eq!(store.stream_version(&ctx, &a).await.unwrap(), 0);
     // The same with the right expectation lands in both, atomically and contiguously.
-    let request = AppendRequest::to_stream(
-        a.clone(),
-        ExpectedVersion::NoStream,
-        vec![new_event(&agent_created("a1"))],
-    )
-    .and(
-        b.clone(),
-        ExpectedVersion::Exact(1),
-        vec![
-            new_event(&agent_created("b1")),
-            new_event(&agent_created("b2")),
-        ],
-    );
+    let request =
+        AppendRequest::to_stream(a.clone(), ExpectedVersion::NoStream, vec![new_event(&agent_created("a1"))])
+            .and(
+                b.clone(),
+                ExpectedVersion::Exact(1),
+                vec![new_event(&agent_created("b1")), new_event(&agent_created("b2"))],
+            );
     let out = store.append(&ctx, request).await.unwrap();
     assert_eq!((out.first_position, out.last_position), (2, 4));
     assert_eq!(store.stream_version(&ctx, &a).await.unwrap(), 1);
     assert_eq!(store.stream_version(&ctx, &b).await.unwrap(), 3);
     // 100 events where the last repeats a stored id: none of the 99 others remain.
     let stored = log(store, &ctx).await[0].event_id;
-    let mut events: Vec<NewEvent> = (0..99)
-        .map(|i| new_event(&agent_created(&format!("x{i}"))))
-        .collect();
+    let mut events: Vec<NewEvent> = (0..99).map(|i| new_event(&agent_created(&format!("x{i}")))).collect();
     let mut dup = new_event(&agent_created("dup"));
     dup.event_id = stored;
     events.push(dup);
     assert!(
-        store
-            .append(
-                &ctx,
-                AppendRequest::to_stream(a.clone(), ExpectedVersion::Any, events)
-            )
-            .await
-            .is_err()
+        store.append(&ctx, AppendRequest::to_stream(a.clone(), ExpectedVersion::Any, events)).await.is_err()
     );
     assert_eq!(log(store, &ctx).await.len(), 4);
     assert_eq!(store.head(&ctx).await.unwrap().unwrap().position, 4);
@@ -433,26 +340,14 @@ async fn payloads_are_encrypted_and_tampering_is_detected(store: &EventStore) {
         tool_ids: vec![],
     });
     let s = stream("tenant");
-    let events = vec![
-        new_event(&event),
-        new_event(&agent_created("other")),
-        new_event(&agent_created("third")),
-    ];
-    store
-        .append(
-            &ctx,
-            AppendRequest::to_stream(s, ExpectedVersion::NoStream, events),
-        )
-        .await
-        .unwrap();
+    let events =
+        vec![new_event(&event), new_event(&agent_created("other")), new_event(&agent_created("third"))];
+    store.append(&ctx, AppendRequest::to_stream(s, ExpectedVersion::NoStream, events)).await.unwrap();
     let read = log(store, &ctx).await;
     assert_eq!(read[0].event, event, "round trip");
     let raw = support::raw_payloads(store, ctx.tenant_id).await;
     assert_eq!(raw.len(), 3);
-    assert!(
-        !raw[0].windows(canary.len()).any(|w| w == canary.as_bytes()),
-        "plaintext must not be stored"
-    );
+    assert!(!raw[0].windows(canary.len()).any(|w| w == canary.as_bytes()), "plaintext must not be stored");
     // One flipped bit: the ciphertext no longer authenticates, and the chain breaks there.
     let mut flipped = raw[1].clone();
     let last = flipped.len() - 1;
@@ -468,10 +363,7 @@ async fn payloads_are_encrypted_and_tampering_is_detected(store: &EventStore) {
     ));
     // A valid ciphertext moved to another event does not open either (bound to its event).
     set_column(store, ctx.tenant_id, 3, "payload", raw[0].clone()).await;
-    assert!(matches!(
-        store.read_log_page(&ctx, 2, 10).await,
-        Err(StoreError::Tampered { position: 3, .. })
-    ));
+    assert!(matches!(store.read_log_page(&ctx, 2, 10).await, Err(StoreError::Tampered { position: 3, .. })));
 }
 
 async fn destroyed_keys_make_events_unreadable(store: &EventStore) {
@@ -519,14 +411,9 @@ async fn destroyed_keys_make_events_unreadable(store: &EventStore) {
 async fn the_hash_chain_verifies_and_catches_edits(store: &EventStore) {
     let ctx = tenant();
     for batch in 0..21 {
-        let events = (0..100)
-            .map(|i| new_event(&agent_created(&format!("{batch}-{i}"))))
-            .collect();
+        let events = (0..100).map(|i| new_event(&agent_created(&format!("{batch}-{i}")))).collect();
         store
-            .append(
-                &ctx,
-                AppendRequest::to_stream(stream("s"), ExpectedVersion::Any, events),
-            )
+            .append(&ctx, AppendRequest::to_stream(stream("s"), ExpectedVersion::Any, events))
             .await
             .unwrap();
     }
@@ -534,16 +421,10 @@ async fn the_hash_chain_verifies_and_catches_edits(store: &EventStore) {
     let events = log(store, &ctx).await;
     assert_eq!(events.len(), 2100);
     let report = store.verify_chain(&ctx, 1, None).await.unwrap();
-    assert_eq!(
-        (report.first_position, report.last_position, report.events),
-        (1, 2100, 2100)
-    );
+    assert_eq!((report.first_position, report.last_position, report.events), (1, 2100, 2100));
     assert_eq!(report.last_hash, events[2099].hash);
     let part = store.verify_chain(&ctx, 500, Some(700)).await.unwrap();
-    assert_eq!(
-        (part.first_position, part.last_position, part.events),
-        (500, 700, 201)
-    );
+    assert_eq!((part.first_position, part.last_position, part.events), (500, 700, 201));
 
     // An edit of any covered field.
     set_column(store, ctx.tenant_id, 1000, "recorded_at", 1i64).await;
@@ -574,25 +455,14 @@ async fn old_schema_versions_are_upcast_on_read(store: &EventStore) {
         model: "m1".into(),
         system_prompt: "p".into(),
     };
-    let old = NewEvent::encoded(
-        EventId::new(),
-        types::AgentCreated,
-        1,
-        codec::to_bytes(&v1).unwrap(),
-    )
-    .unwrap();
+    let old =
+        NewEvent::encoded(EventId::new(), types::AgentCreated, 1, codec::to_bytes(&v1).unwrap()).unwrap();
     store
-        .append(
-            &ctx,
-            AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::NoStream, vec![old]),
-        )
+        .append(&ctx, AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::NoStream, vec![old]))
         .await
         .unwrap();
     let events = log(store, &ctx).await;
-    assert_eq!(
-        events[0].schema_version, 1,
-        "stored bytes keep their version"
-    );
+    assert_eq!(events[0].schema_version, 1, "stored bytes keep their version");
     assert_eq!(
         events[0].event,
         Event::AgentCreated(AgentCreated {
@@ -609,12 +479,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
     let ctx = tenant();
     let s = StreamId::tenant();
     assert!(matches!(
-        store
-            .append(
-                &ctx,
-                AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![])
-            )
-            .await,
+        store.append(&ctx, AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![])).await,
         Err(StoreError::EmptyBatch)
     ));
     let huge = NewEvent {
@@ -625,10 +490,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
     };
     assert!(matches!(
         store
-            .append(
-                &ctx,
-                AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![huge.clone()])
-            )
+            .append(&ctx, AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![huge.clone()]))
             .await,
         Err(StoreError::PayloadTooLarge { .. })
     ));
@@ -643,12 +505,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
         payload: vec![],
     };
     assert!(matches!(
-        store
-            .append(
-                &ctx,
-                AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![unknown])
-            )
-            .await,
+        store.append(&ctx, AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![unknown])).await,
         Err(StoreError::Encode(_))
     ));
     let malformed = NewEvent {
@@ -658,12 +515,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
         payload: vec![0xff; 3],
     };
     assert!(matches!(
-        store
-            .append(
-                &ctx,
-                AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![malformed])
-            )
-            .await,
+        store.append(&ctx, AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![malformed])).await,
         Err(StoreError::Encode(_))
     ));
     assert!(matches!(
@@ -687,32 +539,15 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
     assert!(store.head(&ctx).await.unwrap().is_none(), "nothing written");
 
     // A stored event whose type this build does not know: a typed error naming its position.
-    let user = Event::UserAdded(UserAdded {
-        user_id: UserId::new(),
-        email: "a@b.co".into(),
-        role: Role::User,
-    });
+    let user =
+        Event::UserAdded(UserAdded { user_id: UserId::new(), email: "a@b.co".into(), role: Role::User });
     store
-        .append(
-            &ctx,
-            AppendRequest::to_stream(s, ExpectedVersion::Any, vec![new_event(&user)]),
-        )
+        .append(&ctx, AppendRequest::to_stream(s, ExpectedVersion::Any, vec![new_event(&user)]))
         .await
         .unwrap();
-    set_column(
-        store,
-        ctx.tenant_id,
-        1,
-        "event_type",
-        "user.teleported".to_owned(),
-    )
-    .await;
+    set_column(store, ctx.tenant_id, 1, "event_type", "user.teleported".to_owned()).await;
     match store.read_log_page(&ctx, 0, 10).await {
-        Err(StoreError::Codec {
-            position: 1,
-            source: codec::CodecError::UnknownEventType(t),
-            ..
-        }) => {
+        Err(StoreError::Codec { position: 1, source: codec::CodecError::UnknownEventType(t), .. }) => {
             assert_eq!(t, "user.teleported")
         }
         other => panic!("expected a codec error, got {other:?}"),
@@ -738,45 +573,18 @@ async fn tenants_are_isolated(store: &EventStore) {
         }
     }
     // Each tenant has its own positions and its own `tenant` stream.
-    assert_eq!(
-        log(store, &a)
-            .await
-            .iter()
-            .map(|e| e.position)
-            .collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
-    assert_eq!(
-        log(store, &b)
-            .await
-            .iter()
-            .map(|e| e.position)
-            .collect::<Vec<_>>(),
-        [1, 2]
-    );
-    assert!(
-        log(store, &b)
-            .await
-            .iter()
-            .all(|e| e.tenant_id == b.tenant_id)
-    );
+    assert_eq!(log(store, &a).await.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(log(store, &b).await.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2]);
+    assert!(log(store, &b).await.iter().all(|e| e.tenant_id == b.tenant_id));
     // An event id of tenant A is no duplicate for tenant B.
     let shared_id = log(store, &a).await[0].event_id;
     let mut e = new_event(&agent_created("y"));
     e.event_id = shared_id;
     let out = store
-        .append(
-            &b,
-            AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::Any, vec![e]),
-        )
+        .append(&b, AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::Any, vec![e]))
         .await
         .unwrap();
     assert_eq!((out.last_position, out.deduplicated), (3, false));
-    let heads: BTreeSet<_> = store
-        .tenant_heads(None, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let heads: BTreeSet<_> = store.tenant_heads(None, 1000).await.unwrap().into_iter().collect();
     assert!(heads.contains(&(a.tenant_id, 3)) && heads.contains(&(b.tenant_id, 3)));
 }

@@ -1,0 +1,48 @@
+//! Settings shared by the subcommands that open the store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Where the data lives and how to open it.
+#[derive(Debug, Clone, Args)]
+pub struct StoreSettings {
+    /// Directory for the embedded database and the master key.
+    #[arg(long, env = "TENANTRY_DATA_DIR", default_value = "./tenantry-data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://…` to use PostgreSQL; the embedded SQLite file in the data directory
+    /// when absent.
+    #[arg(long, env = "TENANTRY_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// File holding the master key (64 hex characters); created with mode 0600 on first
+    /// start. Defaults to `master.key` in the data directory.
+    #[arg(long, env = "TENANTRY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl StoreSettings {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("tenantry.db").display()),
+        }
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+}
+
+/// Settings of `tenantry serve`.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "TENANTRY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreSettings,
+}

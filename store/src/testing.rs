@@ -1,0 +1,96 @@
+//! Fixtures for tests of this and later crates: a store on a fresh database per test.
+//!
+//! PostgreSQL tests read `TENANTRY_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Where no server answers they print one
+//! `SKIPPED` line and return `None`, except under `CI=true`, where they fail.
+
+use std::time::Duration;
+
+use sqlx::{Connection, Executor};
+
+use crate::{EventStore, MasterKey};
+
+/// A store on a fresh database, removed when dropped.
+#[derive(Debug)]
+pub struct Harness {
+    pub store: EventStore,
+    /// The database url, for processes a test starts.
+    pub url: String,
+    /// The master key, for processes a test starts.
+    pub master: MasterKey,
+    dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+/// The server PostgreSQL tests use.
+pub fn postgres_url() -> String {
+    std::env::var("TENANTRY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+impl Harness {
+    /// A directory that lives as long as the harness (SQLite only; `None` on PostgreSQL).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_ref().map(|d| d.path())
+    }
+
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let master = MasterKey::generate();
+        let path = dir.path().join("events.db");
+        let store = EventStore::open_sqlite(&path, &master).await.expect("sqlite store opens");
+        Self { store, url: format!("sqlite://{}", path.display()), master, dir: Some(dir), pg: None }
+    }
+
+    /// A store on a new PostgreSQL database, or `None` (with a SKIPPED line) when no server
+    /// answers. Under `CI=true` an unreachable server fails the test instead.
+    pub async fn postgres() -> Option<Self> {
+        let admin_url = postgres_url();
+        let connect =
+            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin_url)).await;
+        let mut admin = match connect {
+            Ok(Ok(conn)) => conn,
+            failure => {
+                let why = match failure {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("PostgreSQL at {admin_url} is unreachable under CI: {why}");
+                }
+                eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable ({why})");
+                return None;
+            }
+        };
+        let name = format!("tenantry_test_{}", uuid::Uuid::new_v4().simple());
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        let url = database_url(&admin_url, &name);
+        let master = MasterKey::generate();
+        let store = EventStore::open_postgres(&url, &master, 20).await.expect("postgres store opens");
+        Some(Self { store, url, master, dir: None, pg: Some((admin_url, name)) })
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.pg.take() else {
+            return;
+        };
+        // Dropping runs outside the test's runtime; a helper thread has its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// `admin_url` pointed at database `name` (any path and query of `admin_url` replaced).
+fn database_url(admin_url: &str, name: &str) -> String {
+    let authority_start = admin_url.find("://").map_or(0, |i| i + 3);
+    let end = admin_url[authority_start..].find(['/', '?']).map_or(admin_url.len(), |i| authority_start + i);
+    format!("{}/{name}", &admin_url[..end])
+}
