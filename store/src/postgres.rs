@@ -1,7 +1,6 @@
 //! The PostgreSQL backend: one row lock on the tenant's head per append, the batch written in
 //! one statement with UNNEST.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,9 +10,8 @@ use tenantry_domain::{EventId, TenantId};
 use uuid::Uuid;
 
 use crate::backend::*;
-use crate::chain::GENESIS;
 use crate::error::{StoreError, unique_violation};
-use crate::model::{AppendOutcome, Head};
+use crate::model::{AppendOutcome, ExpectedVersion, Head};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -54,22 +52,7 @@ fn raw(row: &PgRow) -> Result<RawEvent, sqlx::Error> {
     })
 }
 
-const WRITE: &str = "
-WITH ev AS (
-    INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
-                        schema_version, recorded_at, payload, metadata, prev_hash, hash)
-    SELECT $1, e.* FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::uuid[], $6::text[],
-                               $7::smallint[], $8::bigint[], $9::bytea[], $10::bytea[],
-                               $11::bytea[], $12::bytea[]) AS e
-    RETURNING 1
-), st AS (
-    INSERT INTO streams (tenant_id, stream_id, version)
-    SELECT $1, s.* FROM UNNEST($13::text[], $14::bigint[]) AS s
-    ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = EXCLUDED.version
-    RETURNING 1
-)
-UPDATE tenant_heads SET position = $15, last_hash = $16
-WHERE tenant_id = $1 AND (SELECT count(*) FROM ev) > 0 AND (SELECT count(*) FROM st) > 0";
+
 
 #[async_trait]
 impl Backend for Postgres {
@@ -110,113 +93,76 @@ impl Backend for Postgres {
     }
 
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
-        let tid = tenant.as_uuid();
-        let mut tx = self.pool.begin().await?;
-        // The upsert takes the row lock on the tenant's head: appends of one tenant queue
-        // here, so positions are allocated and committed in order.
-        let (position, last_hash): (i64, Vec<u8>) = sqlx::query_as(
-            "INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES ($1, 0, $2)
-             ON CONFLICT (tenant_id) DO UPDATE SET position = tenant_heads.position
-             RETURNING position, last_hash",
-        )
-        .bind(tid)
-        .bind(&GENESIS[..])
-        .fetch_one(&mut *tx)
-        .await?;
-        let streams = batch.streams();
-        let versions: HashMap<String, u64> = sqlx::query_as::<_, (String, i64)>(
-            "SELECT stream_id, version FROM streams WHERE tenant_id = $1 AND stream_id = ANY($2)",
-        )
-        .bind(tid)
-        .bind(&streams)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(s, v)| (s, v as u64))
-        .collect();
-        let head = Head { position: position as u64, last_hash: to_hash(&last_hash) };
-        let plan = plan(tenant, &head, &versions, batch)?;
-
+        let (streams, expected): (Vec<&str>, Vec<i64>) = batch
+            .expectations
+            .iter()
+            .map(|(s, e)| {
+                let code = match e {
+                    ExpectedVersion::Any => -1,
+                    ExpectedVersion::NoStream => 0,
+                    ExpectedVersion::Exact(v) => *v as i64,
+                };
+                (s.as_str(), code)
+            })
+            .unzip();
         let n = batch.events.len();
-        let mut positions = Vec::with_capacity(n);
-        let mut stream_ids = Vec::with_capacity(n);
-        let mut stream_versions = Vec::with_capacity(n);
+        let mut ev_streams = Vec::with_capacity(n);
         let mut event_ids = Vec::with_capacity(n);
         let mut types = Vec::with_capacity(n);
         let mut schema_versions = Vec::with_capacity(n);
-        let mut recorded = Vec::with_capacity(n);
         let mut payloads = Vec::with_capacity(n);
         let mut metadata = Vec::with_capacity(n);
-        let mut prevs = Vec::with_capacity(n);
-        let mut hashes = Vec::with_capacity(n);
-        for (e, row) in batch.events.iter().zip(&plan.rows) {
-            positions.push(row.position as i64);
-            stream_ids.push(e.stream.as_str());
-            stream_versions.push(row.stream_version as i64);
+        for e in &batch.events {
+            ev_streams.push(e.stream.as_str());
             event_ids.push(*e.event_id.as_uuid());
             types.push(e.event_type.as_str());
             schema_versions.push(e.schema_version as i16);
-            recorded.push(batch.recorded_at);
             payloads.push(e.payload.as_slice());
             metadata.push(e.metadata.as_slice());
-            prevs.push(&row.prev_hash[..]);
-            hashes.push(&row.hash[..]);
         }
-        let (names, finals): (Vec<&str>, Vec<i64>) =
-            plan.streams.iter().map(|(s, v)| (s.as_str(), *v as i64)).unzip();
-        let written = sqlx::query(WRITE)
-            .bind(tid)
-            .bind(&positions)
-            .bind(&stream_ids)
-            .bind(&stream_versions)
-            .bind(&event_ids)
-            .bind(&types)
-            .bind(&schema_versions)
-            .bind(&recorded)
-            .bind(&payloads)
-            .bind(&metadata)
-            .bind(&prevs)
-            .bind(&hashes)
-            .bind(&names)
-            .bind(&finals)
-            .bind(plan.head.position as i64)
-            .bind(&plan.head.last_hash[..])
-            .execute(&mut *tx)
-            .await;
-        if let Err(e) = written {
-            if unique_violation(&e).is_some_and(|c| c == "events_event_id_key") {
-                tx.rollback().await?;
-                return Ok(Attempt::DuplicateEvent);
-            }
-            return Err(e.into());
-        }
-        let outcome = AppendOutcome {
-            first_position: head.position + 1,
-            last_position: plan.head.position,
-            deduplicated: false,
+        let (key, hash) = match &batch.idempotency {
+            Some((k, h)) => (Some(k.as_str()), Some(&h[..])),
+            None => (None, None),
         };
-        if let Some((key, hash)) = &batch.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(tid)
-            .bind(key)
-            .bind(&hash[..])
-            .bind(outcome.first_position as i64)
-            .bind(outcome.last_position as i64)
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = inserted {
-                if unique_violation(&e).is_some() {
-                    tx.rollback().await?;
-                    return Ok(Attempt::DuplicateKey);
-                }
-                return Err(e.into());
+        // One round trip in autocommit: the function locks, checks, chains and writes.
+        let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> =
+            sqlx::query_as("SELECT * FROM tenantry_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+                .bind(tenant.as_uuid())
+                .bind(&streams)
+                .bind(&expected)
+                .bind(&ev_streams)
+                .bind(&event_ids)
+                .bind(&types)
+                .bind(&schema_versions)
+                .bind(&payloads)
+                .bind(&metadata)
+                .bind(batch.recorded_at)
+                .bind(key)
+                .bind(hash)
+                .fetch_one(&self.pool)
+                .await;
+        match row {
+            Ok((status, first, last, _, _)) if status == "ok" => Ok(Attempt::Written(AppendOutcome {
+                first_position: first as u64,
+                last_position: last as u64,
+                deduplicated: false,
+            })),
+            Ok((_, _, _, stream, actual)) => {
+                let stream = stream.unwrap_or_default();
+                let (stream_id, expected) = batch
+                    .expectations
+                    .iter()
+                    .find(|(s, _)| s.as_str() == stream)
+                    .cloned()
+                    .ok_or_else(|| sqlx::Error::Protocol(format!("conflict on unknown stream {stream}")))?;
+                Err(StoreError::Conflict { stream: stream_id, expected, actual: actual.unwrap_or(0) as u64 })
             }
+            Err(e) => match unique_violation(&e).as_deref() {
+                Some("events_event_id_key") => Ok(Attempt::DuplicateEvent),
+                Some("idempotency_keys_pkey") => Ok(Attempt::DuplicateKey),
+                _ => Err(e.into()),
+            },
         }
-        tx.commit().await?;
-        Ok(Attempt::Written(outcome))
     }
 
     async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError> {
@@ -250,9 +196,12 @@ impl Backend for Postgres {
         }))
     }
 
+    // Positions and stream versions have no gaps, so a page is a closed range: the plan
+    // stays an index range scan whatever the table statistics say.
     async fn read_log(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND position > $2 ORDER BY position LIMIT $3"
+            "SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND position > $2 AND position <= $2 + $3
+             ORDER BY position"
         );
         let rows = sqlx::query(&sql)
             .bind(tenant.as_uuid())
@@ -272,7 +221,7 @@ impl Backend for Postgres {
     ) -> Result<Vec<RawEvent>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND stream_id = $2 AND stream_version > $3
-             ORDER BY stream_version LIMIT $4"
+             AND stream_version <= $3 + $4 ORDER BY stream_version"
         );
         let rows = sqlx::query(&sql)
             .bind(tenant.as_uuid())

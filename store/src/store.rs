@@ -301,20 +301,17 @@ impl EventStore {
     }
 
     /// The tenant's log after `after`, page by page: memory stays flat however long it is.
+    /// The next page is fetched while the current one is decrypted and decoded.
     pub fn read_log(
         &self,
         ctx: &TenantContext,
         after: u64,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
-        let store = self.clone();
+        let backend = self.backend.clone();
         let tenant = ctx.tenant_id;
-        paged(after, move |after| {
-            let store = store.clone();
-            async move {
-                let page = store.backend.read_log(tenant, after, READ_PAGE).await?;
-                let next = page.last().map(|e| e.position);
-                Ok((store.decode_page(tenant, page).await?, next))
-            }
+        self.paged(tenant, after, |e| e.position, move |after| {
+            let backend = backend.clone();
+            async move { backend.read_log(tenant, after, READ_PAGE).await }
         })
     }
 
@@ -325,18 +322,54 @@ impl EventStore {
         stream: &StreamId,
         after_version: u64,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
-        let store = self.clone();
+        let backend = self.backend.clone();
         let tenant = ctx.tenant_id;
-        let stream = stream.as_str().to_owned();
-        paged(after_version, move |after| {
-            let store = store.clone();
-            let stream = stream.clone();
+        let stream: Arc<str> = stream.as_str().into();
+        self.paged(tenant, after_version, |e| e.stream_version, move |after| {
+            let (backend, stream) = (backend.clone(), stream.clone());
+            async move { backend.read_stream(tenant, &stream, after, READ_PAGE).await }
+        })
+    }
+
+    /// Decoded events over raw pages fetched by `fetch(after)`, keyed by `key_of`; each page
+    /// is decoded while the next one is fetched, and the stream ends on an empty page.
+    fn paged<F, Fut>(
+        &self,
+        tenant: TenantId,
+        start: u64,
+        key_of: fn(&RawEvent) -> u64,
+        fetch: F,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<RawEvent>, StoreError>> + Send + 'static,
+    {
+        enum Next {
+            Start(u64),
+            Pending(tokio::task::JoinHandle<Result<Vec<RawEvent>, StoreError>>),
+        }
+        let store = self.clone();
+        let fetch = Arc::new(fetch);
+        stream::try_unfold(Next::Start(start), move |next| {
+            let (store, fetch) = (store.clone(), fetch.clone());
             async move {
-                let page = store.backend.read_stream(tenant, &stream, after, READ_PAGE).await?;
-                let next = page.last().map(|e| e.stream_version);
-                Ok((store.decode_page(tenant, page).await?, next))
+                let raw = match next {
+                    Next::Start(after) => fetch(after).await?,
+                    Next::Pending(handle) => {
+                        handle.await.map_err(|e| StoreError::Io(std::io::Error::other(e)))??
+                    }
+                };
+                let Some(last) = raw.last().map(key_of) else { return Ok::<_, StoreError>(None) };
+                // Pages are position ranges: a short one may be the end or a hole left by
+                // tampering; only an empty page ends the stream, and consumers that need
+                // contiguity check it themselves.
+                let next = Next::Pending(tokio::spawn(fetch(last)));
+                Ok(Some((store.decode_page(tenant, raw).await?, next)))
             }
         })
+        .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
     }
 
     /// The head of the tenant's log, or `None` when it has no events.
@@ -426,7 +459,7 @@ impl EventStore {
                 expected += 1;
                 events += 1;
             }
-            if len < READ_PAGE as usize || to.is_some_and(|to| expected > to) {
+            if len == 0 || to.is_some_and(|to| expected > to) {
                 break;
             }
         }
@@ -444,31 +477,6 @@ impl EventStore {
         }
         Ok(ChainReport { first_position: from, last_position: expected - 1, events, last_hash: prev })
     }
-}
-
-/// A stream over pages fetched by `fetch(after) -> (items, last key)`, ending on an empty page.
-fn paged<F, Fut>(
-    start: u64,
-    fetch: F,
-) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(Vec<RecordedEvent>, Option<u64>), StoreError>> + Send,
-{
-    let fetch = Arc::new(fetch);
-    stream::try_unfold(Some(start), move |after| {
-        let fetch = fetch.clone();
-        async move {
-            let Some(after) = after else {
-                return Ok::<_, StoreError>(None);
-            };
-            let (page, last) = fetch(after).await?;
-            Ok(last.map(|last| (page, Some(last))))
-        }
-    })
-    .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
-    .try_flatten()
-    .boxed()
 }
 
 /// What an idempotency key stands for: the streams, expectations and plaintext payloads, not
