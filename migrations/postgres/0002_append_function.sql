@@ -32,6 +32,7 @@ DECLARE
     v_actual    BIGINT;
     v_idx       INT;
     v_names     TEXT[]   := '{}';
+    v_existing  TEXT[]   := '{}';
     v_versions  BIGINT[] := '{}';
     v_positions BIGINT[] := '{}';
     v_svers     BIGINT[] := '{}';
@@ -41,15 +42,26 @@ DECLARE
     v_type      BYTEA;
     n           INT := cardinality(p_event_ids);
 BEGIN
-    INSERT INTO tenant_heads AS h (tenant_id, position, last_hash)
-    VALUES (p_tenant, 0, decode(repeat('00', 32), 'hex'))
-    ON CONFLICT (tenant_id) DO UPDATE SET position = h.position
-    RETURNING h.position, h.last_hash INTO v_pos, v_hash;
+    -- A row lock, not an update: the head gets one new version per append, at the end.
+    SELECT h.position, h.last_hash INTO v_pos, v_hash FROM tenant_heads h
+    WHERE h.tenant_id = p_tenant FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO tenant_heads (tenant_id, position, last_hash)
+        VALUES (p_tenant, 0, decode(repeat('00', 32), 'hex'))
+        ON CONFLICT (tenant_id) DO NOTHING;
+        SELECT h.position, h.last_hash INTO v_pos, v_hash FROM tenant_heads h
+        WHERE h.tenant_id = p_tenant FOR UPDATE;
+    END IF;
 
     FOR i IN 1 .. cardinality(p_streams) LOOP
+        v_actual := NULL;
         SELECT s.version INTO v_actual FROM streams s
         WHERE s.tenant_id = p_tenant AND s.stream_id = p_streams[i];
-        v_actual := coalesce(v_actual, 0);
+        IF v_actual IS NULL THEN
+            v_actual := 0;
+        ELSIF array_position(v_existing, p_streams[i]) IS NULL THEN
+            v_existing := v_existing || p_streams[i];
+        END IF;
         IF p_expected[i] <> -1 AND p_expected[i] <> v_actual THEN
             RETURN QUERY SELECT 'conflict'::TEXT, 0::BIGINT, 0::BIGINT, p_streams[i], v_actual;
             RETURN;
@@ -90,9 +102,15 @@ BEGIN
          AS e(position, stream_id, stream_version, event_id, event_type, schema_version, payload,
               metadata, prev_hash, hash);
 
-    INSERT INTO streams AS s (tenant_id, stream_id, version)
-    SELECT p_tenant, u.name, u.version FROM unnest(v_names, v_versions) AS u(name, version)
-    ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = EXCLUDED.version;
+    -- Streams seen above are updated in place; new ones inserted (no speculative insert).
+    FOR i IN 1 .. cardinality(v_names) LOOP
+        IF array_position(v_existing, v_names[i]) IS NULL THEN
+            INSERT INTO streams (tenant_id, stream_id, version) VALUES (p_tenant, v_names[i], v_versions[i]);
+        ELSE
+            UPDATE streams SET version = v_versions[i]
+            WHERE tenant_id = p_tenant AND stream_id = v_names[i];
+        END IF;
+    END LOOP;
 
     UPDATE tenant_heads SET position = v_pos, last_hash = v_hash WHERE tenant_id = p_tenant;
 

@@ -56,7 +56,10 @@ async fn appends(store: &EventStore, tasks: usize, per_task: usize, batch_size: 
             let stream = StreamId::conversation(ConversationId::new());
             for _ in 0..per_task / batch_size {
                 store
-                    .append(&ctx, AppendRequest::to_stream(stream.clone(), ExpectedVersion::Any, batch(batch_size)))
+                    .append(
+                        &ctx,
+                        AppendRequest::to_stream(stream.clone(), ExpectedVersion::Any, batch(batch_size)),
+                    )
                     .await
                     .unwrap();
             }
@@ -72,7 +75,10 @@ async fn read(store: &EventStore, events: usize) -> (f64, f64) {
     let ctx = TenantContext::system(TenantId::new());
     let stream = StreamId::conversation(ConversationId::new());
     for _ in 0..events / 1000 {
-        store.append(&ctx, AppendRequest::to_stream(stream.clone(), ExpectedVersion::Any, batch(1000))).await.unwrap();
+        store
+            .append(&ctx, AppendRequest::to_stream(stream.clone(), ExpectedVersion::Any, batch(1000)))
+            .await
+            .unwrap();
     }
     eprintln!("read phase starts");
     reset_peak_rss();
@@ -94,12 +100,14 @@ async fn read(store: &EventStore, events: usize) -> (f64, f64) {
 }
 
 async fn run(name: &str, store: &EventStore, read_events: usize) {
-    let single = appends(store, 8, 2_500, 1).await;
+    let single = appends(store, 8, 5_000, 1).await;
     println!("| {name} | single-event appends, 8 tasks x 8 tenants | {single:.0} events/s |");
     let batched = appends(store, 8, 25_000, 100).await;
     println!("| {name} | batches of 100 events, 8 tasks | {batched:.0} events/s |");
     let (rate, rss) = read(store, read_events).await;
-    println!("| {name} | read a {read_events}-event tenant log (decrypt + decode) | {rate:.0} events/s, peak RSS {rss:.0} MiB |");
+    println!(
+        "| {name} | read a {read_events}-event tenant log (decrypt + decode) | {rate:.0} events/s, peak RSS {rss:.0} MiB |"
+    );
 }
 
 #[tokio::main]

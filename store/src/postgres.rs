@@ -52,8 +52,6 @@ fn raw(row: &PgRow) -> Result<RawEvent, sqlx::Error> {
     })
 }
 
-
-
 #[async_trait]
 impl Backend for Postgres {
     async fn load_key(&self, tenant: TenantId) -> Result<StoredKey, StoreError> {
@@ -125,22 +123,23 @@ impl Backend for Postgres {
             None => (None, None),
         };
         // One round trip in autocommit: the function locks, checks, chains and writes.
-        let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> =
-            sqlx::query_as("SELECT * FROM tenantry_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
-                .bind(tenant.as_uuid())
-                .bind(&streams)
-                .bind(&expected)
-                .bind(&ev_streams)
-                .bind(&event_ids)
-                .bind(&types)
-                .bind(&schema_versions)
-                .bind(&payloads)
-                .bind(&metadata)
-                .bind(batch.recorded_at)
-                .bind(key)
-                .bind(hash)
-                .fetch_one(&self.pool)
-                .await;
+        let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> = sqlx::query_as(
+            "SELECT * FROM tenantry_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(&streams)
+        .bind(&expected)
+        .bind(&ev_streams)
+        .bind(&event_ids)
+        .bind(&types)
+        .bind(&schema_versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .bind(batch.recorded_at)
+        .bind(key)
+        .bind(hash)
+        .fetch_one(&self.pool)
+        .await;
         match row {
             Ok((status, first, last, _, _)) if status == "ok" => Ok(Attempt::Written(AppendOutcome {
                 first_position: first as u64,
@@ -149,12 +148,10 @@ impl Backend for Postgres {
             })),
             Ok((_, _, _, stream, actual)) => {
                 let stream = stream.unwrap_or_default();
-                let (stream_id, expected) = batch
-                    .expectations
-                    .iter()
-                    .find(|(s, _)| s.as_str() == stream)
-                    .cloned()
-                    .ok_or_else(|| sqlx::Error::Protocol(format!("conflict on unknown stream {stream}")))?;
+                let (stream_id, expected) =
+                    batch.expectations.iter().find(|(s, _)| s.as_str() == stream).cloned().ok_or_else(
+                        || sqlx::Error::Protocol(format!("conflict on unknown stream {stream}")),
+                    )?;
                 Err(StoreError::Conflict { stream: stream_id, expected, actual: actual.unwrap_or(0) as u64 })
             }
             Err(e) => match unique_violation(&e).as_deref() {

@@ -309,10 +309,15 @@ impl EventStore {
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
         let backend = self.backend.clone();
         let tenant = ctx.tenant_id;
-        self.paged(tenant, after, |e| e.position, move |after| {
-            let backend = backend.clone();
-            async move { backend.read_log(tenant, after, READ_PAGE).await }
-        })
+        self.paged(
+            tenant,
+            after,
+            |e| e.position,
+            move |after| {
+                let backend = backend.clone();
+                async move { backend.read_log(tenant, after, READ_PAGE).await }
+            },
+        )
     }
 
     /// One stream's events after `after_version`, page by page.
@@ -325,10 +330,15 @@ impl EventStore {
         let backend = self.backend.clone();
         let tenant = ctx.tenant_id;
         let stream: Arc<str> = stream.as_str().into();
-        self.paged(tenant, after_version, |e| e.stream_version, move |after| {
-            let (backend, stream) = (backend.clone(), stream.clone());
-            async move { backend.read_stream(tenant, &stream, after, READ_PAGE).await }
-        })
+        self.paged(
+            tenant,
+            after_version,
+            |e| e.stream_version,
+            move |after| {
+                let (backend, stream) = (backend.clone(), stream.clone());
+                async move { backend.read_stream(tenant, &stream, after, READ_PAGE).await }
+            },
+        )
     }
 
     /// Decoded events over raw pages fetched by `fetch(after)`, keyed by `key_of`; each page
