@@ -135,6 +135,27 @@ macro_rules! events {
             }
         }
 
+        fn transcode_current<'de, D: serde::Deserializer<'de>>(
+            event_type: &str,
+            version: u16,
+            data: D,
+        ) -> Result<Vec<u8>, CodecError> {
+            let malformed = |reason: String| CodecError::Malformed {
+                event_type: event_type.to_owned(),
+                version,
+                reason,
+            };
+            match event_type {
+                $( $name if version == $version => {
+                    to_bytes(&<$variant as Deserialize>::deserialize(data).map_err(|e| malformed(e.to_string()))?)
+                } )*
+                other => Err(match current_version(other) {
+                    Some(_) => CodecError::UnknownSchemaVersion { event_type: other.to_owned(), version },
+                    None => CodecError::UnknownEventType(other.chars().take(64).collect()),
+                }),
+            }
+        }
+
         /// The payload alone, serialised with its own field names (for JSON export).
         impl Serialize for Event {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -163,6 +184,7 @@ events! {
     ConversationOpened => "conversation.opened" v 1,
     MessageAppended => "message.appended" v 1,
     UsageRecorded => "usage.recorded" v 1,
+    AccessDenied => "access.denied" v 1,
 }
 
 /// Decode a stored payload, upcasting older schema versions to the current shape.
@@ -173,6 +195,21 @@ pub fn decode(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, Cod
             Ok(Event::AgentCreated(old.into()))
         }
         _ => decode_current(event_type, version, bytes),
+    }
+}
+
+/// Read a payload of exactly `event_type` v`version` from a self-describing format (JSON
+/// fixtures, exports) and encode it as stored, keeping its version: old versions stay old.
+pub fn transcode<'de, D: serde::Deserializer<'de>>(
+    event_type: &str,
+    version: u16,
+    data: D,
+) -> Result<Vec<u8>, CodecError> {
+    match (event_type, version) {
+        (types::AgentCreated, 1) => to_bytes(&v1::AgentCreated::deserialize(data).map_err(|e| {
+            CodecError::Malformed { event_type: event_type.to_owned(), version, reason: e.to_string() }
+        })?),
+        _ => transcode_current(event_type, version, data),
     }
 }
 

@@ -193,6 +193,17 @@ pub struct UsageRecorded {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// A request refused for lack of rights (another tenant's object, a role too weak). Kept
+/// in the target tenant's log so its audit trail shows the attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessDenied {
+    /// What was attempted (`GET /v1/tenants/{id}/agents`, `agent.create` …).
+    pub action: String,
+    /// The object it was aimed at, when known.
+    pub target: Option<String>,
+    pub reason: String,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -214,6 +225,7 @@ pub enum Event {
     ConversationOpened(ConversationOpened),
     MessageAppended(MessageAppended),
     UsageRecorded(UsageRecorded),
+    AccessDenied(AccessDenied),
 }
 
 /// Who caused an event, from where. Stored encrypted beside the payload.

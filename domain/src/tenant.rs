@@ -332,7 +332,8 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::ToolUpdated(_)
         | Event::ConversationOpened(_)
         | Event::MessageAppended(_)
-        | Event::UsageRecorded(_) => {}
+        | Event::UsageRecorded(_)
+        | Event::AccessDenied(_) => {}
     }
     state
 }

@@ -371,6 +371,8 @@ fn event() -> impl Strategy<Value = Event> {
                 occurred_at: Utc.timestamp_millis_opt(ms).unwrap()
             })
         ),
+        (text(), proptest::option::of(text()), text())
+            .prop_map(|(action, target, reason)| Event::AccessDenied(AccessDenied { action, target, reason })),
     ]
 }
 
@@ -399,7 +401,7 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..64), t in 0usize..18) {
+    fn random_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..64), t in 0usize..19) {
         let event_type = codec::types::ALL[t];
         let _ = codec::decode(event_type, codec::current_version(event_type).unwrap(), &bytes);
     }

@@ -1,1 +1,39 @@
-//! The read side of tenantry: projector runtime and read models.
+//! The read side of tenantry: the projector runtime and the read models fed by it.
+//!
+//! # Layout
+//! - [`runtime`]: the [`Projector`] trait and [`Projections`]: catch-up, live running,
+//!   read-your-writes, rebuild, status.
+//! - [`models`]: directory, conversations, quotas, billing usage and audit log, each a
+//!   projector and its queries.
+//! - [`db`]: the read database (`Any` driver over the store's database).
+//! - [`error`]: [`ProjectionError`].
+
+pub mod db;
+pub mod error;
+pub mod models;
+pub mod runtime;
+
+use std::sync::Arc;
+
+pub use db::ReadDb;
+pub use error::ProjectionError;
+pub use models::billing::PriceTable;
+pub use runtime::{Progress, Projections, Projector, ProjectorStatus, Silent};
+use tenantry_store::EventStore;
+
+/// Every read model of tenantry, priced with `prices`.
+pub fn standard(prices: PriceTable) -> Vec<Arc<dyn Projector>> {
+    vec![
+        Arc::new(models::directory::Directory),
+        Arc::new(models::conversations::Conversations),
+        Arc::new(models::quotas::Quotas),
+        Arc::new(models::billing::Billing { prices }),
+        Arc::new(models::audit::AuditLog),
+    ]
+}
+
+/// Open the read side over the store's database at `url`.
+pub async fn open(store: EventStore, url: &str, prices: PriceTable) -> Result<Projections, ProjectionError> {
+    let db = ReadDb::connect(url, 8).await?;
+    Ok(Projections::new(store, db, standard(prices)))
+}

@@ -97,11 +97,14 @@ pub struct AppendRequest {
     /// Retrying with the same key and the same content returns the first result and writes
     /// nothing; the same key with other content is [`StoreError::IdempotencyMismatch`].
     pub idempotency_key: Option<String>,
+    /// The recording time to store instead of now: for imports and replays of recorded
+    /// history (golden logs, audit replay), never for live commands.
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 impl AppendRequest {
     pub fn to_stream(stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
-        Self { writes: vec![StreamWrite { stream, expected, events }], idempotency_key: None }
+        Self { writes: vec![StreamWrite { stream, expected, events }], idempotency_key: None, recorded_at: None }
     }
 
     /// Also write to another stream in the same transaction.
@@ -112,6 +115,11 @@ impl AppendRequest {
 
     pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn recorded_at(mut self, at: DateTime<Utc>) -> Self {
+        self.recorded_at = Some(at);
         self
     }
 
@@ -150,6 +158,8 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
     pub event: Event,
     pub metadata: Metadata,
+    /// Size of the decrypted payload: what the event costs the tenant's storage quota.
+    pub payload_bytes: u64,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
 }

@@ -171,8 +171,8 @@ impl EventStore {
         let batch = SealedBatch {
             expectations,
             events,
-            idempotency: request.idempotency_key.zip(request_hash),
-            recorded_at: chrono::Utc::now().timestamp_millis(),
+            idempotency: request.idempotency_key.clone().zip(request_hash),
+            recorded_at: request.recorded_at.unwrap_or_else(chrono::Utc::now).timestamp_millis(),
         };
         let attempt = match self.backend.append(tenant, &batch).await {
             // A retry arrives after its first attempt moved the stream on: the conflict is
@@ -254,6 +254,7 @@ impl EventStore {
         let payload = key.open(&raw.stream_id, raw.event_id, Part::Payload, &raw.payload, raw.position)?;
         let metadata = key.open(&raw.stream_id, raw.event_id, Part::Metadata, &raw.metadata, raw.position)?;
         let event: Event = codec::decode(&raw.event_type, raw.schema_version, &payload).map_err(codec_err)?;
+        let payload_bytes = payload.len() as u64;
         let metadata: Metadata = postcard::from_bytes(&metadata).map_err(|e| {
             codec_err(codec::CodecError::Malformed {
                 event_type: "metadata".into(),
@@ -272,6 +273,7 @@ impl EventStore {
             recorded_at: chrono::DateTime::from_timestamp_millis(raw.recorded_at).unwrap_or_default(),
             event,
             metadata,
+            payload_bytes,
             prev_hash: to_hash(&raw.prev_hash),
             hash: to_hash(&raw.hash),
         })

@@ -1,0 +1,150 @@
+//! The read database: the same database as the event store, reached through sqlx's `Any`
+//! driver so one SQL text serves SQLite and PostgreSQL. Placeholders are `$1, $2 …`, numbered
+//! in order of first appearance (both backends accept that form).
+
+use std::time::Duration;
+
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+
+use crate::error::ProjectionError;
+
+/// One bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    I(i64),
+    T(String),
+    Null,
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Self::I(v)
+    }
+}
+
+impl From<u64> for Val {
+    fn from(v: u64) -> Self {
+        Self::I(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<bool> for Val {
+    fn from(v: bool) -> Self {
+        Self::I(i64::from(v))
+    }
+}
+
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Self::T(v)
+    }
+}
+
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Self::T(v.to_owned())
+    }
+}
+
+impl<T: Into<Val>> From<Option<T>> for Val {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
+/// Bind values in order.
+pub(crate) fn bind<'q>(
+    mut query: Query<'q, Any, AnyArguments<'q>>,
+    vals: Vec<Val>,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    for v in vals {
+        query = match v {
+            Val::I(i) => query.bind(i),
+            Val::T(s) => query.bind(s),
+            Val::Null => query.bind(None::<String>),
+        };
+    }
+    query
+}
+
+pub(crate) async fn exec(conn: &mut AnyConnection, sql: &str, vals: Vec<Val>) -> Result<u64, ProjectionError> {
+    Ok(bind(sqlx::query(sql), vals).execute(conn).await?.rows_affected())
+}
+
+/// Insert many rows with multi-row `VALUES` statements, chunked under the backends' bind
+/// limits. `suffix` follows each statement (e.g. an `ON CONFLICT` clause).
+pub(crate) async fn insert_many(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+    suffix: &str,
+) -> Result<(), ProjectionError> {
+    let per_chunk = (20_000 / columns.len()).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_chunk).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut n = 0;
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for j in 0..row.len() {
+                if j > 0 {
+                    sql.push_str(", ");
+                }
+                n += 1;
+                sql.push_str(&format!("${n}"));
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(suffix);
+        exec(conn, &sql, chunk.into_iter().flatten().collect()).await?;
+    }
+    Ok(())
+}
+
+/// The pool the read side writes and queries with.
+#[derive(Debug, Clone)]
+pub struct ReadDb {
+    pool: AnyPool,
+    sqlite: bool,
+}
+
+impl ReadDb {
+    /// Connect to the store's database (`sqlite://PATH` or `postgres://…`). The store has
+    /// already run the migrations, read models included.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ProjectionError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 1 } else { max_connections })
+            .acquire_timeout(Duration::from_secs(60))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // The store's writer holds the lock briefly; wait instead of failing.
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Self { pool, sqlite })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+}

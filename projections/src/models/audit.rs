@@ -1,0 +1,165 @@
+//! Who did what, when, from where, with which outcome: one entry per recorded event, and
+//! one per denied attempt.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::AnyConnection;
+use tenantry_domain::{Event, TenantId};
+use tenantry_store::RecordedEvent;
+
+use super::{int, opt_text, page_size, text};
+use crate::db::{ReadDb, Val, exec, insert_many};
+use crate::error::ProjectionError;
+use crate::runtime::Projector;
+
+/// Persisted projector name.
+pub const NAME: &str = "audit_log";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditLog;
+
+/// The object an event is about, when it names one.
+fn target(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::AgentCreated(e) => format!("agent:{}", e.agent_id),
+        Event::AgentUpdated(e) => format!("agent:{}", e.agent_id),
+        Event::AgentArchived(e) => format!("agent:{}", e.agent_id),
+        Event::ToolRegistered(e) => format!("tool:{}", e.tool_id),
+        Event::ToolUpdated(e) => format!("tool:{}", e.tool_id),
+        Event::ToolRemoved(e) => format!("tool:{}", e.tool_id),
+        Event::ApiKeyIssued(e) => format!("apikey:{}", e.key_id),
+        Event::ApiKeyRevoked(e) => format!("apikey:{}", e.key_id),
+        Event::UserAdded(e) => format!("user:{}", e.user_id),
+        Event::UserUpdated(e) => format!("user:{}", e.user_id),
+        Event::UserRemoved(e) => format!("user:{}", e.user_id),
+        Event::ConversationOpened(e) => format!("conversation:{}", e.conversation_id),
+        Event::MessageAppended(e) => format!("conversation:{}", e.conversation_id),
+        Event::UsageRecorded(e) => format!("model:{}", e.model),
+        Event::AccessDenied(e) => return e.target.clone(),
+        Event::TenantCreated(_) | Event::TenantUpdated(_) | Event::TenantSuspended(_) | Event::TenantResumed(_) => {
+            "tenant".to_owned()
+        }
+    })
+}
+
+#[async_trait]
+impl Projector for AuditLog {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let rows = events
+            .iter()
+            .map(|e| {
+                let (action, outcome, reason) = match &e.event {
+                    Event::AccessDenied(d) => (d.action.clone(), "denied", Some(d.reason.clone())),
+                    other => (other.event_type().to_owned(), "ok", None),
+                };
+                vec![
+                    tenant.into(),
+                    e.position.into(),
+                    e.recorded_at.timestamp_millis().into(),
+                    e.metadata.actor.as_str().into(),
+                    e.metadata.role.as_str().into(),
+                    action.into(),
+                    target(&e.event).into(),
+                    outcome.into(),
+                    reason.into(),
+                    e.metadata.request_id.as_str().into(),
+                    e.metadata.source_ip.as_deref().into(),
+                ]
+            })
+            .collect();
+        insert_many(
+            conn,
+            "audit_entries",
+            &["tenant_id", "position", "at", "actor", "role", "action", "target", "outcome", "reason", "request_id", "source_ip"],
+            rows,
+            "",
+        )
+        .await
+    }
+
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
+        exec(conn, "DELETE FROM audit_entries WHERE tenant_id = $1", vec![Val::from(tenant)]).await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub position: i64,
+    pub at: i64,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub request_id: String,
+    pub source_ip: Option<String>,
+}
+
+/// Which entries to list; times are Unix milliseconds, `from` inclusive, `to` exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Entries newest first; the cursor is the last position seen.
+pub async fn entries(
+    db: &ReadDb,
+    tenant: TenantId,
+    filter: &AuditFilter,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<crate::models::conversations::Page<AuditEntry>, ProjectionError> {
+    let before: i64 = match cursor {
+        None => i64::MAX,
+        Some(c) => c.parse().map_err(|_| ProjectionError::InvalidCursor)?,
+    };
+    let limit = page_size(limit);
+    let rows = sqlx::query(
+        "SELECT * FROM audit_entries
+         WHERE tenant_id = $1 AND position < $2 AND ($3 = '' OR actor = $3) AND ($4 = '' OR action = $4)
+           AND at >= $5 AND at < $6
+         ORDER BY position DESC LIMIT $7",
+    )
+    .bind(tenant.to_string())
+    .bind(before)
+    .bind(filter.actor.clone().unwrap_or_default())
+    .bind(filter.action.clone().unwrap_or_default())
+    .bind(filter.from.unwrap_or(i64::MIN))
+    .bind(filter.to.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let items: Vec<AuditEntry> = rows
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                position: int(r, "position")?,
+                at: int(r, "at")?,
+                actor: text(r, "actor")?,
+                role: text(r, "role")?,
+                action: text(r, "action")?,
+                target: opt_text(r, "target")?,
+                outcome: text(r, "outcome")?,
+                reason: opt_text(r, "reason")?,
+                request_id: text(r, "request_id")?,
+                source_ip: opt_text(r, "source_ip")?,
+            })
+        })
+        .collect::<Result<_, ProjectionError>>()?;
+    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|e| e.position.to_string())).flatten();
+    Ok(crate::models::conversations::Page { items, next_cursor })
+}

@@ -1,0 +1,243 @@
+//! Tokens and cost per model per day (months are sums of days), priced from a table given
+//! in config with exact decimal arithmetic.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
+use tenantry_domain::{Event, TenantId};
+use tenantry_store::RecordedEvent;
+
+use super::{int, text};
+use crate::db::{ReadDb, Val, exec, insert_many};
+use crate::error::ProjectionError;
+use crate::runtime::Projector;
+
+/// Persisted projector name.
+pub const NAME: &str = "billing_usage";
+
+/// Price of 1,000 tokens of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    pub prompt_per_1k: Decimal,
+    pub completion_per_1k: Decimal,
+}
+
+/// Prices per model, and the price of models the table does not name (flagged as unpriced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceTable {
+    pub models: HashMap<String, Price>,
+    pub default: Price,
+}
+
+impl Default for PriceTable {
+    fn default() -> Self {
+        Self {
+            models: HashMap::new(),
+            default: Price { prompt_per_1k: Decimal::new(1, 3), completion_per_1k: Decimal::new(2, 3) },
+        }
+    }
+}
+
+const NANOS: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
+impl PriceTable {
+    /// Cost in 1e-9 units, rounded half away from zero once per usage record; and whether
+    /// the default price applied.
+    pub fn cost_nanos(&self, model: &str, prompt: u64, completion: u64) -> (i64, bool) {
+        let (price, unpriced) = match self.models.get(model) {
+            Some(p) => (*p, false),
+            None => (self.default, true),
+        };
+        let cost = (Decimal::from(prompt) * price.prompt_per_1k + Decimal::from(completion) * price.completion_per_1k)
+            / Decimal::from(1000);
+        let nanos = (cost * NANOS).round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
+        (i64::try_from(nanos).unwrap_or(i64::MAX), unpriced)
+    }
+}
+
+/// An exact amount from 1e-9 units, as a decimal string.
+pub fn money(nanos: i64) -> String {
+    Decimal::new(nanos, 9).normalize().to_string()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Billing {
+    pub prices: PriceTable,
+}
+
+#[derive(Debug, Default)]
+struct Acc {
+    prompt: i64,
+    completion: i64,
+    cost: i64,
+    unpriced: bool,
+    requests: i64,
+}
+
+#[async_trait]
+impl Projector for Billing {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
+        for e in events {
+            if let Event::UsageRecorded(u) = &e.event {
+                let (cost, unpriced) =
+                    self.prices.cost_nanos(&u.model, u.usage.prompt_tokens, u.usage.completion_tokens);
+                let a = acc.entry((u.occurred_at.format("%Y-%m-%d").to_string(), u.model.clone())).or_default();
+                a.prompt += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);
+                a.completion += i64::try_from(u.usage.completion_tokens).unwrap_or(i64::MAX);
+                a.cost += cost;
+                a.unpriced |= unpriced;
+                a.requests += 1;
+            }
+        }
+        let rows = acc
+            .into_iter()
+            .map(|((day, model), a)| {
+                vec![
+                    tenant.into(),
+                    day.into(),
+                    model.into(),
+                    a.prompt.into(),
+                    a.completion.into(),
+                    a.cost.into(),
+                    a.unpriced.into(),
+                    a.requests.into(),
+                ]
+            })
+            .collect();
+        insert_many(
+            conn,
+            "usage_daily",
+            &["tenant_id", "day", "model", "prompt_tokens", "completion_tokens", "cost_nanos", "unpriced", "requests"],
+            rows,
+            "ON CONFLICT (tenant_id, day, model) DO UPDATE SET
+                 prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
+                 completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
+                 cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos,
+                 unpriced = CASE WHEN excluded.unpriced = 1 THEN 1 ELSE usage_daily.unpriced END,
+                 requests = usage_daily.requests + excluded.requests",
+        )
+        .await
+    }
+
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
+        exec(conn, "DELETE FROM usage_daily WHERE tenant_id = $1", vec![Val::from(tenant)]).await?;
+        Ok(())
+    }
+}
+
+/// Usage of one model over a period (a day, or the whole period).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageLine {
+    pub day: Option<String>,
+    pub model: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub requests: i64,
+    /// Exact decimal.
+    pub cost: String,
+    pub unpriced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageReport {
+    pub from: String,
+    pub to: String,
+    pub by_day: Vec<UsageLine>,
+    pub by_model: Vec<UsageLine>,
+    pub total_tokens: i64,
+    pub total_cost: String,
+}
+
+/// Usage from day `from` to day `to` inclusive (`YYYY-MM-DD`), per model per day and per model.
+pub async fn usage(db: &ReadDb, tenant: TenantId, from: &str, to: &str) -> Result<UsageReport, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT day, model, prompt_tokens, completion_tokens, cost_nanos, unpriced, requests FROM usage_daily
+         WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, model",
+    )
+    .bind(tenant.to_string())
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    let mut by_day = Vec::with_capacity(rows.len());
+    let mut models: BTreeMap<String, (i64, i64, i64, i64, bool)> = BTreeMap::new();
+    let (mut total_tokens, mut total_cost) = (0i64, 0i64);
+    for r in &rows {
+        let (model, p, c, cost, unpriced, n) = (
+            text(r, "model")?,
+            int(r, "prompt_tokens")?,
+            int(r, "completion_tokens")?,
+            int(r, "cost_nanos")?,
+            int(r, "unpriced")? != 0,
+            int(r, "requests")?,
+        );
+        let m = models.entry(model.clone()).or_default();
+        *m = (m.0 + p, m.1 + c, m.2 + cost, m.3 + n, m.4 || unpriced);
+        total_tokens += p + c;
+        total_cost += cost;
+        by_day.push(UsageLine {
+            day: Some(text(r, "day")?),
+            model,
+            prompt_tokens: p,
+            completion_tokens: c,
+            requests: n,
+            cost: money(cost),
+            unpriced,
+        });
+    }
+    let by_model = models
+        .into_iter()
+        .map(|(model, (p, c, cost, n, unpriced))| UsageLine {
+            day: None,
+            model,
+            prompt_tokens: p,
+            completion_tokens: c,
+            requests: n,
+            cost: money(cost),
+            unpriced,
+        })
+        .collect();
+    Ok(UsageReport {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        by_day,
+        by_model,
+        total_tokens,
+        total_cost: money(total_cost),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_exact_decimals() {
+        let mut prices = PriceTable::default();
+        prices.models.insert(
+            "m".into(),
+            Price { prompt_per_1k: "0.0025".parse().unwrap(), completion_per_1k: "0.01".parse().unwrap() },
+        );
+        // 1234 * 0.0025/1000 + 567 * 0.01/1000 = 0.003085 + 0.00567 = 0.008755
+        assert_eq!(prices.cost_nanos("m", 1234, 567), (8_755_000, false));
+        assert_eq!(money(8_755_000), "0.008755");
+        // Unknown models take the default and are flagged.
+        assert_eq!(prices.cost_nanos("other", 1000, 1000), (3_000_000, true));
+        // 0.1 + 0.2 style sums stay exact.
+        let (a, _) = prices.cost_nanos("m", 40, 0);
+        assert_eq!(money(a * 3), "0.0003");
+    }
+}

@@ -1,0 +1,259 @@
+//! Conversation threads and their messages. Writes are batched: one multi-row insert for the
+//! threads and one for the messages of a page, one update per thread touched.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use tenantry_domain::{Event, TenantId};
+use tenantry_store::RecordedEvent;
+
+use super::{int, opt_int, opt_text, page_size, text};
+use crate::db::{ReadDb, Val, exec, insert_many};
+use crate::error::ProjectionError;
+use crate::runtime::Projector;
+
+/// Persisted projector name.
+pub const NAME: &str = "conversations";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Conversations;
+
+#[async_trait]
+impl Projector for Conversations {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut threads = Vec::new();
+        let mut messages = Vec::new();
+        // Conversation id to (messages added, last message time).
+        let mut touched: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for e in events {
+            let at = e.recorded_at.timestamp_millis();
+            match &e.event {
+                Event::ConversationOpened(c) => threads.push(vec![
+                    tenant.into(),
+                    c.conversation_id.to_string().into(),
+                    c.agent_id.to_string().into(),
+                    c.user_id.map(|u| u.to_string()).into(),
+                    c.title.as_deref().into(),
+                    Val::I(0),
+                    at.into(),
+                    at.into(),
+                ]),
+                Event::MessageAppended(m) => {
+                    let id = m.conversation_id.to_string();
+                    messages.push(vec![
+                        tenant.into(),
+                        id.as_str().into(),
+                        e.stream_version.into(),
+                        m.message_id.to_string().into(),
+                        m.role.as_str().into(),
+                        m.content.as_str().into(),
+                        m.model.as_deref().into(),
+                        m.usage.map(|u| u.prompt_tokens).into(),
+                        m.usage.map(|u| u.completion_tokens).into(),
+                        at.into(),
+                    ]);
+                    let entry = touched.entry(id).or_insert((0, at));
+                    entry.0 += 1;
+                    entry.1 = entry.1.max(at);
+                }
+                _ => {}
+            }
+        }
+        insert_many(
+            conn,
+            "conv_threads",
+            &["tenant_id", "conversation_id", "agent_id", "user_id", "title", "message_count", "created_at", "last_message_at"],
+            threads,
+            "",
+        )
+        .await?;
+        insert_many(
+            conn,
+            "conv_messages",
+            &[
+                "tenant_id",
+                "conversation_id",
+                "seq",
+                "message_id",
+                "role",
+                "content",
+                "model",
+                "prompt_tokens",
+                "completion_tokens",
+                "created_at",
+            ],
+            messages,
+            "",
+        )
+        .await?;
+        for (conversation, (added, last)) in touched {
+            exec(
+                conn,
+                "UPDATE conv_threads SET message_count = message_count + $1,
+                        last_message_at = CASE WHEN last_message_at > $2 THEN last_message_at ELSE $2 END
+                 WHERE tenant_id = $3 AND conversation_id = $4",
+                vec![added.into(), last.into(), tenant.into(), conversation.into()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
+        exec(conn, "DELETE FROM conv_messages WHERE tenant_id = $1", vec![tenant.into()]).await?;
+        exec(conn, "DELETE FROM conv_threads WHERE tenant_id = $1", vec![tenant.into()]).await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreadRow {
+    pub conversation_id: String,
+    pub agent_id: String,
+    pub user_id: Option<String>,
+    pub title: Option<String>,
+    pub message_count: i64,
+    pub created_at: i64,
+    pub last_message_at: i64,
+}
+
+impl TryFrom<&AnyRow> for ThreadRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            conversation_id: text(r, "conversation_id")?,
+            agent_id: text(r, "agent_id")?,
+            user_id: opt_text(r, "user_id")?,
+            title: opt_text(r, "title")?,
+            message_count: int(r, "message_count")?,
+            created_at: int(r, "created_at")?,
+            last_message_at: int(r, "last_message_at")?,
+        })
+    }
+}
+
+/// Which threads to list.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadFilter {
+    pub agent_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// A page of results and the cursor of the next page, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Threads newest first. The cursor is opaque to callers: `<created_at>.<conversation_id>`.
+pub async fn threads(
+    db: &ReadDb,
+    tenant: TenantId,
+    filter: &ThreadFilter,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Page<ThreadRow>, ProjectionError> {
+    let (before_at, before_id) = match cursor {
+        None => (i64::MAX, String::new()),
+        Some(c) => {
+            let (at, id) = c.split_once('.').ok_or(ProjectionError::InvalidCursor)?;
+            (at.parse().map_err(|_| ProjectionError::InvalidCursor)?, id.to_owned())
+        }
+    };
+    let limit = page_size(limit);
+    let rows = sqlx::query(
+        "SELECT * FROM conv_threads
+         WHERE tenant_id = $1 AND ($2 = '' OR agent_id = $2) AND ($3 = '' OR user_id = $3)
+           AND (created_at < $4 OR (created_at = $4 AND conversation_id < $5))
+         ORDER BY created_at DESC, conversation_id DESC LIMIT $6",
+    )
+    .bind(tenant.to_string())
+    .bind(filter.agent_id.clone().unwrap_or_default())
+    .bind(filter.user_id.clone().unwrap_or_default())
+    .bind(before_at)
+    .bind(if cursor.is_none() { "~".to_owned() } else { before_id })
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let items: Vec<ThreadRow> = rows.iter().map(ThreadRow::try_from).collect::<Result<_, _>>()?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|t| format!("{}.{}", t.created_at, t.conversation_id)))
+        .flatten();
+    Ok(Page { items, next_cursor })
+}
+
+pub async fn thread(db: &ReadDb, tenant: TenantId, conversation: &str) -> Result<Option<ThreadRow>, ProjectionError> {
+    let row = sqlx::query("SELECT * FROM conv_threads WHERE tenant_id = $1 AND conversation_id = $2")
+        .bind(tenant.to_string())
+        .bind(conversation)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(ThreadRow::try_from).transpose()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRow {
+    pub seq: i64,
+    pub message_id: String,
+    pub role: String,
+    pub content: String,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Messages of a conversation in order; the cursor is the last `seq` seen.
+pub async fn messages(
+    db: &ReadDb,
+    tenant: TenantId,
+    conversation: &str,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Page<MessageRow>, ProjectionError> {
+    let after: i64 = match cursor {
+        None => 0,
+        Some(c) => c.parse().map_err(|_| ProjectionError::InvalidCursor)?,
+    };
+    let limit = page_size(limit);
+    let rows = sqlx::query(
+        "SELECT * FROM conv_messages WHERE tenant_id = $1 AND conversation_id = $2 AND seq > $3
+         ORDER BY seq LIMIT $4",
+    )
+    .bind(tenant.to_string())
+    .bind(conversation)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let items: Vec<MessageRow> = rows
+        .iter()
+        .map(|r| {
+            Ok(MessageRow {
+                seq: int(r, "seq")?,
+                message_id: text(r, "message_id")?,
+                role: text(r, "role")?,
+                content: text(r, "content")?,
+                model: opt_text(r, "model")?,
+                prompt_tokens: opt_int(r, "prompt_tokens")?,
+                completion_tokens: opt_int(r, "completion_tokens")?,
+                created_at: int(r, "created_at")?,
+            })
+        })
+        .collect::<Result<_, ProjectionError>>()?;
+    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|m| m.seq.to_string())).flatten();
+    Ok(Page { items, next_cursor })
+}

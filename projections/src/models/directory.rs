@@ -1,0 +1,529 @@
+//! Tenants, agents, tools, users and API keys as they stand now.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use tenantry_domain::event::Settings;
+use tenantry_domain::{Event, LimitOverrides, TenantId};
+use tenantry_store::RecordedEvent;
+
+use super::{int, opt_text, page_size, text};
+use crate::db::{ReadDb, Val, exec};
+use crate::error::ProjectionError;
+use crate::runtime::Projector;
+
+/// Persisted projector name.
+pub const NAME: &str = "directory";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Directory;
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+#[async_trait]
+impl Projector for Directory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for e in events {
+            let at = e.recorded_at.timestamp_millis();
+            let t = || Val::from(tenant);
+            match &e.event {
+                Event::TenantCreated(c) => {
+                    exec(
+                        conn,
+                        "INSERT INTO dir_tenants (tenant_id, slug, name, plan, status, partner_id, settings, limits,
+                                                  created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $8)",
+                        vec![
+                            t(),
+                            c.slug.as_str().into(),
+                            c.name.as_str().into(),
+                            c.plan.as_str().into(),
+                            c.partner_id.map(|p| p.to_string()).into(),
+                            json(&c.settings).into(),
+                            json(&c.limits).into(),
+                            at.into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::TenantUpdated(u) => {
+                    let limits = match u.limits {
+                        Some(new) => {
+                            let row = sqlx::query("SELECT limits FROM dir_tenants WHERE tenant_id = $1")
+                                .bind(tenant)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                            let old: LimitOverrides = match row {
+                                Some(r) => serde_json::from_str(&text(&r, "limits")?)
+                                    .map_err(|e| ProjectionError::Malformed(e.to_string()))?,
+                                None => LimitOverrides::default(),
+                            };
+                            Some(json(&old.merge(new)))
+                        }
+                        None => None,
+                    };
+                    exec(
+                        conn,
+                        "UPDATE dir_tenants SET name = COALESCE($1, name), plan = COALESCE($2, plan),
+                                settings = COALESCE($3, settings), limits = COALESCE($4, limits), updated_at = $5
+                         WHERE tenant_id = $6",
+                        vec![
+                            u.name.as_deref().into(),
+                            u.plan.map(|p| p.as_str()).into(),
+                            u.settings.as_ref().map(json).into(),
+                            limits.into(),
+                            at.into(),
+                            t(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::TenantSuspended(_) | Event::TenantResumed(_) => {
+                    let status = if matches!(e.event, Event::TenantSuspended(_)) { "suspended" } else { "active" };
+                    exec(conn, "UPDATE dir_tenants SET status = $1, updated_at = $2 WHERE tenant_id = $3", vec![
+                        status.into(),
+                        at.into(),
+                        t(),
+                    ])
+                    .await?;
+                }
+                Event::AgentCreated(a) => {
+                    exec(
+                        conn,
+                        "INSERT INTO dir_agents (tenant_id, agent_id, name, model, system_prompt, tool_ids, archived,
+                                                 created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+                        vec![
+                            t(),
+                            a.agent_id.to_string().into(),
+                            a.name.as_str().into(),
+                            a.model.as_str().into(),
+                            a.system_prompt.as_str().into(),
+                            json(&a.tool_ids).into(),
+                            at.into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::AgentUpdated(a) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_agents SET name = COALESCE($1, name), model = COALESCE($2, model),
+                                system_prompt = COALESCE($3, system_prompt), tool_ids = COALESCE($4, tool_ids),
+                                updated_at = $5
+                         WHERE tenant_id = $6 AND agent_id = $7",
+                        vec![
+                            a.name.as_deref().into(),
+                            a.model.as_deref().into(),
+                            a.system_prompt.as_deref().into(),
+                            a.tool_ids.as_ref().map(json).into(),
+                            at.into(),
+                            t(),
+                            a.agent_id.to_string().into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::AgentArchived(a) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_agents SET archived = 1, updated_at = $1 WHERE tenant_id = $2 AND agent_id = $3",
+                        vec![at.into(), t(), a.agent_id.to_string().into()],
+                    )
+                    .await?;
+                }
+                Event::ToolRegistered(x) => {
+                    exec(
+                        conn,
+                        "INSERT INTO dir_tools (tenant_id, tool_id, name, description, endpoint, parameters, enabled,
+                                                removed, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+                        vec![
+                            t(),
+                            x.tool_id.to_string().into(),
+                            x.name.as_str().into(),
+                            x.description.as_str().into(),
+                            x.endpoint.as_str().into(),
+                            x.parameters.as_str().into(),
+                            x.enabled.into(),
+                            at.into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::ToolUpdated(x) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_tools SET description = COALESCE($1, description), endpoint = COALESCE($2, endpoint),
+                                parameters = COALESCE($3, parameters), enabled = COALESCE($4, enabled)
+                         WHERE tenant_id = $5 AND tool_id = $6",
+                        vec![
+                            x.description.as_deref().into(),
+                            x.endpoint.as_deref().into(),
+                            x.parameters.as_deref().into(),
+                            x.enabled.into(),
+                            t(),
+                            x.tool_id.to_string().into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::ToolRemoved(x) => {
+                    exec(conn, "UPDATE dir_tools SET removed = 1 WHERE tenant_id = $1 AND tool_id = $2", vec![
+                        t(),
+                        x.tool_id.to_string().into(),
+                    ])
+                    .await?;
+                }
+                Event::UserAdded(u) => {
+                    exec(
+                        conn,
+                        "INSERT INTO dir_users (tenant_id, user_id, email, role, removed, created_at)
+                         VALUES ($1, $2, $3, $4, 0, $5)",
+                        vec![t(), u.user_id.to_string().into(), u.email.as_str().into(), u.role.as_str().into(), at.into()],
+                    )
+                    .await?;
+                }
+                Event::UserUpdated(u) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_users SET email = COALESCE($1, email), role = COALESCE($2, role)
+                         WHERE tenant_id = $3 AND user_id = $4",
+                        vec![
+                            u.email.as_deref().into(),
+                            u.role.map(|r| r.as_str()).into(),
+                            t(),
+                            u.user_id.to_string().into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::UserRemoved(u) => {
+                    exec(conn, "UPDATE dir_users SET removed = 1 WHERE tenant_id = $1 AND user_id = $2", vec![
+                        t(),
+                        u.user_id.to_string().into(),
+                    ])
+                    .await?;
+                }
+                Event::ApiKeyIssued(k) => {
+                    exec(
+                        conn,
+                        "INSERT INTO dir_api_keys (tenant_id, key_id, name, role, secret_hash, revoked, created_at)
+                         VALUES ($1, $2, $3, $4, $5, 0, $6)",
+                        vec![
+                            t(),
+                            k.key_id.to_string().into(),
+                            k.name.as_str().into(),
+                            k.role.as_str().into(),
+                            hex::encode(&k.secret_hash).into(),
+                            at.into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::ApiKeyRevoked(k) => {
+                    exec(conn, "UPDATE dir_api_keys SET revoked = 1 WHERE tenant_id = $1 AND key_id = $2", vec![
+                        t(),
+                        k.key_id.to_string().into(),
+                    ])
+                    .await?;
+                }
+                Event::ConversationOpened(_)
+                | Event::MessageAppended(_)
+                | Event::UsageRecorded(_)
+                | Event::AccessDenied(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
+        for table in ["dir_tenants", "dir_agents", "dir_tools", "dir_users", "dir_api_keys"] {
+            exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![tenant.into()]).await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantRow {
+    pub tenant_id: String,
+    pub slug: String,
+    pub name: String,
+    pub plan: String,
+    pub status: String,
+    pub partner_id: Option<String>,
+    pub settings: Settings,
+    pub limits: LimitOverrides,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<&AnyRow> for TenantRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        let parse = |e: serde_json::Error| ProjectionError::Malformed(e.to_string());
+        Ok(Self {
+            tenant_id: text(r, "tenant_id")?,
+            slug: text(r, "slug")?,
+            name: text(r, "name")?,
+            plan: text(r, "plan")?,
+            status: text(r, "status")?,
+            partner_id: opt_text(r, "partner_id")?,
+            settings: serde_json::from_str(&text(r, "settings")?).map_err(parse)?,
+            limits: serde_json::from_str(&text(r, "limits")?).map_err(parse)?,
+            created_at: int(r, "created_at")?,
+            updated_at: int(r, "updated_at")?,
+        })
+    }
+}
+
+pub async fn tenant(db: &ReadDb, tenant: TenantId) -> Result<Option<TenantRow>, ProjectionError> {
+    let row = sqlx::query("SELECT * FROM dir_tenants WHERE tenant_id = $1")
+        .bind(tenant.to_string())
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(TenantRow::try_from).transpose()
+}
+
+/// Tenants in id order after `after`, of one partner when given.
+pub async fn tenants(
+    db: &ReadDb,
+    partner: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<TenantRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT * FROM dir_tenants WHERE tenant_id > $1 AND ($2 = '' OR partner_id = $2)
+         ORDER BY tenant_id LIMIT $3",
+    )
+    .bind(after.unwrap_or(""))
+    .bind(partner.unwrap_or(""))
+    .bind(page_size(limit))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(TenantRow::try_from).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub name: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub tool_ids: Vec<String>,
+    pub archived: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<&AnyRow> for AgentRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            agent_id: text(r, "agent_id")?,
+            name: text(r, "name")?,
+            model: text(r, "model")?,
+            system_prompt: text(r, "system_prompt")?,
+            tool_ids: serde_json::from_str(&text(r, "tool_ids")?)
+                .map_err(|e| ProjectionError::Malformed(e.to_string()))?,
+            archived: int(r, "archived")? != 0,
+            created_at: int(r, "created_at")?,
+            updated_at: int(r, "updated_at")?,
+        })
+    }
+}
+
+pub async fn agents(
+    db: &ReadDb,
+    tenant: TenantId,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<AgentRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT * FROM dir_agents WHERE tenant_id = $1 AND archived = 0 AND agent_id > $2
+         ORDER BY agent_id LIMIT $3",
+    )
+    .bind(tenant.to_string())
+    .bind(after.unwrap_or(""))
+    .bind(page_size(limit))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(AgentRow::try_from).collect()
+}
+
+pub async fn agent(db: &ReadDb, tenant: TenantId, agent: &str) -> Result<Option<AgentRow>, ProjectionError> {
+    let row = sqlx::query("SELECT * FROM dir_agents WHERE tenant_id = $1 AND agent_id = $2")
+        .bind(tenant.to_string())
+        .bind(agent)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(AgentRow::try_from).transpose()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolRow {
+    pub tool_id: String,
+    pub name: String,
+    pub description: String,
+    pub endpoint: String,
+    /// JSON Schema text.
+    pub parameters: String,
+    pub enabled: bool,
+    pub created_at: i64,
+}
+
+impl TryFrom<&AnyRow> for ToolRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            tool_id: text(r, "tool_id")?,
+            name: text(r, "name")?,
+            description: text(r, "description")?,
+            endpoint: text(r, "endpoint")?,
+            parameters: text(r, "parameters")?,
+            enabled: int(r, "enabled")? != 0,
+            created_at: int(r, "created_at")?,
+        })
+    }
+}
+
+pub async fn tools(
+    db: &ReadDb,
+    tenant: TenantId,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<ToolRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT * FROM dir_tools WHERE tenant_id = $1 AND removed = 0 AND tool_id > $2 ORDER BY tool_id LIMIT $3",
+    )
+    .bind(tenant.to_string())
+    .bind(after.unwrap_or(""))
+    .bind(page_size(limit))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(ToolRow::try_from).collect()
+}
+
+pub async fn tool(db: &ReadDb, tenant: TenantId, tool: &str) -> Result<Option<ToolRow>, ProjectionError> {
+    let row = sqlx::query("SELECT * FROM dir_tools WHERE tenant_id = $1 AND tool_id = $2 AND removed = 0")
+        .bind(tenant.to_string())
+        .bind(tool)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(ToolRow::try_from).transpose()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserRow {
+    pub user_id: String,
+    pub email: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+impl TryFrom<&AnyRow> for UserRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            user_id: text(r, "user_id")?,
+            email: text(r, "email")?,
+            role: text(r, "role")?,
+            created_at: int(r, "created_at")?,
+        })
+    }
+}
+
+pub async fn users(
+    db: &ReadDb,
+    tenant: TenantId,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<UserRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT * FROM dir_users WHERE tenant_id = $1 AND removed = 0 AND user_id > $2 ORDER BY user_id LIMIT $3",
+    )
+    .bind(tenant.to_string())
+    .bind(after.unwrap_or(""))
+    .bind(page_size(limit))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(UserRow::try_from).collect()
+}
+
+pub async fn user(db: &ReadDb, tenant: TenantId, user: &str) -> Result<Option<UserRow>, ProjectionError> {
+    let row = sqlx::query("SELECT * FROM dir_users WHERE tenant_id = $1 AND user_id = $2 AND removed = 0")
+        .bind(tenant.to_string())
+        .bind(user)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(UserRow::try_from).transpose()
+}
+
+/// An API key as listed: never its secret or hash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiKeyRow {
+    pub key_id: String,
+    pub name: String,
+    pub role: String,
+    pub revoked: bool,
+    pub created_at: i64,
+}
+
+pub async fn api_keys(
+    db: &ReadDb,
+    tenant: TenantId,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<ApiKeyRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT key_id, name, role, revoked, created_at FROM dir_api_keys
+         WHERE tenant_id = $1 AND key_id > $2 ORDER BY key_id LIMIT $3",
+    )
+    .bind(tenant.to_string())
+    .bind(after.unwrap_or(""))
+    .bind(page_size(limit))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ApiKeyRow {
+                key_id: text(r, "key_id")?,
+                name: text(r, "name")?,
+                role: text(r, "role")?,
+                revoked: int(r, "revoked")? != 0,
+                created_at: int(r, "created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// What authentication needs of a key: its stored hash, role, and whether it was revoked.
+pub async fn api_key_credential(
+    db: &ReadDb,
+    tenant: TenantId,
+    key: &str,
+) -> Result<Option<(Vec<u8>, String, bool)>, ProjectionError> {
+    let row = sqlx::query("SELECT secret_hash, role, revoked FROM dir_api_keys WHERE tenant_id = $1 AND key_id = $2")
+        .bind(tenant.to_string())
+        .bind(key)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|r| {
+        let hash = hex::decode(text(&r, "secret_hash")?).map_err(|e| ProjectionError::Malformed(e.to_string()))?;
+        Ok((hash, text(&r, "role")?, int(&r, "revoked")? != 0))
+    })
+    .transpose()
+}

@@ -1,0 +1,179 @@
+//! Usage against limits: commands per day, tokens per month, stored bytes, and the directory
+//! counts (agents, users, keys).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+use tenantry_domain::{Event, LimitName, Limits, Plan, PlanCatalog, TenantId};
+use tenantry_store::RecordedEvent;
+
+use super::{int, opt_text};
+use crate::db::{ReadDb, Val, exec, insert_many};
+use crate::error::ProjectionError;
+use crate::models::directory;
+use crate::runtime::Projector;
+
+/// Persisted projector name.
+pub const NAME: &str = "quotas";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quotas;
+
+fn day(at: DateTime<Utc>) -> String {
+    format!("day:{}", at.format("%Y-%m-%d"))
+}
+
+fn month(at: DateTime<Utc>) -> String {
+    format!("month:{}", at.format("%Y-%m"))
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    api_calls: i64,
+    tokens: i64,
+    bytes: i64,
+}
+
+#[async_trait]
+impl Projector for Quotas {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let row = sqlx::query("SELECT last_request FROM quota_counters WHERE tenant_id = $1 AND period = 'all'")
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let mut last_request = match row {
+            Some(r) => opt_text(&r, "last_request")?,
+            None => None,
+        };
+        let mut deltas: BTreeMap<String, Delta> = BTreeMap::new();
+        for e in events {
+            deltas.entry("all".into()).or_default().bytes += e.payload_bytes as i64;
+            // A command's events share its request id: count the command once.
+            if last_request.as_deref() != Some(e.metadata.request_id.as_str()) {
+                deltas.entry(day(e.recorded_at)).or_default().api_calls += 1;
+                last_request = Some(e.metadata.request_id.clone());
+            }
+            if let Event::UsageRecorded(u) = &e.event {
+                deltas.entry(month(u.occurred_at)).or_default().tokens +=
+                    i64::try_from(u.usage.total()).unwrap_or(i64::MAX);
+            }
+        }
+        let rows = deltas
+            .into_iter()
+            .map(|(period, d)| {
+                let last = if period == "all" { last_request.clone() } else { None };
+                vec![tenant.into(), period.into(), d.api_calls.into(), d.tokens.into(), d.bytes.into(), last.into()]
+            })
+            .collect();
+        insert_many(
+            conn,
+            "quota_counters",
+            &["tenant_id", "period", "api_calls", "tokens", "bytes", "last_request"],
+            rows,
+            "ON CONFLICT (tenant_id, period) DO UPDATE SET
+                 api_calls = quota_counters.api_calls + excluded.api_calls,
+                 tokens = quota_counters.tokens + excluded.tokens,
+                 bytes = quota_counters.bytes + excluded.bytes,
+                 last_request = COALESCE(excluded.last_request, quota_counters.last_request)",
+        )
+        .await
+    }
+
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
+        exec(conn, "DELETE FROM quota_counters WHERE tenant_id = $1", vec![Val::from(tenant)]).await?;
+        Ok(())
+    }
+}
+
+/// One limit as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quota {
+    pub limit: LimitName,
+    pub used: u64,
+    pub max: u64,
+    pub remaining: u64,
+    /// When the count starts again, for limits over a period.
+    pub resets_at: Option<DateTime<Utc>>,
+}
+
+fn plan(name: &str) -> Plan {
+    match name {
+        "professional" => Plan::Professional,
+        "enterprise" => Plan::Enterprise,
+        _ => Plan::Starter,
+    }
+}
+
+/// Every limit of the tenant with what is used of it at `now`; `None` when the tenant is
+/// unknown to the read side.
+pub async fn quotas(
+    db: &ReadDb,
+    tenant: TenantId,
+    plans: &PlanCatalog,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<Quota>>, ProjectionError> {
+    let Some(row) = directory::tenant(db, tenant).await? else { return Ok(None) };
+    let limits: Limits = row.limits.apply_to(plans.limits(plan(&row.plan)));
+    let key = tenant.to_string();
+    let counters = sqlx::query(
+        "SELECT period, api_calls, tokens, bytes FROM quota_counters WHERE tenant_id = $1 AND period IN ($2, $3, 'all')",
+    )
+    .bind(&key)
+    .bind(day(now))
+    .bind(month(now))
+    .fetch_all(db.pool())
+    .await?;
+    let (mut calls, mut tokens, mut bytes) = (0, 0, 0);
+    for r in &counters {
+        let period: String = r.try_get("period")?;
+        if period == "all" {
+            bytes = int(r, "bytes")?;
+        } else if period.starts_with("day:") {
+            calls = int(r, "api_calls")?;
+        } else {
+            tokens = int(r, "tokens")?;
+        }
+    }
+    let count = |table: &'static str, flag: &'static str| {
+        let key = key.clone();
+        async move {
+            let r = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1 AND {flag} = 0"))
+                .bind(key)
+                .fetch_one(db.pool())
+                .await?;
+            int(&r, "n")
+        }
+    };
+    let agents = count("dir_agents", "archived").await?;
+    let users = count("dir_users", "removed").await?;
+    let keys = count("dir_api_keys", "revoked").await?;
+    let tomorrow = Utc.from_utc_datetime(&(now.date_naive() + Duration::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default());
+    let (y, m) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+    let next_month = NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| Utc.from_utc_datetime(&d));
+    let line = |limit, used: i64, max: u64, resets_at| {
+        let used = used.max(0) as u64;
+        Quota { limit, used, max, remaining: max.saturating_sub(used), resets_at }
+    };
+    Ok(Some(vec![
+        line(LimitName::MaxAgents, agents, limits.max_agents, None),
+        line(LimitName::MaxUsers, users, limits.max_users, None),
+        line(LimitName::MaxApiKeys, keys, limits.max_api_keys, None),
+        line(LimitName::ApiCallsPerDay, calls, limits.api_calls_per_day, Some(tomorrow)),
+        line(LimitName::TokensPerMonth, tokens, limits.tokens_per_month, next_month),
+        line(LimitName::StorageBytes, bytes, limits.storage_bytes, None),
+    ]))
+}

@@ -1,0 +1,557 @@
+//! The projector runtime: each projector consumes each tenant's log in position order and
+//! writes its rows and its checkpoint in one transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use sqlx::{AnyConnection, Row};
+use tenantry_domain::{TenantContext, TenantId};
+use tenantry_store::{EventStore, RecordedEvent, StoreError};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::db::{ReadDb, Val, exec};
+use crate::error::ProjectionError;
+
+/// Events applied per transaction.
+pub const BATCH: u32 = 1_000;
+/// How often the live runner looks at every tenant even when nothing woke it.
+pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
+
+/// A read model fed by tenant logs.
+///
+/// `apply` writes inside the transaction it is handed; the runtime writes the checkpoint in
+/// that same transaction, so a page of events takes effect exactly once or not at all.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use sqlx::AnyConnection;
+/// use tenantry_projections::{ProjectionError, Projector};
+/// use tenantry_store::RecordedEvent;
+///
+/// /// Counts nothing, remembers nothing: the smallest projector.
+/// struct Nothing;
+///
+/// #[async_trait]
+/// impl Projector for Nothing {
+///     fn name(&self) -> &'static str {
+///         "nothing"
+///     }
+///     async fn apply(&self, _: &mut AnyConnection, _: &str, _: &[RecordedEvent]) -> Result<(), ProjectionError> {
+///         Ok(())
+///     }
+///     async fn clear(&self, _: &mut AnyConnection, _: &str) -> Result<(), ProjectionError> {
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Projector: Send + Sync + 'static {
+    /// The checkpoint key. Persisted: never renamed.
+    fn name(&self) -> &'static str;
+
+    /// Apply consecutive events of one tenant (`tenant` is its id as text), in order.
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError>;
+
+    /// Delete every row this projector holds for the tenant.
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError>;
+}
+
+/// One projector's standing, for `tenantry status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectorStatus {
+    pub projector: String,
+    pub tenants: u64,
+    pub tenants_behind: u64,
+    pub lag_events: u64,
+    pub stalled: Vec<Stall>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    pub tenant: String,
+    pub position: u64,
+    pub reason: String,
+}
+
+/// Progress of a long job, reported as it goes.
+pub trait Progress: Send + Sync {
+    /// A new phase with a known amount of work.
+    fn start(&self, label: &str, total: u64);
+    fn advance(&self, done: u64);
+    fn finish(&self);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// The projectors of one deployment over one store.
+#[derive(Clone)]
+pub struct Projections {
+    store: EventStore,
+    db: ReadDb,
+    projectors: Arc<Vec<Arc<dyn Projector>>>,
+}
+
+impl std::fmt::Debug for Projections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.projectors.iter().map(|p| p.name()).collect();
+        f.debug_struct("Projections").field("projectors", &names).finish_non_exhaustive()
+    }
+}
+
+fn tenant_key(tenant: TenantId) -> String {
+    tenant.to_string()
+}
+
+/// Errors that stop one tenant for good (until rebuilt), not the runner.
+fn is_tenant_fault(err: &StoreError) -> bool {
+    matches!(
+        err,
+        StoreError::Codec { .. } | StoreError::KeyDestroyed { .. } | StoreError::Tampered { .. }
+    )
+}
+
+impl Projections {
+    pub fn new(store: EventStore, db: ReadDb, projectors: Vec<Arc<dyn Projector>>) -> Self {
+        Self { store, db, projectors: Arc::new(projectors) }
+    }
+
+    pub fn db(&self) -> &ReadDb {
+        &self.db
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projectors.iter().map(|p| p.name()).collect()
+    }
+
+    fn find(&self, name: &str) -> Result<Arc<dyn Projector>, ProjectionError> {
+        self.projectors
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| ProjectionError::UnknownProjection(name.chars().take(64).collect()))
+    }
+
+    /// The position a projector has applied for a tenant (0 when none).
+    pub async fn checkpoint(&self, projector: &str, tenant: TenantId) -> Result<u64, ProjectionError> {
+        let row = sqlx::query("SELECT position FROM projection_checkpoints WHERE tenant_id = $1 AND projector = $2")
+            .bind(tenant_key(tenant))
+            .bind(projector)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.map_or(Ok(0), |r| r.try_get::<i64, _>(0))? as u64)
+    }
+
+    async fn stall(&self, projector: &str, tenant: TenantId) -> Result<Option<Stall>, ProjectionError> {
+        let row = sqlx::query(
+            "SELECT position, reason FROM projection_stalls WHERE tenant_id = $1 AND projector = $2",
+        )
+        .bind(tenant_key(tenant))
+        .bind(projector)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(match row {
+            Some(r) => Some(Stall {
+                tenant: tenant_key(tenant),
+                position: r.try_get::<i64, _>(0)? as u64,
+                reason: r.try_get(1)?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn record_stall(
+        &self,
+        projector: &str,
+        tenant: TenantId,
+        position: u64,
+        reason: String,
+    ) -> Result<ProjectionError, ProjectionError> {
+        tracing::error!(projector, %tenant, position, reason, "projection stalled for this tenant");
+        let mut conn = self.db.pool().acquire().await?;
+        exec(
+            &mut conn,
+            "INSERT INTO projection_stalls (tenant_id, projector, position, reason, since) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id, projector) DO UPDATE SET position = excluded.position, reason = excluded.reason",
+            vec![
+                tenant_key(tenant).into(),
+                projector.into(),
+                position.into(),
+                reason.clone().into(),
+                chrono::Utc::now().timestamp_millis().into(),
+            ],
+        )
+        .await?;
+        Ok(ProjectionError::Stalled { projector: projector.to_owned(), tenant, position, reason })
+    }
+
+    /// Bring one projector up to the tenant's head. Returns the events applied. A stalled
+    /// tenant is left alone (its stall stays visible in [`Projections::status`]).
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id, projector = projector.name()), err)]
+    async fn catch_up_one(&self, ctx: &TenantContext, projector: &dyn Projector) -> Result<u64, ProjectionError> {
+        let name = projector.name();
+        let tenant = ctx.tenant_id;
+        if self.stall(name, tenant).await?.is_some() {
+            return Ok(0);
+        }
+        let key = tenant_key(tenant);
+        let mut applied = 0;
+        loop {
+            let checkpoint = self.checkpoint(name, tenant).await?;
+            let page = match self.store.read_log_page(ctx, checkpoint, BATCH).await {
+                Ok(page) => page,
+                Err(e) if is_tenant_fault(&e) => {
+                    let position = match &e {
+                        StoreError::Codec { position, .. } | StoreError::Tampered { position, .. } => *position,
+                        _ => checkpoint + 1,
+                    };
+                    return Err(self.record_stall(name, tenant, position, e.to_string()).await?);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(last) = page.last().map(|e| e.position) else { return Ok(applied) };
+            // Never skip: a hole means an event is missing, and applying past it would
+            // lose it for good.
+            if let Some((i, e)) = page.iter().enumerate().find(|(i, e)| e.position != checkpoint + 1 + *i as u64) {
+                let reason = format!("hole in the log: expected position {}", checkpoint + 1 + i as u64);
+                return Err(self.record_stall(name, tenant, e.position, reason).await?);
+            }
+            let mut tx = self.db.pool().begin().await?;
+            // Advancing the checkpoint first takes its row lock: a second worker on the
+            // same tenant waits here, then finds the checkpoint moved and backs off.
+            let moved = if checkpoint == 0 {
+                exec(
+                    &mut tx,
+                    "INSERT INTO projection_checkpoints (tenant_id, projector, position) VALUES ($1, $2, $3)
+                     ON CONFLICT (tenant_id, projector) DO NOTHING",
+                    vec![key.clone().into(), name.into(), last.into()],
+                )
+                .await?
+            } else {
+                exec(
+                    &mut tx,
+                    "UPDATE projection_checkpoints SET position = $1
+                     WHERE tenant_id = $2 AND projector = $3 AND position = $4",
+                    vec![last.into(), key.clone().into(), name.into(), checkpoint.into()],
+                )
+                .await?
+            };
+            if moved != 1 {
+                tx.rollback().await?;
+                continue;
+            }
+            projector.apply(&mut tx, &key, &page).await?;
+            tx.commit().await?;
+            applied += page.len() as u64;
+        }
+    }
+
+    /// Bring every projector up to the tenant's head.
+    pub async fn catch_up(&self, ctx: &TenantContext) -> Result<u64, ProjectionError> {
+        let mut applied = 0;
+        let mut first_error = None;
+        for p in self.projectors.iter() {
+            match self.catch_up_one(ctx, p.as_ref()).await {
+                Ok(n) => applied += n,
+                // One projector's stall does not hold the others back.
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(applied),
+        }
+    }
+
+    /// Every (tenant, head) whose checkpoints are behind, for any projector.
+    async fn behind(&self) -> Result<Vec<TenantId>, ProjectionError> {
+        let checkpoints = self.all_checkpoints().await?;
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let heads = self.store.tenant_heads(after, 1_000).await?;
+            let Some(last) = heads.last() else { break };
+            after = Some(last.0);
+            for (tenant, head) in heads {
+                let key = tenant_key(tenant);
+                if self.projectors.iter().any(|p| {
+                    checkpoints.get(&(key.clone(), p.name().to_owned())).copied().unwrap_or(0) < head
+                }) {
+                    out.push(tenant);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn all_checkpoints(&self) -> Result<HashMap<(String, String), u64>, ProjectionError> {
+        let rows = sqlx::query("SELECT tenant_id, projector, position FROM projection_checkpoints")
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get::<i64, _>(2)? as u64)))
+            .collect()
+    }
+
+    /// Catch every tenant up once. Stalled tenants are logged and left behind; the others
+    /// proceed.
+    pub async fn run_once(&self) -> Result<u64, ProjectionError> {
+        let tenants = self.behind().await?;
+        let results = futures::stream::iter(tenants)
+            .map(|t| async move { self.catch_up(&TenantContext::system(t)).await })
+            .buffer_unordered(4)
+            .collect::<Vec<_>>()
+            .await;
+        let mut applied = 0;
+        for r in results {
+            match r {
+                Ok(n) => applied += n,
+                Err(ProjectionError::Stalled { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Project live until `shutdown` resolves: woken at once by this process's appends, and
+    /// every [`FALLBACK_POLL`] for appends made elsewhere.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let mut committed = self.store.subscribe();
+        tokio::pin!(shutdown);
+        if let Err(e) = self.run_once().await {
+            tracing::error!(error = %e, "projection pass failed");
+        }
+        loop {
+            let tenant = tokio::select! {
+                () = &mut shutdown => return,
+                msg = committed.recv() => match msg {
+                    Ok(c) => Some(c.tenant_id),
+                    Err(RecvError::Lagged(_)) => None,
+                    Err(RecvError::Closed) => return,
+                },
+                () = tokio::time::sleep(FALLBACK_POLL) => None,
+            };
+            let result = match tenant {
+                Some(t) => self.catch_up(&TenantContext::system(t)).await.map(|_| ()),
+                None => self.run_once().await.map(|_| ()),
+            };
+            match result {
+                Ok(()) | Err(ProjectionError::Stalled { .. }) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "projection pass failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Read-your-writes: wait, at most `timeout`, until `projector` has applied `position` of
+    /// the tenant's log.
+    pub async fn wait_for(
+        &self,
+        projector: &str,
+        tenant: TenantId,
+        position: u64,
+        timeout: Duration,
+    ) -> Result<(), ProjectionError> {
+        self.find(projector)?;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let reached = self.checkpoint(projector, tenant).await?;
+            if reached >= position {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ProjectionError::NotCaughtUp {
+                    projector: projector.to_owned(),
+                    tenant,
+                    wanted: position,
+                    reached,
+                });
+            }
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = (pause * 2).min(Duration::from_millis(25));
+        }
+    }
+
+    /// Rebuild one projector for one tenant from position 0, in one transaction: queries see
+    /// the old rows until the new ones are complete, then all of them at once.
+    async fn rebuild_tenant(
+        &self,
+        projector: &dyn Projector,
+        tenant: TenantId,
+        progress: &dyn Progress,
+    ) -> Result<u64, ProjectionError> {
+        let ctx = TenantContext::system(tenant);
+        let key = tenant_key(tenant);
+        let name = projector.name();
+        let mut tx = self.db.pool().begin().await?;
+        exec(&mut tx, "DELETE FROM projection_checkpoints WHERE tenant_id = $1 AND projector = $2", vec![
+            key.clone().into(),
+            name.into(),
+        ])
+        .await?;
+        exec(&mut tx, "DELETE FROM projection_stalls WHERE tenant_id = $1 AND projector = $2", vec![
+            key.clone().into(),
+            name.into(),
+        ])
+        .await?;
+        projector.clear(&mut tx, &key).await?;
+        let mut position = 0;
+        loop {
+            let page = self.store.read_log_page(&ctx, position, BATCH).await?;
+            let Some(last) = page.last().map(|e| e.position) else { break };
+            if let Some((i, _)) = page.iter().enumerate().find(|(i, e)| e.position != position + 1 + *i as u64) {
+                return Err(ProjectionError::Stalled {
+                    projector: name.to_owned(),
+                    tenant,
+                    position: position + 1 + i as u64,
+                    reason: "hole in the log".into(),
+                });
+            }
+            projector.apply(&mut tx, &key, &page).await?;
+            progress.advance(page.len() as u64);
+            position = last;
+        }
+        if position > 0 {
+            exec(
+                &mut tx,
+                "INSERT INTO projection_checkpoints (tenant_id, projector, position) VALUES ($1, $2, $3)",
+                vec![key.into(), name.into(), position.into()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(position)
+    }
+
+    /// Rebuild projections from position 0: `projector` or all, `tenant` or all. A rebuild of
+    /// all tenants records how far it got and resumes there when run again after an
+    /// interruption. Returns the events applied.
+    pub async fn rebuild(
+        &self,
+        projector: Option<&str>,
+        tenant: Option<TenantId>,
+        progress: &dyn Progress,
+    ) -> Result<u64, ProjectionError> {
+        let projectors: Vec<Arc<dyn Projector>> = match projector {
+            Some(name) => vec![self.find(name)?],
+            None => self.projectors.iter().cloned().collect(),
+        };
+        let mut applied = 0;
+        for p in projectors {
+            let name = p.name();
+            if let Some(t) = tenant {
+                let total = self.store.head(&TenantContext::system(t)).await?.map_or(0, |h| h.position);
+                progress.start(&format!("{name} {t}"), total);
+                applied += self.rebuild_tenant(p.as_ref(), t, progress).await?;
+                progress.finish();
+                continue;
+            }
+            let resume = sqlx::query("SELECT through_tenant FROM projection_rebuilds WHERE projector = $1")
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose()?
+                .and_then(|t| t.parse::<TenantId>().ok());
+            let mut total = 0;
+            let mut after = resume;
+            loop {
+                let heads = self.store.tenant_heads(after, 1_000).await?;
+                let Some(last) = heads.last() else { break };
+                after = Some(last.0);
+                total += heads.iter().map(|(_, h)| h).sum::<u64>();
+            }
+            progress.start(name, total);
+            let mut after = resume;
+            loop {
+                let heads = self.store.tenant_heads(after, 1_000).await?;
+                let Some(last) = heads.last() else { break };
+                after = Some(last.0);
+                for (t, _) in heads {
+                    applied += self.rebuild_tenant(p.as_ref(), t, progress).await?;
+                    let mut conn = self.db.pool().acquire().await?;
+                    exec(
+                        &mut conn,
+                        "INSERT INTO projection_rebuilds (projector, through_tenant) VALUES ($1, $2)
+                         ON CONFLICT (projector) DO UPDATE SET through_tenant = excluded.through_tenant",
+                        vec![name.into(), tenant_key(t).into()],
+                    )
+                    .await?;
+                }
+            }
+            let mut conn = self.db.pool().acquire().await?;
+            exec(&mut conn, "DELETE FROM projection_rebuilds WHERE projector = $1", vec![Val::from(name)]).await?;
+            progress.finish();
+        }
+        Ok(applied)
+    }
+
+    /// Per projector: tenants behind, lag in events, stalled tenants with their reason.
+    pub async fn status(&self) -> Result<Vec<ProjectorStatus>, ProjectionError> {
+        let checkpoints = self.all_checkpoints().await?;
+        let stalls = sqlx::query("SELECT tenant_id, projector, position, reason FROM projection_stalls ORDER BY tenant_id")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut out: Vec<ProjectorStatus> = self
+            .projectors
+            .iter()
+            .map(|p| ProjectorStatus {
+                projector: p.name().to_owned(),
+                tenants: 0,
+                tenants_behind: 0,
+                lag_events: 0,
+                stalled: Vec::new(),
+            })
+            .collect();
+        let mut after = None;
+        loop {
+            let heads = self.store.tenant_heads(after, 1_000).await?;
+            let Some(last) = heads.last() else { break };
+            after = Some(last.0);
+            for (tenant, head) in heads {
+                let key = tenant_key(tenant);
+                for s in out.iter_mut() {
+                    let at = checkpoints.get(&(key.clone(), s.projector.clone())).copied().unwrap_or(0);
+                    s.tenants += 1;
+                    if at < head {
+                        s.tenants_behind += 1;
+                        s.lag_events += head - at;
+                    }
+                }
+            }
+        }
+        for r in &stalls {
+            let projector: String = r.try_get(1)?;
+            if let Some(s) = out.iter_mut().find(|s| s.projector == projector) {
+                s.stalled.push(Stall {
+                    tenant: r.try_get(0)?,
+                    position: r.try_get::<i64, _>(2)? as u64,
+                    reason: r.try_get(3)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
