@@ -371,8 +371,9 @@ fn event() -> impl Strategy<Value = Event> {
                 occurred_at: Utc.timestamp_millis_opt(ms).unwrap()
             })
         ),
-        (text(), proptest::option::of(text()), text())
-            .prop_map(|(action, target, reason)| Event::AccessDenied(AccessDenied { action, target, reason })),
+        (text(), proptest::option::of(text()), text()).prop_map(|(action, target, reason)| {
+            Event::AccessDenied(AccessDenied { action, target, reason })
+        }),
     ]
 }
 

@@ -10,47 +10,71 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor};
 
 use crate::error::ProjectionError;
 
-/// One bound value.
+/// One bound value. NULLs keep their type: PostgreSQL will not put a text NULL in an
+/// integer column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
-    I(i64),
-    T(String),
-    Null,
+    I(Option<i64>),
+    T(Option<String>),
 }
 
 impl From<i64> for Val {
     fn from(v: i64) -> Self {
-        Self::I(v)
+        Self::I(Some(v))
     }
 }
 
 impl From<u64> for Val {
     fn from(v: u64) -> Self {
-        Self::I(i64::try_from(v).unwrap_or(i64::MAX))
+        Self::I(Some(i64::try_from(v).unwrap_or(i64::MAX)))
     }
 }
 
 impl From<bool> for Val {
     fn from(v: bool) -> Self {
-        Self::I(i64::from(v))
+        Self::I(Some(i64::from(v)))
     }
 }
 
 impl From<String> for Val {
     fn from(v: String) -> Self {
-        Self::T(v)
+        Self::T(Some(v))
     }
 }
 
 impl From<&str> for Val {
     fn from(v: &str) -> Self {
-        Self::T(v.to_owned())
+        Self::T(Some(v.to_owned()))
     }
 }
 
-impl<T: Into<Val>> From<Option<T>> for Val {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Self::Null, Into::into)
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        Self::I(v)
+    }
+}
+
+impl From<Option<u64>> for Val {
+    fn from(v: Option<u64>) -> Self {
+        Self::I(v.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+}
+
+impl From<Option<bool>> for Val {
+    fn from(v: Option<bool>) -> Self {
+        Self::I(v.map(i64::from))
+    }
+}
+
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        Self::T(v)
+    }
+}
+
+impl From<Option<&str>> for Val {
+    fn from(v: Option<&str>) -> Self {
+        Self::T(v.map(str::to_owned))
     }
 }
 
@@ -63,13 +87,16 @@ pub(crate) fn bind<'q>(
         query = match v {
             Val::I(i) => query.bind(i),
             Val::T(s) => query.bind(s),
-            Val::Null => query.bind(None::<String>),
         };
     }
     query
 }
 
-pub(crate) async fn exec(conn: &mut AnyConnection, sql: &str, vals: Vec<Val>) -> Result<u64, ProjectionError> {
+pub(crate) async fn exec(
+    conn: &mut AnyConnection,
+    sql: &str,
+    vals: Vec<Val>,
+) -> Result<u64, ProjectionError> {
     Ok(bind(sqlx::query(sql), vals).execute(conn).await?.rows_affected())
 }
 

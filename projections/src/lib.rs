@@ -6,7 +6,7 @@
 //! - [`models`]: directory, conversations, quotas, billing usage and audit log, each a
 //!   projector and its queries.
 //! - [`db`]: the read database (`Any` driver over the store's database).
-//! - [`error`]: [`ProjectionError`].
+//! - [`error`]: the read side's typed errors.
 
 pub mod db;
 pub mod error;

@@ -120,10 +120,7 @@ fn tenant_key(tenant: TenantId) -> String {
 
 /// Errors that stop one tenant for good (until rebuilt), not the runner.
 fn is_tenant_fault(err: &StoreError) -> bool {
-    matches!(
-        err,
-        StoreError::Codec { .. } | StoreError::KeyDestroyed { .. } | StoreError::Tampered { .. }
-    )
+    matches!(err, StoreError::Codec { .. } | StoreError::KeyDestroyed { .. } | StoreError::Tampered { .. })
 }
 
 impl Projections {
@@ -153,11 +150,13 @@ impl Projections {
 
     /// The position a projector has applied for a tenant (0 when none).
     pub async fn checkpoint(&self, projector: &str, tenant: TenantId) -> Result<u64, ProjectionError> {
-        let row = sqlx::query("SELECT position FROM projection_checkpoints WHERE tenant_id = $1 AND projector = $2")
-            .bind(tenant_key(tenant))
-            .bind(projector)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT position FROM projection_checkpoints WHERE tenant_id = $1 AND projector = $2",
+        )
+        .bind(tenant_key(tenant))
+        .bind(projector)
+        .fetch_optional(self.db.pool())
+        .await?;
         Ok(row.map_or(Ok(0), |r| r.try_get::<i64, _>(0))? as u64)
     }
 
@@ -207,7 +206,11 @@ impl Projections {
     /// Bring one projector up to the tenant's head. Returns the events applied. A stalled
     /// tenant is left alone (its stall stays visible in [`Projections::status`]).
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id, projector = projector.name()), err)]
-    async fn catch_up_one(&self, ctx: &TenantContext, projector: &dyn Projector) -> Result<u64, ProjectionError> {
+    async fn catch_up_one(
+        &self,
+        ctx: &TenantContext,
+        projector: &dyn Projector,
+    ) -> Result<u64, ProjectionError> {
         let name = projector.name();
         let tenant = ctx.tenant_id;
         if self.stall(name, tenant).await?.is_some() {
@@ -221,7 +224,9 @@ impl Projections {
                 Ok(page) => page,
                 Err(e) if is_tenant_fault(&e) => {
                     let position = match &e {
-                        StoreError::Codec { position, .. } | StoreError::Tampered { position, .. } => *position,
+                        StoreError::Codec { position, .. } | StoreError::Tampered { position, .. } => {
+                            *position
+                        }
                         _ => checkpoint + 1,
                     };
                     return Err(self.record_stall(name, tenant, position, e.to_string()).await?);
@@ -231,7 +236,9 @@ impl Projections {
             let Some(last) = page.last().map(|e| e.position) else { return Ok(applied) };
             // Never skip: a hole means an event is missing, and applying past it would
             // lose it for good.
-            if let Some((i, e)) = page.iter().enumerate().find(|(i, e)| e.position != checkpoint + 1 + *i as u64) {
+            if let Some((i, e)) =
+                page.iter().enumerate().find(|(i, e)| e.position != checkpoint + 1 + *i as u64)
+            {
                 let reason = format!("hole in the log: expected position {}", checkpoint + 1 + i as u64);
                 return Err(self.record_stall(name, tenant, e.position, reason).await?);
             }
@@ -307,9 +314,7 @@ impl Projections {
         let rows = sqlx::query("SELECT tenant_id, projector, position FROM projection_checkpoints")
             .fetch_all(self.db.pool())
             .await?;
-        rows.iter()
-            .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get::<i64, _>(2)? as u64)))
-            .collect()
+        rows.iter().map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get::<i64, _>(2)? as u64))).collect()
     }
 
     /// Catch every tenant up once. Stalled tenants are logged and left behind; the others
@@ -406,22 +411,26 @@ impl Projections {
         let key = tenant_key(tenant);
         let name = projector.name();
         let mut tx = self.db.pool().begin().await?;
-        exec(&mut tx, "DELETE FROM projection_checkpoints WHERE tenant_id = $1 AND projector = $2", vec![
-            key.clone().into(),
-            name.into(),
-        ])
+        exec(
+            &mut tx,
+            "DELETE FROM projection_checkpoints WHERE tenant_id = $1 AND projector = $2",
+            vec![key.clone().into(), name.into()],
+        )
         .await?;
-        exec(&mut tx, "DELETE FROM projection_stalls WHERE tenant_id = $1 AND projector = $2", vec![
-            key.clone().into(),
-            name.into(),
-        ])
+        exec(
+            &mut tx,
+            "DELETE FROM projection_stalls WHERE tenant_id = $1 AND projector = $2",
+            vec![key.clone().into(), name.into()],
+        )
         .await?;
         projector.clear(&mut tx, &key).await?;
         let mut position = 0;
         loop {
             let page = self.store.read_log_page(&ctx, position, BATCH).await?;
             let Some(last) = page.last().map(|e| e.position) else { break };
-            if let Some((i, _)) = page.iter().enumerate().find(|(i, e)| e.position != position + 1 + *i as u64) {
+            if let Some((i, _)) =
+                page.iter().enumerate().find(|(i, e)| e.position != position + 1 + *i as u64)
+            {
                 return Err(ProjectionError::Stalled {
                     projector: name.to_owned(),
                     tenant,
@@ -502,7 +511,8 @@ impl Projections {
                 }
             }
             let mut conn = self.db.pool().acquire().await?;
-            exec(&mut conn, "DELETE FROM projection_rebuilds WHERE projector = $1", vec![Val::from(name)]).await?;
+            exec(&mut conn, "DELETE FROM projection_rebuilds WHERE projector = $1", vec![Val::from(name)])
+                .await?;
             progress.finish();
         }
         Ok(applied)
@@ -511,9 +521,11 @@ impl Projections {
     /// Per projector: tenants behind, lag in events, stalled tenants with their reason.
     pub async fn status(&self) -> Result<Vec<ProjectorStatus>, ProjectionError> {
         let checkpoints = self.all_checkpoints().await?;
-        let stalls = sqlx::query("SELECT tenant_id, projector, position, reason FROM projection_stalls ORDER BY tenant_id")
-            .fetch_all(self.db.pool())
-            .await?;
+        let stalls = sqlx::query(
+            "SELECT tenant_id, projector, position, reason FROM projection_stalls ORDER BY tenant_id",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
         let mut out: Vec<ProjectorStatus> = self
             .projectors
             .iter()

@@ -104,7 +104,11 @@ pub struct AppendRequest {
 
 impl AppendRequest {
     pub fn to_stream(stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
-        Self { writes: vec![StreamWrite { stream, expected, events }], idempotency_key: None, recorded_at: None }
+        Self {
+            writes: vec![StreamWrite { stream, expected, events }],
+            idempotency_key: None,
+            recorded_at: None,
+        }
     }
 
     /// Also write to another stream in the same transaction.

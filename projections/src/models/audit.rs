@@ -36,9 +36,10 @@ fn target(event: &Event) -> Option<String> {
         Event::MessageAppended(e) => format!("conversation:{}", e.conversation_id),
         Event::UsageRecorded(e) => format!("model:{}", e.model),
         Event::AccessDenied(e) => return e.target.clone(),
-        Event::TenantCreated(_) | Event::TenantUpdated(_) | Event::TenantSuspended(_) | Event::TenantResumed(_) => {
-            "tenant".to_owned()
-        }
+        Event::TenantCreated(_)
+        | Event::TenantUpdated(_)
+        | Event::TenantSuspended(_)
+        | Event::TenantResumed(_) => "tenant".to_owned(),
     })
 }
 
@@ -79,7 +80,19 @@ impl Projector for AuditLog {
         insert_many(
             conn,
             "audit_entries",
-            &["tenant_id", "position", "at", "actor", "role", "action", "target", "outcome", "reason", "request_id", "source_ip"],
+            &[
+                "tenant_id",
+                "position",
+                "at",
+                "actor",
+                "role",
+                "action",
+                "target",
+                "outcome",
+                "reason",
+                "request_id",
+                "source_ip",
+            ],
             rows,
             "",
         )
@@ -160,6 +173,7 @@ pub async fn entries(
             })
         })
         .collect::<Result<_, ProjectionError>>()?;
-    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|e| e.position.to_string())).flatten();
+    let next_cursor =
+        (items.len() as i64 == limit).then(|| items.last().map(|e| e.position.to_string())).flatten();
     Ok(crate::models::conversations::Page { items, next_cursor })
 }

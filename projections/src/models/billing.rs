@@ -51,7 +51,8 @@ impl PriceTable {
             Some(p) => (*p, false),
             None => (self.default, true),
         };
-        let cost = (Decimal::from(prompt) * price.prompt_per_1k + Decimal::from(completion) * price.completion_per_1k)
+        let cost = (Decimal::from(prompt) * price.prompt_per_1k
+            + Decimal::from(completion) * price.completion_per_1k)
             / Decimal::from(1000);
         let nanos = (cost * NANOS).round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
         (i64::try_from(nanos).unwrap_or(i64::MAX), unpriced)
@@ -94,7 +95,8 @@ impl Projector for Billing {
             if let Event::UsageRecorded(u) = &e.event {
                 let (cost, unpriced) =
                     self.prices.cost_nanos(&u.model, u.usage.prompt_tokens, u.usage.completion_tokens);
-                let a = acc.entry((u.occurred_at.format("%Y-%m-%d").to_string(), u.model.clone())).or_default();
+                let a =
+                    acc.entry((u.occurred_at.format("%Y-%m-%d").to_string(), u.model.clone())).or_default();
                 a.prompt += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);
                 a.completion += i64::try_from(u.usage.completion_tokens).unwrap_or(i64::MAX);
                 a.cost += cost;
@@ -120,7 +122,16 @@ impl Projector for Billing {
         insert_many(
             conn,
             "usage_daily",
-            &["tenant_id", "day", "model", "prompt_tokens", "completion_tokens", "cost_nanos", "unpriced", "requests"],
+            &[
+                "tenant_id",
+                "day",
+                "model",
+                "prompt_tokens",
+                "completion_tokens",
+                "cost_nanos",
+                "unpriced",
+                "requests",
+            ],
             rows,
             "ON CONFLICT (tenant_id, day, model) DO UPDATE SET
                  prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
@@ -162,7 +173,12 @@ pub struct UsageReport {
 }
 
 /// Usage from day `from` to day `to` inclusive (`YYYY-MM-DD`), per model per day and per model.
-pub async fn usage(db: &ReadDb, tenant: TenantId, from: &str, to: &str) -> Result<UsageReport, ProjectionError> {
+pub async fn usage(
+    db: &ReadDb,
+    tenant: TenantId,
+    from: &str,
+    to: &str,
+) -> Result<UsageReport, ProjectionError> {
     let rows = sqlx::query(
         "SELECT day, model, prompt_tokens, completion_tokens, cost_nanos, unpriced, requests FROM usage_daily
          WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, model",

@@ -11,7 +11,7 @@ use tenantry_domain::{Event, TenantId};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_int, opt_text, page_size, text};
-use crate::db::{ReadDb, Val, exec, insert_many};
+use crate::db::{ReadDb, exec, insert_many};
 use crate::error::ProjectionError;
 use crate::runtime::Projector;
 
@@ -46,7 +46,7 @@ impl Projector for Conversations {
                     c.agent_id.to_string().into(),
                     c.user_id.map(|u| u.to_string()).into(),
                     c.title.as_deref().into(),
-                    Val::I(0),
+                    0i64.into(),
                     at.into(),
                     at.into(),
                 ]),
@@ -74,7 +74,16 @@ impl Projector for Conversations {
         insert_many(
             conn,
             "conv_threads",
-            &["tenant_id", "conversation_id", "agent_id", "user_id", "title", "message_count", "created_at", "last_message_at"],
+            &[
+                "tenant_id",
+                "conversation_id",
+                "agent_id",
+                "user_id",
+                "title",
+                "message_count",
+                "created_at",
+                "last_message_at",
+            ],
             threads,
             "",
         )
@@ -195,7 +204,11 @@ pub async fn threads(
     Ok(Page { items, next_cursor })
 }
 
-pub async fn thread(db: &ReadDb, tenant: TenantId, conversation: &str) -> Result<Option<ThreadRow>, ProjectionError> {
+pub async fn thread(
+    db: &ReadDb,
+    tenant: TenantId,
+    conversation: &str,
+) -> Result<Option<ThreadRow>, ProjectionError> {
     let row = sqlx::query("SELECT * FROM conv_threads WHERE tenant_id = $1 AND conversation_id = $2")
         .bind(tenant.to_string())
         .bind(conversation)
@@ -254,6 +267,7 @@ pub async fn messages(
             })
         })
         .collect::<Result<_, ProjectionError>>()?;
-    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|m| m.seq.to_string())).flatten();
+    let next_cursor =
+        (items.len() as i64 == limit).then(|| items.last().map(|m| m.seq.to_string())).flatten();
     Ok(Page { items, next_cursor })
 }

@@ -91,12 +91,13 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::TenantSuspended(_) | Event::TenantResumed(_) => {
-                    let status = if matches!(e.event, Event::TenantSuspended(_)) { "suspended" } else { "active" };
-                    exec(conn, "UPDATE dir_tenants SET status = $1, updated_at = $2 WHERE tenant_id = $3", vec![
-                        status.into(),
-                        at.into(),
-                        t(),
-                    ])
+                    let status =
+                        if matches!(e.event, Event::TenantSuspended(_)) { "suspended" } else { "active" };
+                    exec(
+                        conn,
+                        "UPDATE dir_tenants SET status = $1, updated_at = $2 WHERE tenant_id = $3",
+                        vec![status.into(), at.into(), t()],
+                    )
                     .await?;
                 }
                 Event::AgentCreated(a) => {
@@ -181,10 +182,11 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::ToolRemoved(x) => {
-                    exec(conn, "UPDATE dir_tools SET removed = 1 WHERE tenant_id = $1 AND tool_id = $2", vec![
-                        t(),
-                        x.tool_id.to_string().into(),
-                    ])
+                    exec(
+                        conn,
+                        "UPDATE dir_tools SET removed = 1 WHERE tenant_id = $1 AND tool_id = $2",
+                        vec![t(), x.tool_id.to_string().into()],
+                    )
                     .await?;
                 }
                 Event::UserAdded(u) => {
@@ -192,7 +194,13 @@ impl Projector for Directory {
                         conn,
                         "INSERT INTO dir_users (tenant_id, user_id, email, role, removed, created_at)
                          VALUES ($1, $2, $3, $4, 0, $5)",
-                        vec![t(), u.user_id.to_string().into(), u.email.as_str().into(), u.role.as_str().into(), at.into()],
+                        vec![
+                            t(),
+                            u.user_id.to_string().into(),
+                            u.email.as_str().into(),
+                            u.role.as_str().into(),
+                            at.into(),
+                        ],
                     )
                     .await?;
                 }
@@ -211,10 +219,11 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::UserRemoved(u) => {
-                    exec(conn, "UPDATE dir_users SET removed = 1 WHERE tenant_id = $1 AND user_id = $2", vec![
-                        t(),
-                        u.user_id.to_string().into(),
-                    ])
+                    exec(
+                        conn,
+                        "UPDATE dir_users SET removed = 1 WHERE tenant_id = $1 AND user_id = $2",
+                        vec![t(), u.user_id.to_string().into()],
+                    )
                     .await?;
                 }
                 Event::ApiKeyIssued(k) => {
@@ -234,10 +243,11 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::ApiKeyRevoked(k) => {
-                    exec(conn, "UPDATE dir_api_keys SET revoked = 1 WHERE tenant_id = $1 AND key_id = $2", vec![
-                        t(),
-                        k.key_id.to_string().into(),
-                    ])
+                    exec(
+                        conn,
+                        "UPDATE dir_api_keys SET revoked = 1 WHERE tenant_id = $1 AND key_id = $2",
+                        vec![t(), k.key_id.to_string().into()],
+                    )
                     .await?;
                 }
                 Event::ConversationOpened(_)
@@ -516,13 +526,16 @@ pub async fn api_key_credential(
     tenant: TenantId,
     key: &str,
 ) -> Result<Option<(Vec<u8>, String, bool)>, ProjectionError> {
-    let row = sqlx::query("SELECT secret_hash, role, revoked FROM dir_api_keys WHERE tenant_id = $1 AND key_id = $2")
-        .bind(tenant.to_string())
-        .bind(key)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(
+        "SELECT secret_hash, role, revoked FROM dir_api_keys WHERE tenant_id = $1 AND key_id = $2",
+    )
+    .bind(tenant.to_string())
+    .bind(key)
+    .fetch_optional(db.pool())
+    .await?;
     row.map(|r| {
-        let hash = hex::decode(text(&r, "secret_hash")?).map_err(|e| ProjectionError::Malformed(e.to_string()))?;
+        let hash =
+            hex::decode(text(&r, "secret_hash")?).map_err(|e| ProjectionError::Malformed(e.to_string()))?;
         Ok((hash, text(&r, "role")?, int(&r, "revoked")? != 0))
     })
     .transpose()

@@ -49,10 +49,11 @@ impl Projector for Quotas {
         tenant: &str,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let row = sqlx::query("SELECT last_request FROM quota_counters WHERE tenant_id = $1 AND period = 'all'")
-            .bind(tenant)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row =
+            sqlx::query("SELECT last_request FROM quota_counters WHERE tenant_id = $1 AND period = 'all'")
+                .bind(tenant)
+                .fetch_optional(&mut *conn)
+                .await?;
         let mut last_request = match row {
             Some(r) => opt_text(&r, "last_request")?,
             None => None,
@@ -74,7 +75,14 @@ impl Projector for Quotas {
             .into_iter()
             .map(|(period, d)| {
                 let last = if period == "all" { last_request.clone() } else { None };
-                vec![tenant.into(), period.into(), d.api_calls.into(), d.tokens.into(), d.bytes.into(), last.into()]
+                vec![
+                    tenant.into(),
+                    period.into(),
+                    d.api_calls.into(),
+                    d.tokens.into(),
+                    d.bytes.into(),
+                    last.into(),
+                ]
             })
             .collect();
         insert_many(
@@ -149,17 +157,20 @@ pub async fn quotas(
     let count = |table: &'static str, flag: &'static str| {
         let key = key.clone();
         async move {
-            let r = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1 AND {flag} = 0"))
-                .bind(key)
-                .fetch_one(db.pool())
-                .await?;
+            let r = sqlx::query(&format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1 AND {flag} = 0"
+            ))
+            .bind(key)
+            .fetch_one(db.pool())
+            .await?;
             int(&r, "n")
         }
     };
     let agents = count("dir_agents", "archived").await?;
     let users = count("dir_users", "removed").await?;
     let keys = count("dir_api_keys", "revoked").await?;
-    let tomorrow = Utc.from_utc_datetime(&(now.date_naive() + Duration::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default());
+    let tomorrow = Utc
+        .from_utc_datetime(&(now.date_naive() + Duration::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default());
     let (y, m) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
     let next_month = NaiveDate::from_ymd_opt(y, m, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
