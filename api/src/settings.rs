@@ -21,6 +21,11 @@ pub struct StoreSettings {
     /// start. Defaults to `master.key` in the data directory.
     #[arg(long, env = "TENANTRY_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+
+    /// JSON price table for billing: `{"models": {"NAME": {"prompt_per_1k": "0.01",
+    /// "completion_per_1k": "0.03"}}, "default": {…}}`. Built-in defaults when absent.
+    #[arg(long, env = "TENANTRY_PRICES_FILE")]
+    pub prices_file: Option<PathBuf>,
 }
 
 impl StoreSettings {
@@ -28,6 +33,19 @@ impl StoreSettings {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("tenantry.db").display()),
+        }
+    }
+
+    pub fn prices(&self) -> anyhow::Result<tenantry_projections::PriceTable> {
+        use anyhow::Context;
+        match &self.prices_file {
+            None => Ok(Default::default()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a valid price table", path.display()))
+            }
         }
     }
 
@@ -45,4 +63,8 @@ pub struct Settings {
 
     #[command(flatten)]
     pub store: StoreSettings,
+
+    /// Serve only; leave projection to `tenantry worker` processes.
+    #[arg(long, env = "TENANTRY_NO_PROJECTORS")]
+    pub no_projectors: bool,
 }

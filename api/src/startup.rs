@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use anyhow::Context;
+use tenantry_projections::Projections;
 use tenantry_store::{EventStore, MasterKey};
 use tokio::net::TcpListener;
 
@@ -36,20 +37,29 @@ pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<EventStore> 
     Ok(store)
 }
 
-/// A built server: store open, listener bound.
+/// Open the store and the read side over it.
+pub async fn open_read_side(settings: &StoreSettings) -> anyhow::Result<Projections> {
+    let store = open_store(settings).await?;
+    let prices = settings.prices()?;
+    Ok(tenantry_projections::open(store, &settings.database_url(), prices).await?)
+}
+
+/// A built server: store and read side open, listener bound.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    project: bool,
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = open_store(&settings.store).await?;
+        let projections = open_read_side(&settings.store).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        Ok(Self { listener, state: AppState { store } })
+        let state = AppState { store: projections.store().clone(), projections };
+        Ok(Self { listener, state, project: !settings.no_projectors })
     }
 
     pub fn port(&self) -> u16 {
@@ -60,11 +70,28 @@ impl Application {
         &self.state.store
     }
 
+    pub fn projections(&self) -> &Projections {
+        &self.state.projections
+    }
+
     /// Serve until `shutdown` completes, then finish in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let projector = self.project.then(|| {
+            let projections = self.state.projections.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(projections.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }))
+        });
         axum::serve(self.listener, http::router(self.state)).with_graceful_shutdown(shutdown).await?;
+        // Let the projector finish its transaction, then stop it.
+        let _ = stop_tx.send(true);
+        if let Some(handle) = projector {
+            let _ = handle.await;
+        }
         Ok(())
     }
 }

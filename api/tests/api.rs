@@ -10,7 +10,13 @@ use tenantry::{Application, Settings};
 fn settings(dir: &std::path::Path) -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        store: StoreSettings { data_dir: dir.join("data"), database_url: None, master_key_file: None },
+        store: StoreSettings {
+            data_dir: dir.join("data"),
+            database_url: None,
+            master_key_file: None,
+            prices_file: None,
+        },
+        no_projectors: false,
     }
 }
 
@@ -57,4 +63,72 @@ async fn serve_starts_on_embedded_sqlite_and_answers_healthz() {
     stop.send(()).unwrap();
     handle.await.unwrap();
     assert_eq!(std::fs::read_to_string(&key).unwrap(), first);
+}
+
+fn tenantry(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tenantry {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_projects_live_and_the_cli_rebuilds_and_reports_status() {
+    use tenantry_domain::event::{Settings as TenantSettings, TenantCreated};
+    use tenantry_domain::{Event, EventId, Plan, StreamId, TenantContext, TenantId};
+    use tenantry_projections::models::directory;
+    use tenantry_store::{AppendRequest, ExpectedVersion, NewEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path());
+    let app = Application::build(&settings).await.unwrap();
+    let (store, projections) = (app.store().clone(), app.projections().clone());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+
+    let ctx = TenantContext::system(TenantId::new());
+    let created = Event::TenantCreated(TenantCreated {
+        slug: "acme".into(),
+        name: "Acme".into(),
+        plan: Plan::Starter,
+        partner_id: None,
+        settings: TenantSettings::default(),
+        limits: Default::default(),
+    });
+    let out = store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                StreamId::tenant(),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(EventId::new(), &created).unwrap()],
+            ),
+        )
+        .await
+        .unwrap();
+    // The server projects in-process: the write becomes readable without any other step.
+    projections
+        .wait_for(directory::NAME, ctx.tenant_id, out.last_position, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(directory::tenant(projections.db(), ctx.tenant_id).await.unwrap().unwrap().slug, "acme");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    drop((store, projections));
+
+    let status = tenantry(dir.path(), &["status"]);
+    assert!(
+        status.lines().any(|l| l.starts_with("directory") && l.split_whitespace().nth(2) == Some("0")),
+        "{status}"
+    );
+    let replay = tenantry(dir.path(), &["replay", "--projection", "directory"]);
+    assert_eq!(replay.trim(), "rebuilt from 1 events");
+    let replay = tenantry(dir.path(), &["replay", "--tenant", &ctx.tenant_id.to_string()]);
+    assert_eq!(replay.trim(), "rebuilt from 1 events");
 }

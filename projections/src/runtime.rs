@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -105,6 +105,8 @@ pub struct Projections {
     store: EventStore,
     db: ReadDb,
     projectors: Arc<Vec<Arc<dyn Projector>>>,
+    /// Bumped after every commit of this process, so waiters wake at once.
+    applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -125,7 +127,12 @@ fn is_tenant_fault(err: &StoreError) -> bool {
 
 impl Projections {
     pub fn new(store: EventStore, db: ReadDb, projectors: Vec<Arc<dyn Projector>>) -> Self {
-        Self { store, db, projectors: Arc::new(projectors) }
+        Self {
+            store,
+            db,
+            projectors: Arc::new(projectors),
+            applied: Arc::new(tokio::sync::watch::channel(0).0),
+        }
     }
 
     pub fn db(&self) -> &ReadDb {
@@ -268,6 +275,7 @@ impl Projections {
             }
             projector.apply(&mut tx, &key, &page).await?;
             tx.commit().await?;
+            self.applied.send_modify(|n| *n = n.wrapping_add(1));
             applied += page.len() as u64;
         }
     }
@@ -379,14 +387,14 @@ impl Projections {
         timeout: Duration,
     ) -> Result<(), ProjectionError> {
         self.find(projector)?;
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(1);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut woken = self.applied.subscribe();
         loop {
             let reached = self.checkpoint(projector, tenant).await?;
             if reached >= position {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 return Err(ProjectionError::NotCaughtUp {
                     projector: projector.to_owned(),
                     tenant,
@@ -394,36 +402,38 @@ impl Projections {
                     reached,
                 });
             }
-            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-            pause = (pause * 2).min(Duration::from_millis(25));
+            // Woken by this process's commits; the short timeout covers workers elsewhere.
+            let _ = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(20)),
+                woken.changed(),
+            )
+            .await;
         }
     }
 
-    /// Rebuild one projector for one tenant from position 0, in one transaction: queries see
-    /// the old rows until the new ones are complete, then all of them at once.
+    /// Rebuild projectors for one tenant from position 0 in one transaction, reading the log
+    /// once for all of them: queries see the old rows until the new ones are complete, then
+    /// all of them at once.
     async fn rebuild_tenant(
         &self,
-        projector: &dyn Projector,
+        projectors: &[Arc<dyn Projector>],
         tenant: TenantId,
         progress: &dyn Progress,
     ) -> Result<u64, ProjectionError> {
         let ctx = TenantContext::system(tenant);
         let key = tenant_key(tenant);
-        let name = projector.name();
         let mut tx = self.db.pool().begin().await?;
-        exec(
-            &mut tx,
-            "DELETE FROM projection_checkpoints WHERE tenant_id = $1 AND projector = $2",
-            vec![key.clone().into(), name.into()],
-        )
-        .await?;
-        exec(
-            &mut tx,
-            "DELETE FROM projection_stalls WHERE tenant_id = $1 AND projector = $2",
-            vec![key.clone().into(), name.into()],
-        )
-        .await?;
-        projector.clear(&mut tx, &key).await?;
+        for p in projectors {
+            for table in ["projection_checkpoints", "projection_stalls"] {
+                exec(
+                    &mut tx,
+                    &format!("DELETE FROM {table} WHERE tenant_id = $1 AND projector = $2"),
+                    vec![key.clone().into(), p.name().into()],
+                )
+                .await?;
+            }
+            p.clear(&mut tx, &key).await?;
+        }
         let mut position = 0;
         loop {
             let page = self.store.read_log_page(&ctx, position, BATCH).await?;
@@ -432,31 +442,36 @@ impl Projections {
                 page.iter().enumerate().find(|(i, e)| e.position != position + 1 + *i as u64)
             {
                 return Err(ProjectionError::Stalled {
-                    projector: name.to_owned(),
+                    projector: "rebuild".to_owned(),
                     tenant,
                     position: position + 1 + i as u64,
                     reason: "hole in the log".into(),
                 });
             }
-            projector.apply(&mut tx, &key, &page).await?;
+            for p in projectors {
+                p.apply(&mut tx, &key, &page).await?;
+            }
             progress.advance(page.len() as u64);
             position = last;
         }
         if position > 0 {
-            exec(
-                &mut tx,
-                "INSERT INTO projection_checkpoints (tenant_id, projector, position) VALUES ($1, $2, $3)",
-                vec![key.into(), name.into(), position.into()],
-            )
-            .await?;
+            for p in projectors {
+                exec(
+                    &mut tx,
+                    "INSERT INTO projection_checkpoints (tenant_id, projector, position) VALUES ($1, $2, $3)",
+                    vec![key.clone().into(), p.name().into(), position.into()],
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
         Ok(position)
     }
 
-    /// Rebuild projections from position 0: `projector` or all, `tenant` or all. A rebuild of
-    /// all tenants records how far it got and resumes there when run again after an
-    /// interruption. Returns the events applied.
+    /// Rebuild projections from position 0: `projector` or all, `tenant` or all, reading each
+    /// tenant's log once. A rebuild of all tenants records how far it got and resumes there
+    /// when run again after an interruption. Returns the events read.
     pub async fn rebuild(
         &self,
         projector: Option<&str>,
@@ -467,54 +482,52 @@ impl Projections {
             Some(name) => vec![self.find(name)?],
             None => self.projectors.iter().cloned().collect(),
         };
-        let mut applied = 0;
-        for p in projectors {
-            let name = p.name();
-            if let Some(t) = tenant {
-                let total = self.store.head(&TenantContext::system(t)).await?.map_or(0, |h| h.position);
-                progress.start(&format!("{name} {t}"), total);
-                applied += self.rebuild_tenant(p.as_ref(), t, progress).await?;
-                progress.finish();
-                continue;
-            }
-            let resume = sqlx::query("SELECT through_tenant FROM projection_rebuilds WHERE projector = $1")
-                .bind(name)
-                .fetch_optional(self.db.pool())
-                .await?
-                .map(|r| r.try_get::<String, _>(0))
-                .transpose()?
-                .and_then(|t| t.parse::<TenantId>().ok());
-            let mut total = 0;
-            let mut after = resume;
-            loop {
-                let heads = self.store.tenant_heads(after, 1_000).await?;
-                let Some(last) = heads.last() else { break };
-                after = Some(last.0);
-                total += heads.iter().map(|(_, h)| h).sum::<u64>();
-            }
-            progress.start(name, total);
-            let mut after = resume;
-            loop {
-                let heads = self.store.tenant_heads(after, 1_000).await?;
-                let Some(last) = heads.last() else { break };
-                after = Some(last.0);
-                for (t, _) in heads {
-                    applied += self.rebuild_tenant(p.as_ref(), t, progress).await?;
-                    let mut conn = self.db.pool().acquire().await?;
-                    exec(
-                        &mut conn,
-                        "INSERT INTO projection_rebuilds (projector, through_tenant) VALUES ($1, $2)
-                         ON CONFLICT (projector) DO UPDATE SET through_tenant = excluded.through_tenant",
-                        vec![name.into(), tenant_key(t).into()],
-                    )
-                    .await?;
-                }
-            }
-            let mut conn = self.db.pool().acquire().await?;
-            exec(&mut conn, "DELETE FROM projection_rebuilds WHERE projector = $1", vec![Val::from(name)])
-                .await?;
+        // The resume point of a rebuild of several projectors is kept under one job name.
+        let job = projector.unwrap_or("*");
+        if let Some(t) = tenant {
+            let total = self.store.head(&TenantContext::system(t)).await?.map_or(0, |h| h.position);
+            progress.start(&format!("rebuild {job} for {t}"), total);
+            let applied = self.rebuild_tenant(&projectors, t, progress).await?;
             progress.finish();
+            return Ok(applied);
         }
+        let resume = sqlx::query("SELECT through_tenant FROM projection_rebuilds WHERE projector = $1")
+            .bind(job)
+            .fetch_optional(self.db.pool())
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?
+            .and_then(|t| t.parse::<TenantId>().ok());
+        let mut total = 0;
+        let mut after = resume;
+        loop {
+            let heads = self.store.tenant_heads(after, 1_000).await?;
+            let Some(last) = heads.last() else { break };
+            after = Some(last.0);
+            total += heads.iter().map(|(_, h)| h).sum::<u64>();
+        }
+        progress.start(&format!("rebuild {job}"), total);
+        let mut applied = 0;
+        let mut after = resume;
+        loop {
+            let heads = self.store.tenant_heads(after, 1_000).await?;
+            let Some(last) = heads.last() else { break };
+            after = Some(last.0);
+            for (t, _) in heads {
+                applied += self.rebuild_tenant(&projectors, t, progress).await?;
+                let mut conn = self.db.pool().acquire().await?;
+                exec(
+                    &mut conn,
+                    "INSERT INTO projection_rebuilds (projector, through_tenant) VALUES ($1, $2)
+                     ON CONFLICT (projector) DO UPDATE SET through_tenant = excluded.through_tenant",
+                    vec![job.into(), tenant_key(t).into()],
+                )
+                .await?;
+            }
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        exec(&mut conn, "DELETE FROM projection_rebuilds WHERE projector = $1", vec![Val::from(job)]).await?;
+        progress.finish();
         Ok(applied)
     }
 

@@ -2,7 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod progress;
+pub mod replay;
 pub mod serve;
+pub mod status;
+pub mod worker;
 
 #[derive(Debug, Parser)]
 #[command(name = "tenantry", version, about = "Multi-tenant event-sourced backbone for AI-agent platforms")]
@@ -13,14 +17,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API (embedded SQLite by default).
+    /// Serve the HTTP API (embedded SQLite by default) and project live.
     Serve(crate::settings::Settings),
+    /// Rebuild read models from position 0, for one projection or all, one tenant or all.
+    Replay(replay::ReplayArgs),
+    /// Per projection: tenants behind, lag in events, stalled tenants with the reason.
+    Status(crate::settings::StoreSettings),
+    /// Run the projectors without serving HTTP (finds work by polling the database).
+    Worker(crate::settings::StoreSettings),
 }
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(settings) => serve::run(settings).await,
+            Command::Replay(args) => replay::run(args).await,
+            Command::Status(store) => status::run(store).await,
+            Command::Worker(store) => worker::run(store).await,
         }
     }
 }

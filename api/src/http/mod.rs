@@ -2,6 +2,7 @@
 
 use axum::Router;
 use axum::routing::get;
+use tenantry_projections::Projections;
 use tenantry_store::EventStore;
 
 pub mod health;
@@ -10,6 +11,7 @@ pub mod health;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: EventStore,
+    pub projections: Projections,
 }
 
 pub fn router(state: AppState) -> Router {
