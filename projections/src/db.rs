@@ -109,7 +109,22 @@ pub(crate) async fn insert_many(
     rows: Vec<Vec<Val>>,
     suffix: &str,
 ) -> Result<(), ProjectionError> {
-    let per_chunk = (20_000 / columns.len()).max(1);
+    insert_many_counted(conn, table, columns, rows, suffix).await.map(|_| ())
+}
+
+/// [`insert_many`], returning the rows the statements affected.
+pub(crate) async fn insert_many_counted(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+    suffix: &str,
+) -> Result<u64, ProjectionError> {
+    let mut affected = 0;
+    // sqlx binds SQLite parameters by name, a linear search per parameter: keep SQLite
+    // statements small. PostgreSQL takes up to 65,535 parameters and likes fewer trips.
+    let max_binds = if conn.backend_name() == "SQLite" { 400 } else { 20_000 };
+    let per_chunk = (max_binds / columns.len()).max(1);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_chunk).collect();
@@ -131,9 +146,9 @@ pub(crate) async fn insert_many(
         }
         sql.push(' ');
         sql.push_str(suffix);
-        exec(conn, &sql, chunk.into_iter().flatten().collect()).await?;
+        affected += exec(conn, &sql, chunk.into_iter().flatten().collect()).await?;
     }
-    Ok(())
+    Ok(affected)
 }
 
 /// The pool the read side writes and queries with.

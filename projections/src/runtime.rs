@@ -81,6 +81,13 @@ pub struct Stall {
     pub reason: String,
 }
 
+/// How a joint catch-up ended.
+enum Together {
+    Done(u64),
+    /// A checkpoint moved under us; the events applied so far.
+    Raced(u64),
+}
+
 /// Progress of a long job, reported as it goes.
 pub trait Progress: Send + Sync {
     /// A new phase with a known amount of work.
@@ -280,11 +287,42 @@ impl Projections {
         }
     }
 
-    /// Bring every projector up to the tenant's head.
+    /// Bring every projector up to the tenant's head. Projectors that stand at the same
+    /// position (the usual case) are fed together: one read of the log and one transaction
+    /// per page for all of them.
     pub async fn catch_up(&self, ctx: &TenantContext) -> Result<u64, ProjectionError> {
+        let key = tenant_key(ctx.tenant_id);
+        let checkpoints: HashMap<String, u64> =
+            sqlx::query("SELECT projector, position FROM projection_checkpoints WHERE tenant_id = $1")
+                .bind(&key)
+                .fetch_all(self.db.pool())
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? as u64)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        let stalled: Vec<String> =
+            sqlx::query("SELECT projector FROM projection_stalls WHERE tenant_id = $1")
+                .bind(&key)
+                .fetch_all(self.db.pool())
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()?;
+        let active: Vec<Arc<dyn Projector>> =
+            self.projectors.iter().filter(|p| !stalled.iter().any(|s| s == p.name())).cloned().collect();
+        let at = |p: &Arc<dyn Projector>| checkpoints.get(p.name()).copied().unwrap_or(0);
         let mut applied = 0;
+        if let Some(first) = active.first().map(at)
+            && active.iter().all(|p| at(p) == first)
+        {
+            match self.catch_up_together(ctx, &active, first).await? {
+                Together::Done(n) => return Ok(n),
+                // Another worker moved some checkpoint: go projector by projector.
+                Together::Raced(n) => applied = n,
+            }
+        }
         let mut first_error = None;
-        for p in self.projectors.iter() {
+        for p in &active {
             match self.catch_up_one(ctx, p.as_ref()).await {
                 Ok(n) => applied += n,
                 // One projector's stall does not hold the others back.
@@ -294,6 +332,88 @@ impl Projections {
         match first_error {
             Some(e) => Err(e),
             None => Ok(applied),
+        }
+    }
+
+    async fn catch_up_together(
+        &self,
+        ctx: &TenantContext,
+        projectors: &[Arc<dyn Projector>],
+        mut checkpoint: u64,
+    ) -> Result<Together, ProjectionError> {
+        let tenant = ctx.tenant_id;
+        let key = tenant_key(tenant);
+        let mut applied = 0;
+        loop {
+            let page = match self.store.read_log_page(ctx, checkpoint, BATCH).await {
+                Ok(page) => page,
+                Err(e) if is_tenant_fault(&e) => {
+                    let position = match &e {
+                        StoreError::Codec { position, .. } | StoreError::Tampered { position, .. } => {
+                            *position
+                        }
+                        _ => checkpoint + 1,
+                    };
+                    let mut last = None;
+                    for p in projectors {
+                        last = Some(self.record_stall(p.name(), tenant, position, e.to_string()).await?);
+                    }
+                    return Err(last.unwrap_or(e.into()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(last) = page.last().map(|e| e.position) else { return Ok(Together::Done(applied)) };
+            if let Some((i, e)) =
+                page.iter().enumerate().find(|(i, e)| e.position != checkpoint + 1 + *i as u64)
+            {
+                let reason = format!("hole in the log: expected position {}", checkpoint + 1 + i as u64);
+                let mut stall = None;
+                for p in projectors {
+                    stall = Some(self.record_stall(p.name(), tenant, e.position, reason.clone()).await?);
+                }
+                return Err(stall.unwrap_or(ProjectionError::InvalidCursor));
+            }
+            let mut tx = self.db.pool().begin().await?;
+            let n = projectors.len() as u64;
+            let moved = if checkpoint == 0 {
+                let rows = projectors
+                    .iter()
+                    .map(|p| vec![key.clone().into(), p.name().into(), last.into()])
+                    .collect();
+                crate::db::insert_many_counted(
+                    &mut tx,
+                    "projection_checkpoints",
+                    &["tenant_id", "projector", "position"],
+                    rows,
+                    "ON CONFLICT (tenant_id, projector) DO NOTHING",
+                )
+                .await?
+            } else {
+                let names: Vec<String> = (0..projectors.len()).map(|i| format!("${}", i + 4)).collect();
+                let mut vals: Vec<Val> = vec![last.into(), key.clone().into(), checkpoint.into()];
+                vals.extend(projectors.iter().map(|p| Val::from(p.name())));
+                exec(
+                    &mut tx,
+                    &format!(
+                        "UPDATE projection_checkpoints SET position = $1
+                         WHERE tenant_id = $2 AND position = $3 AND projector IN ({})",
+                        names.join(", ")
+                    ),
+                    vals,
+                )
+                .await?
+            };
+            if moved != n {
+                tx.rollback().await?;
+                return Ok(Together::Raced(applied));
+            }
+            for p in projectors {
+                p.apply(&mut tx, &key, &page).await?;
+            }
+            tx.commit().await?;
+            self.applied.send_modify(|n| *n = n.wrapping_add(1));
+            applied += page.len() as u64;
+            checkpoint = last;
         }
     }
 
@@ -354,18 +474,42 @@ impl Projections {
             tracing::error!(error = %e, "projection pass failed");
         }
         loop {
-            let tenant = tokio::select! {
+            // Wake on an append (or the fallback poll), then take every tenant announced
+            // meanwhile: a burst of appends is one pass over the tenants it touched.
+            let mut tenants = std::collections::BTreeSet::new();
+            let mut everything = false;
+            tokio::select! {
                 () = &mut shutdown => return,
                 msg = committed.recv() => match msg {
-                    Ok(c) => Some(c.tenant_id),
-                    Err(RecvError::Lagged(_)) => None,
+                    Ok(c) => { tenants.insert(c.tenant_id); }
+                    Err(RecvError::Lagged(_)) => everything = true,
                     Err(RecvError::Closed) => return,
                 },
-                () = tokio::time::sleep(FALLBACK_POLL) => None,
-            };
-            let result = match tenant {
-                Some(t) => self.catch_up(&TenantContext::system(t)).await.map(|_| ()),
-                None => self.run_once().await.map(|_| ()),
+                () = tokio::time::sleep(FALLBACK_POLL) => everything = true,
+            }
+            loop {
+                match committed.try_recv() {
+                    Ok(c) => {
+                        tenants.insert(c.tenant_id);
+                    }
+                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => everything = true,
+                    Err(_) => break,
+                }
+            }
+            let result = if everything {
+                self.run_once().await.map(|_| ())
+            } else {
+                let this = &self;
+                let results: Vec<_> = futures::stream::iter(tenants)
+                    .map(|t| async move { this.catch_up(&TenantContext::system(t)).await })
+                    .buffer_unordered(8)
+                    .collect()
+                    .await;
+                results
+                    .into_iter()
+                    .find(|r| !matches!(r, Ok(_) | Err(ProjectionError::Stalled { .. })))
+                    .unwrap_or(Ok(0))
+                    .map(|_| ())
             };
             match result {
                 Ok(()) | Err(ProjectionError::Stalled { .. }) => {}
