@@ -117,7 +117,7 @@ async fn serve_projects_live_and_the_cli_rebuilds_and_reports_status() {
         .wait_for(directory::NAME, ctx.tenant_id, out.last_position, std::time::Duration::from_secs(10))
         .await
         .unwrap();
-    assert_eq!(directory::tenant(projections.db(), ctx.tenant_id).await.unwrap().unwrap().slug, "acme");
+    assert_eq!(directory::tenant(&ctx, projections.db()).await.unwrap().unwrap().slug, "acme");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
     drop((store, projections));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use sqlx::{AnyConnection, Row};
 use tenantry_domain::{TenantContext, TenantId};
 use tenantry_store::{EventStore, RecordedEvent, StoreError};
@@ -579,8 +579,10 @@ impl Projections {
             p.clear(&mut tx, &key).await?;
         }
         let mut position = 0;
-        loop {
-            let page = self.store.read_log_page(&ctx, position, BATCH).await?;
+        // The log streams with read-ahead: the next page is fetched and decoded while this
+        // one is written.
+        let mut pages = std::pin::pin!(self.store.read_log(&ctx, 0).try_chunks(BATCH as usize));
+        while let Some(page) = pages.try_next().await.map_err(|e| ProjectionError::Store(e.1))? {
             let Some(last) = page.last().map(|e| e.position) else { break };
             if let Some((i, _)) =
                 page.iter().enumerate().find(|(i, e)| e.position != position + 1 + *i as u64)

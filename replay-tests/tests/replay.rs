@@ -96,36 +96,37 @@ async fn the_golden_log_projects_to_the_expected_read_models(h: &Harness) {
 
     // The queries over those rows.
     let t = fixture.tenant_id;
+    let ctx = TenantContext::system(t);
     let db = p.db();
-    let tenant = directory::tenant(db, t).await.unwrap().unwrap();
+    let tenant = directory::tenant(&ctx, db).await.unwrap().unwrap();
     assert_eq!(
         (tenant.name.as_str(), tenant.plan.as_str(), tenant.status.as_str()),
         ("Acme Corporation", "professional", "active")
     );
     assert_eq!(tenant.limits.max_agents, Some(3), "overrides merge field by field");
     assert_eq!(tenant.limits.max_users, Some(25));
-    let agents = directory::agents(db, t, None, 50).await.unwrap();
+    let agents = directory::agents(&ctx, db, None, 50).await.unwrap();
     assert_eq!(agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["renamed-bot", "support"]);
     assert!(agents[0].tool_ids.len() == 2, "v1 agent upcast, then updated with tools");
-    assert_eq!(directory::tools(db, t, None, 50).await.unwrap().len(), 1);
-    assert_eq!(directory::users(db, t, None, 50).await.unwrap().len(), 1);
-    let keys = directory::api_keys(db, t, None, 50).await.unwrap();
+    assert_eq!(directory::tools(&ctx, db, None, 50).await.unwrap().len(), 1);
+    assert_eq!(directory::users(&ctx, db, None, 50).await.unwrap().len(), 1);
+    let keys = directory::api_keys(&ctx, db, None, 50).await.unwrap();
     assert!(keys[0].revoked);
 
-    let page = conversations::threads(db, t, &Default::default(), None, 1).await.unwrap();
+    let page = conversations::threads(&ctx, db, &Default::default(), None, 1).await.unwrap();
     assert_eq!(page.items[0].title, None, "newest first");
     let next =
-        conversations::threads(db, t, &Default::default(), page.next_cursor.as_deref(), 1).await.unwrap();
+        conversations::threads(&ctx, db, &Default::default(), page.next_cursor.as_deref(), 1).await.unwrap();
     assert_eq!(next.items[0].title.as_deref(), Some("Refund"));
     assert_eq!(next.items[0].message_count, 2);
-    let msgs = conversations::messages(db, t, &next.items[0].conversation_id, None, 50).await.unwrap();
+    let msgs = conversations::messages(&ctx, db, &next.items[0].conversation_id, None, 50).await.unwrap();
     assert_eq!(msgs.items.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(), ["user", "assistant"]);
     assert!(matches!(
-        conversations::messages(db, t, "x", Some("not-a-number"), 5).await,
+        conversations::messages(&ctx, db, "x", Some("not-a-number"), 5).await,
         Err(ProjectionError::InvalidCursor)
     ));
 
-    let report = billing::usage(db, t, "2026-11-01", "2026-11-30").await.unwrap();
+    let report = billing::usage(&ctx, db, "2026-11-01", "2026-11-30").await.unwrap();
     // model-large: 1234 * 0.01/1000 + 567 * 0.03/1000 = 0.01234 + 0.01701
     let large = report.by_model.iter().find(|l| l.model == "model-large").unwrap();
     assert_eq!(large.cost, "0.02935");
@@ -136,15 +137,15 @@ async fn the_golden_log_projects_to_the_expected_read_models(h: &Harness) {
     assert_eq!(report.by_day.iter().filter(|l| l.day.as_deref() == Some("2026-11-01")).count(), 2);
 
     let now = Utc.with_ymd_and_hms(2026, 11, 2, 13, 0, 0).unwrap();
-    let q = quotas::quotas(db, t, &PlanCatalog::default(), now).await.unwrap().unwrap();
+    let q = quotas::quotas(&ctx, db, &PlanCatalog::default(), now).await.unwrap().unwrap();
     let tokens = q.iter().find(|l| l.limit == tenantry_domain::LimitName::TokensPerMonth).unwrap();
     assert_eq!((tokens.used, tokens.max), (1234 + 567 + 5000 + 12, 100_000));
     let agents_q = q.iter().find(|l| l.limit == tenantry_domain::LimitName::MaxAgents).unwrap();
     assert_eq!((agents_q.used, agents_q.max, agents_q.remaining), (2, 3, 1));
 
     let denied = audit::entries(
+        &ctx,
         db,
-        t,
         &audit::AuditFilter {
             action: Some("GET /v1/tenants/{tenant_id}/agents".into()),
             ..Default::default()
@@ -319,7 +320,9 @@ async fn crashes_at_random_points_leave_the_same_rows_as_a_clean_rebuild(h: &Har
         assert_eq!(crashed, dump(clean.db(), *t).await, "tenant {t}: crashes changed the rows");
     }
     // Usage counted exactly once: tokens in billing equal tokens in the log.
-    let report = billing::usage(clean.db(), tenants[0], "2026-11-01", "2026-11-30").await.unwrap();
+    let report = billing::usage(&TenantContext::system(tenants[0]), clean.db(), "2026-11-01", "2026-11-30")
+        .await
+        .unwrap();
     assert_eq!(report.by_model.iter().map(|l| l.requests).sum::<i64>(), 120);
 }
 

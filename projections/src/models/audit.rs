@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::AnyConnection;
-use tenantry_domain::{Event, TenantId};
+use tenantry_domain::{Event, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_text, page_size, text};
@@ -130,12 +130,13 @@ pub struct AuditFilter {
 
 /// Entries newest first; the cursor is the last position seen.
 pub async fn entries(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     filter: &AuditFilter,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<crate::models::conversations::Page<AuditEntry>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let before: i64 = match cursor {
         None => i64::MAX,
         Some(c) => c.parse().map_err(|_| ProjectionError::InvalidCursor)?,

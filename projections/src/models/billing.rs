@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
-use tenantry_domain::{Event, TenantId};
+use tenantry_domain::{Event, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, text};
@@ -174,11 +174,12 @@ pub struct UsageReport {
 
 /// Usage from day `from` to day `to` inclusive (`YYYY-MM-DD`), per model per day and per model.
 pub async fn usage(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     from: &str,
     to: &str,
 ) -> Result<UsageReport, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT day, model, prompt_tokens, completion_tokens, cost_nanos, unpriced, requests FROM usage_daily
          WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, model",

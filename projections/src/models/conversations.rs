@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
-use tenantry_domain::{Event, TenantId};
+use tenantry_domain::{Event, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_int, opt_text, page_size, text};
@@ -169,12 +169,13 @@ pub struct Page<T> {
 
 /// Threads newest first. The cursor is opaque to callers: `<created_at>.<conversation_id>`.
 pub async fn threads(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     filter: &ThreadFilter,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Page<ThreadRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let (before_at, before_id) = match cursor {
         None => (i64::MAX, String::new()),
         Some(c) => {
@@ -205,10 +206,11 @@ pub async fn threads(
 }
 
 pub async fn thread(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     conversation: &str,
 ) -> Result<Option<ThreadRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM conv_threads WHERE tenant_id = $1 AND conversation_id = $2")
         .bind(tenant.to_string())
         .bind(conversation)
@@ -231,12 +233,13 @@ pub struct MessageRow {
 
 /// Messages of a conversation in order; the cursor is the last `seq` seen.
 pub async fn messages(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     conversation: &str,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Page<MessageRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let after: i64 = match cursor {
         None => 0,
         Some(c) => c.parse().map_err(|_| ProjectionError::InvalidCursor)?,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::Settings;
-use tenantry_domain::{Event, LimitOverrides, TenantId};
+use tenantry_domain::{Event, LimitOverrides, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_text, page_size, text};
@@ -300,7 +300,8 @@ impl TryFrom<&AnyRow> for TenantRow {
     }
 }
 
-pub async fn tenant(db: &ReadDb, tenant: TenantId) -> Result<Option<TenantRow>, ProjectionError> {
+pub async fn tenant(ctx: &TenantContext, db: &ReadDb) -> Result<Option<TenantRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_tenants WHERE tenant_id = $1")
         .bind(tenant.to_string())
         .fetch_optional(db.pool())
@@ -357,11 +358,12 @@ impl TryFrom<&AnyRow> for AgentRow {
 }
 
 pub async fn agents(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<AgentRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT * FROM dir_agents WHERE tenant_id = $1 AND archived = 0 AND agent_id > $2
          ORDER BY agent_id LIMIT $3",
@@ -374,7 +376,12 @@ pub async fn agents(
     rows.iter().map(AgentRow::try_from).collect()
 }
 
-pub async fn agent(db: &ReadDb, tenant: TenantId, agent: &str) -> Result<Option<AgentRow>, ProjectionError> {
+pub async fn agent(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    agent: &str,
+) -> Result<Option<AgentRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_agents WHERE tenant_id = $1 AND agent_id = $2")
         .bind(tenant.to_string())
         .bind(agent)
@@ -411,11 +418,12 @@ impl TryFrom<&AnyRow> for ToolRow {
 }
 
 pub async fn tools(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<ToolRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT * FROM dir_tools WHERE tenant_id = $1 AND removed = 0 AND tool_id > $2 ORDER BY tool_id LIMIT $3",
     )
@@ -427,7 +435,8 @@ pub async fn tools(
     rows.iter().map(ToolRow::try_from).collect()
 }
 
-pub async fn tool(db: &ReadDb, tenant: TenantId, tool: &str) -> Result<Option<ToolRow>, ProjectionError> {
+pub async fn tool(ctx: &TenantContext, db: &ReadDb, tool: &str) -> Result<Option<ToolRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_tools WHERE tenant_id = $1 AND tool_id = $2 AND removed = 0")
         .bind(tenant.to_string())
         .bind(tool)
@@ -457,11 +466,12 @@ impl TryFrom<&AnyRow> for UserRow {
 }
 
 pub async fn users(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<UserRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT * FROM dir_users WHERE tenant_id = $1 AND removed = 0 AND user_id > $2 ORDER BY user_id LIMIT $3",
     )
@@ -473,7 +483,8 @@ pub async fn users(
     rows.iter().map(UserRow::try_from).collect()
 }
 
-pub async fn user(db: &ReadDb, tenant: TenantId, user: &str) -> Result<Option<UserRow>, ProjectionError> {
+pub async fn user(ctx: &TenantContext, db: &ReadDb, user: &str) -> Result<Option<UserRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_users WHERE tenant_id = $1 AND user_id = $2 AND removed = 0")
         .bind(tenant.to_string())
         .bind(user)
@@ -493,11 +504,12 @@ pub struct ApiKeyRow {
 }
 
 pub async fn api_keys(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<ApiKeyRow>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT key_id, name, role, revoked, created_at FROM dir_api_keys
          WHERE tenant_id = $1 AND key_id > $2 ORDER BY key_id LIMIT $3",
@@ -522,10 +534,11 @@ pub async fn api_keys(
 
 /// What authentication needs of a key: its stored hash, role, and whether it was revoked.
 pub async fn api_key_credential(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     key: &str,
 ) -> Result<Option<(Vec<u8>, String, bool)>, ProjectionError> {
+    let tenant = ctx.tenant_id;
     let row = sqlx::query(
         "SELECT secret_hash, role, revoked FROM dir_api_keys WHERE tenant_id = $1 AND key_id = $2",
     )

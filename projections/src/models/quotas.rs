@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
-use tenantry_domain::{Event, LimitName, Limits, Plan, PlanCatalog, TenantId};
+use tenantry_domain::{Event, LimitName, Limits, Plan, PlanCatalog, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_text};
@@ -127,12 +127,13 @@ fn plan(name: &str) -> Plan {
 /// Every limit of the tenant with what is used of it at `now`; `None` when the tenant is
 /// unknown to the read side.
 pub async fn quotas(
+    ctx: &TenantContext,
     db: &ReadDb,
-    tenant: TenantId,
     plans: &PlanCatalog,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<Quota>>, ProjectionError> {
-    let Some(row) = directory::tenant(db, tenant).await? else { return Ok(None) };
+    let tenant = ctx.tenant_id;
+    let Some(row) = directory::tenant(ctx, db).await? else { return Ok(None) };
     let limits: Limits = row.limits.apply_to(plans.limits(plan(&row.plan)));
     let key = tenant.to_string();
     let counters = sqlx::query(
