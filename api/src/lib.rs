@@ -3,11 +3,13 @@
 //! # Layout
 //! - [`settings`]: configuration from flags and `TENANTRY_*` variables.
 //! - [`startup`]: [`Application`]: opens the store, binds the listener, serves until shutdown.
+//! - [`service`]: commands decided on state from the streams, retried on conflicts.
 //! - [`http`]: the axum routers.
 //! - [`cli`]: one file per subcommand of the binary.
 
 pub mod cli;
 pub mod http;
+pub mod service;
 pub mod settings;
 pub mod startup;
 

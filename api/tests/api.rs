@@ -132,3 +132,82 @@ async fn serve_projects_live_and_the_cli_rebuilds_and_reports_status() {
     let replay = tenantry(dir.path(), &["replay", "--tenant", &ctx.tenant_id.to_string()]);
     assert_eq!(replay.trim(), "rebuilt from 1 events");
 }
+
+mod limits {
+    use tenantry::service::{CommandError, Commands};
+    use tenantry_domain::event::{AgentCreated, Settings as TenantSettings, TenantCreated, UserAdded};
+    use tenantry_domain::tenant::TenantCommand;
+    use tenantry_domain::{
+        AgentId, LimitName, LimitOverrides, Plan, PlanCatalog, Rejection, Role, TenantContext, TenantId,
+        UserId,
+    };
+    use tenantry_store::testing::Harness;
+
+    async fn race(h: &Harness) {
+        let commands = Commands::new(h.store.clone(), PlanCatalog::default());
+        let platform = TenantContext::system(TenantId::new());
+        let created = TenantCreated {
+            slug: "racers".into(),
+            name: "Racers".into(),
+            plan: Plan::Starter,
+            partner_id: None,
+            settings: TenantSettings::default(),
+            limits: LimitOverrides { max_agents: Some(5), max_users: Some(3), ..Default::default() },
+        };
+        commands.tenant(&platform, &TenantCommand::CreateTenant(created)).await.unwrap();
+        let admin = TenantContext { role: Role::Admin, ..platform.clone() };
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let (c, ctx) = (commands.clone(), admin.clone());
+            tasks.push(tokio::spawn(async move {
+                let agent = AgentCreated {
+                    agent_id: AgentId::new(),
+                    name: format!("agent-{i}"),
+                    model: "m".into(),
+                    system_prompt: String::new(),
+                    tool_ids: vec![],
+                };
+                c.tenant(&ctx, &TenantCommand::CreateAgent(agent)).await
+            }));
+            let (c, ctx) = (commands.clone(), admin.clone());
+            tasks.push(tokio::spawn(async move {
+                let user = UserAdded {
+                    user_id: UserId::new(),
+                    email: format!("u{i}@racers.example"),
+                    role: Role::User,
+                };
+                c.tenant(&ctx, &TenantCommand::AddUser(user)).await
+            }));
+        }
+        let (mut ok, mut agents_refused, mut users_refused) = (0, 0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(CommandError::Rejected(Rejection::LimitReached {
+                    limit: LimitName::MaxAgents,
+                    max: 5,
+                })) => agents_refused += 1,
+                Err(CommandError::Rejected(Rejection::LimitReached {
+                    limit: LimitName::MaxUsers,
+                    max: 3,
+                })) => users_refused += 1,
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        assert_eq!((ok, agents_refused, users_refused), (8, 45, 47));
+        let state = commands.tenant_now(&admin).await.unwrap();
+        assert_eq!((state.active_agents(), state.active_users()), (5, 3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn fifty_concurrent_creates_against_a_limit_of_five_create_five_on_sqlite() {
+        race(&Harness::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn fifty_concurrent_creates_against_a_limit_of_five_create_five_on_postgres() {
+        if let Some(h) = Harness::postgres().await {
+            race(&h).await;
+        }
+    }
+}

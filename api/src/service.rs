@@ -1,0 +1,147 @@
+//! Commands: state rebuilt from the streams, `decide`, append at the version decided on.
+//! A concurrent change to the same stream is a conflict; the command is decided again on
+//! the new state, so limits hold under any concurrency.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use tenantry_domain::conversation::{self, ConversationCommand, ConversationState};
+use tenantry_domain::tenant::{self, TenantCommand, TenantState};
+use tenantry_domain::{ConversationId, Event, EventId, PlanCatalog, Rejection, StreamId, TenantContext};
+use tenantry_store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
+
+/// How often a command is decided again after losing a race for its stream.
+const MAX_ATTEMPTS: u32 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stream kept changing under the command.
+    #[error("the tenant is too busy to decide this command; retry")]
+    Contended,
+}
+
+/// What a command wrote: the tenant position of its last event (the head when it wrote
+/// nothing, as for a repeated command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub position: u64,
+    pub events: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Commands {
+    store: EventStore,
+    plans: PlanCatalog,
+}
+
+impl Commands {
+    pub fn new(store: EventStore, plans: PlanCatalog) -> Self {
+        Self { store, plans }
+    }
+
+    async fn fold<S>(
+        &self,
+        ctx: &TenantContext,
+        stream: &StreamId,
+        initial: S,
+        evolve: fn(S, &Event) -> S,
+    ) -> Result<(S, u64), StoreError> {
+        self.store
+            .read_stream(ctx, stream, 0)
+            .try_fold(
+                (initial, 0),
+                |(state, _), e| async move { Ok((evolve(state, &e.event), e.stream_version)) },
+            )
+            .await
+    }
+
+    async fn tenant_state(&self, ctx: &TenantContext) -> Result<(TenantState, u64), StoreError> {
+        self.fold(ctx, &StreamId::tenant(), TenantState::new(self.plans), tenant::evolve).await
+    }
+
+    async fn head(&self, ctx: &TenantContext) -> Result<u64, StoreError> {
+        Ok(self.store.head(ctx).await?.map_or(0, |h| h.position))
+    }
+
+    /// Decide and append, again on fresh state after each lost race.
+    async fn run<F, Fut>(&self, ctx: &TenantContext, attempt: F) -> Result<Written, CommandError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<AppendRequest>, CommandError>> + Send,
+    {
+        for n in 0..MAX_ATTEMPTS {
+            let Some(request) = attempt().await? else {
+                return Ok(Written { position: self.head(ctx).await?, events: 0 });
+            };
+            let events = request.event_count();
+            match self.store.append(ctx, request).await {
+                Ok(AppendOutcome { last_position, .. }) => {
+                    return Ok(Written { position: last_position, events });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    // Spread the retries of a crowd of writers.
+                    let jitter = u64::from(ctx.request_id.as_uuid().as_bytes()[15] % 4);
+                    tokio::time::sleep(Duration::from_millis(u64::from(n.min(8)) + jitter)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended)
+    }
+
+    fn request(
+        stream: StreamId,
+        version: u64,
+        events: &[Event],
+    ) -> Result<Option<AppendRequest>, CommandError> {
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let events =
+            events.iter().map(|e| NewEvent::new(EventId::new(), e)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(AppendRequest::to_stream(stream, ExpectedVersion::after(version), events)))
+    }
+
+    /// A command on the tenant and its directory (the `tenant` stream).
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    pub async fn tenant(
+        &self,
+        ctx: &TenantContext,
+        command: &TenantCommand,
+    ) -> Result<Written, CommandError> {
+        self.run(ctx, move || async move {
+            let (state, version) = self.tenant_state(ctx).await?;
+            let events = tenant::decide(ctx, &state, command)?;
+            Self::request(StreamId::tenant(), version, &events)
+        })
+        .await
+    }
+
+    /// A command on one conversation, decided against the tenant's directory too.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    pub async fn conversation(
+        &self,
+        ctx: &TenantContext,
+        id: ConversationId,
+        command: &ConversationCommand,
+    ) -> Result<Written, CommandError> {
+        let stream = &StreamId::conversation(id);
+        self.run(ctx, move || async move {
+            let (tenant, _) = self.tenant_state(ctx).await?;
+            let (state, version) =
+                self.fold(ctx, stream, ConversationState::default(), conversation::evolve).await?;
+            let events = conversation::decide(ctx, &tenant, &state, command)?;
+            Self::request(stream.clone(), version, &events)
+        })
+        .await
+    }
+
+    /// The tenant as `decide` sees it now.
+    pub async fn tenant_now(&self, ctx: &TenantContext) -> Result<TenantState, CommandError> {
+        Ok(self.tenant_state(ctx).await?.0)
+    }
+}
