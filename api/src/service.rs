@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use tenantry_domain::conversation::{self, ConversationCommand, ConversationState};
+use chrono::Datelike;
+use tenantry_domain::conversation::{self, ConversationCommand, ConversationState, RecordUsage, UsageState};
+use tenantry_domain::event::UsageRecorded;
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
 use tenantry_domain::{ConversationId, Event, EventId, PlanCatalog, Rejection, StreamId, TenantContext};
 use tenantry_store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
@@ -135,6 +137,44 @@ impl Commands {
             let (state, version) =
                 self.fold(ctx, stream, ConversationState::default(), conversation::evolve).await?;
             let events = conversation::decide(ctx, &tenant, &state, command)?;
+            let Some(mut request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
+            // A message that carries token usage records it in the month's usage stream in
+            // the same append: billed once, and refused past the monthly limit.
+            if let Some(Event::MessageAppended(m)) = events.first()
+                && let (Some(usage), Some(model)) = (m.usage, m.model.clone())
+            {
+                let now = chrono::Utc::now();
+                let usage_stream = StreamId::usage(now.year(), now.month());
+                let (month, usage_version) =
+                    self.fold(ctx, &usage_stream, UsageState::default(), conversation::evolve_usage).await?;
+                let record = RecordUsage(UsageRecorded {
+                    model,
+                    kind: "message".into(),
+                    usage,
+                    request_id: Some(m.message_id.to_string()),
+                    occurred_at: now,
+                });
+                let usage_events = conversation::decide_usage(ctx, &tenant, &month, &record)?;
+                if let Some(extra) = Self::request(usage_stream, usage_version, &usage_events)? {
+                    for w in extra.writes {
+                        request = request.and(w.stream, w.expected, w.events);
+                    }
+                }
+            }
+            Ok(Some(request))
+        })
+        .await
+    }
+
+    /// Usage of the current month, decided against the monthly token limit.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    pub async fn usage(&self, ctx: &TenantContext, command: &RecordUsage) -> Result<Written, CommandError> {
+        let at = command.0.occurred_at;
+        let stream = &StreamId::usage(at.year(), at.month());
+        self.run(ctx, move || async move {
+            let (tenant, _) = self.tenant_state(ctx).await?;
+            let (month, version) = self.fold(ctx, stream, UsageState::default(), conversation::evolve_usage).await?;
+            let events = conversation::decide_usage(ctx, &tenant, &month, command)?;
             Self::request(stream.clone(), version, &events)
         })
         .await

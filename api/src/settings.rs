@@ -67,4 +67,13 @@ pub struct Settings {
     /// Serve only; leave projection to `tenantry worker` processes.
     #[arg(long, env = "TENANTRY_NO_PROJECTORS")]
     pub no_projectors: bool,
+
+    /// Which routes to serve: both sides, or commands or queries alone.
+    #[arg(long, env = "TENANTRY_ROLE", value_enum, default_value_t = crate::http::ServeRole::All)]
+    pub role: crate::http::ServeRole,
+
+    /// The super_admin key itself (32 to 128 characters of `A-Za-z0-9_-`). When absent, a
+    /// fresh database gets a generated key, printed once.
+    #[arg(long, env = "TENANTRY_BOOTSTRAP_KEY", hide_env_values = true)]
+    pub bootstrap_key: Option<String>,
 }

@@ -7,12 +7,20 @@ use tenantry_projections::Projections;
 use tenantry_store::{EventStore, MasterKey};
 use tokio::net::TcpListener;
 
-use crate::http::{self, AppState};
+use tenantry_domain::PlanCatalog;
+
+use crate::http::auth::{KeyHasher, ensure_bootstrap_key};
+use crate::http::{self, AppState, ServeRole};
+use crate::service::Commands;
 use crate::settings::{Settings, StoreSettings};
 
 /// Open the store the settings describe: create the data directory and master key on first
 /// start, run migrations.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<EventStore> {
+    Ok(open_store_with_key(settings).await?.0)
+}
+
+async fn open_store_with_key(settings: &StoreSettings) -> anyhow::Result<(EventStore, MasterKey)> {
     let url = settings.database_url();
     if settings.database_url.is_none() {
         std::fs::create_dir_all(&settings.data_dir)
@@ -34,14 +42,18 @@ pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<EventStore> 
         None => tracing::info!(path = %settings.data_dir.display(), "embedded SQLite store ready"),
         Some(_) => tracing::info!("PostgreSQL store ready"),
     }
-    Ok(store)
+    Ok((store, master))
 }
 
 /// Open the store and the read side over it.
 pub async fn open_read_side(settings: &StoreSettings) -> anyhow::Result<Projections> {
-    let store = open_store(settings).await?;
+    Ok(open_all(settings).await?.0)
+}
+
+async fn open_all(settings: &StoreSettings) -> anyhow::Result<(Projections, MasterKey)> {
+    let (store, master) = open_store_with_key(settings).await?;
     let prices = settings.prices()?;
-    Ok(tenantry_projections::open(store, &settings.database_url(), prices).await?)
+    Ok((tenantry_projections::open(store, &settings.database_url(), prices).await?, master))
 }
 
 /// A built server: store and read side open, listener bound.
@@ -50,16 +62,29 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     project: bool,
+    role: ServeRole,
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let projections = open_read_side(&settings.store).await?;
+        let (projections, master) = open_all(&settings.store).await?;
+        let plans = PlanCatalog::default();
+        let store = projections.store().clone();
+        let state = AppState {
+            commands: Commands::new(store.clone(), plans),
+            keys: KeyHasher::new(&master),
+            store,
+            projections,
+            plans,
+        };
+        if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
+            // Shown once: only its keyed hash is kept.
+            println!("super_admin key (shown once, keep it safe): {key}");
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let state = AppState { store: projections.store().clone(), projections };
-        Ok(Self { listener, state, project: !settings.no_projectors })
+        Ok(Self { listener, state, project: !settings.no_projectors, role: settings.role })
     }
 
     pub fn port(&self) -> u16 {
@@ -74,6 +99,10 @@ impl Application {
         &self.state.projections
     }
 
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Serve until `shutdown` completes, then finish in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let addr = self.listener.local_addr()?;
@@ -86,7 +115,10 @@ impl Application {
                 let _ = stop.wait_for(|s| *s).await;
             }))
         });
-        axum::serve(self.listener, http::router(self.state)).with_graceful_shutdown(shutdown).await?;
+        let app = http::router(self.state, self.role);
+        axum::serve(self.listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
         // Let the projector finish its transaction, then stop it.
         let _ = stop_tx.send(true);
         if let Some(handle) = projector {

@@ -7,6 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
 
+const BOOTSTRAP: &str = "test-bootstrap-key-0123456789abcdef";
+
 fn settings(dir: &std::path::Path) -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -17,6 +19,8 @@ fn settings(dir: &std::path::Path) -> Settings {
             prices_file: None,
         },
         no_projectors: false,
+        role: Default::default(),
+        bootstrap_key: Some(BOOTSTRAP.into()),
     }
 }
 
@@ -209,5 +213,233 @@ mod limits {
         if let Some(h) = Harness::postgres().await {
             race(&h).await;
         }
+    }
+}
+
+mod http {
+    use reqwest::{Client, Method, StatusCode};
+    use serde_json::{Value, json};
+    use tenantry::settings::StoreSettings;
+    use tenantry::{Application, Settings};
+    use tenantry_store::testing::Harness;
+
+    use super::BOOTSTRAP;
+
+    struct Api {
+        base: String,
+        client: Client,
+        _stop: tokio::sync::oneshot::Sender<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Api {
+        async fn start(database_url: Option<String>) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let settings = Settings {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                store: StoreSettings {
+                    data_dir: dir.path().join("data"),
+                    database_url,
+                    master_key_file: Some(dir.path().join("master.key")),
+                    prices_file: None,
+                },
+                no_projectors: false,
+                role: Default::default(),
+                bootstrap_key: Some(BOOTSTRAP.into()),
+            };
+            let app = Application::build(&settings).await.unwrap();
+            let base = format!("http://127.0.0.1:{}", app.port());
+            let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(app.run_until(async {
+                let _ = rx.await;
+            }));
+            Self { base, client: Client::new(), _stop: stop, _dir: dir }
+        }
+
+        async fn call(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value, Option<u64>) {
+            let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(key);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            self.send(req).await
+        }
+
+        async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value, Option<u64>) {
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let position = res.headers().get("tenantry-position").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let text = res.text().await.unwrap();
+            assert!(!status.is_server_error() || status == StatusCode::NOT_IMPLEMENTED || status == StatusCode::SERVICE_UNAVAILABLE, "{status}: {text}");
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null), position)
+        }
+
+        /// A query that first waits for the read model to reach `position`.
+        async fn get_at(&self, key: &str, path: &str, position: u64) -> (StatusCode, Value) {
+            let req = self
+                .client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(key)
+                .header("tenantry-min-position", position.to_string());
+            let (s, v, _) = self.send(req).await;
+            (s, v)
+        }
+    }
+
+    async fn walkthrough(api: Api) {
+        use Method as M;
+        // Tenants, by the platform operator.
+        let (s, a, pos) = api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "acme", "name": "Acme", "limits": {"max_agents": 2}}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{a}");
+        assert_eq!(pos, a["position"].as_u64());
+        let ta = a["id"].as_str().unwrap().to_owned();
+        let (s, b, _) = api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "bolt", "name": "Bolt"}))).await;
+        assert_eq!(s, StatusCode::CREATED);
+        let tb = b["id"].as_str().unwrap().to_owned();
+        let (s, got) = api.get_at(BOOTSTRAP, &format!("/v1/tenants/{ta}"), 1).await;
+        assert_eq!((s, got["slug"].as_str()), (StatusCode::OK, Some("acme")));
+        let (s, _, _) = api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "acme", "name": "Again"}))).await;
+        assert_eq!(s, StatusCode::CONFLICT, "a taken slug");
+
+        // Keys: the secret is answered once and works at once.
+        let (s, ka, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{ta}/api-keys"), Some(json!({"name": "ops", "role": "admin"}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{ka}");
+        let key_a = ka["key"].as_str().unwrap().to_owned();
+        let (_, kb, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{tb}/api-keys"), Some(json!({"name": "ops", "role": "admin"}))).await;
+        let key_b = kb["key"].as_str().unwrap().to_owned();
+        let (_, ku, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/api-keys"), Some(json!({"name": "bot", "role": "user"}))).await;
+        let key_user = ku["key"].as_str().unwrap().to_owned();
+        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/api-keys"), Some(json!({"name": "x", "role": "super_admin"}))).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "no key above its maker");
+
+        // Agents, within the limit of 2.
+        let (s, ag, pos) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "support", "model": "model-small"}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{ag}");
+        let agent = ag["id"].as_str().unwrap().to_owned();
+        let (s, list) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/agents"), pos.unwrap()).await;
+        assert_eq!((s, list["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+        let (s, _, _) = api.call(&key_a, M::PATCH, &format!("/v1/tenants/{ta}/agents/{agent}"), Some(json!({"name": "helpdesk"}))).await;
+        assert_eq!(s, StatusCode::OK);
+        api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "second", "model": "m"}))).await;
+        let (s, limit, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "third", "model": "m"}))).await;
+        assert_eq!((s, limit["limit"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("max_agents")));
+        let (s, _, _) = api.call(&key_user, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "u", "model": "m"}))).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "a user key cannot manage agents");
+
+        // A conversation with a message that carries usage.
+        let (s, conv, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/conversations"), Some(json!({"agent_id": agent, "title": "hi"}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{conv}");
+        let conv = conv["id"].as_str().unwrap().to_owned();
+        let (s, msg, pos) = api
+            .call(&key_a, M::POST, &format!("/v1/tenants/{ta}/conversations/{conv}/messages"), Some(json!({"role": "assistant", "content": "hello", "model": "model-small", "usage": {"prompt_tokens": 10, "completion_tokens": 5}})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{msg}");
+        let pos = pos.unwrap();
+        let (_, msgs) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/conversations/{conv}/messages"), pos).await;
+        assert_eq!(msgs["items"][0]["content"], "hello");
+        let (_, threads) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/conversations?agent_id={agent}"), pos).await;
+        assert_eq!(threads["items"][0]["message_count"], 1);
+        let (_, usage) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/usage"), pos).await;
+        assert_eq!(usage["total_tokens"], 15, "message usage is billed once");
+        let (s, rec, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/usage"), Some(json!({"model": "model-small", "kind": "embedding", "prompt_tokens": 7, "completion_tokens": 0, "request_id": "r-1"}))).await;
+        assert_eq!((s, rec["recorded"].as_bool()), (StatusCode::CREATED, Some(true)));
+        let (s, rec, pos) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/usage"), Some(json!({"model": "model-small", "kind": "embedding", "prompt_tokens": 7, "completion_tokens": 0, "request_id": "r-1"}))).await;
+        assert_eq!((s, rec["recorded"].as_bool()), (StatusCode::OK, Some(false)), "idempotent on request_id");
+        let (_, quotas) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/quotas"), pos.unwrap()).await;
+        let tokens = quotas["quotas"].as_array().unwrap().iter().find(|q| q["limit"] == "tokens_per_month").unwrap();
+        assert_eq!(tokens["used"], 22);
+        let (s, audit) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/audit?action=agent.created"), pos.unwrap()).await;
+        assert_eq!((s, audit["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
+
+        // Tenant B's admin reaches nothing of A on any route, and learns nothing.
+        let a_paths = [
+            (M::GET, format!("/v1/tenants/{ta}")),
+            (M::PATCH, format!("/v1/tenants/{ta}")),
+            (M::GET, format!("/v1/tenants/{ta}/settings")),
+            (M::GET, format!("/v1/tenants/{ta}/api-keys")),
+            (M::POST, format!("/v1/tenants/{ta}/api-keys")),
+            (M::GET, format!("/v1/tenants/{ta}/agents")),
+            (M::POST, format!("/v1/tenants/{ta}/agents")),
+            (M::GET, format!("/v1/tenants/{ta}/agents/{agent}")),
+            (M::PATCH, format!("/v1/tenants/{ta}/agents/{agent}")),
+            (M::DELETE, format!("/v1/tenants/{ta}/agents/{agent}")),
+            (M::GET, format!("/v1/tenants/{ta}/conversations")),
+            (M::POST, format!("/v1/tenants/{ta}/conversations")),
+            (M::GET, format!("/v1/tenants/{ta}/conversations/{conv}")),
+            (M::GET, format!("/v1/tenants/{ta}/conversations/{conv}/messages")),
+            (M::POST, format!("/v1/tenants/{ta}/conversations/{conv}/messages")),
+            (M::GET, format!("/v1/tenants/{ta}/usage")),
+            (M::POST, format!("/v1/tenants/{ta}/usage")),
+            (M::GET, format!("/v1/tenants/{ta}/quotas")),
+            (M::GET, format!("/v1/tenants/{ta}/audit")),
+            (M::POST, format!("/v1/tenants/{ta}/suspend")),
+            (M::POST, format!("/v1/tenants/{ta}/resume")),
+        ];
+        for (method, path) in &a_paths {
+            let (s, body, _) = api.call(&key_b, method.clone(), path, Some(json!({}))).await;
+            assert!(s == StatusCode::FORBIDDEN || s == StatusCode::BAD_REQUEST, "{method} {path}: {s}");
+            let text = body.to_string();
+            assert!(!text.contains("acme") && !text.contains("helpdesk") && !text.contains("hello"), "{method} {path} leaked: {text}");
+        }
+        // A's objects under B's own path are simply not there.
+        let (s, _, _) = api.call(&key_b, M::GET, &format!("/v1/tenants/{tb}/agents/{agent}"), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = api.call(&key_b, M::GET, &format!("/v1/tenants/{tb}/conversations/{conv}/messages"), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (_, listed, _) = api.call(&key_b, M::GET, "/v1/tenants", None).await;
+        assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "a tenant key lists its own tenant only");
+
+        // Bad credentials and bad input.
+        let (s, problem, _) = api.call("nope", M::GET, &format!("/v1/tenants/{ta}"), None).await;
+        assert_eq!((s, problem["status"].as_u64()), (StatusCode::UNAUTHORIZED, Some(401)));
+        let (s, _, _) = api.send(api.client.get(format!("{}/v1/tenants", api.base))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "x", "model": "m", "tenant_id": tb}))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "unknown fields, tenant_id never from a body");
+        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": 5, "model": "m"}))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _, _) = api.send(api.client.post(format!("{}/v1/tenants/{ta}/agents", api.base)).bearer_auth(&key_a).header("content-type", "application/json").body("{not json")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _, _) = api.call(&key_a, M::GET, "/v1/tenants/not-a-uuid/agents", None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let huge = json!({"role": "user", "content": "x".repeat(1_100_000)});
+        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/conversations/{conv}/messages"), Some(huge)).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "", "model": "m"}))).await;
+        assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::TOO_MANY_REQUESTS, "{s}");
+        let (s, _, _) = api.call(&key_a, M::GET, &format!("/v1/tenants/{ta}/conversations?limit=abc"), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _, _) = api.call(BOOTSTRAP, M::DELETE, &format!("/v1/tenants/{ta}"), None).await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+
+        // Suspension stops the tenant's commands; resuming restores them.
+        let (s, _, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{ta}/suspend"), Some(json!({"reason": "unpaid"}))).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/conversations"), Some(json!({"agent_id": agent}))).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/resume"), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "only the platform resumes");
+        api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{ta}/resume"), None).await;
+
+        // Revocation is effective before the answer.
+        let key_user_id = ku["id"].as_str().unwrap();
+        let (s, _, _) = api.call(&key_a, M::DELETE, &format!("/v1/tenants/{ta}/api-keys/{key_user_id}"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = api.call(&key_user, M::GET, &format!("/v1/tenants/{ta}/agents"), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        // A wrong secret for a real key id does not authenticate.
+        let forged = format!("{}{}", &key_a[..key_a.len() - 4], "0000");
+        let (s, _, _) = api.call(&forged, M::GET, &format!("/v1/tenants/{ta}/agents"), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_route_works_and_tenants_stay_apart_on_sqlite() {
+        walkthrough(Api::start(None).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_route_works_and_tenants_stay_apart_on_postgres() {
+        let Some(h) = Harness::postgres().await else { return };
+        walkthrough(Api::start(Some(h.url.clone())).await).await;
     }
 }

@@ -41,6 +41,17 @@ impl MasterKey {
         Zeroizing::new(hex::encode(&self.0[..]))
     }
 
+    /// A 32-byte key for another purpose (`label`), derived from the master key, so the
+    /// master key itself never leaves the vault: HMAC-SHA256(master, label).
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.0[..])
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"tenantry/derive/v1/");
+        mac.update(label.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
+    }
+
     /// Read the key from `path`, or create it there (mode 0600) when the file does not exist.
     /// Returns the key and whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), StoreError> {

@@ -1,19 +1,89 @@
-//! The axum routers. Commands and queries live apart and are merged here.
+//! The axum routers. Commands (POST, PATCH, DELETE) and queries (GET) live apart in
+//! `commands/` and `queries/` and are merged here; `serve --role` can serve one side alone.
+
+use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde_json::json;
+use tenantry_domain::{PlanCatalog, TenantContext};
 use tenantry_projections::Projections;
 use tenantry_store::EventStore;
 
+use crate::service::{Commands, Written};
+
+pub mod auth;
+pub mod commands;
+pub mod error;
+pub mod extract;
 pub mod health;
+pub mod queries;
+
+use error::ApiError;
+use extract::MinPosition;
+
+/// Largest request body any route accepts.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// How long a query waits for `Tenantry-Min-Position`.
+pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: EventStore,
     pub projections: Projections,
+    pub commands: Commands,
+    pub keys: auth::KeyHasher,
+    pub plans: PlanCatalog,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new().route("/healthz", get(health::healthz)).with_state(state)
+/// Which routers a process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ServeRole {
+    #[default]
+    All,
+    Commands,
+    Queries,
+}
+
+pub fn router(state: AppState, role: ServeRole) -> Router {
+    let mut app = Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+    if role != ServeRole::Queries {
+        app = app.merge(commands::router());
+    }
+    if role != ServeRole::Commands {
+        app = app.merge(queries::router());
+    }
+    app.layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A command's answer: the status, `{"id": …, "position": …}` and `Tenantry-Position`.
+pub(crate) fn written(status: StatusCode, id: Option<String>, written: Written, extra: serde_json::Value) -> Response {
+    let mut body = json!({ "position": written.position });
+    if let Some(id) = id {
+        body["id"] = json!(id);
+    }
+    if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert("tenantry-position", HeaderValue::from(written.position));
+    response
+}
+
+/// Read-your-writes: wait (bounded) until `projector` has the position the caller asked for.
+pub(crate) async fn caught_up(
+    state: &AppState,
+    projector: &str,
+    ctx: &TenantContext,
+    min: MinPosition,
+) -> Result<(), ApiError> {
+    if let Some(position) = min.0 {
+        state.projections.wait_for(projector, ctx.tenant_id, position, MIN_POSITION_WAIT).await?;
+    }
+    Ok(())
 }

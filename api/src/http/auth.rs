@@ -1,0 +1,188 @@
+//! Credentials: API keys `tnt_<key id>_<secret>` of a tenant, and the bootstrap super_admin
+//! key. Only a keyed hash of a secret is stored; comparison is constant-time.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::header;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::Row;
+use tenantry_domain::{Actor, ApiKeyId, RequestId, Role, TenantContext, TenantId};
+use tenantry_projections::ProjectionError;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Hashes secrets with a key derived from the master key.
+#[derive(Clone)]
+pub struct KeyHasher {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHasher(..)")
+    }
+}
+
+impl KeyHasher {
+    pub fn new(master: &tenantry_store::MasterKey) -> Self {
+        Self { key: *master.derive("api-keys") }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    }
+
+    pub fn hash(&self, secret: &str) -> Vec<u8> {
+        let mut mac = self.mac();
+        mac.update(secret.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Constant-time comparison of a presented secret with a stored hash.
+    pub fn verify(&self, secret: &str, stored: &[u8]) -> bool {
+        let mut mac = self.mac();
+        mac.update(secret.as_bytes());
+        mac.verify_slice(stored).is_ok()
+    }
+
+    /// A new key: its id, the full token to hand out once, and the hash to store.
+    pub fn issue(&self) -> (ApiKeyId, String, Vec<u8>) {
+        let id = ApiKeyId::new();
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let token = format!("tnt_{}_{secret}", id.as_uuid().simple());
+        (id, token, self.hash(&secret))
+    }
+}
+
+/// Whether a bootstrap key given in config has the required form.
+pub fn valid_bootstrap_key(key: &str) -> bool {
+    (32..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Who is calling, from the credential alone (before any tenant in the path is considered).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    /// The tenant of a tenant key; `None` for platform keys.
+    pub tenant: Option<TenantId>,
+    pub actor: Actor,
+    pub request_id: RequestId,
+    pub source_ip: Option<String>,
+}
+
+impl Caller {
+    /// The context for acting on `tenant`, or why the caller may not.
+    pub fn context(&self, tenant: TenantId) -> Result<TenantContext, ApiError> {
+        match (self.role, self.tenant) {
+            (Role::SuperAdmin, _) => {}
+            (_, Some(own)) if own == tenant => {}
+            _ => return Err(ApiError::Forbidden("this key belongs to another tenant".into())),
+        }
+        Ok(TenantContext {
+            tenant_id: tenant,
+            actor: self.actor.clone(),
+            role: self.role,
+            partner_id: None,
+            request_id: self.request_id,
+            source_ip: self.source_ip.clone(),
+        })
+    }
+}
+
+fn parse_tenant_key(token: &str) -> Option<(Uuid, &str)> {
+    let rest = token.strip_prefix("tnt_")?;
+    let (id, secret) = rest.split_once('_')?;
+    Some((Uuid::parse_str(id).ok()?, secret))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized)?;
+        let request_id = RequestId::new();
+        let source_ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let pool = state.projections.db().pool();
+        if let Some((key_id, secret)) = parse_tenant_key(token) {
+            let row = sqlx::query("SELECT tenant_id, secret_hash, role, revoked FROM dir_api_keys WHERE key_id = $1")
+                .bind(key_id.to_string())
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| ApiError::from(ProjectionError::from(e)))?
+                .ok_or(ApiError::Unauthorized)?;
+            let stored = hex::decode(row.try_get::<String, _>("secret_hash").map_err(|_| ApiError::Unauthorized)?)
+                .map_err(|_| ApiError::Unauthorized)?;
+            let revoked: i64 = row.try_get("revoked").map_err(|_| ApiError::Unauthorized)?;
+            if revoked != 0 || !state.keys.verify(secret, &stored) {
+                return Err(ApiError::Unauthorized);
+            }
+            let tenant: TenantId = row
+                .try_get::<String, _>("tenant_id")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or(ApiError::Unauthorized)?;
+            let role = match row.try_get::<String, _>("role").as_deref() {
+                Ok("admin") => Role::Admin,
+                Ok("user") => Role::User,
+                _ => return Err(ApiError::Unauthorized),
+            };
+            return Ok(Caller {
+                role,
+                tenant: Some(tenant),
+                actor: Actor::ApiKey(ApiKeyId::from_uuid(key_id)),
+                request_id,
+                source_ip,
+            });
+        }
+        let row = sqlx::query("SELECT secret_hash FROM platform_keys WHERE key_id = 'bootstrap'")
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| ApiError::from(ProjectionError::from(e)))?
+            .ok_or(ApiError::Unauthorized)?;
+        let stored = hex::decode(row.try_get::<String, _>(0).map_err(|_| ApiError::Unauthorized)?)
+            .map_err(|_| ApiError::Unauthorized)?;
+        if !state.keys.verify(token, &stored) {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(Caller { role: Role::SuperAdmin, tenant: None, actor: Actor::System, request_id, source_ip })
+    }
+}
+
+/// Store the bootstrap key's hash, once. With `configured`, that exact string is the key;
+/// otherwise a key is generated on a fresh database and returned to be printed once.
+pub async fn ensure_bootstrap_key(
+    state: &AppState,
+    configured: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let pool = state.projections.db().pool();
+    let exists = sqlx::query("SELECT key_id FROM platform_keys WHERE key_id = 'bootstrap'").fetch_optional(pool).await?;
+    let (key, announce) = match configured {
+        Some(k) if !valid_bootstrap_key(k) => {
+            anyhow::bail!("TENANTRY_BOOTSTRAP_KEY must be 32 to 128 characters of A-Za-z0-9_-")
+        }
+        Some(k) => (k.to_owned(), false),
+        None if exists.is_some() => return Ok(None),
+        None => (format!("tnt_root_{}", hex::encode(rand::random::<[u8; 24]>())), true),
+    };
+    let hash = hex::encode(state.keys.hash(&key));
+    sqlx::query(
+        "INSERT INTO platform_keys (key_id, secret_hash, role) VALUES ('bootstrap', $1, 'super_admin')
+         ON CONFLICT (key_id) DO UPDATE SET secret_hash = excluded.secret_hash",
+    )
+    .bind(hash)
+    .execute(pool)
+    .await?;
+    Ok(announce.then_some(key))
+}

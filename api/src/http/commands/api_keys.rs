@@ -1,0 +1,59 @@
+//! Issuing and revoking API keys. Both wait until authentication sees the change, so a new
+//! key works on the next request and a revoked one fails on it.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, post};
+use serde::Deserialize;
+use serde_json::json;
+use tenantry_domain::event::ApiKeyIssued;
+use tenantry_domain::tenant::TenantCommand;
+use tenantry_domain::{ApiKeyId, Role, TenantId};
+use tenantry_projections::models::directory;
+
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::extract::{AppJson, AppPath};
+use crate::http::{AppState, MIN_POSITION_WAIT, written};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    pub role: Role,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{tenant_id}/api-keys", post(create))
+        .route("/v1/tenants/{tenant_id}/api-keys/{key_id}", delete(revoke))
+}
+
+/// `POST /v1/tenants/{id}/api-keys`: answers the secret once.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<CreateKey>,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(tenant)?;
+    let (key_id, token, secret_hash) = state.keys.issue();
+    let command = TenantCommand::IssueApiKey(ApiKeyIssued { key_id, name: body.name, role: body.role, secret_hash });
+    let out = state.commands.tenant(&ctx, &command).await?;
+    state.projections.wait_for(directory::NAME, tenant, out.position, MIN_POSITION_WAIT).await?;
+    Ok(written(StatusCode::CREATED, Some(key_id.to_string()), out, json!({ "key": token })))
+}
+
+/// `DELETE /v1/tenants/{id}/api-keys/{key_id}`: effective before the answer.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath((tenant, key_id)): AppPath<(TenantId, ApiKeyId)>,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(tenant)?;
+    let out = state.commands.tenant(&ctx, &TenantCommand::RevokeApiKey { key_id }).await?;
+    state.projections.wait_for(directory::NAME, tenant, out.position, MIN_POSITION_WAIT).await?;
+    Ok(written(StatusCode::OK, Some(key_id.to_string()), out, json!({})))
+}

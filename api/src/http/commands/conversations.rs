@@ -1,0 +1,88 @@
+//! Opening conversations and appending messages.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+use tenantry_domain::conversation::ConversationCommand;
+use tenantry_domain::event::{ConversationOpened, MessageAppended, MessageRole, TokenUsage};
+use tenantry_domain::{AgentId, ConversationId, MessageId, TenantId, UserId};
+
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::extract::{AppJson, AppPath};
+use crate::http::{AppState, written};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenConversation {
+    pub agent_id: AgentId,
+    pub user_id: Option<UserId>,
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBody {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendMessage {
+    pub role: MessageRole,
+    pub content: String,
+    pub model: Option<String>,
+    pub usage: Option<UsageBody>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{tenant_id}/conversations", post(open))
+        .route("/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", post(append))
+}
+
+pub async fn open(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<OpenConversation>,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(tenant)?;
+    let id = ConversationId::new();
+    let command = ConversationCommand::Open(ConversationOpened {
+        conversation_id: id,
+        agent_id: body.agent_id,
+        user_id: body.user_id,
+        title: body.title,
+    });
+    let out = state.commands.conversation(&ctx, id, &command).await?;
+    Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))
+}
+
+pub async fn append(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath((tenant, conversation)): AppPath<(TenantId, ConversationId)>,
+    AppJson(body): AppJson<AppendMessage>,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(tenant)?;
+    if body.usage.is_some() && body.model.is_none() {
+        return Err(ApiError::Unprocessable { field: "model".into(), reason: "required with usage".into() });
+    }
+    let id = MessageId::new();
+    let command = ConversationCommand::AppendMessage(MessageAppended {
+        conversation_id: conversation,
+        message_id: id,
+        role: body.role,
+        content: body.content,
+        model: body.model,
+        usage: body.usage.map(|u| TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+    });
+    let out = state.commands.conversation(&ctx, conversation, &command).await?;
+    Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))
+}

@@ -1,0 +1,21 @@
+//! Command routes: POST, PATCH, DELETE. Each handler extracts the caller, path and body,
+//! turns the body into a domain command, runs it and answers with the position written.
+
+use axum::Router;
+
+use super::AppState;
+
+pub mod agents;
+pub mod api_keys;
+pub mod conversations;
+pub mod tenants;
+pub mod usage;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(tenants::router())
+        .merge(api_keys::router())
+        .merge(agents::router())
+        .merge(conversations::router())
+        .merge(usage::router())
+}

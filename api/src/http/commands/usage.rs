@@ -1,0 +1,50 @@
+//! Recording token usage (idempotent on `request_id`).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+use tenantry_domain::TenantId;
+use tenantry_domain::conversation::RecordUsage;
+use tenantry_domain::event::{TokenUsage, UsageRecorded};
+
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::extract::{AppJson, AppPath};
+use crate::http::{AppState, written};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordBody {
+    pub model: String,
+    pub kind: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub request_id: Option<String>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/tenants/{tenant_id}/usage", post(record))
+}
+
+pub async fn record(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<RecordBody>,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(tenant)?;
+    let command = RecordUsage(UsageRecorded {
+        model: body.model,
+        kind: body.kind,
+        usage: TokenUsage { prompt_tokens: body.prompt_tokens, completion_tokens: body.completion_tokens },
+        request_id: body.request_id,
+        occurred_at: chrono::Utc::now(),
+    });
+    let out = state.commands.usage(&ctx, &command).await?;
+    let status = if out.events == 0 { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(written(status, None, out, json!({ "recorded": out.events > 0 })))
+}

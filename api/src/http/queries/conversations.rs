@@ -1,0 +1,78 @@
+//! Conversations and their messages.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantry_domain::{AgentId, ConversationId, TenantId, UserId};
+use tenantry_projections::models::conversations::{self, ThreadFilter};
+
+use super::PageParams;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::extract::{AppPath, AppQuery, MinPosition};
+use crate::http::{AppState, caught_up};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadParams {
+    pub agent_id: Option<AgentId>,
+    pub user_id: Option<UserId>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{tenant_id}/conversations", get(list))
+        .route("/v1/tenants/{tenant_id}/conversations/{conversation_id}", get(one))
+        .route("/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", get(messages))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    min: MinPosition,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(p): AppQuery<ThreadParams>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(tenant)?;
+    caught_up(&state, conversations::NAME, &ctx, min).await?;
+    let filter =
+        ThreadFilter { agent_id: p.agent_id.map(|a| a.to_string()), user_id: p.user_id.map(|u| u.to_string()) };
+    let page =
+        conversations::threads(&ctx, state.projections.db(), &filter, p.cursor.as_deref(), p.limit.unwrap_or(50))
+            .await?;
+    Ok(Json(json!(page)))
+}
+
+pub async fn one(
+    State(state): State<AppState>,
+    caller: Caller,
+    min: MinPosition,
+    AppPath((tenant, conversation)): AppPath<(TenantId, ConversationId)>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(tenant)?;
+    caught_up(&state, conversations::NAME, &ctx, min).await?;
+    let row = conversations::thread(&ctx, state.projections.db(), &conversation.to_string())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(json!(row)))
+}
+
+pub async fn messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    min: MinPosition,
+    AppPath((tenant, conversation)): AppPath<(TenantId, ConversationId)>,
+    AppQuery(p): AppQuery<PageParams>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(tenant)?;
+    caught_up(&state, conversations::NAME, &ctx, min).await?;
+    let db = state.projections.db();
+    let id = conversation.to_string();
+    conversations::thread(&ctx, db, &id).await?.ok_or(ApiError::NotFound)?;
+    let page = conversations::messages(&ctx, db, &id, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?;
+    Ok(Json(json!(page)))
+}

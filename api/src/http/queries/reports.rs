@@ -1,0 +1,93 @@
+//! Usage, quotas and the audit log.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{Datelike, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantry_domain::TenantId;
+use tenantry_projections::models::{audit, billing, quotas};
+
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::extract::{AppPath, AppQuery, MinPosition};
+use crate::http::{AppState, caught_up};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    /// First day, `YYYY-MM-DD`; the first of this month when absent.
+    pub from: Option<NaiveDate>,
+    /// Last day, inclusive; today when absent.
+    pub to: Option<NaiveDate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub to: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{tenant_id}/usage", get(usage))
+        .route("/v1/tenants/{tenant_id}/quotas", get(quota))
+        .route("/v1/tenants/{tenant_id}/audit", get(audit_log))
+}
+
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    min: MinPosition,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(p): AppQuery<Period>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(tenant)?;
+    caught_up(&state, billing::NAME, &ctx, min).await?;
+    let today = Utc::now().date_naive();
+    let from = p.from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
+    let to = p.to.unwrap_or(today);
+    if from > to {
+        return Err(ApiError::Unprocessable { field: "from".into(), reason: "after `to`".into() });
+    }
+    let report = billing::usage(&ctx, state.projections.db(), &from.to_string(), &to.to_string()).await?;
+    Ok(Json(json!(report)))
+}
+
+pub async fn quota(
+    State(state): State<AppState>,
+    caller: Caller,
+    min: MinPosition,
+    AppPath(tenant): AppPath<TenantId>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(tenant)?;
+    caught_up(&state, quotas::NAME, &ctx, min).await?;
+    let lines =
+        quotas::quotas(&ctx, state.projections.db(), &state.plans, Utc::now()).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!({ "quotas": lines })))
+}
+
+pub async fn audit_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    min: MinPosition,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(p): AppQuery<AuditParams>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(tenant)?;
+    if !ctx.role.can_administer() {
+        return Err(ApiError::Forbidden("role may not do this".into()));
+    }
+    caught_up(&state, audit::NAME, &ctx, min).await?;
+    let filter = audit::AuditFilter { actor: p.actor, action: p.action, from: p.from, to: p.to };
+    let page = audit::entries(&ctx, state.projections.db(), &filter, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?;
+    Ok(Json(json!(page)))
+}
