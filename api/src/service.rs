@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use chrono::Datelike;
+use futures::TryStreamExt;
 use tenantry_domain::conversation::{self, ConversationCommand, ConversationState, RecordUsage, UsageState};
 use tenantry_domain::event::UsageRecorded;
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
@@ -173,7 +173,8 @@ impl Commands {
         let stream = &StreamId::usage(at.year(), at.month());
         self.run(ctx, move || async move {
             let (tenant, _) = self.tenant_state(ctx).await?;
-            let (month, version) = self.fold(ctx, stream, UsageState::default(), conversation::evolve_usage).await?;
+            let (month, version) =
+                self.fold(ctx, stream, UsageState::default(), conversation::evolve_usage).await?;
             let events = conversation::decide_usage(ctx, &tenant, &month, command)?;
             Self::request(stream.clone(), version, &events)
         })

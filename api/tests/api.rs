@@ -256,7 +256,13 @@ mod http {
             Self { base, client: Client::new(), _stop: stop, _dir: dir }
         }
 
-        async fn call(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value, Option<u64>) {
+        async fn call(
+            &self,
+            key: &str,
+            method: Method,
+            path: &str,
+            body: Option<Value>,
+        ) -> (StatusCode, Value, Option<u64>) {
             let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(key);
             if let Some(b) = body {
                 req = req.json(&b);
@@ -267,9 +273,18 @@ mod http {
         async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value, Option<u64>) {
             let res = req.send().await.unwrap();
             let status = res.status();
-            let position = res.headers().get("tenantry-position").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let position = res
+                .headers()
+                .get("tenantry-position")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
             let text = res.text().await.unwrap();
-            assert!(!status.is_server_error() || status == StatusCode::NOT_IMPLEMENTED || status == StatusCode::SERVICE_UNAVAILABLE, "{status}: {text}");
+            assert!(
+                !status.is_server_error()
+                    || status == StatusCode::NOT_IMPLEMENTED
+                    || status == StatusCode::SERVICE_UNAVAILABLE,
+                "{status}: {text}"
+            );
             (status, serde_json::from_str(&text).unwrap_or(Value::Null), position)
         }
 
@@ -288,45 +303,123 @@ mod http {
     async fn walkthrough(api: Api) {
         use Method as M;
         // Tenants, by the platform operator.
-        let (s, a, pos) = api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "acme", "name": "Acme", "limits": {"max_agents": 2}}))).await;
+        let (s, a, pos) = api
+            .call(
+                BOOTSTRAP,
+                M::POST,
+                "/v1/tenants",
+                Some(json!({"slug": "acme", "name": "Acme", "limits": {"max_agents": 2}})),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{a}");
         assert_eq!(pos, a["position"].as_u64());
         let ta = a["id"].as_str().unwrap().to_owned();
-        let (s, b, _) = api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "bolt", "name": "Bolt"}))).await;
+        let (s, b, _) =
+            api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "bolt", "name": "Bolt"}))).await;
         assert_eq!(s, StatusCode::CREATED);
         let tb = b["id"].as_str().unwrap().to_owned();
         let (s, got) = api.get_at(BOOTSTRAP, &format!("/v1/tenants/{ta}"), 1).await;
         assert_eq!((s, got["slug"].as_str()), (StatusCode::OK, Some("acme")));
-        let (s, _, _) = api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "acme", "name": "Again"}))).await;
+        let (s, _, _) =
+            api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "acme", "name": "Again"}))).await;
         assert_eq!(s, StatusCode::CONFLICT, "a taken slug");
 
         // Keys: the secret is answered once and works at once.
-        let (s, ka, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{ta}/api-keys"), Some(json!({"name": "ops", "role": "admin"}))).await;
+        let (s, ka, _) = api
+            .call(
+                BOOTSTRAP,
+                M::POST,
+                &format!("/v1/tenants/{ta}/api-keys"),
+                Some(json!({"name": "ops", "role": "admin"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{ka}");
         let key_a = ka["key"].as_str().unwrap().to_owned();
-        let (_, kb, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{tb}/api-keys"), Some(json!({"name": "ops", "role": "admin"}))).await;
+        let (_, kb, _) = api
+            .call(
+                BOOTSTRAP,
+                M::POST,
+                &format!("/v1/tenants/{tb}/api-keys"),
+                Some(json!({"name": "ops", "role": "admin"})),
+            )
+            .await;
         let key_b = kb["key"].as_str().unwrap().to_owned();
-        let (_, ku, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/api-keys"), Some(json!({"name": "bot", "role": "user"}))).await;
+        let (_, ku, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/api-keys"),
+                Some(json!({"name": "bot", "role": "user"})),
+            )
+            .await;
         let key_user = ku["key"].as_str().unwrap().to_owned();
-        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/api-keys"), Some(json!({"name": "x", "role": "super_admin"}))).await;
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/api-keys"),
+                Some(json!({"name": "x", "role": "super_admin"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "no key above its maker");
 
         // Agents, within the limit of 2.
-        let (s, ag, pos) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "support", "model": "model-small"}))).await;
+        let (s, ag, pos) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/agents"),
+                Some(json!({"name": "support", "model": "model-small"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{ag}");
         let agent = ag["id"].as_str().unwrap().to_owned();
         let (s, list) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/agents"), pos.unwrap()).await;
         assert_eq!((s, list["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
-        let (s, _, _) = api.call(&key_a, M::PATCH, &format!("/v1/tenants/{ta}/agents/{agent}"), Some(json!({"name": "helpdesk"}))).await;
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::PATCH,
+                &format!("/v1/tenants/{ta}/agents/{agent}"),
+                Some(json!({"name": "helpdesk"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK);
-        api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "second", "model": "m"}))).await;
-        let (s, limit, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "third", "model": "m"}))).await;
+        api.call(
+            &key_a,
+            M::POST,
+            &format!("/v1/tenants/{ta}/agents"),
+            Some(json!({"name": "second", "model": "m"})),
+        )
+        .await;
+        let (s, limit, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/agents"),
+                Some(json!({"name": "third", "model": "m"})),
+            )
+            .await;
         assert_eq!((s, limit["limit"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("max_agents")));
-        let (s, _, _) = api.call(&key_user, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "u", "model": "m"}))).await;
+        let (s, _, _) = api
+            .call(
+                &key_user,
+                M::POST,
+                &format!("/v1/tenants/{ta}/agents"),
+                Some(json!({"name": "u", "model": "m"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "a user key cannot manage agents");
 
         // A conversation with a message that carries usage.
-        let (s, conv, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/conversations"), Some(json!({"agent_id": agent, "title": "hi"}))).await;
+        let (s, conv, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/conversations"),
+                Some(json!({"agent_id": agent, "title": "hi"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{conv}");
         let conv = conv["id"].as_str().unwrap().to_owned();
         let (s, msg, pos) = api
@@ -334,9 +427,11 @@ mod http {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{msg}");
         let pos = pos.unwrap();
-        let (_, msgs) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/conversations/{conv}/messages"), pos).await;
+        let (_, msgs) =
+            api.get_at(&key_a, &format!("/v1/tenants/{ta}/conversations/{conv}/messages"), pos).await;
         assert_eq!(msgs["items"][0]["content"], "hello");
-        let (_, threads) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/conversations?agent_id={agent}"), pos).await;
+        let (_, threads) =
+            api.get_at(&key_a, &format!("/v1/tenants/{ta}/conversations?agent_id={agent}"), pos).await;
         assert_eq!(threads["items"][0]["message_count"], 1);
         let (_, usage) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/usage"), pos).await;
         assert_eq!(usage["total_tokens"], 15, "message usage is billed once");
@@ -345,9 +440,11 @@ mod http {
         let (s, rec, pos) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/usage"), Some(json!({"model": "model-small", "kind": "embedding", "prompt_tokens": 7, "completion_tokens": 0, "request_id": "r-1"}))).await;
         assert_eq!((s, rec["recorded"].as_bool()), (StatusCode::OK, Some(false)), "idempotent on request_id");
         let (_, quotas) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/quotas"), pos.unwrap()).await;
-        let tokens = quotas["quotas"].as_array().unwrap().iter().find(|q| q["limit"] == "tokens_per_month").unwrap();
+        let tokens =
+            quotas["quotas"].as_array().unwrap().iter().find(|q| q["limit"] == "tokens_per_month").unwrap();
         assert_eq!(tokens["used"], 22);
-        let (s, audit) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/audit?action=agent.created"), pos.unwrap()).await;
+        let (s, audit) =
+            api.get_at(&key_a, &format!("/v1/tenants/{ta}/audit?action=agent.created"), pos.unwrap()).await;
         assert_eq!((s, audit["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
 
         // Tenant B's admin reaches nothing of A on any route, and learns nothing.
@@ -376,45 +473,109 @@ mod http {
         ];
         for (method, path) in &a_paths {
             let (s, body, _) = api.call(&key_b, method.clone(), path, Some(json!({}))).await;
-            assert!(s == StatusCode::FORBIDDEN || s == StatusCode::BAD_REQUEST, "{method} {path}: {s}");
+            assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}");
             let text = body.to_string();
-            assert!(!text.contains("acme") && !text.contains("helpdesk") && !text.contains("hello"), "{method} {path} leaked: {text}");
+            assert!(
+                !text.contains("acme") && !text.contains("helpdesk") && !text.contains("hello"),
+                "{method} {path} leaked: {text}"
+            );
         }
         // A's objects under B's own path are simply not there.
         let (s, _, _) = api.call(&key_b, M::GET, &format!("/v1/tenants/{tb}/agents/{agent}"), None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
-        let (s, _, _) = api.call(&key_b, M::GET, &format!("/v1/tenants/{tb}/conversations/{conv}/messages"), None).await;
+        let (s, _, _) =
+            api.call(&key_b, M::GET, &format!("/v1/tenants/{tb}/conversations/{conv}/messages"), None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
+        // Every refusal is in A's audit trail, with the key that tried.
+        let (_, _, after) = api
+            .call(
+                BOOTSTRAP,
+                M::PATCH,
+                &format!("/v1/tenants/{ta}/settings"),
+                Some(json!({"agent_name": "Ava"})),
+            )
+            .await;
+        let (_, denied) =
+            api.get_at(BOOTSTRAP, &format!("/v1/tenants/{ta}/audit?limit=500"), after.unwrap()).await;
+        let denials = denied["items"].as_array().unwrap().iter().filter(|e| e["outcome"] == "denied").count();
+        assert_eq!(denials, a_paths.len());
+        let (_, settings) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/settings"), after.unwrap()).await;
+        assert_eq!(settings["agent_name"], "Ava");
         let (_, listed, _) = api.call(&key_b, M::GET, "/v1/tenants", None).await;
-        assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "a tenant key lists its own tenant only");
+        assert_eq!(
+            listed["items"].as_array().map(Vec::len),
+            Some(1),
+            "a tenant key lists its own tenant only"
+        );
 
         // Bad credentials and bad input.
         let (s, problem, _) = api.call("nope", M::GET, &format!("/v1/tenants/{ta}"), None).await;
         assert_eq!((s, problem["status"].as_u64()), (StatusCode::UNAUTHORIZED, Some(401)));
         let (s, _, _) = api.send(api.client.get(format!("{}/v1/tenants", api.base))).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
-        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "x", "model": "m", "tenant_id": tb}))).await;
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/agents"),
+                Some(json!({"name": "x", "model": "m", "tenant_id": tb})),
+            )
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "unknown fields, tenant_id never from a body");
-        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": 5, "model": "m"}))).await;
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/agents"),
+                Some(json!({"name": 5, "model": "m"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
-        let (s, _, _) = api.send(api.client.post(format!("{}/v1/tenants/{ta}/agents", api.base)).bearer_auth(&key_a).header("content-type", "application/json").body("{not json")).await;
+        let (s, _, _) = api
+            .send(
+                api.client
+                    .post(format!("{}/v1/tenants/{ta}/agents", api.base))
+                    .bearer_auth(&key_a)
+                    .header("content-type", "application/json")
+                    .body("{not json"),
+            )
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         let (s, _, _) = api.call(&key_a, M::GET, "/v1/tenants/not-a-uuid/agents", None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         let huge = json!({"role": "user", "content": "x".repeat(1_100_000)});
-        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/conversations/{conv}/messages"), Some(huge)).await;
+        let (s, _, _) = api
+            .call(&key_a, M::POST, &format!("/v1/tenants/{ta}/conversations/{conv}/messages"), Some(huge))
+            .await;
         assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
-        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/agents"), Some(json!({"name": "", "model": "m"}))).await;
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/agents"),
+                Some(json!({"name": "", "model": "m"})),
+            )
+            .await;
         assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::TOO_MANY_REQUESTS, "{s}");
-        let (s, _, _) = api.call(&key_a, M::GET, &format!("/v1/tenants/{ta}/conversations?limit=abc"), None).await;
+        let (s, _, _) =
+            api.call(&key_a, M::GET, &format!("/v1/tenants/{ta}/conversations?limit=abc"), None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         let (s, _, _) = api.call(BOOTSTRAP, M::DELETE, &format!("/v1/tenants/{ta}"), None).await;
         assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
 
         // Suspension stops the tenant's commands; resuming restores them.
-        let (s, _, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{ta}/suspend"), Some(json!({"reason": "unpaid"}))).await;
+        let (s, _, _) = api
+            .call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{ta}/suspend"), Some(json!({"reason": "unpaid"})))
+            .await;
         assert_eq!(s, StatusCode::OK);
-        let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/conversations"), Some(json!({"agent_id": agent}))).await;
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/conversations"),
+                Some(json!({"agent_id": agent})),
+            )
+            .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         let (s, _, _) = api.call(&key_a, M::POST, &format!("/v1/tenants/{ta}/resume"), None).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "only the platform resumes");
@@ -422,7 +583,8 @@ mod http {
 
         // Revocation is effective before the answer.
         let key_user_id = ku["id"].as_str().unwrap();
-        let (s, _, _) = api.call(&key_a, M::DELETE, &format!("/v1/tenants/{ta}/api-keys/{key_user_id}"), None).await;
+        let (s, _, _) =
+            api.call(&key_a, M::DELETE, &format!("/v1/tenants/{ta}/api-keys/{key_user_id}"), None).await;
         assert_eq!(s, StatusCode::OK);
         let (s, _, _) = api.call(&key_user, M::GET, &format!("/v1/tenants/{ta}/agents"), None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);

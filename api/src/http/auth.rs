@@ -2,8 +2,8 @@
 //! key. Only a keyed hash of a secret is stored; comparison is constant-time.
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::Row;
@@ -32,7 +32,8 @@ impl KeyHasher {
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 
     pub fn hash(&self, secret: &str) -> Vec<u8> {
@@ -59,7 +60,8 @@ impl KeyHasher {
 
 /// Whether a bootstrap key given in config has the required form.
 pub fn valid_bootstrap_key(key: &str) -> bool {
-    (32..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (32..=128).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Who is calling, from the credential alone (before any tenant in the path is considered).
@@ -92,6 +94,75 @@ impl Caller {
     }
 }
 
+/// The caller acting on the tenant named in the path (`{tenant_id}`), checked before any
+/// body is read: a key of another tenant gets 403, and the attempt is written to the target
+/// tenant's audit trail.
+#[derive(Debug, Clone)]
+pub struct Scoped(pub TenantContext);
+
+impl FromRequestParts<AppState> for Scoped {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let tenant: TenantId = params
+            .iter()
+            .find(|(name, _)| *name == "tenant_id")
+            .ok_or_else(|| ApiError::Internal("route without {tenant_id} uses Scoped".into()))?
+            .1
+            .parse()
+            .map_err(|e: tenantry_domain::ids::IdError| ApiError::BadRequest(e.to_string()))?;
+        match caller.context(tenant) {
+            Ok(ctx) => Ok(Self(ctx)),
+            Err(denied) => {
+                let action = format!("{} {}", parts.method, parts.uri.path());
+                record_denial(state, &caller, tenant, action).await;
+                Err(denied)
+            }
+        }
+    }
+}
+
+/// Write an `access.denied` event to the target tenant's log, when that tenant exists.
+async fn record_denial(state: &AppState, caller: &Caller, tenant: TenantId, action: String) {
+    use tenantry_domain::Event;
+    use tenantry_domain::event::AccessDenied;
+    use tenantry_store::{AppendRequest, ExpectedVersion, NewEvent};
+    let ctx = TenantContext {
+        tenant_id: tenant,
+        actor: caller.actor.clone(),
+        role: caller.role,
+        partner_id: None,
+        request_id: caller.request_id,
+        source_ip: caller.source_ip.clone(),
+    };
+    if !matches!(state.store.head(&ctx).await, Ok(Some(_))) {
+        return;
+    }
+    let reason = match caller.tenant {
+        Some(own) => format!("key of tenant {own}"),
+        None => "role may not act on this tenant".to_owned(),
+    };
+    let event = Event::AccessDenied(AccessDenied {
+        action: action.chars().take(300).collect(),
+        target: None,
+        reason,
+    });
+    let Ok(new) = NewEvent::new(tenantry_domain::EventId::new(), &event) else { return };
+    let audit: tenantry_domain::StreamId = match "audit".parse() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    if let Err(e) =
+        state.store.append(&ctx, AppendRequest::to_stream(audit, ExpectedVersion::Any, vec![new])).await
+    {
+        tracing::warn!(error = %e, %tenant, "could not record a denied request");
+    }
+}
+
 fn parse_tenant_key(token: &str) -> Option<(Uuid, &str)> {
     let rest = token.strip_prefix("tnt_")?;
     let (id, secret) = rest.split_once('_')?;
@@ -116,14 +187,17 @@ impl FromRequestParts<AppState> for Caller {
             .map(|c| c.0.ip().to_string());
         let pool = state.projections.db().pool();
         if let Some((key_id, secret)) = parse_tenant_key(token) {
-            let row = sqlx::query("SELECT tenant_id, secret_hash, role, revoked FROM dir_api_keys WHERE key_id = $1")
-                .bind(key_id.to_string())
-                .fetch_optional(pool)
-                .await
-                .map_err(|e| ApiError::from(ProjectionError::from(e)))?
-                .ok_or(ApiError::Unauthorized)?;
-            let stored = hex::decode(row.try_get::<String, _>("secret_hash").map_err(|_| ApiError::Unauthorized)?)
-                .map_err(|_| ApiError::Unauthorized)?;
+            let row = sqlx::query(
+                "SELECT tenant_id, secret_hash, role, revoked FROM dir_api_keys WHERE key_id = $1",
+            )
+            .bind(key_id.to_string())
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| ApiError::from(ProjectionError::from(e)))?
+            .ok_or(ApiError::Unauthorized)?;
+            let stored =
+                hex::decode(row.try_get::<String, _>("secret_hash").map_err(|_| ApiError::Unauthorized)?)
+                    .map_err(|_| ApiError::Unauthorized)?;
             let revoked: i64 = row.try_get("revoked").map_err(|_| ApiError::Unauthorized)?;
             if revoked != 0 || !state.keys.verify(secret, &stored) {
                 return Err(ApiError::Unauthorized);
@@ -167,7 +241,9 @@ pub async fn ensure_bootstrap_key(
     configured: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     let pool = state.projections.db().pool();
-    let exists = sqlx::query("SELECT key_id FROM platform_keys WHERE key_id = 'bootstrap'").fetch_optional(pool).await?;
+    let exists = sqlx::query("SELECT key_id FROM platform_keys WHERE key_id = 'bootstrap'")
+        .fetch_optional(pool)
+        .await?;
     let (key, announce) = match configured {
         Some(k) if !valid_bootstrap_key(k) => {
             anyhow::bail!("TENANTRY_BOOTSTRAP_KEY must be 32 to 128 characters of A-Za-z0-9_-")

@@ -125,7 +125,9 @@ impl From<Rejection> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } | StoreError::IdempotencyMismatch { .. } => Self::Conflict(e.to_string()),
+            StoreError::Conflict { .. } | StoreError::IdempotencyMismatch { .. } => {
+                Self::Conflict(e.to_string())
+            }
             StoreError::PayloadTooLarge { .. } => Self::PayloadTooLarge,
             StoreError::KeyDestroyed { .. } => Self::NotFound,
             other => Self::Internal(other.to_string()),

@@ -17,7 +17,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Err(ApiError::PayloadTooLarge)
             }
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
@@ -65,12 +67,11 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match parts.headers.get("tenantry-min-position") {
             None => Ok(Self(None)),
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .map(|n| Self(Some(n)))
-                .ok_or_else(|| ApiError::BadRequest("Tenantry-Min-Position must be a whole number".into())),
+            Some(v) => {
+                v.to_str().ok().and_then(|v| v.trim().parse().ok()).map(|n| Self(Some(n))).ok_or_else(|| {
+                    ApiError::BadRequest("Tenantry-Min-Position must be a whole number".into())
+                })
+            }
         }
     }
 }

@@ -62,7 +62,12 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
 }
 
 /// A command's answer: the status, `{"id": …, "position": …}` and `Tenantry-Position`.
-pub(crate) fn written(status: StatusCode, id: Option<String>, written: Written, extra: serde_json::Value) -> Response {
+pub(crate) fn written(
+    status: StatusCode,
+    id: Option<String>,
+    written: Written,
+    extra: serde_json::Value,
+) -> Response {
     let mut body = json!({ "position": written.position });
     if let Some(id) = id {
         body["id"] = json!(id);

@@ -11,7 +11,7 @@ use tenantry_domain::event::{AgentCreated, AgentUpdated};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{AgentId, TenantId, ToolId};
 
-use crate::http::auth::Caller;
+use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::{AppState, written};
@@ -44,11 +44,9 @@ pub fn router() -> Router<AppState> {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath(tenant): AppPath<TenantId>,
+    Scoped(ctx): Scoped,
     AppJson(body): AppJson<CreateAgent>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let agent_id = AgentId::new();
     let command = TenantCommand::CreateAgent(AgentCreated {
         agent_id,
@@ -63,11 +61,10 @@ pub async fn create(
 
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath((tenant, agent_id)): AppPath<(TenantId, AgentId)>,
+    Scoped(ctx): Scoped,
+    AppPath((_, agent_id)): AppPath<(TenantId, AgentId)>,
     AppJson(body): AppJson<PatchAgent>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let command = TenantCommand::UpdateAgent(AgentUpdated {
         agent_id,
         name: body.name,
@@ -81,10 +78,9 @@ pub async fn update(
 
 pub async fn archive(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath((tenant, agent_id)): AppPath<(TenantId, AgentId)>,
+    Scoped(ctx): Scoped,
+    AppPath((_, agent_id)): AppPath<(TenantId, AgentId)>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let out = state.commands.tenant(&ctx, &TenantCommand::ArchiveAgent { agent_id }).await?;
     Ok(written(StatusCode::OK, Some(agent_id.to_string()), out, json!({})))
 }

@@ -13,7 +13,7 @@ use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{ApiKeyId, Role, TenantId};
 use tenantry_projections::models::directory;
 
-use crate::http::auth::Caller;
+use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::{AppState, MIN_POSITION_WAIT, written};
@@ -34,26 +34,24 @@ pub fn router() -> Router<AppState> {
 /// `POST /v1/tenants/{id}/api-keys`: answers the secret once.
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath(tenant): AppPath<TenantId>,
+    Scoped(ctx): Scoped,
     AppJson(body): AppJson<CreateKey>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let (key_id, token, secret_hash) = state.keys.issue();
-    let command = TenantCommand::IssueApiKey(ApiKeyIssued { key_id, name: body.name, role: body.role, secret_hash });
+    let command =
+        TenantCommand::IssueApiKey(ApiKeyIssued { key_id, name: body.name, role: body.role, secret_hash });
     let out = state.commands.tenant(&ctx, &command).await?;
-    state.projections.wait_for(directory::NAME, tenant, out.position, MIN_POSITION_WAIT).await?;
+    state.projections.wait_for(directory::NAME, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await?;
     Ok(written(StatusCode::CREATED, Some(key_id.to_string()), out, json!({ "key": token })))
 }
 
 /// `DELETE /v1/tenants/{id}/api-keys/{key_id}`: effective before the answer.
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath((tenant, key_id)): AppPath<(TenantId, ApiKeyId)>,
+    Scoped(ctx): Scoped,
+    AppPath((_, key_id)): AppPath<(TenantId, ApiKeyId)>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let out = state.commands.tenant(&ctx, &TenantCommand::RevokeApiKey { key_id }).await?;
-    state.projections.wait_for(directory::NAME, tenant, out.position, MIN_POSITION_WAIT).await?;
+    state.projections.wait_for(directory::NAME, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await?;
     Ok(written(StatusCode::OK, Some(key_id.to_string()), out, json!({})))
 }

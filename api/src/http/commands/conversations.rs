@@ -11,7 +11,7 @@ use tenantry_domain::conversation::ConversationCommand;
 use tenantry_domain::event::{ConversationOpened, MessageAppended, MessageRole, TokenUsage};
 use tenantry_domain::{AgentId, ConversationId, MessageId, TenantId, UserId};
 
-use crate::http::auth::Caller;
+use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::{AppState, written};
@@ -48,11 +48,9 @@ pub fn router() -> Router<AppState> {
 
 pub async fn open(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath(tenant): AppPath<TenantId>,
+    Scoped(ctx): Scoped,
     AppJson(body): AppJson<OpenConversation>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let id = ConversationId::new();
     let command = ConversationCommand::Open(ConversationOpened {
         conversation_id: id,
@@ -66,11 +64,10 @@ pub async fn open(
 
 pub async fn append(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath((tenant, conversation)): AppPath<(TenantId, ConversationId)>,
+    Scoped(ctx): Scoped,
+    AppPath((_, conversation)): AppPath<(TenantId, ConversationId)>,
     AppJson(body): AppJson<AppendMessage>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     if body.usage.is_some() && body.model.is_none() {
         return Err(ApiError::Unprocessable { field: "model".into(), reason: "required with usage".into() });
     }
@@ -81,7 +78,9 @@ pub async fn append(
         role: body.role,
         content: body.content,
         model: body.model,
-        usage: body.usage.map(|u| TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+        usage: body
+            .usage
+            .map(|u| TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
     });
     let out = state.commands.conversation(&ctx, conversation, &command).await?;
     Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))

@@ -12,9 +12,9 @@ use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{LimitOverrides, PartnerId, Plan, Role, TenantId};
 use tenantry_projections::models::directory;
 
-use crate::http::auth::Caller;
+use crate::http::auth::{Caller, Scoped};
 use crate::http::error::ApiError;
-use crate::http::extract::{AppJson, AppPath};
+use crate::http::extract::AppJson;
 use crate::http::{AppState, written};
 
 /// Tenant settings as the API spells them.
@@ -140,11 +140,9 @@ pub async fn create(
 /// `PATCH /v1/tenants/{id}`: name and settings by its admin; plan and limits by the platform.
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath(tenant): AppPath<TenantId>,
+    Scoped(ctx): Scoped,
     AppJson(body): AppJson<PatchTenant>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let command = TenantCommand::UpdateTenant(TenantUpdated {
         name: body.name,
         plan: body.plan,
@@ -152,17 +150,15 @@ pub async fn update(
         limits: body.limits.map(Into::into),
     });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::OK, Some(tenant.to_string()), out, json!({})))
+    Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
 /// `PATCH /v1/tenants/{id}/settings`: replace the tenant's settings.
 pub async fn update_settings(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath(tenant): AppPath<TenantId>,
+    Scoped(ctx): Scoped,
     AppJson(body): AppJson<SettingsBody>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let command = TenantCommand::UpdateTenant(TenantUpdated {
         name: None,
         plan: None,
@@ -170,16 +166,14 @@ pub async fn update_settings(
         limits: None,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::OK, Some(tenant.to_string()), out, json!({})))
+    Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
 pub async fn suspend(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath(tenant): AppPath<TenantId>,
+    Scoped(ctx): Scoped,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     // The body is optional: `{"reason": …}` or nothing.
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         String::new()
@@ -187,17 +181,12 @@ pub async fn suspend(
         serde_json::from_slice::<Suspend>(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?.reason
     };
     let out = state.commands.tenant(&ctx, &TenantCommand::SuspendTenant { reason }).await?;
-    Ok(written(StatusCode::OK, Some(tenant.to_string()), out, json!({})))
+    Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
-pub async fn resume(
-    State(state): State<AppState>,
-    caller: Caller,
-    AppPath(tenant): AppPath<TenantId>,
-) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
+pub async fn resume(State(state): State<AppState>, Scoped(ctx): Scoped) -> Result<Response, ApiError> {
     let out = state.commands.tenant(&ctx, &TenantCommand::ResumeTenant).await?;
-    Ok(written(StatusCode::OK, Some(tenant.to_string()), out, json!({})))
+    Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
 /// Erasure (a tenant's GDPR purge, one person's erasure) and partners come with the

@@ -7,13 +7,12 @@ use axum::response::Response;
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
-use tenantry_domain::TenantId;
 use tenantry_domain::conversation::RecordUsage;
 use tenantry_domain::event::{TokenUsage, UsageRecorded};
 
-use crate::http::auth::Caller;
+use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
-use crate::http::extract::{AppJson, AppPath};
+use crate::http::extract::AppJson;
 use crate::http::{AppState, written};
 
 #[derive(Debug, Deserialize)]
@@ -32,11 +31,9 @@ pub fn router() -> Router<AppState> {
 
 pub async fn record(
     State(state): State<AppState>,
-    caller: Caller,
-    AppPath(tenant): AppPath<TenantId>,
+    Scoped(ctx): Scoped,
     AppJson(body): AppJson<RecordBody>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(tenant)?;
     let command = RecordUsage(UsageRecorded {
         model: body.model,
         kind: body.kind,

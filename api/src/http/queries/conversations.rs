@@ -9,7 +9,7 @@ use tenantry_domain::{AgentId, ConversationId, TenantId, UserId};
 use tenantry_projections::models::conversations::{self, ThreadFilter};
 
 use super::PageParams;
-use crate::http::auth::Caller;
+use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppPath, AppQuery, MinPosition};
 use crate::http::{AppState, caught_up};
@@ -32,28 +32,32 @@ pub fn router() -> Router<AppState> {
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath(tenant): AppPath<TenantId>,
     AppQuery(p): AppQuery<ThreadParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, conversations::NAME, &ctx, min).await?;
-    let filter =
-        ThreadFilter { agent_id: p.agent_id.map(|a| a.to_string()), user_id: p.user_id.map(|u| u.to_string()) };
-    let page =
-        conversations::threads(&ctx, state.projections.db(), &filter, p.cursor.as_deref(), p.limit.unwrap_or(50))
-            .await?;
+    let filter = ThreadFilter {
+        agent_id: p.agent_id.map(|a| a.to_string()),
+        user_id: p.user_id.map(|u| u.to_string()),
+    };
+    let page = conversations::threads(
+        &ctx,
+        state.projections.db(),
+        &filter,
+        p.cursor.as_deref(),
+        p.limit.unwrap_or(50),
+    )
+    .await?;
     Ok(Json(json!(page)))
 }
 
 pub async fn one(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath((tenant, conversation)): AppPath<(TenantId, ConversationId)>,
+    AppPath((_, conversation)): AppPath<(TenantId, ConversationId)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, conversations::NAME, &ctx, min).await?;
     let row = conversations::thread(&ctx, state.projections.db(), &conversation.to_string())
         .await?
@@ -63,12 +67,11 @@ pub async fn one(
 
 pub async fn messages(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath((tenant, conversation)): AppPath<(TenantId, ConversationId)>,
+    AppPath((_, conversation)): AppPath<(TenantId, ConversationId)>,
     AppQuery(p): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, conversations::NAME, &ctx, min).await?;
     let db = state.projections.db();
     let id = conversation.to_string();

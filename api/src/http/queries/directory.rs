@@ -8,7 +8,7 @@ use tenantry_domain::{AgentId, Role, TenantId};
 use tenantry_projections::models::directory;
 
 use super::PageParams;
-use crate::http::auth::Caller;
+use crate::http::auth::{Caller, Scoped};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppPath, AppQuery, MinPosition};
 use crate::http::{AppState, caught_up};
@@ -31,7 +31,9 @@ pub async fn list_tenants(
 ) -> Result<Json<Value>, ApiError> {
     let db = state.projections.db();
     let items = match (caller.role, caller.tenant) {
-        (Role::SuperAdmin, _) => directory::tenants(db, None, page.cursor.as_deref(), page.limit.unwrap_or(50)).await?,
+        (Role::SuperAdmin, _) => {
+            directory::tenants(db, None, page.cursor.as_deref(), page.limit.unwrap_or(50)).await?
+        }
         (_, Some(own)) => directory::tenant(&caller.context(own)?, db).await?.into_iter().collect(),
         _ => Vec::new(),
     };
@@ -43,11 +45,9 @@ pub async fn list_tenants(
 
 pub async fn get_tenant(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath(tenant): AppPath<TenantId>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, directory::NAME, &ctx, min).await?;
     let row = directory::tenant(&ctx, state.projections.db()).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!(row)))
@@ -55,11 +55,9 @@ pub async fn get_tenant(
 
 pub async fn get_settings(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath(tenant): AppPath<TenantId>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, directory::NAME, &ctx, min).await?;
     let row = directory::tenant(&ctx, state.projections.db()).await?.ok_or(ApiError::NotFound)?;
     let s = row.settings;
@@ -74,43 +72,42 @@ pub async fn get_settings(
 
 pub async fn list_keys(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath(tenant): AppPath<TenantId>,
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     if !ctx.role.can_administer() {
         return Err(ApiError::Forbidden("role may not do this".into()));
     }
     caught_up(&state, directory::NAME, &ctx, min).await?;
     let items =
-        directory::api_keys(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50)).await?;
+        directory::api_keys(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
+            .await?;
     Ok(Json(json!({ "items": items })))
 }
 
 pub async fn list_agents(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath(tenant): AppPath<TenantId>,
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, directory::NAME, &ctx, min).await?;
     let items =
-        directory::agents(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50)).await?;
+        directory::agents(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
+            .await?;
     Ok(Json(json!({ "items": items })))
 }
 
 pub async fn get_agent(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath((tenant, agent)): AppPath<(TenantId, AgentId)>,
+    AppPath((_, agent)): AppPath<(TenantId, AgentId)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let row = directory::agent(&ctx, state.projections.db(), &agent.to_string()).await?.ok_or(ApiError::NotFound)?;
+    let row = directory::agent(&ctx, state.projections.db(), &agent.to_string())
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(json!(row)))
 }

@@ -6,12 +6,11 @@ use axum::{Json, Router};
 use chrono::{Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantry_domain::TenantId;
 use tenantry_projections::models::{audit, billing, quotas};
 
-use crate::http::auth::Caller;
+use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
-use crate::http::extract::{AppPath, AppQuery, MinPosition};
+use crate::http::extract::{AppQuery, MinPosition};
 use crate::http::{AppState, caught_up};
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,12 +44,10 @@ pub fn router() -> Router<AppState> {
 
 pub async fn usage(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath(tenant): AppPath<TenantId>,
     AppQuery(p): AppQuery<Period>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, billing::NAME, &ctx, min).await?;
     let today = Utc::now().date_naive();
     let from = p.from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
@@ -64,30 +61,29 @@ pub async fn usage(
 
 pub async fn quota(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath(tenant): AppPath<TenantId>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     caught_up(&state, quotas::NAME, &ctx, min).await?;
-    let lines =
-        quotas::quotas(&ctx, state.projections.db(), &state.plans, Utc::now()).await?.ok_or(ApiError::NotFound)?;
+    let lines = quotas::quotas(&ctx, state.projections.db(), &state.plans, Utc::now())
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(json!({ "quotas": lines })))
 }
 
 pub async fn audit_log(
     State(state): State<AppState>,
-    caller: Caller,
+    Scoped(ctx): Scoped,
     min: MinPosition,
-    AppPath(tenant): AppPath<TenantId>,
     AppQuery(p): AppQuery<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = caller.context(tenant)?;
     if !ctx.role.can_administer() {
         return Err(ApiError::Forbidden("role may not do this".into()));
     }
     caught_up(&state, audit::NAME, &ctx, min).await?;
     let filter = audit::AuditFilter { actor: p.actor, action: p.action, from: p.from, to: p.to };
-    let page = audit::entries(&ctx, state.projections.db(), &filter, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?;
+    let page =
+        audit::entries(&ctx, state.projections.db(), &filter, p.cursor.as_deref(), p.limit.unwrap_or(50))
+            .await?;
     Ok(Json(json!(page)))
 }
