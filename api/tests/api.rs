@@ -447,6 +447,65 @@ mod http {
             api.get_at(&key_a, &format!("/v1/tenants/{ta}/audit?action=agent.created"), pos.unwrap()).await;
         assert_eq!((s, audit["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
 
+        // Users and tools.
+        let (s, user, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/users"),
+                Some(json!({"email": "ann@acme.example", "role": "user"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{user}");
+        let user = user["id"].as_str().unwrap().to_owned();
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/users"),
+                Some(json!({"email": "ANN@acme.example", "role": "user"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "emails are unique per tenant");
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/users"),
+                Some(json!({"email": "not-an-email", "role": "user"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        let (s, tool, _) = api
+            .call(&key_a, M::POST, &format!("/v1/tenants/{ta}/tools"), Some(json!({"name": "search", "endpoint": "https://tools.example/s", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{tool}");
+        let tool = tool["id"].as_str().unwrap().to_owned();
+        let (s, _, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/tools"),
+                Some(json!({"name": "bad", "endpoint": "x", "parameters": 3})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        let (s, _, pos) = api
+            .call(
+                &key_a,
+                M::PATCH,
+                &format!("/v1/tenants/{ta}/tools/{tool}"),
+                Some(json!({"enabled": false})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, got) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/tools/{tool}"), pos.unwrap()).await;
+        assert_eq!(got["enabled"], false);
+        let (_, got) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/users/{user}"), pos.unwrap()).await;
+        assert_eq!(got["email"], "ann@acme.example");
+        let (s, _, _) = api.call(&key_user, M::GET, &format!("/v1/tenants/{ta}/users"), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "a user key cannot list users");
+
         // Tenant B's admin reaches nothing of A on any route, and learns nothing.
         let a_paths = [
             (M::GET, format!("/v1/tenants/{ta}")),
@@ -459,6 +518,17 @@ mod http {
             (M::GET, format!("/v1/tenants/{ta}/agents/{agent}")),
             (M::PATCH, format!("/v1/tenants/{ta}/agents/{agent}")),
             (M::DELETE, format!("/v1/tenants/{ta}/agents/{agent}")),
+            (M::GET, format!("/v1/tenants/{ta}/users")),
+            (M::POST, format!("/v1/tenants/{ta}/users")),
+            (M::GET, format!("/v1/tenants/{ta}/users/{user}")),
+            (M::PATCH, format!("/v1/tenants/{ta}/users/{user}")),
+            (M::DELETE, format!("/v1/tenants/{ta}/users/{user}")),
+            (M::GET, format!("/v1/tenants/{ta}/tools")),
+            (M::POST, format!("/v1/tenants/{ta}/tools")),
+            (M::GET, format!("/v1/tenants/{ta}/tools/{tool}")),
+            (M::PATCH, format!("/v1/tenants/{ta}/tools/{tool}")),
+            (M::DELETE, format!("/v1/tenants/{ta}/tools/{tool}")),
+            (M::PATCH, format!("/v1/tenants/{ta}/settings")),
             (M::GET, format!("/v1/tenants/{ta}/conversations")),
             (M::POST, format!("/v1/tenants/{ta}/conversations")),
             (M::GET, format!("/v1/tenants/{ta}/conversations/{conv}")),

@@ -8,6 +8,7 @@ use super::AppState;
 pub mod agents;
 pub mod api_keys;
 pub mod conversations;
+pub mod directory;
 pub mod tenants;
 pub mod usage;
 
@@ -16,6 +17,7 @@ pub fn router() -> Router<AppState> {
         .merge(tenants::router())
         .merge(api_keys::router())
         .merge(agents::router())
+        .merge(directory::router())
         .merge(conversations::router())
         .merge(usage::router())
 }

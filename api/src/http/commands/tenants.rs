@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, patch, post};
+use axum::routing::{patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -106,7 +106,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/tenants/{tenant_id}/resume", post(resume))
         .route("/v1/tenants/{tenant_id}/settings", patch(update_settings))
         .route("/v1/partners", post(partners).get(partners))
-        .route("/v1/tenants/{tenant_id}/users/{user_id}/erase", delete(purge))
+        .route("/v1/tenants/{tenant_id}/users/{user_id}/erase", post(purge))
 }
 
 /// `POST /v1/tenants` (super_admin).

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tenantry_domain::{AgentId, Role, TenantId};
+use tenantry_domain::{AgentId, Role, TenantId, ToolId, UserId};
 use tenantry_projections::models::directory;
 
 use super::PageParams;
@@ -21,6 +21,66 @@ pub fn router() -> Router<AppState> {
         .route("/v1/tenants/{tenant_id}/api-keys", get(list_keys))
         .route("/v1/tenants/{tenant_id}/agents", get(list_agents))
         .route("/v1/tenants/{tenant_id}/agents/{agent_id}", get(get_agent))
+        .route("/v1/tenants/{tenant_id}/users", get(list_users))
+        .route("/v1/tenants/{tenant_id}/users/{user_id}", get(get_user))
+        .route("/v1/tenants/{tenant_id}/tools", get(list_tools))
+        .route("/v1/tenants/{tenant_id}/tools/{tool_id}", get(get_tool))
+}
+
+pub async fn list_users(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    min: MinPosition,
+    AppQuery(page): AppQuery<PageParams>,
+) -> Result<Json<Value>, ApiError> {
+    if !ctx.role.can_administer() {
+        return Err(ApiError::Forbidden("role may not do this".into()));
+    }
+    caught_up(&state, directory::NAME, &ctx, min).await?;
+    let items =
+        directory::users(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
+            .await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn get_user(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    min: MinPosition,
+    AppPath((_, user)): AppPath<(TenantId, UserId)>,
+) -> Result<Json<Value>, ApiError> {
+    if !ctx.role.can_administer() {
+        return Err(ApiError::Forbidden("role may not do this".into()));
+    }
+    caught_up(&state, directory::NAME, &ctx, min).await?;
+    let row =
+        directory::user(&ctx, state.projections.db(), &user.to_string()).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!(row)))
+}
+
+pub async fn list_tools(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    min: MinPosition,
+    AppQuery(page): AppQuery<PageParams>,
+) -> Result<Json<Value>, ApiError> {
+    caught_up(&state, directory::NAME, &ctx, min).await?;
+    let items =
+        directory::tools(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
+            .await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn get_tool(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    min: MinPosition,
+    AppPath((_, tool)): AppPath<(TenantId, ToolId)>,
+) -> Result<Json<Value>, ApiError> {
+    caught_up(&state, directory::NAME, &ctx, min).await?;
+    let row =
+        directory::tool(&ctx, state.projections.db(), &tool.to_string()).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!(row)))
 }
 
 /// `GET /v1/tenants`: every tenant for the platform, its own for a tenant key.

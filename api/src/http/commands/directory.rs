@@ -1,0 +1,156 @@
+//! Users and tools of a tenant.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{patch, post};
+use serde::Deserialize;
+use serde_json::json;
+use tenantry_domain::event::{ToolRegistered, ToolUpdated, UserAdded, UserUpdated};
+use tenantry_domain::tenant::TenantCommand;
+use tenantry_domain::{Role, TenantId, ToolId, UserId};
+
+use crate::http::auth::Scoped;
+use crate::http::error::ApiError;
+use crate::http::extract::{AppJson, AppPath};
+use crate::http::{AppState, written};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUser {
+    pub email: Option<String>,
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTool {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub endpoint: String,
+    /// A JSON Schema object.
+    #[serde(default = "empty_schema")]
+    pub parameters: serde_json::Value,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn empty_schema() -> serde_json::Value {
+    json!({ "type": "object" })
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTool {
+    pub description: Option<String>,
+    pub endpoint: Option<String>,
+    pub parameters: Option<serde_json::Value>,
+    pub enabled: Option<bool>,
+}
+
+/// A tool's parameters must be a JSON Schema object.
+fn schema(value: serde_json::Value) -> Result<String, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::Unprocessable {
+            field: "parameters".into(),
+            reason: "must be a JSON Schema object".into(),
+        });
+    }
+    Ok(value.to_string())
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{tenant_id}/users", post(create_user))
+        .route("/v1/tenants/{tenant_id}/users/{user_id}", patch(update_user).delete(remove_user))
+        .route("/v1/tenants/{tenant_id}/tools", post(create_tool))
+        .route("/v1/tenants/{tenant_id}/tools/{tool_id}", patch(update_tool).delete(remove_tool))
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppJson(body): AppJson<CreateUser>,
+) -> Result<Response, ApiError> {
+    let user_id = UserId::new();
+    let command = TenantCommand::AddUser(UserAdded { user_id, email: body.email, role: body.role });
+    let out = state.commands.tenant(&ctx, &command).await?;
+    Ok(written(StatusCode::CREATED, Some(user_id.to_string()), out, json!({})))
+}
+
+pub async fn update_user(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
+    AppJson(body): AppJson<PatchUser>,
+) -> Result<Response, ApiError> {
+    let command = TenantCommand::UpdateUser(UserUpdated { user_id, email: body.email, role: body.role });
+    let out = state.commands.tenant(&ctx, &command).await?;
+    Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
+}
+
+pub async fn remove_user(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
+) -> Result<Response, ApiError> {
+    let out = state.commands.tenant(&ctx, &TenantCommand::RemoveUser { user_id }).await?;
+    Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
+}
+
+pub async fn create_tool(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppJson(body): AppJson<CreateTool>,
+) -> Result<Response, ApiError> {
+    let tool_id = ToolId::new();
+    let command = TenantCommand::RegisterTool(ToolRegistered {
+        tool_id,
+        name: body.name,
+        description: body.description,
+        endpoint: body.endpoint,
+        parameters: schema(body.parameters)?,
+        enabled: body.enabled,
+    });
+    let out = state.commands.tenant(&ctx, &command).await?;
+    Ok(written(StatusCode::CREATED, Some(tool_id.to_string()), out, json!({})))
+}
+
+pub async fn update_tool(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, tool_id)): AppPath<(TenantId, ToolId)>,
+    AppJson(body): AppJson<PatchTool>,
+) -> Result<Response, ApiError> {
+    let command = TenantCommand::UpdateTool(ToolUpdated {
+        tool_id,
+        description: body.description,
+        endpoint: body.endpoint,
+        parameters: body.parameters.map(schema).transpose()?,
+        enabled: body.enabled,
+    });
+    let out = state.commands.tenant(&ctx, &command).await?;
+    Ok(written(StatusCode::OK, Some(tool_id.to_string()), out, json!({})))
+}
+
+pub async fn remove_tool(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, tool_id)): AppPath<(TenantId, ToolId)>,
+) -> Result<Response, ApiError> {
+    let out = state.commands.tenant(&ctx, &TenantCommand::RemoveTool { tool_id }).await?;
+    Ok(written(StatusCode::OK, Some(tool_id.to_string()), out, json!({})))
+}
