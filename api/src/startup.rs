@@ -76,6 +76,7 @@ impl Application {
             store,
             projections,
             plans,
+            gates: Default::default(),
         };
         if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
             // Shown once: only its keyed hash is kept.

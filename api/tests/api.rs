@@ -665,6 +665,52 @@ mod http {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_tenant_past_its_request_rate_gets_429_and_others_do_not() {
+        use Method as M;
+        let api = Api::start(None).await;
+        let (_, a, _) = api
+            .call(
+                BOOTSTRAP,
+                M::POST,
+                "/v1/tenants",
+                Some(json!({"slug": "busy", "name": "Busy", "limits": {"requests_per_minute": 5}})),
+            )
+            .await;
+        let (_, b, _) = api
+            .call(
+                BOOTSTRAP,
+                M::POST,
+                "/v1/tenants",
+                Some(json!({"slug": "calm", "name": "Calm", "limits": {"requests_per_minute": 5}})),
+            )
+            .await;
+        let (ta, tb) = (a["id"].as_str().unwrap().to_owned(), b["id"].as_str().unwrap().to_owned());
+        let mut statuses = Vec::new();
+        for _ in 0..7 {
+            let (s, body) = api.get_at(BOOTSTRAP, &format!("/v1/tenants/{ta}"), 1).await;
+            statuses.push((s, body));
+        }
+        assert!(statuses[..5].iter().all(|(s, _)| *s == StatusCode::OK), "{statuses:?}");
+        let (s, problem) = &statuses[6];
+        assert_eq!(
+            (*s, problem["limit"].as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, Some("requests_per_minute"))
+        );
+        let res = api
+            .client
+            .get(format!("{}/v1/tenants/{ta}", api.base))
+            .bearer_auth(BOOTSTRAP)
+            .send()
+            .await
+            .unwrap();
+        let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        // The other tenant's requests are untouched by the first one's flood.
+        let (s, _) = api.get_at(BOOTSTRAP, &format!("/v1/tenants/{tb}"), 1).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn every_route_works_and_tenants_stay_apart_on_sqlite() {
         walkthrough(Api::start(None).await).await;
     }

@@ -19,6 +19,7 @@ pub mod commands;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod queries;
 
 use error::ApiError;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub commands: Commands,
     pub keys: auth::KeyHasher,
     pub plans: PlanCatalog,
+    pub gates: limits::Gates,
 }
 
 /// Which routers a process serves.
@@ -56,7 +58,8 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
     if role != ServeRole::Commands {
         app = app.merge(queries::router());
     }
-    app.layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+    app.layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
