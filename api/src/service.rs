@@ -81,10 +81,14 @@ impl Commands {
             };
             let events = request.event_count();
             match self.store.append(ctx, request).await {
-                Ok(AppendOutcome { last_position, .. }) => {
+                Ok(AppendOutcome { last_position, deduplicated, .. }) => {
+                    if !deduplicated {
+                        metrics::counter!("tenantry_events_appended_total").increment(events as u64);
+                    }
                     return Ok(Written { position: last_position, events });
                 }
                 Err(StoreError::Conflict { .. }) => {
+                    metrics::counter!("tenantry_command_conflicts_total").increment(1);
                     // Spread the retries of a crowd of writers.
                     let jitter = u64::from(ctx.request_id.as_uuid().as_bytes()[15] % 4);
                     tokio::time::sleep(Duration::from_millis(u64::from(n.min(8)) + jitter)).await;

@@ -20,6 +20,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod queries;
 
 use error::ApiError;
@@ -51,7 +52,11 @@ pub enum ServeRole {
 }
 
 pub fn router(state: AppState, role: ServeRole) -> Router {
-    let mut app = Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+    metrics::handle();
+    let mut app = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render));
     if role != ServeRole::Queries {
         app = app.merge(commands::router());
     }
@@ -59,6 +64,7 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         app = app.merge(queries::router());
     }
     app.layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
