@@ -50,6 +50,14 @@ pub async fn open_read_side(settings: &StoreSettings) -> anyhow::Result<Projecti
     Ok(open_all(settings).await?.0)
 }
 
+/// The read side and the hasher of API key secrets (for the CLI).
+pub async fn open_read_side_with_hasher(
+    settings: &StoreSettings,
+) -> anyhow::Result<(Projections, KeyHasher)> {
+    let (projections, master) = open_all(settings).await?;
+    Ok((projections, KeyHasher::new(&master)))
+}
+
 async fn open_all(settings: &StoreSettings) -> anyhow::Result<(Projections, MasterKey)> {
     let (store, master) = open_store_with_key(settings).await?;
     let prices = settings.prices()?;

@@ -135,6 +135,27 @@ async fn serve_projects_live_and_the_cli_rebuilds_and_reports_status() {
     assert_eq!(replay.trim(), "rebuilt from 1 events");
     let replay = tenantry(dir.path(), &["replay", "--tenant", &ctx.tenant_id.to_string()]);
     assert_eq!(replay.trim(), "rebuilt from 1 events");
+
+    // A key made on the command line authenticates against a server on the same data.
+    let key =
+        tenantry(dir.path(), &["keys", "create", "--tenant", &ctx.tenant_id.to_string(), "--role", "admin"]);
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("tnt_"), "{key}");
+    let app = Application::build(&settings).await.unwrap();
+    let port = app.port();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    let res = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v1/tenants/{}", ctx.tenant_id))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }
 
 mod limits {

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod keys;
 pub mod progress;
 pub mod replay;
 pub mod serve;
@@ -25,6 +26,9 @@ pub enum Command {
     Status(crate::settings::StoreSettings),
     /// Run the projectors without serving HTTP (finds work by polling the database).
     Worker(crate::settings::StoreSettings),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 impl Cli {
@@ -34,6 +38,7 @@ impl Cli {
             Command::Replay(args) => replay::run(args).await,
             Command::Status(store) => status::run(store).await,
             Command::Worker(store) => worker::run(store).await,
+            Command::Keys(command) => keys::run(command).await,
         }
     }
 }
