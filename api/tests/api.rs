@@ -528,40 +528,36 @@ mod http {
         assert_eq!(s, StatusCode::FORBIDDEN, "a user key cannot list users");
 
         // Tenant B's admin reaches nothing of A on any route, and learns nothing.
-        let a_paths = [
-            (M::GET, format!("/v1/tenants/{ta}")),
-            (M::PATCH, format!("/v1/tenants/{ta}")),
-            (M::GET, format!("/v1/tenants/{ta}/settings")),
-            (M::GET, format!("/v1/tenants/{ta}/api-keys")),
-            (M::POST, format!("/v1/tenants/{ta}/api-keys")),
-            (M::GET, format!("/v1/tenants/{ta}/agents")),
-            (M::POST, format!("/v1/tenants/{ta}/agents")),
-            (M::GET, format!("/v1/tenants/{ta}/agents/{agent}")),
-            (M::PATCH, format!("/v1/tenants/{ta}/agents/{agent}")),
-            (M::DELETE, format!("/v1/tenants/{ta}/agents/{agent}")),
-            (M::GET, format!("/v1/tenants/{ta}/users")),
-            (M::POST, format!("/v1/tenants/{ta}/users")),
-            (M::GET, format!("/v1/tenants/{ta}/users/{user}")),
-            (M::PATCH, format!("/v1/tenants/{ta}/users/{user}")),
-            (M::DELETE, format!("/v1/tenants/{ta}/users/{user}")),
-            (M::GET, format!("/v1/tenants/{ta}/tools")),
-            (M::POST, format!("/v1/tenants/{ta}/tools")),
-            (M::GET, format!("/v1/tenants/{ta}/tools/{tool}")),
-            (M::PATCH, format!("/v1/tenants/{ta}/tools/{tool}")),
-            (M::DELETE, format!("/v1/tenants/{ta}/tools/{tool}")),
-            (M::PATCH, format!("/v1/tenants/{ta}/settings")),
-            (M::GET, format!("/v1/tenants/{ta}/conversations")),
-            (M::POST, format!("/v1/tenants/{ta}/conversations")),
-            (M::GET, format!("/v1/tenants/{ta}/conversations/{conv}")),
-            (M::GET, format!("/v1/tenants/{ta}/conversations/{conv}/messages")),
-            (M::POST, format!("/v1/tenants/{ta}/conversations/{conv}/messages")),
-            (M::GET, format!("/v1/tenants/{ta}/usage")),
-            (M::POST, format!("/v1/tenants/{ta}/usage")),
-            (M::GET, format!("/v1/tenants/{ta}/quotas")),
-            (M::GET, format!("/v1/tenants/{ta}/audit")),
-            (M::POST, format!("/v1/tenants/{ta}/suspend")),
-            (M::POST, format!("/v1/tenants/{ta}/resume")),
+        // Every tenant route of the OpenAPI description, with A's ids: adding a route with a
+        // parameter this table does not know fails the test until it is covered.
+        let ids = [
+            ("tenant_id", ta.clone()),
+            ("agent_id", agent.clone()),
+            ("conversation_id", conv.clone()),
+            ("user_id", user.clone()),
+            ("tool_id", tool.clone()),
+            ("key_id", ku["id"].as_str().unwrap().to_owned()),
         ];
+        let doc = serde_json::to_value(tenantry::http::openapi()).unwrap();
+        let mut a_paths = Vec::new();
+        for (template, item) in doc["paths"].as_object().unwrap() {
+            if !template.contains("{tenant_id}") {
+                continue;
+            }
+            let mut path = template.clone();
+            for (name, value) in &ids {
+                path = path.replace(&format!("{{{name}}}"), value);
+            }
+            assert!(!path.contains('{'), "the cross-tenant matrix does not cover {template}");
+            for method in item.as_object().unwrap().keys() {
+                a_paths.push((method.to_uppercase().parse::<M>().unwrap(), path.clone()));
+            }
+        }
+        assert!(
+            a_paths.len() >= 35,
+            "{} tenant routes: one went missing from the description",
+            a_paths.len()
+        );
         for (method, path) in &a_paths {
             let (s, body, _) = api.call(&key_b, method.clone(), path, Some(json!({}))).await;
             assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}");
@@ -694,6 +690,9 @@ mod http {
         assert!(metrics.contains("tenantry_events_appended_total"), "{metrics}");
         assert!(!metrics.contains(&ta), "tenant ids stay out of metrics");
         let (s, _, _) = api.call(BOOTSTRAP, M::GET, "/readyz", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, spec, _) = api.call(BOOTSTRAP, M::GET, "/openapi.json", None).await;
+        assert!(spec["paths"]["/v1/tenants/{tenant_id}/agents"]["post"].is_object(), "{spec}");
         assert_eq!(s, StatusCode::OK);
 
         // Revocation is effective before the answer.

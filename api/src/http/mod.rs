@@ -11,6 +11,7 @@ use serde_json::json;
 use tenantry_domain::{PlanCatalog, TenantContext};
 use tenantry_projections::Projections;
 use tenantry_store::EventStore;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::service::{Commands, Written};
 
@@ -51,18 +52,41 @@ pub enum ServeRole {
     Queries,
 }
 
-pub fn router(state: AppState, role: ServeRole) -> Router {
-    metrics::handle();
-    let mut app = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render));
+/// The OpenAPI description of every route, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes(ServeRole::All).split_for_parts().1
+}
+
+fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
+    let mut api = OpenApiRouter::with_openapi(
+        utoipa::openapi::OpenApiBuilder::new()
+            .info(
+                utoipa::openapi::InfoBuilder::new()
+                    .title("tenantry")
+                    .version(env!("CARGO_PKG_VERSION"))
+                    .build(),
+            )
+            .build(),
+    );
     if role != ServeRole::Queries {
-        app = app.merge(commands::router());
+        api = api.merge(commands::router());
     }
     if role != ServeRole::Commands {
-        app = app.merge(queries::router());
+        api = api.merge(queries::router());
     }
+    api
+}
+
+pub fn router(state: AppState, role: ServeRole) -> Router {
+    metrics::handle();
+    let (api, doc) = routes(role).split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    let app = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .merge(api);
     app.layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))

@@ -1,15 +1,15 @@
 //! Agents of a tenant.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{patch, post};
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::event::{AgentCreated, AgentUpdated};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{AgentId, TenantId, ToolId};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
@@ -36,12 +36,11 @@ pub struct PatchAgent {
     pub tool_ids: Option<Vec<ToolId>>,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants/{tenant_id}/agents", post(create))
-        .route("/v1/tenants/{tenant_id}/agents/{agent_id}", patch(update).delete(archive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create)).routes(routes!(update, archive))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/agents", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn create(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -59,6 +58,7 @@ pub async fn create(
     Ok(written(StatusCode::CREATED, Some(agent_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn update(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -76,6 +76,7 @@ pub async fn update(
     Ok(written(StatusCode::OK, Some(agent_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn archive(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -1,17 +1,17 @@
 //! Issuing and revoking API keys. Both wait until authentication sees the change, so a new
 //! key works on the next request and a revoked one fails on it.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post};
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::event::ApiKeyIssued;
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{ApiKeyId, Role, TenantId};
 use tenantry_projections::models::directory;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
@@ -25,13 +25,12 @@ pub struct CreateKey {
     pub role: Role,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants/{tenant_id}/api-keys", post(create))
-        .route("/v1/tenants/{tenant_id}/api-keys/{key_id}", delete(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create)).routes(routes!(revoke))
 }
 
 /// `POST /v1/tenants/{id}/api-keys`: answers the secret once.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/api-keys", tag = "api_keys", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn create(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -46,6 +45,7 @@ pub async fn create(
 }
 
 /// `DELETE /v1/tenants/{id}/api-keys/{key_id}`: effective before the answer.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/api-keys/{key_id}", tag = "api_keys", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("key_id" = String, Path, description = "key id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn revoke(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

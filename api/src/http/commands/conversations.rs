@@ -1,15 +1,15 @@
 //! Opening conversations and appending messages.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::conversation::ConversationCommand;
 use tenantry_domain::event::{ConversationOpened, MessageAppended, MessageRole, TokenUsage};
 use tenantry_domain::{AgentId, ConversationId, MessageId, TenantId, UserId};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
@@ -40,12 +40,11 @@ pub struct AppendMessage {
     pub usage: Option<UsageBody>,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants/{tenant_id}/conversations", post(open))
-        .route("/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", post(append))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(open)).routes(routes!(append))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn open(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -62,6 +61,7 @@ pub async fn open(
     Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn append(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -1,15 +1,15 @@
 //! Users and tools of a tenant.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{patch, post};
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::event::{ToolRegistered, ToolUpdated, UserAdded, UserUpdated};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{Role, TenantId, ToolId, UserId};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
@@ -72,14 +72,15 @@ fn schema(value: serde_json::Value) -> Result<String, ApiError> {
     Ok(value.to_string())
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants/{tenant_id}/users", post(create_user))
-        .route("/v1/tenants/{tenant_id}/users/{user_id}", patch(update_user).delete(remove_user))
-        .route("/v1/tenants/{tenant_id}/tools", post(create_tool))
-        .route("/v1/tenants/{tenant_id}/tools/{tool_id}", patch(update_tool).delete(remove_tool))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user))
+        .routes(routes!(update_user, remove_user))
+        .routes(routes!(create_tool))
+        .routes(routes!(update_tool, remove_tool))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn create_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -91,6 +92,7 @@ pub async fn create_user(
     Ok(written(StatusCode::CREATED, Some(user_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn update_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -102,6 +104,7 @@ pub async fn update_user(
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn remove_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -111,6 +114,7 @@ pub async fn remove_user(
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tools", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn create_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -129,6 +133,7 @@ pub async fn create_tool(
     Ok(written(StatusCode::CREATED, Some(tool_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn update_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -146,6 +151,7 @@ pub async fn update_tool(
     Ok(written(StatusCode::OK, Some(tool_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn remove_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -1,7 +1,7 @@
 //! Command routes: POST, PATCH, DELETE. Each handler extracts the caller, path and body,
 //! turns the body into a domain command, runs it and answers with the position written.
 
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 
@@ -12,8 +12,8 @@ pub mod directory;
 pub mod tenants;
 pub mod usage;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(tenants::router())
         .merge(api_keys::router())
         .merge(agents::router())

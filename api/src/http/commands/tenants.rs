@@ -1,16 +1,17 @@
 //! Creating and changing tenants.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{patch, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::event::{Settings, TenantCreated, TenantUpdated};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{LimitOverrides, PartnerId, Plan, Role, TenantId};
 use tenantry_projections::models::directory;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::{Caller, Scoped};
 use crate::http::error::ApiError;
@@ -98,18 +99,19 @@ pub struct Suspend {
     pub reason: String,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants", post(create))
-        .route("/v1/tenants/{tenant_id}", patch(update).delete(purge))
-        .route("/v1/tenants/{tenant_id}/suspend", post(suspend))
-        .route("/v1/tenants/{tenant_id}/resume", post(resume))
-        .route("/v1/tenants/{tenant_id}/settings", patch(update_settings))
-        .route("/v1/partners", post(partners).get(partners))
-        .route("/v1/tenants/{tenant_id}/users/{user_id}/erase", post(purge))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update, purge_tenant))
+        .routes(routes!(suspend))
+        .routes(routes!(resume))
+        .routes(routes!(update_settings))
+        .routes(routes!(create_partner, list_partners))
+        .routes(routes!(erase_user))
 }
 
 /// `POST /v1/tenants` (super_admin).
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -138,6 +140,7 @@ pub async fn create(
 }
 
 /// `PATCH /v1/tenants/{id}`: name and settings by its admin; plan and limits by the platform.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn update(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -154,6 +157,7 @@ pub async fn update(
 }
 
 /// `PATCH /v1/tenants/{id}/settings`: replace the tenant's settings.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/settings", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn update_settings(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -169,6 +173,7 @@ pub async fn update_settings(
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn suspend(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -184,19 +189,33 @@ pub async fn suspend(
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/resume", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn resume(State(state): State<AppState>, Scoped(ctx): Scoped) -> Result<Response, ApiError> {
     let out = state.commands.tenant(&ctx, &TenantCommand::ResumeTenant).await?;
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
-/// Erasure (a tenant's GDPR purge, one person's erasure) and partners come with the
-/// compliance and partner work; until then these answer 501 with a problem body.
-pub async fn purge(caller: Caller) -> Result<Json<()>, ApiError> {
-    let _ = caller;
-    Err(ApiError::NotImplemented("erasure is not available in this build yet".into()))
+/// `DELETE /v1/tenants/{id}`: the GDPR purge comes with the compliance work; until then it
+/// answers 501 with a problem body.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+pub async fn purge_tenant(Scoped(_): Scoped) -> Result<Json<()>, ApiError> {
+    Err(ApiError::NotImplemented("tenant purge is not available in this build yet".into()))
 }
 
-pub async fn partners(caller: Caller) -> Result<Json<()>, ApiError> {
-    let _ = caller;
+/// `POST /v1/tenants/{id}/users/{user_id}/erase`: 501 until the compliance work lands.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users/{user_id}/erase", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+pub async fn erase_user(Scoped(_): Scoped) -> Result<Json<()>, ApiError> {
+    Err(ApiError::NotImplemented("erasure of a person is not available in this build yet".into()))
+}
+
+/// `POST /v1/partners`: 501 until partners land.
+#[utoipa::path(post, path = "/v1/partners", tag = "tenants", responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+pub async fn create_partner(_: Caller) -> Result<Json<()>, ApiError> {
+    Err(ApiError::NotImplemented("partners are not available in this build yet".into()))
+}
+
+/// `GET /v1/partners`: 501 until partners land.
+#[utoipa::path(get, path = "/v1/partners", tag = "tenants", responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+pub async fn list_partners(_: Caller) -> Result<Json<()>, ApiError> {
     Err(ApiError::NotImplemented("partners are not available in this build yet".into()))
 }

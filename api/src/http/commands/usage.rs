@@ -1,14 +1,14 @@
 //! Recording token usage (idempotent on `request_id`).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::conversation::RecordUsage;
 use tenantry_domain::event::{TokenUsage, UsageRecorded};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
@@ -25,10 +25,11 @@ pub struct RecordBody {
     pub request_id: Option<String>,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/tenants/{tenant_id}/usage", post(record))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(record))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/usage", tag = "usage", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn record(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -1,12 +1,13 @@
 //! Conversations and their messages.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_domain::{AgentId, ConversationId, TenantId, UserId};
 use tenantry_projections::models::conversations::{self, ThreadFilter};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::http::auth::Scoped;
@@ -23,13 +24,11 @@ pub struct ThreadParams {
     pub limit: Option<u32>,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants/{tenant_id}/conversations", get(list))
-        .route("/v1/tenants/{tenant_id}/conversations/{conversation_id}", get(one))
-        .route("/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", get(messages))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(one)).routes(routes!(messages))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn list(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -52,6 +51,7 @@ pub async fn list(
     Ok(Json(json!(page)))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn one(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -65,6 +65,7 @@ pub async fn one(
     Ok(Json(json!(row)))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn messages(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

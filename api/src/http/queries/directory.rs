@@ -1,11 +1,12 @@
 //! Tenants, API keys and agents as they stand.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use tenantry_domain::{AgentId, Role, TenantId, ToolId, UserId};
 use tenantry_projections::models::directory;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::PageParams;
 use crate::http::auth::{Caller, Scoped};
@@ -13,20 +14,21 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AppPath, AppQuery, MinPosition};
 use crate::http::{AppState, caught_up};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants", get(list_tenants))
-        .route("/v1/tenants/{tenant_id}", get(get_tenant))
-        .route("/v1/tenants/{tenant_id}/settings", get(get_settings))
-        .route("/v1/tenants/{tenant_id}/api-keys", get(list_keys))
-        .route("/v1/tenants/{tenant_id}/agents", get(list_agents))
-        .route("/v1/tenants/{tenant_id}/agents/{agent_id}", get(get_agent))
-        .route("/v1/tenants/{tenant_id}/users", get(list_users))
-        .route("/v1/tenants/{tenant_id}/users/{user_id}", get(get_user))
-        .route("/v1/tenants/{tenant_id}/tools", get(list_tools))
-        .route("/v1/tenants/{tenant_id}/tools/{tool_id}", get(get_tool))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants))
+        .routes(routes!(get_tenant))
+        .routes(routes!(get_settings))
+        .routes(routes!(list_keys))
+        .routes(routes!(list_agents))
+        .routes(routes!(get_agent))
+        .routes(routes!(list_users))
+        .routes(routes!(get_user))
+        .routes(routes!(list_tools))
+        .routes(routes!(get_tool))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn list_users(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -43,6 +45,7 @@ pub async fn list_users(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn get_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -58,6 +61,7 @@ pub async fn get_user(
     Ok(Json(json!(row)))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/tools", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn list_tools(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -71,6 +75,7 @@ pub async fn list_tools(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn get_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -84,6 +89,7 @@ pub async fn get_tool(
 }
 
 /// `GET /v1/tenants`: every tenant for the platform, its own for a tenant key.
+#[utoipa::path(get, path = "/v1/tenants", tag = "directory", responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,6 +109,7 @@ pub async fn list_tenants(
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn get_tenant(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -113,6 +120,7 @@ pub async fn get_tenant(
     Ok(Json(json!(row)))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/settings", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn get_settings(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -130,6 +138,7 @@ pub async fn get_settings(
     })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api-keys", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn list_keys(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -146,6 +155,7 @@ pub async fn list_keys(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/agents", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn list_agents(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -159,6 +169,7 @@ pub async fn list_agents(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn get_agent(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -1,8 +1,8 @@
 //! Query routes: GET only, served from the read models. Each accepts
 //! `Tenantry-Min-Position` and waits (at most 5 s) for its read model to reach it.
 
-use axum::Router;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 
@@ -19,6 +19,6 @@ pub struct PageParams {
     pub limit: Option<u32>,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().merge(directory::router()).merge(conversations::router()).merge(reports::router())
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(directory::router()).merge(conversations::router()).merge(reports::router())
 }

@@ -1,12 +1,13 @@
 //! Usage, quotas and the audit log.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_projections::models::{audit, billing, quotas};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
@@ -35,13 +36,11 @@ pub struct AuditParams {
     pub limit: Option<u32>,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants/{tenant_id}/usage", get(usage))
-        .route("/v1/tenants/{tenant_id}/quotas", get(quota))
-        .route("/v1/tenants/{tenant_id}/audit", get(audit_log))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(usage)).routes(routes!(quota)).routes(routes!(audit_log))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/usage", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn usage(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -59,6 +58,7 @@ pub async fn usage(
     Ok(Json(json!(report)))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/quotas", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn quota(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -71,6 +71,7 @@ pub async fn quota(
     Ok(Json(json!({ "quotas": lines })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/audit", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
 pub async fn audit_log(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
