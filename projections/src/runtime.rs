@@ -223,67 +223,19 @@ impl Projections {
     async fn catch_up_one(
         &self,
         ctx: &TenantContext,
-        projector: &dyn Projector,
+        projector: &Arc<dyn Projector>,
     ) -> Result<u64, ProjectionError> {
-        let name = projector.name();
-        let tenant = ctx.tenant_id;
-        if self.stall(name, tenant).await?.is_some() {
+        if self.stall(projector.name(), ctx.tenant_id).await?.is_some() {
             return Ok(0);
         }
-        let key = tenant_key(tenant);
         let mut applied = 0;
         loop {
-            let checkpoint = self.checkpoint(name, tenant).await?;
-            let page = match self.store.read_log_page(ctx, checkpoint, BATCH).await {
-                Ok(page) => page,
-                Err(e) if is_tenant_fault(&e) => {
-                    let position = match &e {
-                        StoreError::Codec { position, .. } | StoreError::Tampered { position, .. } => {
-                            *position
-                        }
-                        _ => checkpoint + 1,
-                    };
-                    return Err(self.record_stall(name, tenant, position, e.to_string()).await?);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let Some(last) = page.last().map(|e| e.position) else { return Ok(applied) };
-            // Never skip: a hole means an event is missing, and applying past it would
-            // lose it for good.
-            if let Some((i, e)) =
-                page.iter().enumerate().find(|(i, e)| e.position != checkpoint + 1 + *i as u64)
-            {
-                let reason = format!("hole in the log: expected position {}", checkpoint + 1 + i as u64);
-                return Err(self.record_stall(name, tenant, e.position, reason).await?);
+            let checkpoint = self.checkpoint(projector.name(), ctx.tenant_id).await?;
+            match self.catch_up_together(ctx, std::slice::from_ref(projector), checkpoint).await? {
+                Together::Done(n) => return Ok(applied + n),
+                // Another worker moved the checkpoint: start again from where it is now.
+                Together::Raced(n) => applied += n,
             }
-            let mut tx = self.db.pool().begin().await?;
-            // Advancing the checkpoint first takes its row lock: a second worker on the
-            // same tenant waits here, then finds the checkpoint moved and backs off.
-            let moved = if checkpoint == 0 {
-                exec(
-                    &mut tx,
-                    "INSERT INTO projection_checkpoints (tenant_id, projector, position) VALUES ($1, $2, $3)
-                     ON CONFLICT (tenant_id, projector) DO NOTHING",
-                    vec![key.clone().into(), name.into(), last.into()],
-                )
-                .await?
-            } else {
-                exec(
-                    &mut tx,
-                    "UPDATE projection_checkpoints SET position = $1
-                     WHERE tenant_id = $2 AND projector = $3 AND position = $4",
-                    vec![last.into(), key.clone().into(), name.into(), checkpoint.into()],
-                )
-                .await?
-            };
-            if moved != 1 {
-                tx.rollback().await?;
-                continue;
-            }
-            projector.apply(&mut tx, &key, &page).await?;
-            tx.commit().await?;
-            self.applied.send_modify(|n| *n = n.wrapping_add(1));
-            applied += page.len() as u64;
         }
     }
 
@@ -323,7 +275,7 @@ impl Projections {
         }
         let mut first_error = None;
         for p in &active {
-            match self.catch_up_one(ctx, p.as_ref()).await {
+            match self.catch_up_one(ctx, p).await {
                 Ok(n) => applied += n,
                 // One projector's stall does not hold the others back.
                 Err(e) => first_error = first_error.or(Some(e)),
