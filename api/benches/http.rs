@@ -1,0 +1,141 @@
+//! HTTP load: `cargo bench -p tenantry --bench http` (needs `wrk`: `apt-get install wrk`).
+//!
+//! Starts the server in this process on a fresh PostgreSQL database (SQLite with
+//! `TENANTRY_BENCH_ONLY=sqlite`), creates 100 tenants each with an admin key, an agent and a
+//! conversation, then drives it from a second process (wrk, 32 connections, 2 threads):
+//! append-message commands, then conversation and usage queries. Prints a table row per
+//! workload and the server's peak RSS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
+
+use std::io::Write;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use tenantry::settings::StoreSettings;
+use tenantry::{Application, Settings};
+use tenantry_store::testing::Harness;
+
+const BOOTSTRAP: &str = "bench-bootstrap-key-0123456789abcdefghij";
+const TENANTS: usize = 100;
+
+async fn post(client: &reqwest::Client, base: &str, key: &str, path: &str, body: Value) -> Value {
+    let res = client.post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap()
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Run wrk with a Lua script that spreads requests over the tenants; returns (req/s, p99 ms).
+fn wrk(base: &str, script: &str) -> (f64, f64) {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(script.as_bytes()).unwrap();
+    let out = Command::new("wrk")
+        .args(["-t2", "-c32", "-d15s", "--latency", "-s"])
+        .arg(file.path())
+        .arg(base)
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| v.trim().to_owned())
+        .map_or(0.0, |v| {
+            let (n, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+            let n: f64 = n.parse().unwrap_or(0.0);
+            match unit {
+                "us" => n / 1000.0,
+                "s" => n * 1000.0,
+                _ => n,
+            }
+        });
+    let errors = text.lines().find(|l| l.contains("Non-2xx")).unwrap_or("").trim().to_owned();
+    if !errors.is_empty() {
+        eprintln!("wrk: {errors}");
+    }
+    (rate, p99)
+}
+
+async fn run(name: &str, database_url: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreSettings {
+            data_dir: dir.path().join("data"),
+            database_url,
+            master_key_file: Some(dir.path().join("master.key")),
+            prices_file: None,
+        },
+        no_projectors: false,
+        role: Default::default(),
+        bootstrap_key: Some(BOOTSTRAP.into()),
+    };
+    let app = Application::build(&settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    let mut targets = Vec::new();
+    for i in 0..TENANTS {
+        let limits = json!({"requests_per_minute": 1_000_000, "max_concurrent_requests": 64, "tokens_per_month": 1_000_000_000_000u64});
+        let t = post(&client, &base, BOOTSTRAP, "/v1/tenants", json!({"slug": format!("t{i}"), "name": "T", "plan": "enterprise", "limits": limits})).await;
+        let tenant = t["id"].as_str().unwrap().to_owned();
+        let key = post(&client, &base, BOOTSTRAP, &format!("/v1/tenants/{tenant}/api-keys"), json!({"name": "bench", "role": "admin"})).await;
+        let key = key["key"].as_str().unwrap().to_owned();
+        let agent = post(&client, &base, &key, &format!("/v1/tenants/{tenant}/agents"), json!({"name": "a", "model": "model-small"})).await;
+        let conv = post(&client, &base, &key, &format!("/v1/tenants/{tenant}/conversations"), json!({"agent_id": agent["id"]})).await;
+        targets.push((tenant, key, conv["id"].as_str().unwrap().to_owned()));
+    }
+    let table: Vec<String> = targets
+        .iter()
+        .map(|(t, k, c)| format!("{{\"/v1/tenants/{t}/conversations/{c}/messages\", \"/v1/tenants/{t}/usage\", \"{k}\"}}"))
+        .collect();
+    let prelude = format!("local targets = {{{}}}\nlocal n = 0\n", table.join(",\n"));
+    let command = format!(
+        "{prelude}request = function()\n  n = n + 1\n  local t = targets[(n % #targets) + 1]\n  \
+         return wrk.format(\"POST\", t[1], {{[\"Authorization\"] = \"Bearer \" .. t[3], [\"Content-Type\"] = \"application/json\"}}, \
+         '{{\"role\": \"user\", \"content\": \"hello there, this is a message of about one hundred bytes in length for the bench\", \"model\": \"model-small\", \"usage\": {{\"prompt_tokens\": 12, \"completion_tokens\": 30}}}}')\nend\n"
+    );
+    let (rate, p99) = wrk(&base, &command);
+    println!("| {name} | append-message commands, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |");
+    let query = format!(
+        "{prelude}request = function()\n  n = n + 1\n  local t = targets[(n % #targets) + 1]\n  \
+         local path = (n % 2 == 0) and t[1] or t[2]\n  \
+         return wrk.format(\"GET\", path, {{[\"Authorization\"] = \"Bearer \" .. t[3]}})\nend\n"
+    );
+    let (rate, p99) = wrk(&base, &query);
+    println!("| {name} | conversation-message and usage queries, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |");
+    println!("| {name} | server and benchmark process peak RSS | {:.0} MiB |", peak_rss_mib());
+}
+
+#[tokio::main]
+async fn main() {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("SKIPPED: wrk is not installed (apt-get install wrk)");
+        return;
+    }
+    println!("| backend | workload | result |");
+    println!("|---|---|---|");
+    let only = std::env::var("TENANTRY_BENCH_ONLY").unwrap_or_default();
+    if only != "sqlite"
+        && let Some(h) = Harness::postgres().await
+    {
+        run("PostgreSQL", Some(h.url.clone())).await;
+    }
+    if only != "postgres" {
+        run("SQLite", None).await;
+    }
+}
