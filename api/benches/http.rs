@@ -50,11 +50,9 @@ fn wrk(base: &str, script: &str) -> (f64, f64) {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
-    let p99 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map(|v| v.trim().to_owned())
-        .map_or(0.0, |v| {
+    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).map(|v| v.trim().to_owned()).map_or(
+        0.0,
+        |v| {
             let (n, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
             let n: f64 = n.parse().unwrap_or(0.0);
             match unit {
@@ -62,7 +60,8 @@ fn wrk(base: &str, script: &str) -> (f64, f64) {
                 "s" => n * 1000.0,
                 _ => n,
             }
-        });
+        },
+    );
     let errors = text.lines().find(|l| l.contains("Non-2xx")).unwrap_or("").trim().to_owned();
     if !errors.is_empty() {
         eprintln!("wrk: {errors}");
@@ -91,17 +90,47 @@ async fn run(name: &str, database_url: Option<String>) {
     let mut targets = Vec::new();
     for i in 0..TENANTS {
         let limits = json!({"requests_per_minute": 1_000_000, "max_concurrent_requests": 64, "tokens_per_month": 1_000_000_000_000u64});
-        let t = post(&client, &base, BOOTSTRAP, "/v1/tenants", json!({"slug": format!("t{i}"), "name": "T", "plan": "enterprise", "limits": limits})).await;
+        let t = post(
+            &client,
+            &base,
+            BOOTSTRAP,
+            "/v1/tenants",
+            json!({"slug": format!("t{i}"), "name": "T", "plan": "enterprise", "limits": limits}),
+        )
+        .await;
         let tenant = t["id"].as_str().unwrap().to_owned();
-        let key = post(&client, &base, BOOTSTRAP, &format!("/v1/tenants/{tenant}/api-keys"), json!({"name": "bench", "role": "admin"})).await;
+        let key = post(
+            &client,
+            &base,
+            BOOTSTRAP,
+            &format!("/v1/tenants/{tenant}/api-keys"),
+            json!({"name": "bench", "role": "admin"}),
+        )
+        .await;
         let key = key["key"].as_str().unwrap().to_owned();
-        let agent = post(&client, &base, &key, &format!("/v1/tenants/{tenant}/agents"), json!({"name": "a", "model": "model-small"})).await;
-        let conv = post(&client, &base, &key, &format!("/v1/tenants/{tenant}/conversations"), json!({"agent_id": agent["id"]})).await;
+        let agent = post(
+            &client,
+            &base,
+            &key,
+            &format!("/v1/tenants/{tenant}/agents"),
+            json!({"name": "a", "model": "model-small"}),
+        )
+        .await;
+        let conv = post(
+            &client,
+            &base,
+            &key,
+            &format!("/v1/tenants/{tenant}/conversations"),
+            json!({"agent_id": agent["id"]}),
+        )
+        .await;
         targets.push((tenant, key, conv["id"].as_str().unwrap().to_owned()));
     }
     let table: Vec<String> = targets
         .iter()
-        .map(|(t, k, c)| format!("{{\"/v1/tenants/{t}/conversations/{c}/messages\", \"/v1/tenants/{t}/usage\", \"{k}\"}}"))
+        .map(|(t, k, c)| {
+            format!("{{\"/v1/tenants/{t}/conversations/{c}/messages\", \"/v1/tenants/{t}/usage\", \"{k}\"}}")
+        })
         .collect();
     let prelude = format!("local targets = {{{}}}\nlocal n = 0\n", table.join(",\n"));
     let command = format!(
@@ -110,14 +139,18 @@ async fn run(name: &str, database_url: Option<String>) {
          '{{\"role\": \"user\", \"content\": \"hello there, this is a message of about one hundred bytes in length for the bench\", \"model\": \"model-small\", \"usage\": {{\"prompt_tokens\": 12, \"completion_tokens\": 30}}}}')\nend\n"
     );
     let (rate, p99) = wrk(&base, &command);
-    println!("| {name} | append-message commands, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |");
+    println!(
+        "| {name} | append-message commands, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |"
+    );
     let query = format!(
         "{prelude}request = function()\n  n = n + 1\n  local t = targets[(n % #targets) + 1]\n  \
          local path = (n % 2 == 0) and t[1] or t[2]\n  \
          return wrk.format(\"GET\", path, {{[\"Authorization\"] = \"Bearer \" .. t[3]}})\nend\n"
     );
     let (rate, p99) = wrk(&base, &query);
-    println!("| {name} | conversation-message and usage queries, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |");
+    println!(
+        "| {name} | conversation-message and usage queries, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |"
+    );
     println!("| {name} | server and benchmark process peak RSS | {:.0} MiB |", peak_rss_mib());
 }
 

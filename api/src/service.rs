@@ -2,6 +2,7 @@
 //! A concurrent change to the same stream is a conflict; the command is decided again on
 //! the new state, so limits hold under any concurrency.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Datelike;
@@ -9,7 +10,9 @@ use futures::TryStreamExt;
 use tenantry_domain::conversation::{self, ConversationCommand, ConversationState, RecordUsage, UsageState};
 use tenantry_domain::event::UsageRecorded;
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
-use tenantry_domain::{ConversationId, Event, EventId, PlanCatalog, Rejection, StreamId, TenantContext};
+use tenantry_domain::{
+    ConversationId, Event, EventId, PlanCatalog, Rejection, StreamId, TenantContext, TenantId,
+};
 use tenantry_store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 /// How often a command is decided again after losing a race for its stream.
@@ -34,35 +37,92 @@ pub struct Written {
     pub events: usize,
 }
 
+/// Folded states by (tenant, stream), with the version they stand at. Events never change,
+/// so a cached state plus the events after its version is the state now: a command reads
+/// only what was appended since the last command on that stream.
+#[derive(Debug)]
+struct StateCache<S> {
+    // Guards only the map; never held across an await.
+    map: std::sync::Mutex<HashMap<(TenantId, String), (u64, S)>>,
+}
+
+/// Streams kept per cache before it starts afresh (a bound on memory, not an LRU).
+const CACHED_STREAMS: usize = 20_000;
+
+impl<S: Clone> StateCache<S> {
+    fn new() -> Self {
+        Self { map: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, tenant: TenantId, stream: &StreamId) -> Option<(u64, S)> {
+        self.map.lock().ok()?.get(&(tenant, stream.as_str().to_owned())).cloned()
+    }
+
+    fn put(&self, tenant: TenantId, stream: &StreamId, version: u64, state: &S) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= CACHED_STREAMS {
+                map.clear();
+            }
+            let entry = map.entry((tenant, stream.as_str().to_owned())).or_insert_with(|| (0, state.clone()));
+            // Racing commands may fold the same stream; keep the newest.
+            if version >= entry.0 {
+                *entry = (version, state.clone());
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Caches {
+    tenants: StateCache<TenantState>,
+    conversations: StateCache<ConversationState>,
+    usage: StateCache<UsageState>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Commands {
     store: EventStore,
     plans: PlanCatalog,
+    caches: std::sync::Arc<Caches>,
 }
 
 impl Commands {
     pub fn new(store: EventStore, plans: PlanCatalog) -> Self {
-        Self { store, plans }
+        Self {
+            store,
+            plans,
+            caches: std::sync::Arc::new(Caches {
+                tenants: StateCache::new(),
+                conversations: StateCache::new(),
+                usage: StateCache::new(),
+            }),
+        }
     }
 
-    async fn fold<S>(
+    async fn fold<S: Clone + Send>(
         &self,
         ctx: &TenantContext,
         stream: &StreamId,
-        initial: S,
+        cache: &StateCache<S>,
+        initial: impl FnOnce() -> S,
         evolve: fn(S, &Event) -> S,
     ) -> Result<(S, u64), StoreError> {
-        self.store
-            .read_stream(ctx, stream, 0)
-            .try_fold(
-                (initial, 0),
-                |(state, _), e| async move { Ok((evolve(state, &e.event), e.stream_version)) },
-            )
-            .await
+        let start = cache.get(ctx.tenant_id, stream).unwrap_or_else(|| (0, initial()));
+        let (state, version) = self
+            .store
+            .read_stream(ctx, stream, start.0)
+            .try_fold((start.1, start.0), |(state, _), e| async move {
+                Ok((evolve(state, &e.event), e.stream_version))
+            })
+            .await?;
+        cache.put(ctx.tenant_id, stream, version, &state);
+        Ok((state, version))
     }
 
     async fn tenant_state(&self, ctx: &TenantContext) -> Result<(TenantState, u64), StoreError> {
-        self.fold(ctx, &StreamId::tenant(), TenantState::new(self.plans), tenant::evolve).await
+        let plans = self.plans;
+        self.fold(ctx, &StreamId::tenant(), &self.caches.tenants, || TenantState::new(plans), tenant::evolve)
+            .await
     }
 
     async fn head(&self, ctx: &TenantContext) -> Result<u64, StoreError> {
@@ -138,8 +198,15 @@ impl Commands {
         let stream = &StreamId::conversation(id);
         self.run(ctx, move || async move {
             let (tenant, _) = self.tenant_state(ctx).await?;
-            let (state, version) =
-                self.fold(ctx, stream, ConversationState::default(), conversation::evolve).await?;
+            let (state, version) = self
+                .fold(
+                    ctx,
+                    stream,
+                    &self.caches.conversations,
+                    ConversationState::default,
+                    conversation::evolve,
+                )
+                .await?;
             let events = conversation::decide(ctx, &tenant, &state, command)?;
             let Some(mut request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
             // A message that carries token usage records it in the month's usage stream in
@@ -149,8 +216,15 @@ impl Commands {
             {
                 let now = chrono::Utc::now();
                 let usage_stream = StreamId::usage(now.year(), now.month());
-                let (month, usage_version) =
-                    self.fold(ctx, &usage_stream, UsageState::default(), conversation::evolve_usage).await?;
+                let (month, usage_version) = self
+                    .fold(
+                        ctx,
+                        &usage_stream,
+                        &self.caches.usage,
+                        UsageState::default,
+                        conversation::evolve_usage,
+                    )
+                    .await?;
                 let record = RecordUsage(UsageRecorded {
                     model,
                     kind: "message".into(),
@@ -177,8 +251,9 @@ impl Commands {
         let stream = &StreamId::usage(at.year(), at.month());
         self.run(ctx, move || async move {
             let (tenant, _) = self.tenant_state(ctx).await?;
-            let (month, version) =
-                self.fold(ctx, stream, UsageState::default(), conversation::evolve_usage).await?;
+            let (month, version) = self
+                .fold(ctx, stream, &self.caches.usage, UsageState::default, conversation::evolve_usage)
+                .await?;
             let events = conversation::decide_usage(ctx, &tenant, &month, command)?;
             Self::request(stream.clone(), version, &events)
         })
