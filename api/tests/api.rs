@@ -692,11 +692,14 @@ mod http {
         let url = format!("{}/v1/tenants/{ta}/conversations/{conv}/messages", api.base);
         let mut answered = None;
         for _ in 0..5 {
+            // `Connection: close`: the server stops reading at the length, so this connection
+            // must not go back to the client's pool for the next request.
             let req = api
                 .client
                 .post(&url)
                 .bearer_auth(&key_a)
                 .header("content-type", "application/json")
+                .header("connection", "close")
                 .body(huge.clone());
             if let Ok(res) = req.send().await {
                 answered = Some(res.status());
