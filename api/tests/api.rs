@@ -365,12 +365,31 @@ mod http {
             )
             .await;
         let key_b = kb["key"].as_str().unwrap().to_owned();
-        let (_, ku, _) = api
+        // A user key acts as one user of the tenant, and must name it.
+        let (s, _, _) = api
             .call(
                 &key_a,
                 M::POST,
                 &format!("/v1/tenants/{ta}/api-keys"),
                 Some(json!({"name": "bot", "role": "user"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        let (_, bot, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/users"),
+                Some(json!({"email": "bot@acme.example", "role": "user"})),
+            )
+            .await;
+        let bot = bot["id"].as_str().unwrap().to_owned();
+        let (_, ku, _) = api
+            .call(
+                &key_a,
+                M::POST,
+                &format!("/v1/tenants/{ta}/api-keys"),
+                Some(json!({"name": "bot", "role": "user", "user_id": bot})),
             )
             .await;
         let key_user = ku["key"].as_str().unwrap().to_owned();
@@ -468,6 +487,48 @@ mod http {
             api.get_at(&key_a, &format!("/v1/tenants/{ta}/audit?action=agent.created"), pos.unwrap()).await;
         assert_eq!((s, audit["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
 
+        // The user key sees its own conversations only.
+        let (s, mine, _) = api
+            .call(
+                &key_user,
+                M::POST,
+                &format!("/v1/tenants/{ta}/conversations"),
+                Some(json!({"agent_id": agent, "user_id": bot})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{mine}");
+        let (s, _, _) = api
+            .call(
+                &key_user,
+                M::POST,
+                &format!("/v1/tenants/{ta}/conversations"),
+                Some(json!({"agent_id": agent})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "a user cannot open a conversation for nobody");
+        let (_, listed) = api
+            .get_at(&key_user, &format!("/v1/tenants/{ta}/conversations"), mine["position"].as_u64().unwrap())
+            .await;
+        let ids: Vec<_> =
+            listed["items"].as_array().unwrap().iter().map(|t| t["conversation_id"].clone()).collect();
+        assert_eq!(ids, vec![mine["id"].clone()], "only its own thread");
+        let (s, _, _) =
+            api.call(&key_user, M::GET, &format!("/v1/tenants/{ta}/conversations/{conv}"), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "another's thread is not there");
+        let (s, _, _) = api
+            .call(&key_user, M::GET, &format!("/v1/tenants/{ta}/conversations/{conv}/messages"), None)
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _, _) = api
+            .call(
+                &key_user,
+                M::POST,
+                &format!("/v1/tenants/{ta}/conversations/{conv}/messages"),
+                Some(json!({"role": "user", "content": "hi"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
         // Users and tools.
         let (s, user, _) = api
             .call(
@@ -534,7 +595,7 @@ mod http {
                 &key_a,
                 M::POST,
                 &format!("/v1/tenants/{ta}/api-keys"),
-                Some(json!({"name": "spare", "role": "user"})),
+                Some(json!({"name": "spare", "role": "admin"})),
             )
             .await;
         let spare_key = spare["id"].as_str().unwrap().to_owned();

@@ -33,7 +33,29 @@ pub enum CodecError {
 pub mod v1 {
     use serde::{Deserialize, Serialize};
 
-    use crate::ids::AgentId;
+    use crate::context::Role;
+    use crate::ids::{AgentId, ApiKeyId};
+
+    /// `apikey.issued` v1, before keys could act as a user.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ApiKeyIssued {
+        pub key_id: ApiKeyId,
+        pub name: String,
+        pub role: Role,
+        pub secret_hash: Vec<u8>,
+    }
+
+    impl From<ApiKeyIssued> for crate::event::ApiKeyIssued {
+        fn from(v1: ApiKeyIssued) -> Self {
+            Self {
+                key_id: v1.key_id,
+                name: v1.name,
+                role: v1.role,
+                secret_hash: v1.secret_hash,
+                user_id: None,
+            }
+        }
+    }
 
     /// `agent.created` v1, before agents had tools.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,7 +198,7 @@ events! {
     ToolRegistered => "tool.registered" v 1,
     ToolUpdated => "tool.updated" v 1,
     ToolRemoved => "tool.removed" v 1,
-    ApiKeyIssued => "apikey.issued" v 1,
+    ApiKeyIssued => "apikey.issued" v 2,
     ApiKeyRevoked => "apikey.revoked" v 1,
     UserAdded => "user.added" v 1,
     UserUpdated => "user.updated" v 1,
@@ -194,6 +216,10 @@ pub fn decode(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, Cod
             let old: v1::AgentCreated = from_bytes(event_type, version, bytes)?;
             Ok(Event::AgentCreated(old.into()))
         }
+        (types::ApiKeyIssued, 1) => {
+            let old: v1::ApiKeyIssued = from_bytes(event_type, version, bytes)?;
+            Ok(Event::ApiKeyIssued(old.into()))
+        }
         _ => decode_current(event_type, version, bytes),
     }
 }
@@ -209,13 +235,17 @@ pub fn transcode<'de, D: serde::Deserializer<'de>>(
         (types::AgentCreated, 1) => to_bytes(&v1::AgentCreated::deserialize(data).map_err(|e| {
             CodecError::Malformed { event_type: event_type.to_owned(), version, reason: e.to_string() }
         })?),
+        (types::ApiKeyIssued, 1) => to_bytes(&v1::ApiKeyIssued::deserialize(data).map_err(|e| {
+            CodecError::Malformed { event_type: event_type.to_owned(), version, reason: e.to_string() }
+        })?),
         _ => transcode_current(event_type, version, data),
     }
 }
 
 /// Whether this build can read the given type and version.
 pub fn is_known(event_type: &str, version: u16) -> bool {
-    matches!((event_type, version), (types::AgentCreated, 1)) || current_version(event_type) == Some(version)
+    matches!((event_type, version), (types::AgentCreated, 1) | (types::ApiKeyIssued, 1))
+        || current_version(event_type) == Some(version)
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ pub struct ToolRemoved {
     pub tool_id: ToolId,
 }
 
+/// Schema version 2: version 1 had no `user_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyIssued {
     pub key_id: ApiKeyId,
@@ -104,6 +105,8 @@ pub struct ApiKeyIssued {
     pub role: Role,
     /// Keyed hash of the secret; the secret itself is never stored.
     pub secret_hash: Vec<u8>,
+    /// The user a `user` key acts as: it reaches that user's conversations only.
+    pub user_id: Option<UserId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -224,6 +224,17 @@ pub fn decide(
             require(!matches!(c.role, Role::SuperAdmin | Role::PartnerAdmin), Rejection::Forbidden)?;
             within(LimitName::MaxApiKeys, state.active_api_keys(), limits.max_api_keys)?;
             validate::text("name", &c.name, 1, 200)?;
+            match (c.role, c.user_id) {
+                (Role::User, Some(user)) => require(
+                    state.users.get(&user).is_some_and(|u| !u.removed),
+                    Rejection::UserNotFound(user),
+                )?,
+                (Role::User, None) => {
+                    return Err(Rejection::invalid("user_id", "a user key names the user it acts as"));
+                }
+                (_, Some(_)) => return Err(Rejection::invalid("user_id", "only a user key acts as a user")),
+                (_, None) => {}
+            }
             Event::ApiKeyIssued(c.clone())
         }
         C::RevokeApiKey { key_id } => {

@@ -103,6 +103,7 @@ fn roles_bound_what_keys_users_and_limits_may_be() {
         name: "k".into(),
         role: Role::SuperAdmin,
         secret_hash: vec![1],
+        user_id: None,
     };
     tenant_scenario(&[created(5)])
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::IssueApiKey(key.clone())))
@@ -120,6 +121,41 @@ fn roles_bound_what_keys_users_and_limits_may_be() {
     tenant_scenario(&[created(5), Event::UserAdded(first)])
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::AddUser(second.clone())))
         .then_rejected(Rejection::EmailTaken);
+}
+
+#[test]
+fn a_user_key_acts_as_an_existing_user_and_old_keys_upcast() {
+    let ctx = admin(TenantId::new());
+    let user = UserId::new();
+    let given =
+        [created(5), Event::UserAdded(UserAdded { user_id: user, email: "u@x.io".into(), role: Role::User })];
+    let key = |role, user_id| ApiKeyIssued {
+        key_id: ApiKeyId::new(),
+        name: "k".into(),
+        role,
+        secret_hash: vec![1],
+        user_id,
+    };
+    let ok = key(Role::User, Some(user));
+    tenant_scenario(&given)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::IssueApiKey(ok.clone())))
+        .then(&[Event::ApiKeyIssued(ok.clone())]);
+    let stranger = UserId::new();
+    tenant_scenario(&given)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::IssueApiKey(key(Role::User, Some(stranger)))))
+        .then_rejected(Rejection::UserNotFound(stranger));
+    tenant_scenario(&given)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::IssueApiKey(key(Role::User, None))))
+        .then_rejected(Rejection::invalid("user_id", "a user key names the user it acts as"));
+    // A v1 key (before keys could act as a user) decodes with no user.
+    let v1 = codec::v1::ApiKeyIssued {
+        key_id: ok.key_id,
+        name: "k".into(),
+        role: Role::Admin,
+        secret_hash: vec![1],
+    };
+    let event = codec::decode(codec::types::ApiKeyIssued, 1, &codec::to_bytes(&v1).unwrap()).unwrap();
+    assert_eq!(event, Event::ApiKeyIssued(ApiKeyIssued { role: Role::Admin, user_id: None, ..ok }));
 }
 
 #[test]
@@ -336,14 +372,14 @@ fn event() -> impl Strategy<Value = Event> {
             ToolUpdated { tool_id, description: None, endpoint: None, parameters: None, enabled }
         )),
         id().prop_map(|tool_id| Event::ToolRemoved(ToolRemoved { tool_id })),
-        (id(), text(), role(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
-            |(key_id, name, role, secret_hash)| Event::ApiKeyIssued(ApiKeyIssued {
+        (id(), text(), role(), proptest::collection::vec(any::<u8>(), 0..40), proptest::option::of(id()))
+            .prop_map(|(key_id, name, role, secret_hash, user_id)| Event::ApiKeyIssued(ApiKeyIssued {
                 key_id,
                 name,
                 role,
-                secret_hash
-            })
-        ),
+                secret_hash,
+                user_id
+            })),
         id().prop_map(|key_id| Event::ApiKeyRevoked(ApiKeyRevoked { key_id })),
         (id(), text(), role()).prop_map(|(user_id, email, role)| Event::UserAdded(UserAdded {
             user_id,

@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 use tenantry_domain::event::ApiKeyIssued;
 use tenantry_domain::tenant::TenantCommand;
-use tenantry_domain::{PlanCatalog, Role, TenantContext, TenantId};
+use tenantry_domain::{PlanCatalog, Role, TenantContext, TenantId, UserId};
 use tenantry_projections::models::directory;
 
 use crate::http::MIN_POSITION_WAIT;
@@ -27,6 +27,9 @@ pub struct CreateArgs {
     pub role: Role,
     #[arg(long, default_value = "cli")]
     pub name: String,
+    /// The user a `user` key acts as (required for `--role user`).
+    #[arg(long)]
+    pub user: Option<UserId>,
     #[command(flatten)]
     pub store: StoreSettings,
 }
@@ -45,7 +48,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     let commands = Commands::new(projections.store().clone(), PlanCatalog::default());
     let ctx = TenantContext::system(args.tenant);
     let (key_id, token, secret_hash) = hasher.issue();
-    let issued = ApiKeyIssued { key_id, name: args.name, role: args.role, secret_hash };
+    let issued = ApiKeyIssued { key_id, name: args.name, role: args.role, secret_hash, user_id: args.user };
     let out = commands.tenant(&ctx, &TenantCommand::IssueApiKey(issued)).await?;
     // Project the key now, so it authenticates even before a server catches up.
     projections.catch_up(&ctx).await?;

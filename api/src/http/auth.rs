@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::Row;
-use tenantry_domain::{Actor, ApiKeyId, RequestId, Role, TenantContext, TenantId};
+use tenantry_domain::{Actor, ApiKeyId, RequestId, Role, TenantContext, TenantId, UserId};
 use tenantry_projections::ProjectionError;
 use uuid::Uuid;
 
@@ -188,7 +188,7 @@ impl FromRequestParts<AppState> for Caller {
         let pool = state.projections.db().pool();
         if let Some((key_id, secret)) = parse_tenant_key(token) {
             let row = sqlx::query(
-                "SELECT tenant_id, secret_hash, role, revoked FROM dir_api_keys WHERE key_id = $1",
+                "SELECT tenant_id, secret_hash, role, revoked, user_id FROM dir_api_keys WHERE key_id = $1",
             )
             .bind(key_id.to_string())
             .fetch_optional(pool)
@@ -212,13 +212,14 @@ impl FromRequestParts<AppState> for Caller {
                 Ok("user") => Role::User,
                 _ => return Err(ApiError::Unauthorized),
             };
-            return Ok(Caller {
-                role,
-                tenant: Some(tenant),
-                actor: Actor::ApiKey(ApiKeyId::from_uuid(key_id)),
-                request_id,
-                source_ip,
-            });
+            // A user key acts as its user: conversations are then decided and listed as theirs.
+            let user: Option<UserId> =
+                row.try_get::<Option<String>, _>("user_id").ok().flatten().and_then(|u| u.parse().ok());
+            let actor = match (role, user) {
+                (Role::User, Some(user)) => Actor::User(user),
+                _ => Actor::ApiKey(ApiKeyId::from_uuid(key_id)),
+            };
+            return Ok(Caller { role, tenant: Some(tenant), actor, request_id, source_ip });
         }
         let row = sqlx::query("SELECT secret_hash FROM platform_keys WHERE key_id = 'bootstrap'")
             .fetch_optional(pool)

@@ -229,8 +229,9 @@ impl Projector for Directory {
                 Event::ApiKeyIssued(k) => {
                     exec(
                         conn,
-                        "INSERT INTO dir_api_keys (tenant_id, key_id, name, role, secret_hash, revoked, created_at)
-                         VALUES ($1, $2, $3, $4, $5, 0, $6)",
+                        "INSERT INTO dir_api_keys (tenant_id, key_id, name, role, secret_hash, revoked, created_at,
+                                                   user_id)
+                         VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
                         vec![
                             t(),
                             k.key_id.to_string().into(),
@@ -238,6 +239,7 @@ impl Projector for Directory {
                             k.role.as_str().into(),
                             hex::encode(&k.secret_hash).into(),
                             at.into(),
+                            k.user_id.map(|u| u.to_string()).into(),
                         ],
                     )
                     .await?;

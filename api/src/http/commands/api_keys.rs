@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::event::ApiKeyIssued;
 use tenantry_domain::tenant::TenantCommand;
-use tenantry_domain::{ApiKeyId, Role, TenantId};
+use tenantry_domain::{ApiKeyId, Role, TenantId, UserId};
 use tenantry_projections::models::directory;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,6 +23,8 @@ use crate::http::{AppState, MIN_POSITION_WAIT, written};
 pub struct CreateKey {
     pub name: String,
     pub role: Role,
+    /// Required for a `user` key: the user it acts as.
+    pub user_id: Option<UserId>,
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -37,8 +39,13 @@ pub async fn create(
     AppJson(body): AppJson<CreateKey>,
 ) -> Result<Response, ApiError> {
     let (key_id, token, secret_hash) = state.keys.issue();
-    let command =
-        TenantCommand::IssueApiKey(ApiKeyIssued { key_id, name: body.name, role: body.role, secret_hash });
+    let command = TenantCommand::IssueApiKey(ApiKeyIssued {
+        key_id,
+        name: body.name,
+        role: body.role,
+        secret_hash,
+        user_id: body.user_id,
+    });
     let out = state.commands.tenant(&ctx, &command).await?;
     state.projections.wait_for(directory::NAME, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await?;
     Ok(written(StatusCode::CREATED, Some(key_id.to_string()), out, json!({ "key": token })))

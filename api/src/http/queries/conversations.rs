@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantry_domain::{AgentId, ConversationId, TenantId, UserId};
+use tenantry_domain::{Actor, AgentId, ConversationId, Role, TenantContext, TenantId, UserId};
 use tenantry_projections::models::conversations::{self, ThreadFilter};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,10 +36,12 @@ pub async fn list(
     AppQuery(p): AppQuery<ThreadParams>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, conversations::NAME, &ctx, min).await?;
-    let filter = ThreadFilter {
-        agent_id: p.agent_id.map(|a| a.to_string()),
-        user_id: p.user_id.map(|u| u.to_string()),
+    // A user sees its own threads only, whatever it asks for.
+    let user_id = match own_user(&ctx)? {
+        Some(me) => Some(me),
+        None => p.user_id.map(|u| u.to_string()),
     };
+    let filter = ThreadFilter { agent_id: p.agent_id.map(|a| a.to_string()), user_id };
     let page = conversations::threads(
         &ctx,
         state.projections.db(),
@@ -59,9 +61,7 @@ pub async fn one(
     AppPath((_, conversation)): AppPath<(TenantId, ConversationId)>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, conversations::NAME, &ctx, min).await?;
-    let row = conversations::thread(&ctx, state.projections.db(), &conversation.to_string())
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let row = visible_thread(&ctx, &state, &conversation.to_string()).await?;
     Ok(Json(json!(row)))
 }
 
@@ -76,7 +76,29 @@ pub async fn messages(
     caught_up(&state, conversations::NAME, &ctx, min).await?;
     let db = state.projections.db();
     let id = conversation.to_string();
-    conversations::thread(&ctx, db, &id).await?.ok_or(ApiError::NotFound)?;
+    visible_thread(&ctx, &state, &id).await?;
     let page = conversations::messages(&ctx, db, &id, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?;
     Ok(Json(json!(page)))
+}
+
+/// For a `user` caller, the user it acts as; `Forbidden` for a user key bound to no user.
+fn own_user(ctx: &TenantContext) -> Result<Option<String>, ApiError> {
+    match (ctx.role, &ctx.actor) {
+        (Role::User, Actor::User(me)) => Ok(Some(me.to_string())),
+        (Role::User, _) => Err(ApiError::Forbidden("this user key acts as no user".into())),
+        _ => Ok(None),
+    }
+}
+
+/// A thread the caller may see: another user's thread is not there for a user (404).
+async fn visible_thread(
+    ctx: &TenantContext,
+    state: &AppState,
+    id: &str,
+) -> Result<conversations::ThreadRow, ApiError> {
+    let row = conversations::thread(ctx, state.projections.db(), id).await?.ok_or(ApiError::NotFound)?;
+    match own_user(ctx)? {
+        Some(me) if row.user_id.as_deref() != Some(me.as_str()) => Err(ApiError::NotFound),
+        _ => Ok(row),
+    }
 }
