@@ -344,6 +344,15 @@ mod http {
         let (s, _, _) =
             api.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "acme", "name": "Again"}))).await;
         assert_eq!(s, StatusCode::CONFLICT, "a taken slug");
+        let (s, _, _) = api
+            .call(
+                BOOTSTRAP,
+                M::POST,
+                "/v1/tenants",
+                Some(json!({"slug": "typo", "name": "T", "limits": {"max_agentz": 1}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "an unknown limit name");
 
         // Keys: the secret is answered once and works at once.
         let (s, ka, _) = api

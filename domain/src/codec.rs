@@ -242,12 +242,6 @@ pub fn transcode<'de, D: serde::Deserializer<'de>>(
     }
 }
 
-/// Whether this build can read the given type and version.
-pub fn is_known(event_type: &str, version: u16) -> bool {
-    matches!((event_type, version), (types::AgentCreated, 1) | (types::ApiKeyIssued, 1))
-        || current_version(event_type) == Some(version)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

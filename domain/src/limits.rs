@@ -12,6 +12,11 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// The plan an [`Plan::as_str`] name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Starter, Self::Professional, Self::Enterprise].into_iter().find(|p| p.as_str() == name)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Starter => "starter",
@@ -34,8 +39,10 @@ pub struct Limits {
     pub max_concurrent_requests: u64,
 }
 
-/// Per-tenant overrides of its plan's limits; `None` keeps the plan's value.
+/// Per-tenant overrides of its plan's limits; `None` keeps the plan's value. Also the shape
+/// the API takes them in (unknown names refused; postcard ignores that attribute).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     pub max_agents: Option<u64>,
     pub max_users: Option<u64>,
@@ -163,5 +170,18 @@ impl LimitName {
 impl std::fmt::Display for LimitName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_names_round_trip() {
+        for plan in [Plan::Starter, Plan::Professional, Plan::Enterprise] {
+            assert_eq!(Plan::parse(plan.as_str()), Some(plan));
+        }
+        assert_eq!(Plan::parse("gold"), None);
     }
 }

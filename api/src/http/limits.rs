@@ -49,12 +49,7 @@ impl Gates {
     async fn limits(state: &AppState, tenant: TenantId) -> Option<(u64, u64)> {
         let ctx = TenantContext::system(tenant);
         let row = directory::tenant(&ctx, state.projections.db()).await.ok()??;
-        let plan = match row.plan.as_str() {
-            "professional" => tenantry_domain::Plan::Professional,
-            "enterprise" => tenantry_domain::Plan::Enterprise,
-            _ => tenantry_domain::Plan::Starter,
-        };
-        let limits = row.limits.apply_to(state.plans.limits(plan));
+        let limits = row.effective_limits(&state.plans);
         Some((limits.requests_per_minute, limits.max_concurrent_requests))
     }
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::Settings;
-use tenantry_domain::{Event, LimitOverrides, TenantContext};
+use tenantry_domain::{Event, LimitOverrides, Limits, Plan, PlanCatalog, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_text, page_size, text};
@@ -281,6 +281,15 @@ pub struct TenantRow {
     pub limits: LimitOverrides,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl TenantRow {
+    /// The tenant's limits: its plan's defaults with its overrides applied.
+    pub fn effective_limits(&self, plans: &PlanCatalog) -> Limits {
+        // The plan column is written from `Plan::as_str`; any other value is not stored.
+        let plan = Plan::parse(&self.plan).unwrap_or(Plan::Starter);
+        self.limits.apply_to(plans.limits(plan))
+    }
 }
 
 impl TryFrom<&AnyRow> for TenantRow {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
-use tenantry_domain::{Event, LimitName, Limits, Plan, PlanCatalog, TenantContext};
+use tenantry_domain::{Event, LimitName, PlanCatalog, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_text};
@@ -116,14 +116,6 @@ pub struct Quota {
     pub resets_at: Option<DateTime<Utc>>,
 }
 
-fn plan(name: &str) -> Plan {
-    match name {
-        "professional" => Plan::Professional,
-        "enterprise" => Plan::Enterprise,
-        _ => Plan::Starter,
-    }
-}
-
 /// Every limit of the tenant with what is used of it at `now`; `None` when the tenant is
 /// unknown to the read side.
 pub async fn quotas(
@@ -134,7 +126,7 @@ pub async fn quotas(
 ) -> Result<Option<Vec<Quota>>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let Some(row) = directory::tenant(ctx, db).await? else { return Ok(None) };
-    let limits: Limits = row.limits.apply_to(plans.limits(plan(&row.plan)));
+    let limits = row.effective_limits(plans);
     let key = tenant.to_string();
     let counters = sqlx::query(
         "SELECT period, api_calls, tokens, bytes FROM quota_counters WHERE tenant_id = $1 AND period IN ($2, $3, 'all')",

@@ -43,35 +43,6 @@ impl From<SettingsBody> for Settings {
     }
 }
 
-/// Limits as the API spells them; absent ones keep the plan's value.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsBody {
-    pub max_agents: Option<u64>,
-    pub max_users: Option<u64>,
-    pub max_api_keys: Option<u64>,
-    pub api_calls_per_day: Option<u64>,
-    pub tokens_per_month: Option<u64>,
-    pub storage_bytes: Option<u64>,
-    pub requests_per_minute: Option<u64>,
-    pub max_concurrent_requests: Option<u64>,
-}
-
-impl From<LimitsBody> for LimitOverrides {
-    fn from(b: LimitsBody) -> Self {
-        Self {
-            max_agents: b.max_agents,
-            max_users: b.max_users,
-            max_api_keys: b.max_api_keys,
-            api_calls_per_day: b.api_calls_per_day,
-            tokens_per_month: b.tokens_per_month,
-            storage_bytes: b.storage_bytes,
-            requests_per_minute: b.requests_per_minute,
-            max_concurrent_requests: b.max_concurrent_requests,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
@@ -80,7 +51,8 @@ pub struct CreateTenant {
     pub plan: Option<Plan>,
     pub partner_id: Option<PartnerId>,
     pub settings: Option<SettingsBody>,
-    pub limits: Option<LimitsBody>,
+    /// Absent limits keep the plan's value.
+    pub limits: Option<LimitOverrides>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +61,8 @@ pub struct PatchTenant {
     pub name: Option<String>,
     pub plan: Option<Plan>,
     pub settings: Option<SettingsBody>,
-    pub limits: Option<LimitsBody>,
+    /// Absent limits keep the plan's value.
+    pub limits: Option<LimitOverrides>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,7 +106,7 @@ pub async fn create(
         plan: body.plan.unwrap_or(Plan::Starter),
         partner_id: body.partner_id,
         settings: body.settings.map(Into::into).unwrap_or_default(),
-        limits: body.limits.map(Into::into).unwrap_or_default(),
+        limits: body.limits.unwrap_or_default(),
     });
     let out = state.commands.tenant(&ctx, &command).await?;
     Ok(written(StatusCode::CREATED, Some(tenant.to_string()), out, json!({})))
@@ -150,7 +123,7 @@ pub async fn update(
         name: body.name,
         plan: body.plan,
         settings: body.settings.map(Into::into),
-        limits: body.limits.map(Into::into),
+        limits: body.limits,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
