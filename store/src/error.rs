@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The hash chain does not hold at this position.
     #[error("tenant {tenant}: hash chain broken at position {position}: {reason}")]
     ChainBroken { tenant: TenantId, position: u64, reason: String },
+    /// The tenant has no log: never created, or purged.
+    #[error("tenant {tenant} has no events")]
+    UnknownTenant { tenant: TenantId },
     #[error("invalid master key: {0}")]
     MasterKey(String),
     #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://…")]

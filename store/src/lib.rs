@@ -7,6 +7,7 @@
 //! - [`model`]: append requests, expected versions, recorded events.
 //! - [`crypto`]: the master key; tenant data keys are wrapped by it (crypto-shredding).
 //! - [`chain`]: the hash chain and its verification report.
+//! - [`export`]: verifiable JSON Lines exports of a tenant's log and their offline check.
 //! - [`error`]: the store's typed errors.
 //! - `backend`, `sqlite`, `postgres`: the database backends behind one internal trait.
 
@@ -14,6 +15,7 @@ mod backend;
 pub mod chain;
 pub mod crypto;
 pub mod error;
+pub mod export;
 pub mod model;
 mod postgres;
 mod sqlite;

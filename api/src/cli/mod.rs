@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod export;
 pub mod keys;
 pub mod progress;
 pub mod replay;
@@ -26,6 +27,10 @@ pub enum Command {
     Status(crate::settings::StoreSettings),
     /// Run the projectors without serving HTTP (finds work by polling the database).
     Worker(crate::settings::StoreSettings),
+    /// Write a tenant's whole log as verifiable JSON Lines.
+    Export(export::ExportArgs),
+    /// Check an export offline: OK with counts, or the first position found wrong.
+    Verify(export::VerifyArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -38,6 +43,8 @@ impl Cli {
             Command::Replay(args) => replay::run(args).await,
             Command::Status(store) => status::run(store).await,
             Command::Worker(store) => worker::run(store).await,
+            Command::Export(args) => export::run_export(args).await,
+            Command::Verify(args) => export::run_verify(args),
             Command::Keys(command) => keys::run(command).await,
         }
     }

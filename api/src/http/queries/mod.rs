@@ -8,6 +8,7 @@ use super::AppState;
 
 pub mod conversations;
 pub mod directory;
+pub mod export;
 pub mod reports;
 
 /// Page parameters shared by list routes.
@@ -20,5 +21,9 @@ pub struct PageParams {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(directory::router()).merge(conversations::router()).merge(reports::router())
+    OpenApiRouter::new()
+        .merge(directory::router())
+        .merge(conversations::router())
+        .merge(reports::router())
+        .merge(export::router())
 }
