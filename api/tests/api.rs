@@ -677,7 +677,7 @@ mod http {
         // A user key: conversations, messages and usage; no management, no audit, no keys.
         for (method, path) in &a_paths {
             let user_may = *method == M::GET
-                && !["/api-keys", "/users", "/audit"].iter().any(|p| path.contains(p))
+                && !["/api-keys", "/users", "/audit", "/export"].iter().any(|p| path.contains(p))
                 || (*method == M::POST
                     && (path.ends_with("/conversations")
                         || path.ends_with("/messages")
@@ -714,6 +714,21 @@ mod http {
         assert_eq!(denials, a_paths.len());
         let (_, settings) = api.get_at(&key_a, &format!("/v1/tenants/{ta}/settings"), after.unwrap()).await;
         assert_eq!(settings["agent_name"], "Ava");
+        // The export holds the whole log up to now, and verifies offline.
+        let res = api
+            .client
+            .get(format!("{}/v1/tenants/{ta}/export", api.base))
+            .bearer_auth(&key_a)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+        let bytes = res.bytes().await.unwrap();
+        let summary = tenantry_store::export::verify(&bytes[..], |_, _| Ok(())).unwrap();
+        assert_eq!(summary.head_position, after.unwrap());
+        assert_eq!(summary.events, after.unwrap());
+        assert!(String::from_utf8_lossy(&bytes).contains("helpdesk"));
         let (_, listed, _) = api.call(&key_b, M::GET, "/v1/tenants", None).await;
         assert_eq!(
             listed["items"].as_array().map(Vec::len),
