@@ -5,9 +5,11 @@
 //! - [`startup`]: [`Application`]: opens the store, binds the listener, serves until shutdown.
 //! - [`service`]: commands decided on state from the streams, retried on conflicts.
 //! - [`http`]: the axum routers.
+//! - [`compliance`]: tenant purge as a resumable state machine.
 //! - [`cli`]: one file per subcommand of the binary.
 
 pub mod cli;
+pub mod compliance;
 pub mod http;
 pub mod service;
 pub mod settings;

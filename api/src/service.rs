@@ -58,6 +58,12 @@ impl<S: Clone> StateCache<S> {
         self.map.lock().ok()?.get(&(tenant, stream.as_str().to_owned())).cloned()
     }
 
+    fn forget(&self, tenant: TenantId) {
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|(t, _), _| *t != tenant);
+        }
+    }
+
     fn put(&self, tenant: TenantId, stream: &StreamId, version: u64, state: &S) {
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= CACHED_STREAMS {
@@ -97,6 +103,13 @@ impl Commands {
                 usage: StateCache::new(),
             }),
         }
+    }
+
+    /// Drop every state cached for the tenant (after a purge or an erasure).
+    pub fn forget_tenant(&self, tenant: TenantId) {
+        self.caches.tenants.forget(tenant);
+        self.caches.conversations.forget(tenant);
+        self.caches.usage.forget(tenant);
     }
 
     async fn fold<S: Clone + Send>(

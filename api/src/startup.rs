@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use tenantry_domain::PlanCatalog;
 
+use crate::compliance::Purger;
 use crate::http::auth::{KeyHasher, ensure_bootstrap_key};
 use crate::http::{self, AppState, ServeRole};
 use crate::service::Commands;
@@ -78,8 +79,10 @@ impl Application {
         let (projections, master) = open_all(&settings.store).await?;
         let plans = PlanCatalog::default();
         let store = projections.store().clone();
+        let commands = Commands::new(store.clone(), plans);
         let state = AppState {
-            commands: Commands::new(store.clone(), plans),
+            purger: Purger::new(projections.clone(), Some(commands.clone())),
+            commands,
             keys: KeyHasher::new(&master),
             store,
             projections,
@@ -124,6 +127,10 @@ impl Application {
                 let _ = stop.wait_for(|s| *s).await;
             }))
         });
+        // Purges a killed process left unfinished carry on in the background.
+        if self.role != ServeRole::Queries {
+            self.state.purger.resume_all().await?;
+        }
         let app = http::router(self.state, self.role);
         axum::serve(self.listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(shutdown)

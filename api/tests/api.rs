@@ -804,8 +804,8 @@ mod http {
         let (s, _, _) =
             api.call(&key_a, M::GET, &format!("/v1/tenants/{ta}/conversations?limit=abc"), None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
-        let (s, _, _) = api.call(BOOTSTRAP, M::DELETE, &format!("/v1/tenants/{ta}"), None).await;
-        assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+        let (s, _, _) = api.call(&key_a, M::DELETE, &format!("/v1/tenants/{ta}"), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "only the platform operator purges a tenant");
 
         // Suspension stops the tenant's commands; resuming restores them.
         let (s, _, _) = api

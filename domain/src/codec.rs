@@ -207,6 +207,7 @@ events! {
     MessageAppended => "message.appended" v 1,
     UsageRecorded => "usage.recorded" v 1,
     AccessDenied => "access.denied" v 1,
+    TenantPurged => "tenant.purged" v 1,
 }
 
 /// Decode a stored payload, upcasting older schema versions to the current shape.

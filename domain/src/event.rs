@@ -207,6 +207,19 @@ pub struct AccessDenied {
     pub reason: String,
 }
 
+/// The tombstone of a purged tenant, kept in the platform log ([`crate::TenantId::PLATFORM`]).
+/// It holds no personal data: ids, who asked, when, and what was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantPurged {
+    pub tenant_id: crate::ids::TenantId,
+    /// The actor that asked (`system`, `apikey:<id>` …).
+    pub requested_by: String,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub requested_at: DateTime<Utc>,
+    pub events_deleted: u64,
+    pub rows_deleted: u64,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -229,6 +242,7 @@ pub enum Event {
     MessageAppended(MessageAppended),
     UsageRecorded(UsageRecorded),
     AccessDenied(AccessDenied),
+    TenantPurged(TenantPurged),
 }
 
 /// Who caused an event, from where. Stored encrypted beside the payload.

@@ -76,6 +76,12 @@ uuid_id!(
     /// A customer organisation. Every key in every table starts with it.
     TenantId, "tenant"
 );
+impl TenantId {
+    /// The platform's own log (the nil UUID): tombstones of purged tenants. No customer
+    /// tenant ever has this id.
+    pub const PLATFORM: Self = Self(Uuid::nil());
+}
+
 uuid_id!(
     /// One event, unique within its tenant; appends are idempotent by it.
     EventId, "event"

@@ -344,7 +344,8 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::ConversationOpened(_)
         | Event::MessageAppended(_)
         | Event::UsageRecorded(_)
-        | Event::AccessDenied(_) => {}
+        | Event::AccessDenied(_)
+        | Event::TenantPurged(_) => {}
     }
     state
 }

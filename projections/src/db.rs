@@ -92,11 +92,8 @@ pub(crate) fn bind<'q>(
     query
 }
 
-pub(crate) async fn exec(
-    conn: &mut AnyConnection,
-    sql: &str,
-    vals: Vec<Val>,
-) -> Result<u64, ProjectionError> {
+/// Run one statement with values bound in order; returns the rows affected.
+pub async fn exec(conn: &mut AnyConnection, sql: &str, vals: Vec<Val>) -> Result<u64, ProjectionError> {
     Ok(bind(sqlx::query(sql), vals).execute(conn).await?.rows_affected())
 }
 
@@ -173,6 +170,8 @@ impl ReadDb {
                         // The store's writer holds the lock briefly; wait instead of failing.
                         conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // Deleted rows (a purged tenant's) are zeroed in the file.
+                        conn.execute("PRAGMA secure_delete = ON").await?;
                     }
                     Ok(())
                 })

@@ -42,8 +42,8 @@ pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
 ///     async fn apply(&self, _: &mut AnyConnection, _: &str, _: &[RecordedEvent]) -> Result<(), ProjectionError> {
 ///         Ok(())
 ///     }
-///     async fn clear(&self, _: &mut AnyConnection, _: &str) -> Result<(), ProjectionError> {
-///         Ok(())
+///     async fn clear(&self, _: &mut AnyConnection, _: &str) -> Result<u64, ProjectionError> {
+///         Ok(0)
 ///     }
 /// }
 /// ```
@@ -60,8 +60,8 @@ pub trait Projector: Send + Sync + 'static {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError>;
 
-    /// Delete every row this projector holds for the tenant.
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError>;
+    /// Delete every row this projector holds for the tenant; returns the rows deleted.
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError>;
 }
 
 /// One projector's standing, for `tenantry status`.
@@ -627,6 +627,29 @@ impl Projections {
         exec(&mut conn, "DELETE FROM projection_rebuilds WHERE projector = $1", vec![Val::from(job)]).await?;
         progress.finish();
         Ok(applied)
+    }
+
+    /// Delete every read-model row of a tenant, with its checkpoints and stalls, inside the
+    /// caller's transaction (so it can record the purge's progress in the same commit).
+    /// Deleting the checkpoints first waits for a projector that is applying a page for this
+    /// tenant. Call it after the tenant's log is gone, or a projector would build the rows
+    /// again. Returns the rows deleted.
+    pub async fn purge_tenant(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+    ) -> Result<u64, ProjectionError> {
+        let key = tenant_key(tenant);
+        let mut deleted = 0;
+        for table in ["projection_checkpoints", "projection_stalls"] {
+            deleted +=
+                exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![key.clone().into()])
+                    .await?;
+        }
+        for p in self.projectors.iter() {
+            deleted += p.clear(conn, &key).await?;
+        }
+        Ok(deleted)
     }
 
     /// Per projector: tenants behind, lag in events, stalled tenants with their reason.

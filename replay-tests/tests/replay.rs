@@ -285,7 +285,7 @@ impl Projector for Chaos {
         }
         Ok(())
     }
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
         self.inner.clear(conn, tenant).await
     }
 }

@@ -160,6 +160,13 @@ pub(crate) trait Backend: Send + Sync {
     /// Store a wrapped key unless one exists already (a concurrent first append won).
     async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError>;
     async fn destroy_key(&self, tenant: TenantId) -> Result<(), StoreError>;
+    /// Delete the tenant's events, streams, idempotency keys and head under its head lock,
+    /// and keep its key row destroyed. Returns the events deleted.
+    async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError>;
+    /// Make deleted rows unrecoverable from the database files where the backend can
+    /// (SQLite: checkpoint and truncate the WAL; deleted pages are zeroed by
+    /// `secure_delete`).
+    async fn scrub(&self) -> Result<(), StoreError>;
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError>;
     /// Positions of the stored events with these ids.
     async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError>;

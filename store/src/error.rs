@@ -62,6 +62,11 @@ impl StoreError {
     }
 }
 
+/// Whether the database refused to re-create the head of a tenant whose key is destroyed.
+pub(crate) fn shredded(err: &sqlx::Error) -> bool {
+    err.as_database_error().is_some_and(|db| db.message().contains("tenantry: tenant key destroyed"))
+}
+
 /// Which unique constraint an insert hit, if any.
 pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let db = err.as_database_error()?;

@@ -43,7 +43,10 @@ impl Sqlite {
             // power loss can drop the last few. FULL halves the append rate.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", "-16384");
+            .pragma("cache_size", "-16384")
+            // Deleted content is overwritten with zeros: a purged tenant's rows do not linger
+            // in free pages of the file.
+            .pragma("secure_delete", "ON");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
@@ -109,6 +112,34 @@ impl Backend for Sqlite {
         .bind(now_ms())
         .execute(&self.write)
         .await?;
+        Ok(())
+    }
+
+    async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let id = tenant.as_uuid();
+        let events = sqlx::query("DELETE FROM events WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
+        for table in ["streams", "idempotency_keys", "tenant_heads"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = ?"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at, destroyed_at) VALUES (?1, NULL, ?2, ?2)
+             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(events.rows_affected())
+    }
+
+    async fn scrub(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.write).await?;
         Ok(())
     }
 

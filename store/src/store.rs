@@ -183,6 +183,12 @@ impl EventStore {
                     Err(_) => Err(conflict),
                 };
             }
+            // A purged tenant's head may not be re-created (a trigger refuses it), even by a
+            // process that still holds the old key in memory.
+            Err(StoreError::Database(e)) if crate::error::shredded(&e) => {
+                self.vault.forget(tenant);
+                return Err(StoreError::KeyDestroyed { tenant });
+            }
             other => other?,
         };
         let outcome = match attempt {
@@ -410,6 +416,21 @@ impl EventStore {
         self.backend.destroy_key(ctx.tenant_id).await?;
         self.vault.forget(ctx.tenant_id);
         Ok(())
+    }
+
+    /// Delete the tenant's whole log: events, streams, idempotency keys and head. The data key
+    /// is destroyed first if it was not already, and stays destroyed: the tenant's log can
+    /// never start again. Returns the events deleted; running it again deletes nothing.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    pub async fn purge_log(&self, ctx: &TenantContext) -> Result<u64, StoreError> {
+        self.destroy_key(ctx).await?;
+        self.backend.purge_log(ctx.tenant_id).await
+    }
+
+    /// Make deleted rows unrecoverable from the database files where the backend allows it
+    /// (SQLite: zeroed pages and a truncated WAL). PostgreSQL keeps dead tuples until VACUUM.
+    pub async fn scrub(&self) -> Result<(), StoreError> {
+        self.backend.scrub().await
     }
 
     /// Recompute the hash chain over positions `from..=to` (to the head when `to` is `None`).

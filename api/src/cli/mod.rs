@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 pub mod export;
 pub mod keys;
 pub mod progress;
+pub mod purge;
 pub mod replay;
 pub mod serve;
 pub mod status;
@@ -31,6 +32,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Check an export offline: OK with counts, or the first position found wrong.
     Verify(export::VerifyArgs),
+    /// Purge a tenant for good (GDPR): key, events, read models; leaves a tombstone.
+    Purge(purge::PurgeArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -45,6 +48,7 @@ impl Cli {
             Command::Worker(store) => worker::run(store).await,
             Command::Export(args) => export::run_export(args).await,
             Command::Verify(args) => export::run_verify(args),
+            Command::Purge(args) => purge::run(args).await,
             Command::Keys(command) => keys::run(command).await,
         }
     }

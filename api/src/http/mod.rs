@@ -41,6 +41,7 @@ pub struct AppState {
     pub keys: auth::KeyHasher,
     pub plans: PlanCatalog,
     pub gates: limits::Gates,
+    pub purger: crate::compliance::Purger,
 }
 
 /// Which routers a process serves.

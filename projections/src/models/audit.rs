@@ -36,6 +36,7 @@ fn target(event: &Event) -> Option<String> {
         Event::MessageAppended(e) => format!("conversation:{}", e.conversation_id),
         Event::UsageRecorded(e) => format!("model:{}", e.model),
         Event::AccessDenied(e) => return e.target.clone(),
+        Event::TenantPurged(e) => format!("tenant:{}", e.tenant_id),
         Event::TenantCreated(_)
         | Event::TenantUpdated(_)
         | Event::TenantSuspended(_)
@@ -99,9 +100,8 @@ impl Projector for AuditLog {
         .await
     }
 
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
-        exec(conn, "DELETE FROM audit_entries WHERE tenant_id = $1", vec![Val::from(tenant)]).await?;
-        Ok(())
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
+        exec(conn, "DELETE FROM audit_entries WHERE tenant_id = $1", vec![Val::from(tenant)]).await
     }
 }
 

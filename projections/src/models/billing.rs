@@ -143,9 +143,8 @@ impl Projector for Billing {
         .await
     }
 
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
-        exec(conn, "DELETE FROM usage_daily WHERE tenant_id = $1", vec![Val::from(tenant)]).await?;
-        Ok(())
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
+        exec(conn, "DELETE FROM usage_daily WHERE tenant_id = $1", vec![Val::from(tenant)]).await
     }
 }
 

@@ -120,10 +120,9 @@ impl Projector for Conversations {
         Ok(())
     }
 
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
-        exec(conn, "DELETE FROM conv_messages WHERE tenant_id = $1", vec![tenant.into()]).await?;
-        exec(conn, "DELETE FROM conv_threads WHERE tenant_id = $1", vec![tenant.into()]).await?;
-        Ok(())
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
+        Ok(exec(conn, "DELETE FROM conv_messages WHERE tenant_id = $1", vec![tenant.into()]).await?
+            + exec(conn, "DELETE FROM conv_threads WHERE tenant_id = $1", vec![tenant.into()]).await?)
     }
 }
 

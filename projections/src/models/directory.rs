@@ -255,17 +255,20 @@ impl Projector for Directory {
                 Event::ConversationOpened(_)
                 | Event::MessageAppended(_)
                 | Event::UsageRecorded(_)
-                | Event::AccessDenied(_) => {}
+                | Event::AccessDenied(_)
+                | Event::TenantPurged(_) => {}
             }
         }
         Ok(())
     }
 
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
+        let mut deleted = 0;
         for table in ["dir_tenants", "dir_agents", "dir_tools", "dir_users", "dir_api_keys"] {
-            exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![tenant.into()]).await?;
+            deleted +=
+                exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![tenant.into()]).await?;
         }
-        Ok(())
+        Ok(deleted)
     }
 }
 

@@ -99,9 +99,8 @@ impl Projector for Quotas {
         .await
     }
 
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<(), ProjectionError> {
-        exec(conn, "DELETE FROM quota_counters WHERE tenant_id = $1", vec![Val::from(tenant)]).await?;
-        Ok(())
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
+        exec(conn, "DELETE FROM quota_counters WHERE tenant_id = $1", vec![Val::from(tenant)]).await
     }
 }
 

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::event::{Settings, TenantCreated, TenantUpdated};
@@ -13,6 +13,7 @@ use tenantry_projections::models::directory;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::compliance::{PurgeError, PurgeStep};
 use crate::http::auth::{Caller, Scoped};
 use crate::http::error::ApiError;
 use crate::http::extract::AppJson;
@@ -168,11 +169,20 @@ pub async fn resume(State(state): State<AppState>, Scoped(ctx): Scoped) -> Resul
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
-/// `DELETE /v1/tenants/{id}`: the GDPR purge comes with the compliance work; until then it
-/// answers 501 with a problem body.
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
-pub async fn purge_tenant(Scoped(_): Scoped) -> Result<Json<()>, ApiError> {
-    Err(ApiError::NotImplemented("tenant purge is not available in this build yet".into()))
+/// `DELETE /v1/tenants/{id}` (super_admin): the GDPR purge of the whole tenant. Answers 202
+/// while it runs (in the background, resumed on restart if the process dies) and 200 with
+/// the counts once done; asking again is how to follow it.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 202, description = "Purge under way: `step`"), (status = 200, description = "Purged: `step` is `done`, with counts"), (status = "default", description = "Problem (RFC 9457): 401, 403, 404 or 429")))]
+pub async fn purge_tenant(State(state): State<AppState>, Scoped(ctx): Scoped) -> Result<Response, ApiError> {
+    if ctx.role != Role::SuperAdmin {
+        return Err(ApiError::Forbidden("only the platform operator may purge a tenant".into()));
+    }
+    let report = state.purger.start(&ctx, ctx.tenant_id).await.map_err(|e| match e {
+        PurgeError::UnknownTenant(_) | PurgeError::Platform => ApiError::NotFound,
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    let status = if report.step == PurgeStep::Done { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(json!(report))).into_response())
 }
 
 /// `POST /v1/tenants/{id}/users/{user_id}/erase`: 501 until the compliance work lands.

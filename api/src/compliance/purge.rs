@@ -1,0 +1,336 @@
+//! Tenant purge: the GDPR erasure of a whole tenant, as a recorded state machine.
+//!
+//! Steps, each idempotent, each recorded in `tenant_purges` before the next starts:
+//! 1. `requested`: the row exists; nothing deleted yet.
+//! 2. `key_destroyed`: the tenant's data key is gone (crypto-shredding): every copy of its
+//!    events, wherever it lies (backups, replicas, broker), is unreadable from here on.
+//! 3. `log_deleted`: events, streams, idempotency keys and the head are deleted; a trigger
+//!    refuses to start the log again.
+//! 4. `read_models_deleted`: every read-model row, checkpoint and stall of the tenant.
+//! 5. `broker_purged`: the tenant's broker subjects, where a broker is configured.
+//! 6. `done`: a `tenant.purged` tombstone (ids, who, when, counts; no personal data) is in
+//!    the platform log, and the database files are scrubbed where the backend allows.
+//!
+//! A purge killed at any step resumes from the recorded one ([`Purger::resume_all`] runs at
+//! every start); purging a purged tenant reports it as done.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::Row;
+use tenantry_domain::event::TenantPurged;
+use tenantry_domain::{Event, EventId, StreamId, TenantContext, TenantId};
+use tenantry_projections::Projections;
+use tenantry_projections::db::{Val, exec};
+use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
+
+use crate::service::Commands;
+
+/// Where a purge stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PurgeStep {
+    Requested,
+    KeyDestroyed,
+    LogDeleted,
+    ReadModelsDeleted,
+    BrokerPurged,
+    Done,
+}
+
+impl PurgeStep {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::KeyDestroyed => "key_destroyed",
+            Self::LogDeleted => "log_deleted",
+            Self::ReadModelsDeleted => "read_models_deleted",
+            Self::BrokerPurged => "broker_purged",
+            Self::Done => "done",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Requested,
+            Self::KeyDestroyed,
+            Self::LogDeleted,
+            Self::ReadModelsDeleted,
+            Self::BrokerPurged,
+            Self::Done,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// The recorded state of one tenant's purge.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    pub tenant_id: TenantId,
+    #[serde(serialize_with = "step_str")]
+    pub step: PurgeStep,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub events_deleted: u64,
+    pub rows_deleted: u64,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn step_str<S: serde::Serializer>(step: &PurgeStep, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(step.as_str())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error("tenant {0} does not exist")]
+    UnknownTenant(TenantId),
+    #[error("the platform log cannot be purged")]
+    Platform,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Projection(#[from] tenantry_projections::ProjectionError),
+    #[error("purge record of tenant {0} is unreadable: {1}")]
+    Record(TenantId, String),
+}
+
+impl From<sqlx::Error> for PurgeError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Projection(e.into())
+    }
+}
+
+/// Runs purges. Cheap to clone; one per process.
+#[derive(Debug, Clone)]
+pub struct Purger {
+    store: EventStore,
+    projections: Projections,
+    commands: Option<Commands>,
+    // Tenants being purged by this process: a second request does not start a second run.
+    running: Arc<Mutex<HashSet<TenantId>>>,
+}
+
+fn ms(at: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(at).single().unwrap_or_default()
+}
+
+impl Purger {
+    /// `commands`, when given, has its cached states of a purged tenant dropped.
+    pub fn new(projections: Projections, commands: Option<Commands>) -> Self {
+        Self {
+            store: projections.store().clone(),
+            projections,
+            commands,
+            running: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// The recorded state of the tenant's purge, if one was ever requested.
+    pub async fn status(&self, tenant: TenantId) -> Result<Option<PurgeReport>, PurgeError> {
+        let row = sqlx::query(
+            "SELECT step, requested_by, requested_at, events_deleted, rows_deleted, finished_at
+             FROM tenant_purges WHERE tenant_id = $1",
+        )
+        .bind(tenant.to_string())
+        .fetch_optional(self.projections.db().pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let step: String = row.try_get(0)?;
+        Ok(Some(PurgeReport {
+            tenant_id: tenant,
+            step: PurgeStep::parse(&step).ok_or_else(|| PurgeError::Record(tenant, step.clone()))?,
+            requested_by: row.try_get(1)?,
+            requested_at: ms(row.try_get(2)?),
+            events_deleted: row.try_get::<i64, _>(3)? as u64,
+            rows_deleted: row.try_get::<i64, _>(4)? as u64,
+            finished_at: row.try_get::<Option<i64>, _>(5)?.map(ms),
+        }))
+    }
+
+    /// Record a purge request (once: a second request returns the first record). An
+    /// unknown tenant is [`PurgeError::UnknownTenant`].
+    pub async fn request(&self, by: &TenantContext, tenant: TenantId) -> Result<PurgeReport, PurgeError> {
+        if tenant == TenantId::PLATFORM {
+            return Err(PurgeError::Platform);
+        }
+        if let Some(report) = self.status(tenant).await? {
+            return Ok(report);
+        }
+        if self.store.head(&TenantContext::system(tenant)).await?.is_none() {
+            return Err(PurgeError::UnknownTenant(tenant));
+        }
+        let mut conn = self.projections.db().pool().acquire().await?;
+        exec(
+            &mut conn,
+            "INSERT INTO tenant_purges (tenant_id, requested_by, requested_at, step) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id) DO NOTHING",
+            vec![
+                tenant.to_string().into(),
+                by.actor.to_string().into(),
+                Utc::now().timestamp_millis().into(),
+                PurgeStep::Requested.as_str().into(),
+            ],
+        )
+        .await?;
+        // SQLite's read pool has one connection: give it back before reading.
+        drop(conn);
+        self.status(tenant).await?.ok_or_else(|| PurgeError::Record(tenant, "missing".into()))
+    }
+
+    async fn advance(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tenant: TenantId,
+        step: PurgeStep,
+        counts: Option<(&str, u64)>,
+    ) -> Result<(), PurgeError> {
+        let mut vals: Vec<Val> = vec![step.as_str().into(), tenant.to_string().into()];
+        let sql = match counts {
+            Some((column, n)) => {
+                vals.push(n.into());
+                format!("UPDATE tenant_purges SET step = $1, {column} = $3 WHERE tenant_id = $2")
+            }
+            None if step == PurgeStep::Done => {
+                vals.push(Utc::now().timestamp_millis().into());
+                "UPDATE tenant_purges SET step = $1, finished_at = $3 WHERE tenant_id = $2".to_owned()
+            }
+            None => "UPDATE tenant_purges SET step = $1 WHERE tenant_id = $2".to_owned(),
+        };
+        exec(conn, &sql, vals).await?;
+        Ok(())
+    }
+
+    async fn advance_now(
+        &self,
+        tenant: TenantId,
+        step: PurgeStep,
+        counts: Option<(&str, u64)>,
+    ) -> Result<(), PurgeError> {
+        let mut conn = self.projections.db().pool().acquire().await?;
+        self.advance(&mut conn, tenant, step, counts).await
+    }
+
+    /// Carry a requested purge through to the end, from whatever step it stands at.
+    /// `progress` hears each step as it completes.
+    pub async fn run(
+        &self,
+        tenant: TenantId,
+        progress: &(dyn Fn(&PurgeReport) + Send + Sync),
+    ) -> Result<PurgeReport, PurgeError> {
+        let ctx = TenantContext::system(tenant);
+        loop {
+            let report = self.status(tenant).await?.ok_or(PurgeError::UnknownTenant(tenant))?;
+            progress(&report);
+            match report.step {
+                PurgeStep::Requested => {
+                    // Positions have no gaps: the head is the count of events to delete,
+                    // recorded before any is, so a resumed purge still reports it.
+                    let events = self.store.head(&ctx).await?.map_or(0, |h| h.position);
+                    self.store.destroy_key(&ctx).await?;
+                    if let Some(commands) = &self.commands {
+                        commands.forget_tenant(tenant);
+                    }
+                    let events = events.max(report.events_deleted);
+                    self.advance_now(tenant, PurgeStep::KeyDestroyed, Some(("events_deleted", events)))
+                        .await?;
+                }
+                PurgeStep::KeyDestroyed => {
+                    self.store.purge_log(&ctx).await?;
+                    self.advance_now(tenant, PurgeStep::LogDeleted, None).await?;
+                }
+                PurgeStep::LogDeleted => {
+                    // The rows and the step move in one transaction: the count is never lost.
+                    let mut tx = self.projections.db().pool().begin().await?;
+                    let deleted = self.projections.purge_tenant(&mut tx, tenant).await?;
+                    self.advance(
+                        &mut tx,
+                        tenant,
+                        PurgeStep::ReadModelsDeleted,
+                        Some(("rows_deleted", deleted)),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                }
+                PurgeStep::ReadModelsDeleted => {
+                    // No broker is configured in this build; the step is recorded so a
+                    // broker added later has its place in the sequence.
+                    self.advance_now(tenant, PurgeStep::BrokerPurged, None).await?;
+                }
+                PurgeStep::BrokerPurged => {
+                    self.tombstone(&report).await?;
+                    self.store.scrub().await?;
+                    self.advance_now(tenant, PurgeStep::Done, None).await?;
+                }
+                PurgeStep::Done => return Ok(report),
+            }
+        }
+    }
+
+    /// The `tenant.purged` event in the platform log; idempotent on the tenant, so a purge
+    /// resumed after writing it writes nothing twice.
+    async fn tombstone(&self, report: &PurgeReport) -> Result<(), PurgeError> {
+        let event = Event::TenantPurged(TenantPurged {
+            tenant_id: report.tenant_id,
+            requested_by: report.requested_by.clone(),
+            requested_at: report.requested_at,
+            events_deleted: report.events_deleted,
+            rows_deleted: report.rows_deleted,
+        });
+        let stream: StreamId =
+            "purges".parse().map_err(|e| PurgeError::Record(report.tenant_id, format!("{e}")))?;
+        let request = AppendRequest::to_stream(
+            stream,
+            ExpectedVersion::Any,
+            vec![NewEvent::new(EventId::new(), &event)?],
+        )
+        .with_idempotency_key(format!("purge:{}", report.tenant_id));
+        self.store.append(&TenantContext::system(TenantId::PLATFORM), request).await?;
+        Ok(())
+    }
+
+    /// Request and run a purge, unless this process is running it already. Returns the
+    /// record as it stood when the call started.
+    pub async fn start(&self, by: &TenantContext, tenant: TenantId) -> Result<PurgeReport, PurgeError> {
+        let report = self.request(by, tenant).await?;
+        if report.step != PurgeStep::Done {
+            self.spawn(tenant);
+        }
+        Ok(report)
+    }
+
+    fn spawn(&self, tenant: TenantId) {
+        let claimed = self.running.lock().map(|mut r| r.insert(tenant)).unwrap_or(false);
+        if !claimed {
+            return;
+        }
+        let purger = self.clone();
+        tokio::spawn(async move {
+            let log =
+                |r: &PurgeReport| tracing::info!(tenant_id = %r.tenant_id, step = r.step.as_str(), "purge");
+            if let Err(e) = purger.run(tenant, &log).await {
+                tracing::error!(tenant_id = %tenant, error = %e, "purge stopped; it resumes on the next start");
+            }
+            if let Ok(mut running) = purger.running.lock() {
+                running.remove(&tenant);
+            }
+        });
+    }
+
+    /// Resume every purge left unfinished by an earlier process, in the background.
+    pub async fn resume_all(&self) -> Result<usize, PurgeError> {
+        let rows = sqlx::query("SELECT tenant_id FROM tenant_purges WHERE step <> $1")
+            .bind(PurgeStep::Done.as_str())
+            .fetch_all(self.projections.db().pool())
+            .await?;
+        let mut resumed = 0;
+        for row in rows {
+            if let Ok(tenant) = row.try_get::<String, _>(0)?.parse::<TenantId>() {
+                tracing::info!(tenant_id = %tenant, "resuming an unfinished purge");
+                self.spawn(tenant);
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+}

@@ -1,0 +1,410 @@
+//! Compliance end to end: tenant purge over HTTP and the CLI's state machine, on SQLite and
+//! PostgreSQL. A purge leaves other tenants byte for byte as they were, finds no trace of
+//! the purged tenant's data in any table or file, and resumes from any step.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use tenantry::compliance::{PurgeReport, PurgeStep, Purger};
+use tenantry::settings::StoreSettings;
+use tenantry::{Application, Settings};
+use tenantry_domain::{TenantContext, TenantId};
+use tenantry_store::testing::Harness;
+
+const BOOTSTRAP: &str = "test-bootstrap-key-0123456789abcdef";
+
+struct Api {
+    base: String,
+    client: Client,
+    url: String,
+    app: tenantry::http::AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+    _pg: Option<Harness>,
+}
+
+impl Api {
+    async fn start(pg: Option<Harness>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = pg.as_ref().map(|h| h.url.clone());
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store: StoreSettings {
+                data_dir: dir.path().join("data"),
+                database_url: database_url.clone(),
+                master_key_file: Some(dir.path().join("master.key")),
+                prices_file: None,
+            },
+            no_projectors: false,
+            role: Default::default(),
+            bootstrap_key: Some(BOOTSTRAP.into()),
+        };
+        let url = settings.store.database_url();
+        let app = Application::build(&settings).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        Self { base, client: Client::new(), url, app: state, stop: Some(stop), _dir: dir, _pg: pg }
+    }
+
+    async fn call(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        assert!(!status.is_server_error(), "{path}: {status}");
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, key: &str, path: &str, body: Value) -> Value {
+        let (s, v) = self.call(key, Method::POST, path, Some(body)).await;
+        assert!(s.is_success(), "{path}: {s} {v}");
+        v
+    }
+
+    /// A tenant with every kind of data, each carrying `mark`; returns its id and the
+    /// position of its last write.
+    async fn seed(&self, mark: &str) -> (String, u64) {
+        let t = self
+            .post(
+                BOOTSTRAP,
+                "/v1/tenants",
+                json!({"slug": format!("s{mark}"), "name": format!("Org {mark}"),
+                       "settings": {"system_prompt": format!("prompt {mark}")}}),
+            )
+            .await;
+        let t = t["id"].as_str().unwrap().to_owned();
+        let key = self
+            .post(
+                BOOTSTRAP,
+                &format!("/v1/tenants/{t}/api-keys"),
+                json!({"name": format!("key {mark}"), "role": "admin"}),
+            )
+            .await;
+        let key = key["key"].as_str().unwrap().to_owned();
+        let user = self
+            .post(
+                &key,
+                &format!("/v1/tenants/{t}/users"),
+                json!({"email": format!("{mark}@example.com"), "role": "user"}),
+            )
+            .await;
+        let user = user["id"].as_str().unwrap();
+        let tool = self
+            .post(
+                &key,
+                &format!("/v1/tenants/{t}/tools"),
+                json!({"name": format!("tool{mark}"), "description": format!("finds {mark}"),
+                       "endpoint": format!("https://{mark}.example/x"),
+                       "parameters": {"type": "object", "properties": {mark: {"type": "string"}}}}),
+            )
+            .await;
+        let agent = self
+            .post(
+                &key,
+                &format!("/v1/tenants/{t}/agents"),
+                json!({"name": format!("agent {mark}"), "model": format!("model-{mark}"),
+                       "system_prompt": format!("you are {mark}"), "tool_ids": [tool["id"]]}),
+            )
+            .await;
+        let conv = self
+            .post(
+                &key,
+                &format!("/v1/tenants/{t}/conversations"),
+                json!({"agent_id": agent["id"], "user_id": user, "title": format!("about {mark}")}),
+            )
+            .await;
+        let conv = conv["id"].as_str().unwrap();
+        for i in 0..3 {
+            self.post(
+                &key,
+                &format!("/v1/tenants/{t}/conversations/{conv}/messages"),
+                json!({"role": "user", "content": format!("message {i} {mark}"), "model": format!("model-{mark}"),
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 4}}),
+            )
+            .await;
+        }
+        let last = self
+            .post(
+                &key,
+                &format!("/v1/tenants/{t}/usage"),
+                json!({"model": format!("model-{mark}"), "kind": "chat", "prompt_tokens": 5,
+                       "completion_tokens": 6, "request_id": format!("req-{mark}")}),
+            )
+            .await;
+        // Wait until every projection has it, so the read models hold the mark too.
+        let pos = last["position"].as_u64().unwrap();
+        let res = self
+            .client
+            .get(format!("{}/v1/tenants/{t}/audit", self.base))
+            .bearer_auth(BOOTSTRAP)
+            .header("tenantry-min-position", pos.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        self.app.projections.run_once().await.unwrap();
+        (t, pos)
+    }
+
+    /// Ask for the purge until it reports done (bounded).
+    async fn purge(&self, tenant: &str) -> Value {
+        let path = format!("/v1/tenants/{tenant}");
+        let (s, first) = self.call(BOOTSTRAP, Method::DELETE, &path, None).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+        for _ in 0..200 {
+            let (s, report) = self.call(BOOTSTRAP, Method::DELETE, &path, None).await;
+            if s == StatusCode::OK {
+                assert_eq!(report["step"], "done");
+                return report;
+            }
+            assert_eq!(s, StatusCode::ACCEPTED);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the purge of {tenant} did not finish in 10 s");
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Every row of every table, as text (bytes as hex), by table.
+async fn dump(url: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let tables: Vec<(String,)> =
+            sqlx::query_as("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        for (table,) in tables {
+            let rows: Vec<(String,)> =
+                sqlx::query_as(&format!("SELECT t::text FROM {table} t")).fetch_all(&pool).await.unwrap();
+            let mut rows: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+            rows.sort();
+            out.insert(table, rows);
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for (table,) in tables {
+            let columns: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info(?)")
+                .bind(&table)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let expr: Vec<String> = columns.iter().map(|(c,)| format!("quote(\"{c}\")")).collect();
+            let sql = format!("SELECT {} FROM \"{table}\"", expr.join(" || '|' || "));
+            let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
+            let mut rows: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+            rows.sort();
+            out.insert(table, rows);
+        }
+        pool.close().await;
+    }
+    out
+}
+
+/// The rows that name a tenant: its id as text, or as the bytes of a UUID column.
+fn rows_of(dump: &BTreeMap<String, Vec<String>>, tenant: &str) -> BTreeMap<String, Vec<String>> {
+    let simple = tenant.replace('-', "").to_lowercase();
+    dump.iter()
+        .map(|(table, rows)| {
+            let mine = rows
+                .iter()
+                .filter(|r| {
+                    let lower = r.to_lowercase();
+                    lower.contains(tenant) || lower.contains(&simple)
+                })
+                .cloned()
+                .collect();
+            (table.clone(), mine)
+        })
+        .collect()
+}
+
+/// Where `mark` appears: as text, or hex-encoded inside a byte column.
+fn traces(dump: &BTreeMap<String, Vec<String>>, mark: &str) -> Vec<String> {
+    let hex_mark = hex::encode(mark.as_bytes());
+    dump.iter()
+        .flat_map(|(table, rows)| rows.iter().map(move |r| (table, r)))
+        .filter(|(_, r)| {
+            let lower = r.to_lowercase();
+            lower.contains(mark) || lower.contains(&hex_mark)
+        })
+        .map(|(table, r)| format!("{table}: {}", r.chars().take(200).collect::<String>()))
+        .collect()
+}
+
+fn file_contains(path: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+async fn purge_leaves_no_trace_and_the_others_untouched(pg: Option<Harness>) {
+    let api = Api::start(pg).await;
+    let (a, _) = api.seed("zqcanaryalpha").await;
+    let (b, _) = api.seed("zqkeepbravo").await;
+    let (c, _) = api.seed("zqkeepcharlie").await;
+
+    let before = dump(&api.url).await;
+    assert!(traces(&before, "zqcanaryalpha").len() > 10, "the scan sees the canary where it lives");
+    let report = api.purge(&a).await;
+    assert_eq!(report["tenant_id"], a);
+    assert!(report["events_deleted"].as_u64().unwrap() >= 10, "{report}");
+    assert!(report["rows_deleted"].as_u64().unwrap() >= 10, "{report}");
+    let after = dump(&api.url).await;
+
+    // Nothing of A anywhere in the database, in any column.
+    assert_eq!(traces(&after, "zqcanaryalpha"), Vec::<String>::new());
+    // B and C, byte for byte as they were.
+    for other in [&b, &c] {
+        assert_eq!(rows_of(&before, other), rows_of(&after, other), "tenant {other} changed");
+    }
+    // The SQLite file and its WAL, after the purge's checkpoint: no canary either.
+    if api.url.starts_with("sqlite") {
+        let path = std::path::PathBuf::from(api.url.trim_start_matches("sqlite://"));
+        for file in [path.clone(), path.with_extension("db-wal")] {
+            assert!(!file_contains(&file, b"zqcanaryalpha"), "{} holds the canary", file.display());
+        }
+        assert!(
+            file_contains(&path, b"zqkeepbravo")
+                || file_contains(&path.with_extension("db-wal"), b"zqkeepbravo")
+        );
+    }
+
+    // A is gone on every route; its key no longer authenticates; B works on.
+    let (s, _) = api.call(BOOTSTRAP, Method::GET, &format!("/v1/tenants/{a}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.call(BOOTSTRAP, Method::GET, &format!("/v1/tenants/{a}/export"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api
+        .call(
+            BOOTSTRAP,
+            Method::POST,
+            &format!("/v1/tenants/{a}/agents"),
+            Some(json!({"name": "x", "model": "m"})),
+        )
+        .await;
+    assert!(s == StatusCode::NOT_FOUND || s == StatusCode::FORBIDDEN, "{s}");
+    let (s, listed) = api.call(BOOTSTRAP, Method::GET, "/v1/tenants", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!listed.to_string().contains(&a));
+    let (s, _) = api.call(BOOTSTRAP, Method::GET, &format!("/v1/tenants/{b}/agents"), None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Purging again reports it as done; an unknown tenant is 404.
+    let (s, again) = api.call(BOOTSTRAP, Method::DELETE, &format!("/v1/tenants/{a}"), None).await;
+    assert_eq!((s, &again["step"]), (StatusCode::OK, &json!("done")));
+    assert_eq!(again["events_deleted"], report["events_deleted"]);
+    let (s, _) = api.call(BOOTSTRAP, Method::DELETE, &format!("/v1/tenants/{}", TenantId::new()), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The tombstone: one `tenant.purged` in the platform log, with counts and no data.
+    let platform = TenantContext::system(TenantId::PLATFORM);
+    let log: Vec<_> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(api.app.store.read_log(&platform, 0)).await.unwrap();
+    let tombstones: Vec<_> = log.iter().filter(|e| e.event_type == "tenant.purged").collect();
+    assert_eq!(tombstones.len(), 1);
+    let text = serde_json::to_string(&tombstones[0].event).unwrap();
+    assert!(text.contains(&a) && !text.contains("zqcanaryalpha"), "{text}");
+}
+
+async fn only_the_platform_operator_purges(pg: Option<Harness>) {
+    let api = Api::start(pg).await;
+    let (a, _) = api.seed("zqowner").await;
+    let key = api
+        .post(BOOTSTRAP, &format!("/v1/tenants/{a}/api-keys"), json!({"name": "k", "role": "admin"}))
+        .await;
+    let key = key["key"].as_str().unwrap();
+    let (s, _) = api.call(key, Method::DELETE, &format!("/v1/tenants/{a}"), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a tenant admin may not purge its own tenant");
+    let (s, _) = api.call(BOOTSTRAP, Method::GET, &format!("/v1/tenants/{a}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+/// A purge interrupted before each of its steps resumes and ends exactly as an
+/// uninterrupted one: no rows left, one tombstone, the same counts.
+async fn an_interrupted_purge_resumes_from_every_step(pg: Option<Harness>) {
+    let api = Api::start(pg).await;
+    let purger = Purger::new(api.app.projections.clone(), None);
+    let steps = [
+        PurgeStep::Requested,
+        PurgeStep::KeyDestroyed,
+        PurgeStep::LogDeleted,
+        PurgeStep::ReadModelsDeleted,
+        PurgeStep::BrokerPurged,
+    ];
+    for (i, stop_at) in steps.into_iter().enumerate() {
+        let mark = format!("zqstep{i}x");
+        let (t, head) = api.seed(&mark).await;
+        let tenant: TenantId = t.parse().unwrap();
+        purger.request(&TenantContext::system(tenant), tenant).await.unwrap();
+        // The "process" dies as it reaches `stop_at`, before doing it.
+        let p = purger.clone();
+        let killed = tokio::spawn(async move {
+            let die = move |r: &PurgeReport| assert!(r.step != stop_at, "killed at {}", r.step.as_str());
+            p.run(tenant, &die).await
+        })
+        .await;
+        assert!(killed.is_err(), "the run died at {stop_at:?}");
+        assert_eq!(purger.status(tenant).await.unwrap().unwrap().step, stop_at);
+        let report = purger.run(tenant, &|_| {}).await.unwrap();
+        assert_eq!(report.step, PurgeStep::Done);
+        assert_eq!(report.events_deleted, head, "the count survives the interruption");
+        assert!(report.rows_deleted > 0);
+        // Running it again is harmless.
+        assert_eq!(purger.run(tenant, &|_| {}).await.unwrap(), report);
+        assert_eq!(traces(&dump(&api.url).await, &mark), Vec::<String>::new(), "step {stop_at:?}");
+    }
+    let platform = TenantContext::system(TenantId::PLATFORM);
+    let log: Vec<_> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(api.app.store.read_log(&platform, 0)).await.unwrap();
+    assert_eq!(log.len(), steps.len(), "one tombstone per purged tenant");
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(None).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(h) = super::Harness::postgres().await else { return };
+                    super::$name(Some(h)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    purge_leaves_no_trace_and_the_others_untouched,
+    only_the_platform_operator_purges,
+    an_interrupted_purge_resumes_from_every_step,
+);
