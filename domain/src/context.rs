@@ -56,6 +56,20 @@ impl std::fmt::Display for Actor {
     }
 }
 
+impl std::str::FromStr for Actor {
+    type Err = crate::ids::IdError;
+
+    /// The form [`Actor`] displays as: `system`, `apikey:<id>`, `user:<id>`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once(':') {
+            Some(("apikey", id)) => Ok(Self::ApiKey(id.parse()?)),
+            Some(("user", id)) => Ok(Self::User(id.parse()?)),
+            _ if text == "system" => Ok(Self::System),
+            _ => Err(crate::ids::IdError::NotAUuid { kind: "actor", value: text.chars().take(64).collect() }),
+        }
+    }
+}
+
 /// The tenant a piece of work is for, and who does it. Plain data: no global "current
 /// tenant" exists anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]

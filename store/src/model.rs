@@ -100,6 +100,9 @@ pub struct AppendRequest {
     /// The recording time to store instead of now: for imports and replays of recorded
     /// history (golden logs, audit replay), never for live commands.
     pub recorded_at: Option<DateTime<Utc>>,
+    /// The metadata to store instead of the context's: for replays of recorded history
+    /// only, like `recorded_at`.
+    pub metadata: Option<Metadata>,
 }
 
 impl AppendRequest {
@@ -108,6 +111,7 @@ impl AppendRequest {
             writes: vec![StreamWrite { stream, expected, events }],
             idempotency_key: None,
             recorded_at: None,
+            metadata: None,
         }
     }
 
@@ -124,6 +128,11 @@ impl AppendRequest {
 
     pub fn recorded_at(mut self, at: DateTime<Utc>) -> Self {
         self.recorded_at = Some(at);
+        self
+    }
+
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = Some(metadata);
         self
     }
 

@@ -149,7 +149,11 @@ impl EventStore {
                 .map_err(StoreError::Encode)?;
         }
         let key = self.key(tenant, true).await?;
-        let metadata = codec::to_bytes(&Metadata::from_context(ctx)).map_err(StoreError::Encode)?;
+        let metadata = match &request.metadata {
+            Some(recorded) => codec::to_bytes(recorded),
+            None => codec::to_bytes(&Metadata::from_context(ctx)),
+        }
+        .map_err(StoreError::Encode)?;
         let request_hash = request.idempotency_key.as_ref().map(|_| content_hash(&request));
         let mut events = Vec::with_capacity(count);
         let mut expectations = Vec::with_capacity(request.writes.len());
