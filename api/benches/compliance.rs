@@ -149,10 +149,10 @@ async fn main() {
     let only = std::env::var("TENANTRY_BENCH_ONLY").unwrap_or_default();
     println!("| backend | workload | rate | notes |");
     println!("|---|---|---|---|");
-    if only != "sqlite" {
-        if let Some(h) = Harness::postgres().await {
-            run("PostgreSQL", &h, total).await;
-        }
+    if only != "sqlite"
+        && let Some(h) = Harness::postgres().await
+    {
+        run("PostgreSQL", &h, total).await;
     }
     if only != "postgres" {
         let h = Harness::sqlite().await;
