@@ -25,9 +25,10 @@ fn batch(n: usize) -> Vec<NewEvent> {
         conversation_id: ConversationId::new(),
         message_id: MessageId::new(),
         role: MessageRole::User,
-        content: "x".repeat(150),
+        content: "x".repeat(150).into(),
         model: Some("model-1".into()),
         usage: None,
+        author: None,
     });
     let event = NewEvent::new(EventId::new(), &event).unwrap();
     (0..n).map(|_| NewEvent { event_id: EventId::new(), ..event.clone() }).collect()

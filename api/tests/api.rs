@@ -198,7 +198,7 @@ mod limits {
             tasks.push(tokio::spawn(async move {
                 let user = UserAdded {
                     user_id: UserId::new(),
-                    email: format!("u{i}@racers.example"),
+                    email: format!("u{i}@racers.example").into(),
                     role: Role::User,
                 };
                 c.tenant(&ctx, &TenantCommand::AddUser(user)).await

@@ -34,7 +34,81 @@ pub mod v1 {
     use serde::{Deserialize, Serialize};
 
     use crate::context::Role;
-    use crate::ids::{AgentId, ApiKeyId};
+    use crate::event::{MessageRole, TokenUsage};
+    use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, UserId};
+
+    /// `user.added` v1: the email as a plain string.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserAdded {
+        pub user_id: UserId,
+        pub email: String,
+        pub role: Role,
+    }
+
+    impl From<UserAdded> for crate::event::UserAdded {
+        fn from(v1: UserAdded) -> Self {
+            Self { user_id: v1.user_id, email: v1.email.into(), role: v1.role }
+        }
+    }
+
+    /// `user.updated` v1: the email as a plain string.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserUpdated {
+        pub user_id: UserId,
+        pub email: Option<String>,
+        pub role: Option<Role>,
+    }
+
+    impl From<UserUpdated> for crate::event::UserUpdated {
+        fn from(v1: UserUpdated) -> Self {
+            Self { user_id: v1.user_id, email: v1.email.map(Into::into), role: v1.role }
+        }
+    }
+
+    /// `conversation.opened` v1: the title as a plain string.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ConversationOpened {
+        pub conversation_id: ConversationId,
+        pub agent_id: AgentId,
+        pub user_id: Option<UserId>,
+        pub title: Option<String>,
+    }
+
+    impl From<ConversationOpened> for crate::event::ConversationOpened {
+        fn from(v1: ConversationOpened) -> Self {
+            Self {
+                conversation_id: v1.conversation_id,
+                agent_id: v1.agent_id,
+                user_id: v1.user_id,
+                title: v1.title.map(Into::into),
+            }
+        }
+    }
+
+    /// `message.appended` v1: plain content, no author.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct MessageAppended {
+        pub conversation_id: ConversationId,
+        pub message_id: MessageId,
+        pub role: MessageRole,
+        pub content: String,
+        pub model: Option<String>,
+        pub usage: Option<TokenUsage>,
+    }
+
+    impl From<MessageAppended> for crate::event::MessageAppended {
+        fn from(v1: MessageAppended) -> Self {
+            Self {
+                conversation_id: v1.conversation_id,
+                message_id: v1.message_id,
+                role: v1.role,
+                content: v1.content.into(),
+                model: v1.model,
+                usage: v1.usage,
+                author: None,
+            }
+        }
+    }
 
     /// `apikey.issued` v1, before keys could act as a user.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,29 +274,63 @@ events! {
     ToolRemoved => "tool.removed" v 1,
     ApiKeyIssued => "apikey.issued" v 2,
     ApiKeyRevoked => "apikey.revoked" v 1,
-    UserAdded => "user.added" v 1,
-    UserUpdated => "user.updated" v 1,
+    UserAdded => "user.added" v 2,
+    UserUpdated => "user.updated" v 2,
     UserRemoved => "user.removed" v 1,
-    ConversationOpened => "conversation.opened" v 1,
-    MessageAppended => "message.appended" v 1,
+    ConversationOpened => "conversation.opened" v 2,
+    MessageAppended => "message.appended" v 2,
     UsageRecorded => "usage.recorded" v 1,
     AccessDenied => "access.denied" v 1,
     TenantPurged => "tenant.purged" v 1,
+    UserErased => "user.erased" v 1,
+}
+
+/// The shapes of earlier schema versions, by type and version: decoded with the old shape,
+/// then upcast.
+macro_rules! older {
+    ($($variant:ident v $version:literal => $shape:ty),* $(,)?) => {
+        fn decode_older(event_type: &str, version: u16, bytes: &[u8]) -> Option<Result<Event, CodecError>> {
+            match (event_type, version) {
+                $( (types::$variant, $version) => Some(
+                    from_bytes::<$shape>(event_type, version, bytes).map(|old| Event::$variant(old.into())),
+                ), )*
+                _ => None,
+            }
+        }
+
+        fn transcode_older<'de, D: serde::Deserializer<'de>>(
+            event_type: &str,
+            version: u16,
+            data: D,
+        ) -> Option<Result<Vec<u8>, CodecError>> {
+            match (event_type, version) {
+                $( (types::$variant, $version) => Some(
+                    <$shape as Deserialize>::deserialize(data)
+                        .map_err(|e| CodecError::Malformed {
+                            event_type: event_type.to_owned(),
+                            version,
+                            reason: e.to_string(),
+                        })
+                        .and_then(|old| to_bytes(&old)),
+                ), )*
+                _ => None,
+            }
+        }
+    };
+}
+
+older! {
+    AgentCreated v 1 => v1::AgentCreated,
+    ApiKeyIssued v 1 => v1::ApiKeyIssued,
+    UserAdded v 1 => v1::UserAdded,
+    UserUpdated v 1 => v1::UserUpdated,
+    ConversationOpened v 1 => v1::ConversationOpened,
+    MessageAppended v 1 => v1::MessageAppended,
 }
 
 /// Decode a stored payload, upcasting older schema versions to the current shape.
 pub fn decode(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, CodecError> {
-    match (event_type, version) {
-        (types::AgentCreated, 1) => {
-            let old: v1::AgentCreated = from_bytes(event_type, version, bytes)?;
-            Ok(Event::AgentCreated(old.into()))
-        }
-        (types::ApiKeyIssued, 1) => {
-            let old: v1::ApiKeyIssued = from_bytes(event_type, version, bytes)?;
-            Ok(Event::ApiKeyIssued(old.into()))
-        }
-        _ => decode_current(event_type, version, bytes),
-    }
+    decode_older(event_type, version, bytes).unwrap_or_else(|| decode_current(event_type, version, bytes))
 }
 
 /// Read a payload of exactly `event_type` v`version` from a self-describing format (JSON
@@ -232,15 +340,18 @@ pub fn transcode<'de, D: serde::Deserializer<'de>>(
     version: u16,
     data: D,
 ) -> Result<Vec<u8>, CodecError> {
-    match (event_type, version) {
-        (types::AgentCreated, 1) => to_bytes(&v1::AgentCreated::deserialize(data).map_err(|e| {
-            CodecError::Malformed { event_type: event_type.to_owned(), version, reason: e.to_string() }
-        })?),
-        (types::ApiKeyIssued, 1) => to_bytes(&v1::ApiKeyIssued::deserialize(data).map_err(|e| {
-            CodecError::Malformed { event_type: event_type.to_owned(), version, reason: e.to_string() }
-        })?),
-        _ => transcode_current(event_type, version, data),
+    // `data` is consumed by one of the two: the older shapes are tried by (type, version)
+    // before anything is read from it.
+    if older_version(event_type, version) {
+        return transcode_older(event_type, version, data).unwrap_or_else(|| {
+            Err(CodecError::UnknownSchemaVersion { event_type: event_type.to_owned(), version })
+        });
     }
+    transcode_current(event_type, version, data)
+}
+
+fn older_version(event_type: &str, version: u16) -> bool {
+    current_version(event_type).is_some_and(|current| version < current) && version >= 1
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub fn decide(
                 return Err(Rejection::Forbidden);
             }
             if let Some(title) = &c.title {
-                validate::text("title", title, 0, 500)?;
+                validate::text("title", title.as_str(), 0, 500)?;
             }
             Ok(vec![Event::ConversationOpened(c.clone())])
         }
@@ -82,11 +82,17 @@ pub fn decide(
             if state.message_ids.contains(&c.message_id) {
                 return Ok(vec![]);
             }
-            validate::text("content", &c.content, 0, MAX_MESSAGE_CHARS)?;
+            validate::text("content", c.content.as_str(), 0, MAX_MESSAGE_CHARS)?;
             if let Some(model) = &c.model {
                 validate::text("model", model, 1, 200)?;
             }
-            Ok(vec![Event::MessageAppended(c.clone())])
+            // What a user writes in their own conversation is theirs: it is sealed with their
+            // key and erased with them. Other roles' messages belong to the tenant.
+            let author = match c.role {
+                MessageRole::User => state.user_id,
+                _ => None,
+            };
+            Ok(vec![Event::MessageAppended(MessageAppended { author, ..c.clone() })])
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::Role;
 use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, PartnerId, ToolId, UserId};
 use crate::limits::{LimitOverrides, Plan};
+use crate::personal::Personal;
 
 /// Tenant configuration that tenant admins may change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,17 +115,19 @@ pub struct ApiKeyRevoked {
     pub key_id: ApiKeyId,
 }
 
+/// Schema version 2: the email is [`Personal`] (version 1 held a plain string).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAdded {
     pub user_id: UserId,
-    pub email: String,
+    pub email: Personal,
     pub role: Role,
 }
 
+/// Schema version 2: the email is [`Personal`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserUpdated {
     pub user_id: UserId,
-    pub email: Option<String>,
+    pub email: Option<Personal>,
     pub role: Option<Role>,
 }
 
@@ -133,12 +136,13 @@ pub struct UserRemoved {
     pub user_id: UserId,
 }
 
+/// Schema version 2: the title is [`Personal`] of `user_id` (when there is one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationOpened {
     pub conversation_id: ConversationId,
     pub agent_id: AgentId,
     pub user_id: Option<UserId>,
-    pub title: Option<String>,
+    pub title: Option<Personal>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,14 +177,17 @@ impl TokenUsage {
     }
 }
 
+/// Schema version 2: the content is [`Personal`] of `author`, the user who wrote it (set by
+/// `decide` for `user` messages in a user's conversation; version 1 had neither).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageAppended {
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
     pub role: MessageRole,
-    pub content: String,
+    pub content: Personal,
     pub model: Option<String>,
     pub usage: Option<TokenUsage>,
+    pub author: Option<UserId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +227,13 @@ pub struct TenantPurged {
     pub rows_deleted: u64,
 }
 
+/// A person's data in this tenant was erased: their key is destroyed, so their emails,
+/// titles and messages read as `[erased]` from now on, and the user is removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserErased {
+    pub user_id: UserId,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -243,6 +257,23 @@ pub enum Event {
     UsageRecorded(UsageRecorded),
     AccessDenied(AccessDenied),
     TenantPurged(TenantPurged),
+    UserErased(UserErased),
+}
+
+impl Event {
+    /// The personal values the event carries, each with the person it belongs to.
+    pub fn personal_mut(&mut self) -> Vec<(UserId, &mut Personal)> {
+        match self {
+            Self::UserAdded(e) => vec![(e.user_id, &mut e.email)],
+            Self::UserUpdated(e) => e.email.as_mut().map(|m| vec![(e.user_id, m)]).unwrap_or_default(),
+            Self::ConversationOpened(e) => match (e.user_id, e.title.as_mut()) {
+                (Some(user), Some(title)) => vec![(user, title)],
+                _ => vec![],
+            },
+            Self::MessageAppended(e) => e.author.map(|a| vec![(a, &mut e.content)]).unwrap_or_default(),
+            _ => vec![],
+        }
+    }
 }
 
 /// Who caused an event, from where. Stored encrypted beside the payload.

@@ -8,6 +8,7 @@
 //! - [`event`]: every event payload and the `Event` sum.
 //! - [`codec`]: the persisted type strings, postcard encoding, upcasting of old versions.
 //! - [`limits`]: plans, limits and overrides.
+//! - [`personal`]: personal data of one person, sealed with that person's key.
 //! - [`tenant`]: the tenant aggregate (lifecycle and directory) and its limits.
 //! - [`conversation`]: conversations, messages and monthly usage.
 //! - [`rejection`]: why a command is refused.
@@ -19,6 +20,7 @@ pub mod conversation;
 pub mod event;
 pub mod ids;
 pub mod limits;
+pub mod personal;
 pub mod rejection;
 pub mod tenant;
 pub mod testing;
@@ -28,5 +30,6 @@ pub use codec::CodecError;
 pub use context::{Actor, Role, TenantContext};
 pub use event::{Event, Metadata};
 pub use ids::*;
+pub use personal::Personal;
 pub use limits::{LimitName, LimitOverrides, Limits, Plan, PlanCatalog};
 pub use rejection::Rejection;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::context::{Role, TenantContext};
 use crate::event::*;
 use crate::ids::{AgentId, ApiKeyId, PartnerId, ToolId, UserId};
+use crate::personal::Personal;
 use crate::limits::{LimitName, LimitOverrides, Limits, Plan, PlanCatalog};
 use crate::rejection::Rejection;
 use crate::validate;
@@ -17,9 +18,11 @@ pub struct AgentEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserEntry {
-    pub email: String,
+    pub email: Personal,
     pub role: Role,
     pub removed: bool,
+    /// Erased: removed, and their personal data unreadable for good.
+    pub erased: bool,
 }
 
 /// What `decide` needs to know about a tenant; folded from its `tenant` stream.
@@ -106,6 +109,8 @@ pub enum TenantCommand {
     AddUser(UserAdded),
     UpdateUser(UserUpdated),
     RemoveUser { user_id: UserId },
+    /// Erase a person: remove the user; the store destroys their key.
+    EraseUser { user_id: UserId },
 }
 
 fn require(cond: bool, rejection: Rejection) -> Result<(), Rejection> {
@@ -244,8 +249,8 @@ pub fn decide(
         C::AddUser(c) => {
             require(!state.users.contains_key(&c.user_id), Rejection::UserAlreadyExists(c.user_id))?;
             require(!matches!(c.role, Role::SuperAdmin | Role::PartnerAdmin), Rejection::Forbidden)?;
-            validate::email(&c.email)?;
-            require(!email_taken(state, &c.email, None), Rejection::EmailTaken)?;
+            validate::email(c.email.as_str())?;
+            require(!email_taken(state, c.email.as_str(), None), Rejection::EmailTaken)?;
             within(LimitName::MaxUsers, state.active_users(), limits.max_users)?;
             Event::UserAdded(c.clone())
         }
@@ -255,8 +260,8 @@ pub fn decide(
                 Rejection::UserNotFound(c.user_id),
             )?;
             if let Some(email) = &c.email {
-                validate::email(email)?;
-                require(!email_taken(state, email, Some(c.user_id)), Rejection::EmailTaken)?;
+                validate::email(email.as_str())?;
+                require(!email_taken(state, email.as_str(), Some(c.user_id)), Rejection::EmailTaken)?;
             }
             require(!matches!(c.role, Some(Role::SuperAdmin | Role::PartnerAdmin)), Rejection::Forbidden)?;
             Event::UserUpdated(c.clone())
@@ -265,12 +270,23 @@ pub fn decide(
             require(state.users.get(user_id).is_some_and(|u| !u.removed), Rejection::UserNotFound(*user_id))?;
             Event::UserRemoved(UserRemoved { user_id: *user_id })
         }
+        C::EraseUser { user_id } => {
+            let user = state.users.get(user_id).ok_or(Rejection::UserNotFound(*user_id))?;
+            if user.erased {
+                // Erasing twice is harmless: nothing more to write.
+                return Ok(vec![]);
+            }
+            Event::UserErased(UserErased { user_id: *user_id })
+        }
     };
     Ok(vec![event])
 }
 
 fn email_taken(state: &TenantState, email: &str, except: Option<UserId>) -> bool {
-    state.users.iter().any(|(id, u)| !u.removed && Some(*id) != except && u.email.eq_ignore_ascii_case(email))
+    state
+        .users
+        .iter()
+        .any(|(id, u)| !u.removed && Some(*id) != except && u.email.as_str().eq_ignore_ascii_case(email))
 }
 
 /// Fold one event into the state. Pure and total: events of other aggregates change nothing.
@@ -322,7 +338,10 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
             state.api_keys.insert(e.key_id, true);
         }
         Event::UserAdded(e) => {
-            state.users.insert(e.user_id, UserEntry { email: e.email.clone(), role: e.role, removed: false });
+            state.users.insert(
+                e.user_id,
+                UserEntry { email: e.email.clone(), role: e.role, removed: false, erased: false },
+            );
         }
         Event::UserUpdated(e) => {
             if let Some(user) = state.users.get_mut(&e.user_id) {
@@ -337,6 +356,13 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         Event::UserRemoved(e) => {
             if let Some(user) = state.users.get_mut(&e.user_id) {
                 user.removed = true;
+            }
+        }
+        Event::UserErased(e) => {
+            if let Some(user) = state.users.get_mut(&e.user_id) {
+                user.removed = true;
+                user.erased = true;
+                user.email = Personal::Erased;
             }
         }
         Event::AgentUpdated(_)

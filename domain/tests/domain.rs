@@ -184,6 +184,7 @@ fn users_only_reach_their_own_conversations() {
         content: "hello".into(),
         model: None,
         usage: None,
+        author: None,
     };
     let as_user =
         |u| TenantContext { role: Role::User, actor: Actor::User(u), ..TenantContext::system(tenant_id) };
@@ -199,7 +200,8 @@ fn users_only_reach_their_own_conversations() {
                 &ConversationCommand::AppendMessage(message.clone()),
             )
         })
-        .then(&[Event::MessageAppended(message.clone())]);
+        // What the user wrote is theirs: sealed with their key, erased with them.
+        .then(&[Event::MessageAppended(MessageAppended { author: Some(owner), ..message.clone() })]);
     conv()
         .when(|s| {
             conversation::decide(
@@ -302,6 +304,14 @@ fn settings() -> impl Strategy<Value = Settings> {
         })
 }
 
+fn personal() -> impl Strategy<Value = Personal> {
+    prop_oneof![
+        text().prop_map(Personal::Text),
+        proptest::collection::vec(any::<u8>(), 0..60).prop_map(Personal::Sealed),
+        Just(Personal::Erased),
+    ]
+}
+
 fn usage() -> impl Strategy<Value = TokenUsage> {
     (any::<u32>(), any::<u32>())
         .prop_map(|(p, c)| TokenUsage { prompt_tokens: p.into(), completion_tokens: c.into() })
@@ -381,23 +391,40 @@ fn event() -> impl Strategy<Value = Event> {
                 user_id
             })),
         id().prop_map(|key_id| Event::ApiKeyRevoked(ApiKeyRevoked { key_id })),
-        (id(), text(), role()).prop_map(|(user_id, email, role)| Event::UserAdded(UserAdded {
+        (id(), personal(), role()).prop_map(|(user_id, email, role)| Event::UserAdded(UserAdded {
             user_id,
             email,
             role
         })),
-        (id(), proptest::option::of(text()), proptest::option::of(role()))
+        id().prop_map(|user_id| Event::UserErased(UserErased { user_id })),
+        (id(), proptest::option::of(personal()), proptest::option::of(role()))
             .prop_map(|(user_id, email, role)| Event::UserUpdated(UserUpdated { user_id, email, role })),
         id().prop_map(|user_id| Event::UserRemoved(UserRemoved { user_id })),
-        (id(), id(), proptest::option::of(id()), proptest::option::of(text())).prop_map(
+        (id(), id(), proptest::option::of(id()), proptest::option::of(personal())).prop_map(
             |(conversation_id, agent_id, user_id, title)| {
                 Event::ConversationOpened(ConversationOpened { conversation_id, agent_id, user_id, title })
             }
         ),
-        (id(), id(), message_role(), text(), proptest::option::of(text()), proptest::option::of(usage()))
-            .prop_map(|(conversation_id, message_id, role, content, model, usage)| Event::MessageAppended(
-                MessageAppended { conversation_id, message_id, role, content, model, usage }
-            )),
+        (
+            id(),
+            id(),
+            message_role(),
+            personal(),
+            proptest::option::of(text()),
+            proptest::option::of(usage()),
+            proptest::option::of(id())
+        )
+            .prop_map(|(conversation_id, message_id, role, content, model, usage, author)| {
+                Event::MessageAppended(MessageAppended {
+                    conversation_id,
+                    message_id,
+                    role,
+                    content,
+                    model,
+                    usage,
+                    author,
+                })
+            }),
         (text(), text(), usage(), proptest::option::of(text()), 0i64..4_000_000_000_000).prop_map(
             |(model, kind, usage, request_id, ms)| Event::UsageRecorded(UsageRecorded {
                 model,

@@ -46,9 +46,10 @@ fn message(conversation: ConversationId, i: usize) -> (Event, Event) {
             conversation_id: conversation,
             message_id: MessageId::new(),
             role: if i.is_multiple_of(2) { MessageRole::User } else { MessageRole::Assistant },
-            content: format!("message {i} {}", "lorem ipsum ".repeat(8)),
+            content: format!("message {i} {}", "lorem ipsum ".repeat(8)).into(),
             model: Some(model.into()),
             usage: Some(usage),
+            author: None,
         }),
         Event::UsageRecorded(UsageRecorded {
             model: model.into(),
@@ -94,7 +95,7 @@ async fn load_tenant(store: &EventStore, events: usize) {
             conversation_id: *c,
             agent_id: agents[i % 3],
             user_id: None,
-            title: Some(format!("thread {i}")),
+            title: Some(format!("thread {i}").into()),
         }))];
         request = Some(match request {
             None => AppendRequest::to_stream(StreamId::conversation(*c), ExpectedVersion::NoStream, opened),

@@ -233,9 +233,10 @@ async fn mixed_log(h: &Harness, tenants: usize, appends: usize) -> Vec<TenantId>
                 conversation_id: conv,
                 message_id: MessageId::new(),
                 role: MessageRole::Assistant,
-                content: format!("message {i}"),
+                content: format!("message {i}").into(),
                 model: Some("model-small".into()),
                 usage: Some(usage),
+                author: None,
             });
             let used = Event::UsageRecorded(UsageRecorded {
                 model: if i % 3 == 0 { "model-large".into() } else { "model-small".into() },

@@ -21,9 +21,10 @@ fn message() -> Event {
         conversation_id: ConversationId::new(),
         message_id: MessageId::new(),
         role: MessageRole::User,
-        content: "x".repeat(150),
+        content: "x".repeat(150).into(),
         model: Some("model-1".into()),
         usage: None,
+        author: None,
     })
 }
 

@@ -32,6 +32,7 @@ fn target(event: &Event) -> Option<String> {
         Event::UserAdded(e) => format!("user:{}", e.user_id),
         Event::UserUpdated(e) => format!("user:{}", e.user_id),
         Event::UserRemoved(e) => format!("user:{}", e.user_id),
+        Event::UserErased(e) => format!("user:{}", e.user_id),
         Event::ConversationOpened(e) => format!("conversation:{}", e.conversation_id),
         Event::MessageAppended(e) => format!("conversation:{}", e.conversation_id),
         Event::UsageRecorded(e) => format!("model:{}", e.model),

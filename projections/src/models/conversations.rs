@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
+use tenantry_domain::personal::ERASED;
 use tenantry_domain::{Event, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_int, opt_text, page_size, text};
-use crate::db::{ReadDb, exec, insert_many};
+use crate::db::{ReadDb, Val, exec, insert_many};
 use crate::error::ProjectionError;
 use crate::runtime::Projector;
 
@@ -45,7 +46,7 @@ impl Projector for Conversations {
                     c.conversation_id.to_string().into(),
                     c.agent_id.to_string().into(),
                     c.user_id.map(|u| u.to_string()).into(),
-                    c.title.as_deref().into(),
+                    c.title.as_ref().map(|t| t.as_str()).into(),
                     0i64.into(),
                     at.into(),
                     at.into(),
@@ -68,62 +69,98 @@ impl Projector for Conversations {
                     entry.0 += 1;
                     entry.1 = entry.1.max(at);
                 }
+                Event::UserErased(u) => {
+                    // Rows of this page go in first, so the erasure reaches them too.
+                    flush(conn, tenant, &mut threads, &mut messages, &mut touched).await?;
+                    erase_user(conn, tenant, &u.user_id.to_string()).await?;
+                }
                 _ => {}
             }
         }
-        insert_many(
-            conn,
-            "conv_threads",
-            &[
-                "tenant_id",
-                "conversation_id",
-                "agent_id",
-                "user_id",
-                "title",
-                "message_count",
-                "created_at",
-                "last_message_at",
-            ],
-            threads,
-            "",
-        )
-        .await?;
-        insert_many(
-            conn,
-            "conv_messages",
-            &[
-                "tenant_id",
-                "conversation_id",
-                "seq",
-                "message_id",
-                "role",
-                "content",
-                "model",
-                "prompt_tokens",
-                "completion_tokens",
-                "created_at",
-            ],
-            messages,
-            "",
-        )
-        .await?;
-        for (conversation, (added, last)) in touched {
-            exec(
-                conn,
-                "UPDATE conv_threads SET message_count = message_count + $1,
-                        last_message_at = CASE WHEN last_message_at > $2 THEN last_message_at ELSE $2 END
-                 WHERE tenant_id = $3 AND conversation_id = $4",
-                vec![added.into(), last.into(), tenant.into(), conversation.into()],
-            )
-            .await?;
-        }
-        Ok(())
+        flush(conn, tenant, &mut threads, &mut messages, &mut touched).await
     }
 
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
         Ok(exec(conn, "DELETE FROM conv_messages WHERE tenant_id = $1", vec![tenant.into()]).await?
             + exec(conn, "DELETE FROM conv_threads WHERE tenant_id = $1", vec![tenant.into()]).await?)
     }
+}
+
+/// Insert the rows gathered so far and bump the touched threads.
+async fn flush(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    threads: &mut Vec<Vec<Val>>,
+    messages: &mut Vec<Vec<Val>>,
+    touched: &mut BTreeMap<String, (i64, i64)>,
+) -> Result<(), ProjectionError> {
+    insert_many(
+        conn,
+        "conv_threads",
+        &[
+            "tenant_id",
+            "conversation_id",
+            "agent_id",
+            "user_id",
+            "title",
+            "message_count",
+            "created_at",
+            "last_message_at",
+        ],
+        std::mem::take(threads),
+        "",
+    )
+    .await?;
+    insert_many(
+        conn,
+        "conv_messages",
+        &[
+            "tenant_id",
+            "conversation_id",
+            "seq",
+            "message_id",
+            "role",
+            "content",
+            "model",
+            "prompt_tokens",
+            "completion_tokens",
+            "created_at",
+        ],
+        std::mem::take(messages),
+        "",
+    )
+    .await?;
+    for (conversation, (added, last)) in std::mem::take(touched) {
+        exec(
+            conn,
+            "UPDATE conv_threads SET message_count = message_count + $1,
+                    last_message_at = CASE WHEN last_message_at > $2 THEN last_message_at ELSE $2 END
+             WHERE tenant_id = $3 AND conversation_id = $4",
+            vec![added.into(), last.into(), tenant.into(), conversation.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A person was erased: the titles of their conversations and what they wrote there read as
+/// `[erased]`, as a rebuild would show them.
+async fn erase_user(conn: &mut AnyConnection, tenant: &str, user: &str) -> Result<(), ProjectionError> {
+    exec(
+        conn,
+        "UPDATE conv_threads SET title = $1 WHERE tenant_id = $2 AND user_id = $3 AND title IS NOT NULL",
+        vec![ERASED.into(), tenant.into(), user.into()],
+    )
+    .await?;
+    exec(
+        conn,
+        "UPDATE conv_messages SET content = $1
+         WHERE tenant_id = $2 AND role = 'user' AND conversation_id IN
+               (SELECT conversation_id FROM conv_threads WHERE tenant_id = $2 AND user_id = $3)",
+        vec![ERASED.into(), tenant.into(), user.into()],
+    )
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

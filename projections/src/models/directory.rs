@@ -210,7 +210,7 @@ impl Projector for Directory {
                         "UPDATE dir_users SET email = COALESCE($1, email), role = COALESCE($2, role)
                          WHERE tenant_id = $3 AND user_id = $4",
                         vec![
-                            u.email.as_deref().into(),
+                            u.email.as_ref().map(|e| e.as_str()).into(),
                             u.role.map(|r| r.as_str()).into(),
                             t(),
                             u.user_id.to_string().into(),
@@ -223,6 +223,14 @@ impl Projector for Directory {
                         conn,
                         "UPDATE dir_users SET removed = 1 WHERE tenant_id = $1 AND user_id = $2",
                         vec![t(), u.user_id.to_string().into()],
+                    )
+                    .await?;
+                }
+                Event::UserErased(u) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_users SET removed = 1, email = $1 WHERE tenant_id = $2 AND user_id = $3",
+                        vec![tenantry_domain::personal::ERASED.into(), t(), u.user_id.to_string().into()],
                     )
                     .await?;
                 }

@@ -55,7 +55,7 @@ pub async fn open(
         conversation_id: id,
         agent_id: body.agent_id,
         user_id: body.user_id,
-        title: body.title,
+        title: body.title.map(Into::into),
     });
     let out = state.commands.conversation(&ctx, id, &command).await?;
     Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))
@@ -76,11 +76,13 @@ pub async fn append(
         conversation_id: conversation,
         message_id: id,
         role: body.role,
-        content: body.content,
+        content: body.content.into(),
         model: body.model,
         usage: body
             .usage
             .map(|u| TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+        // Set by `decide` from the conversation's user.
+        author: None,
     });
     let out = state.commands.conversation(&ctx, conversation, &command).await?;
     Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))

@@ -87,7 +87,7 @@ pub async fn create_user(
     AppJson(body): AppJson<CreateUser>,
 ) -> Result<Response, ApiError> {
     let user_id = UserId::new();
-    let command = TenantCommand::AddUser(UserAdded { user_id, email: body.email, role: body.role });
+    let command = TenantCommand::AddUser(UserAdded { user_id, email: body.email.into(), role: body.role });
     let out = state.commands.tenant(&ctx, &command).await?;
     Ok(written(StatusCode::CREATED, Some(user_id.to_string()), out, json!({})))
 }
@@ -99,7 +99,7 @@ pub async fn update_user(
     AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
     AppJson(body): AppJson<PatchUser>,
 ) -> Result<Response, ApiError> {
-    let command = TenantCommand::UpdateUser(UserUpdated { user_id, email: body.email, role: body.role });
+    let command = TenantCommand::UpdateUser(UserUpdated { user_id, email: body.email.map(Into::into), role: body.role });
     let out = state.commands.tenant(&ctx, &command).await?;
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
