@@ -408,6 +408,7 @@ on_both!(
     only_the_platform_operator_purges,
     an_interrupted_purge_resumes_from_every_step,
     an_export_replays_as_of_any_position,
+    erasing_a_person_leaves_the_rest_of_the_tenant_intact,
 );
 
 async fn an_export_replays_as_of_any_position(pg: Option<Harness>) {
@@ -462,4 +463,137 @@ async fn an_export_replays_as_of_any_position(pg: Option<Harness>) {
     assert!(err.to_string().contains("line 1"), "{err}");
     let err = from_export(&file, &dir.path().join("full"), Cut::default()).await.unwrap_err();
     assert!(err.to_string().contains("already holds a database"), "{err}");
+}
+
+async fn erasing_a_person_leaves_the_rest_of_the_tenant_intact(pg: Option<Harness>) {
+    let api = Api::start(pg).await;
+    let t = api.post(BOOTSTRAP, "/v1/tenants", json!({"slug": "erasure", "name": "Erasure"})).await;
+    let t = t["id"].as_str().unwrap().to_owned();
+    let key = api
+        .post(BOOTSTRAP, &format!("/v1/tenants/{t}/api-keys"), json!({"name": "k", "role": "admin"}))
+        .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let agent = api.post(&key, &format!("/v1/tenants/{t}/agents"), json!({"name": "a", "model": "m"})).await;
+    let mut people = Vec::new();
+    for name in ["zqannerase", "zqbobkeep"] {
+        let user = api
+            .post(
+                &key,
+                &format!("/v1/tenants/{t}/users"),
+                json!({"email": format!("{name}@example.com"), "role": "user"}),
+            )
+            .await;
+        let user = user["id"].as_str().unwrap().to_owned();
+        let conv = api
+            .post(
+                &key,
+                &format!("/v1/tenants/{t}/conversations"),
+                json!({"agent_id": agent["id"], "user_id": user, "title": format!("title {name}")}),
+            )
+            .await;
+        let conv = conv["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/tenants/{t}/conversations/{conv}/messages");
+        api.post(&key, &path, json!({"role": "user", "content": format!("I am {name}")})).await;
+        api.post(
+            &key,
+            &path,
+            json!({"role": "assistant", "content": "the agent answers", "model": "m",
+                   "usage": {"prompt_tokens": 10, "completion_tokens": 20}}),
+        )
+        .await;
+        people.push((user, conv));
+    }
+    let (ann, ann_conv) = people[0].clone();
+    let (bob, bob_conv) = people[1].clone();
+    let get = |path: String| {
+        let api = &api;
+        async move {
+            let res = api
+                .client
+                .get(format!("{}{path}", api.base))
+                .bearer_auth(BOOTSTRAP)
+                .header("tenantry-min-position", "1")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    api.app.projections.run_once().await.unwrap();
+    let usage_before = get(format!("/v1/tenants/{t}/usage")).await;
+
+    // Only an admin of the tenant erases; a user key and another tenant's key may not.
+    let user_key = api
+        .post(
+            &key,
+            &format!("/v1/tenants/{t}/api-keys"),
+            json!({"name": "u", "role": "user", "user_id": bob}),
+        )
+        .await;
+    let (s, _) = api
+        .call(
+            user_key["key"].as_str().unwrap(),
+            Method::POST,
+            &format!("/v1/tenants/{t}/users/{ann}/erase"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) =
+        api.call(&key, Method::POST, &format!("/v1/tenants/{t}/users/{}/erase", TenantId::new()), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, erased) = api.call(&key, Method::POST, &format!("/v1/tenants/{t}/users/{ann}/erase"), None).await;
+    assert_eq!(s, StatusCode::OK, "{erased}");
+    let (s, _) = api.call(&key, Method::POST, &format!("/v1/tenants/{t}/users/{ann}/erase"), None).await;
+    assert_eq!(s, StatusCode::OK, "erasing twice is harmless");
+    api.app.projections.run_once().await.unwrap();
+
+    let check = |label: &'static str| {
+        let (t, ann, ann_conv, bob, bob_conv): (String, String, String, String, String) =
+            (t.clone(), ann.clone(), ann_conv.clone(), bob.clone(), bob_conv.clone());
+        let get = &get;
+        async move {
+            // An erased person is removed from the directory (their row keeps `[erased]`).
+            let users = get(format!("/v1/tenants/{t}/users")).await.to_string();
+            assert!(!users.contains(&ann) && users.contains(&bob), "{label}: {users}");
+            let user = get(format!("/v1/tenants/{t}/users/{bob}")).await;
+            assert_eq!(user["email"], "zqbobkeep@example.com", "{label}");
+            let conv = get(format!("/v1/tenants/{t}/conversations/{ann_conv}")).await;
+            assert_eq!(conv["title"], "[erased]", "{label}: {conv}");
+            let conv = get(format!("/v1/tenants/{t}/conversations/{bob_conv}")).await;
+            assert_eq!(conv["title"], "title zqbobkeep", "{label}");
+            let messages =
+                get(format!("/v1/tenants/{t}/conversations/{ann_conv}/messages")).await.to_string();
+            assert!(
+                messages.contains("[erased]") && messages.contains("the agent answers"),
+                "{label}: {messages}"
+            );
+            assert!(!messages.contains("zqannerase"), "{label}: {messages}");
+            let messages =
+                get(format!("/v1/tenants/{t}/conversations/{bob_conv}/messages")).await.to_string();
+            assert!(messages.contains("I am zqbobkeep"), "{label}");
+        }
+    };
+    check("live").await;
+    let usage_after = get(format!("/v1/tenants/{t}/usage")).await;
+    assert_eq!(usage_before["totals"], usage_after["totals"], "usage totals stay");
+    assert_eq!(usage_before, usage_after);
+
+    // A rebuild from the log shows the same: the old events decode to `[erased]`.
+    api.app.projections.rebuild(None, Some(t.parse().unwrap()), &tenantry_projections::Silent).await.unwrap();
+    check("rebuilt").await;
+    // The chain still verifies, and nothing of ann is left in any table.
+    let ctx = TenantContext::system(t.parse().unwrap());
+    api.app.store.verify_chain(&ctx, 1, None).await.unwrap();
+    assert_eq!(traces(&dump(&api.url).await, "zqannerase"), Vec::<String>::new());
+    assert!(!traces(&dump(&api.url).await, "zqbobkeep").is_empty());
+    // The export says `[erased]` where ann's data was, and verifies.
+    let res =
+        api.client.get(format!("{}/v1/tenants/{t}/export", api.base)).bearer_auth(&key).send().await.unwrap();
+    let bytes = res.bytes().await.unwrap();
+    tenantry_store::export::verify(&bytes[..], |_, _| Ok(())).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("zqannerase") && text.contains("[erased]") && text.contains("zqbobkeep"));
 }

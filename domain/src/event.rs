@@ -261,6 +261,18 @@ pub enum Event {
 }
 
 impl Event {
+    /// Whether the event carries personal text of a person, still to be sealed.
+    pub fn has_personal_text(&self) -> bool {
+        let text = |p: &Personal| matches!(p, Personal::Text(_));
+        match self {
+            Self::UserAdded(e) => text(&e.email),
+            Self::UserUpdated(e) => e.email.as_ref().is_some_and(text),
+            Self::ConversationOpened(e) => e.user_id.is_some() && e.title.as_ref().is_some_and(text),
+            Self::MessageAppended(e) => e.author.is_some() && text(&e.content),
+            _ => false,
+        }
+    }
+
     /// The personal values the event carries, each with the person it belongs to.
     pub fn personal_mut(&mut self) -> Vec<(UserId, &mut Personal)> {
         match self {

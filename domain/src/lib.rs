@@ -30,6 +30,6 @@ pub use codec::CodecError;
 pub use context::{Actor, Role, TenantContext};
 pub use event::{Event, Metadata};
 pub use ids::*;
-pub use personal::Personal;
 pub use limits::{LimitName, LimitOverrides, Limits, Plan, PlanCatalog};
+pub use personal::Personal;
 pub use rejection::Rejection;

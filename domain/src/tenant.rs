@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::context::{Role, TenantContext};
 use crate::event::*;
 use crate::ids::{AgentId, ApiKeyId, PartnerId, ToolId, UserId};
-use crate::personal::Personal;
 use crate::limits::{LimitName, LimitOverrides, Limits, Plan, PlanCatalog};
+use crate::personal::Personal;
 use crate::rejection::Rejection;
 use crate::validate;
 
@@ -96,21 +96,33 @@ impl TenantState {
 pub enum TenantCommand {
     CreateTenant(TenantCreated),
     UpdateTenant(TenantUpdated),
-    SuspendTenant { reason: String },
+    SuspendTenant {
+        reason: String,
+    },
     ResumeTenant,
     CreateAgent(AgentCreated),
     UpdateAgent(AgentUpdated),
-    ArchiveAgent { agent_id: AgentId },
+    ArchiveAgent {
+        agent_id: AgentId,
+    },
     RegisterTool(ToolRegistered),
     UpdateTool(ToolUpdated),
-    RemoveTool { tool_id: ToolId },
+    RemoveTool {
+        tool_id: ToolId,
+    },
     IssueApiKey(ApiKeyIssued),
-    RevokeApiKey { key_id: ApiKeyId },
+    RevokeApiKey {
+        key_id: ApiKeyId,
+    },
     AddUser(UserAdded),
     UpdateUser(UserUpdated),
-    RemoveUser { user_id: UserId },
+    RemoveUser {
+        user_id: UserId,
+    },
     /// Erase a person: remove the user; the store destroys their key.
-    EraseUser { user_id: UserId },
+    EraseUser {
+        user_id: UserId,
+    },
 }
 
 fn require(cond: bool, rejection: Rejection) -> Result<(), Rejection> {
@@ -158,12 +170,21 @@ pub fn decide(
             }
             return Ok(vec![Event::TenantSuspended(TenantSuspended { reason: reason.clone() })]);
         }
+        // Erasure is owed even by a suspended tenant.
+        C::EraseUser { user_id } => {
+            let user = state.users.get(user_id).ok_or(Rejection::UserNotFound(*user_id))?;
+            if user.erased {
+                // Erasing twice is harmless: nothing more to write.
+                return Ok(vec![]);
+            }
+            return Ok(vec![Event::UserErased(UserErased { user_id: *user_id })]);
+        }
         _ => {}
     }
     require(!state.suspended, Rejection::TenantSuspended)?;
     let limits = state.limits();
     let event = match command {
-        C::CreateTenant(_) | C::ResumeTenant | C::SuspendTenant { .. } => {
+        C::CreateTenant(_) | C::ResumeTenant | C::SuspendTenant { .. } | C::EraseUser { .. } => {
             unreachable!("handled above")
         }
         C::UpdateTenant(c) => {
@@ -269,14 +290,6 @@ pub fn decide(
         C::RemoveUser { user_id } => {
             require(state.users.get(user_id).is_some_and(|u| !u.removed), Rejection::UserNotFound(*user_id))?;
             Event::UserRemoved(UserRemoved { user_id: *user_id })
-        }
-        C::EraseUser { user_id } => {
-            let user = state.users.get(user_id).ok_or(Rejection::UserNotFound(*user_id))?;
-            if user.erased {
-                // Erasing twice is harmless: nothing more to write.
-                return Ok(vec![]);
-            }
-            Event::UserErased(UserErased { user_id: *user_id })
         }
     };
     Ok(vec![event])

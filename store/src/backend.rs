@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use tenantry_domain::{EventId, StreamId, TenantId};
+use uuid::Uuid;
 
 use crate::chain::{ChainLink, link_hash};
 use crate::error::StoreError;
@@ -160,6 +161,15 @@ pub(crate) trait Backend: Send + Sync {
     /// Store a wrapped key unless one exists already (a concurrent first append won).
     async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError>;
     async fn destroy_key(&self, tenant: TenantId) -> Result<(), StoreError>;
+    async fn load_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<StoredKey, StoreError>;
+    /// Store a wrapped key of a person unless one exists (or was destroyed) already.
+    async fn insert_subject_key(
+        &self,
+        tenant: TenantId,
+        subject: Uuid,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError>;
+    async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError>;
     /// Delete the tenant's events, streams, idempotency keys and head under its head lock,
     /// and keep its key row destroyed. Returns the events deleted.
     async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError>;

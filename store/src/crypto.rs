@@ -136,11 +136,40 @@ impl DataKey {
     }
 }
 
-/// Wraps and unwraps tenant data keys, and caches the unwrapped ones.
+/// One person's data key inside a tenant: seals their personal values.
+pub(crate) struct SubjectKey {
+    tenant: TenantId,
+    subject: uuid::Uuid,
+    cipher: XChaCha20Poly1305,
+}
+
+fn personal_aad(tenant: TenantId, subject: uuid::Uuid) -> Vec<u8> {
+    [b"tenantry/personal/v1".as_slice(), tenant.as_uuid().as_bytes(), subject.as_bytes()].concat()
+}
+
+impl SubjectKey {
+    pub(crate) fn seal(&self, text: &str) -> Vec<u8> {
+        seal(&self.cipher, text.as_bytes(), &personal_aad(self.tenant, self.subject))
+    }
+
+    /// The text, or `None` when the bytes do not authenticate under this key.
+    pub(crate) fn open(&self, sealed: &[u8]) -> Option<String> {
+        open(&self.cipher, sealed, &personal_aad(self.tenant, self.subject))
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+}
+
+/// Wraps and unwraps tenant and person data keys, and caches the unwrapped ones.
 pub(crate) struct KeyVault {
     master: XChaCha20Poly1305,
     // Guards only the map; never held across an await.
     cache: RwLock<HashMap<TenantId, Arc<DataKey>>>,
+    // Keyed by (tenant, person). Guards only the map; never held across an await.
+    subjects: RwLock<HashMap<(TenantId, uuid::Uuid), Arc<SubjectKey>>>,
+}
+
+fn subject_wrap_aad(tenant: TenantId, subject: uuid::Uuid) -> Vec<u8> {
+    [b"tenantry/subject-dek/v1".as_slice(), tenant.as_uuid().as_bytes(), subject.as_bytes()].concat()
 }
 
 fn wrap_aad(tenant: TenantId) -> Vec<u8> {
@@ -149,7 +178,11 @@ fn wrap_aad(tenant: TenantId) -> Vec<u8> {
 
 impl KeyVault {
     pub(crate) fn new(master: &MasterKey) -> Self {
-        Self { master: XChaCha20Poly1305::new((&*master.0).into()), cache: RwLock::new(HashMap::new()) }
+        Self {
+            master: XChaCha20Poly1305::new((&*master.0).into()),
+            cache: RwLock::new(HashMap::new()),
+            subjects: RwLock::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn cached(&self, tenant: TenantId) -> Option<Arc<DataKey>> {
@@ -179,6 +212,44 @@ impl KeyVault {
     pub(crate) fn forget(&self, tenant: TenantId) {
         if let Ok(mut cache) = self.cache.write() {
             cache.remove(&tenant);
+        }
+        if let Ok(mut subjects) = self.subjects.write() {
+            subjects.retain(|(t, _), _| *t != tenant);
+        }
+    }
+
+    pub(crate) fn cached_subject(&self, tenant: TenantId, subject: uuid::Uuid) -> Option<Arc<SubjectKey>> {
+        self.subjects.read().ok()?.get(&(tenant, subject)).cloned()
+    }
+
+    /// A new data key for a person, wrapped for storage.
+    pub(crate) fn new_wrapped_subject(&self, tenant: TenantId, subject: uuid::Uuid) -> Vec<u8> {
+        let key: Zeroizing<[u8; 32]> = Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
+        seal(&self.master, &key[..], &subject_wrap_aad(tenant, subject))
+    }
+
+    pub(crate) fn unwrap_subject(
+        &self,
+        tenant: TenantId,
+        subject: uuid::Uuid,
+        wrapped: &[u8],
+    ) -> Result<Arc<SubjectKey>, StoreError> {
+        let raw = Zeroizing::new(
+            open(&self.master, wrapped, &subject_wrap_aad(tenant, subject))
+                .ok_or(StoreError::WrongMasterKey { tenant })?,
+        );
+        let cipher =
+            XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| StoreError::WrongMasterKey { tenant })?;
+        let key = Arc::new(SubjectKey { tenant, subject, cipher });
+        if let Ok(mut subjects) = self.subjects.write() {
+            subjects.insert((tenant, subject), key.clone());
+        }
+        Ok(key)
+    }
+
+    pub(crate) fn forget_subject(&self, tenant: TenantId, subject: uuid::Uuid) {
+        if let Ok(mut subjects) = self.subjects.write() {
+            subjects.remove(&(tenant, subject));
         }
     }
 }

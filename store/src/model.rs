@@ -56,6 +56,9 @@ pub struct NewEvent {
     pub event_type: String,
     pub schema_version: u16,
     pub payload: Vec<u8>,
+    /// The event itself when it carries a person's data ([`tenantry_domain::Personal`]): the
+    /// store seals those values with that person's key, then encodes it again.
+    pub personal: Option<Box<Event>>,
 }
 
 impl NewEvent {
@@ -63,11 +66,13 @@ impl NewEvent {
     pub fn new(event_id: EventId, event: &Event) -> Result<Self, StoreError> {
         let Encoded { event_type, schema_version, payload } =
             codec::encode(event).map_err(StoreError::Encode)?;
-        Ok(Self { event_id, event_type: event_type.to_owned(), schema_version, payload })
+        let personal = event.has_personal_text().then(|| Box::new(event.clone()));
+        Ok(Self { event_id, event_type: event_type.to_owned(), schema_version, payload, personal })
     }
 
     /// An already encoded payload, e.g. of an older schema version. It must decode: the store
-    /// never accepts bytes it could not read back.
+    /// never accepts bytes it could not read back. Stored as given: personal values in it are
+    /// not sealed per person (imports of recorded history, fixtures).
     pub fn encoded(
         event_id: EventId,
         event_type: &str,
@@ -78,7 +83,7 @@ impl NewEvent {
             return Err(StoreError::PayloadTooLarge { size: payload.len(), max: MAX_PAYLOAD_BYTES });
         }
         codec::decode(event_type, schema_version, &payload).map_err(StoreError::Encode)?;
-        Ok(Self { event_id, event_type: event_type.to_owned(), schema_version, payload })
+        Ok(Self { event_id, event_type: event_type.to_owned(), schema_version, payload, personal: None })
     }
 }
 

@@ -78,6 +78,50 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn load_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<StoredKey, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE tenant_id = $1 AND subject_id = $2")
+                .bind(tenant.as_uuid())
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            None => StoredKey::Missing,
+            Some((Some(k),)) => StoredKey::Wrapped(k),
+            Some((None,)) => StoredKey::Destroyed,
+        })
+    }
+
+    async fn insert_subject_key(
+        &self,
+        tenant: TenantId,
+        subject: Uuid,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject)
+        .bind(wrapped)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, destroyed_at) VALUES ($1, $2, NULL, now())
+             ON CONFLICT (tenant_id, subject_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(subject_keys.destroyed_at, now())",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id = tenant.as_uuid();
@@ -88,7 +132,7 @@ impl Backend for Postgres {
             .await?;
         let events =
             sqlx::query("DELETE FROM events WHERE tenant_id = $1").bind(id).execute(&mut *tx).await?;
-        for table in ["streams", "idempotency_keys", "tenant_heads"] {
+        for table in ["streams", "idempotency_keys", "subject_keys", "tenant_heads"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                 .bind(id)
                 .execute(&mut *tx)

@@ -115,11 +115,59 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    async fn load_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<StoredKey, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE tenant_id = ? AND subject_id = ?")
+                .bind(tenant.as_uuid())
+                .bind(subject)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(match row {
+            None => StoredKey::Missing,
+            Some((Some(k),)) => StoredKey::Wrapped(k),
+            Some((None,)) => StoredKey::Destroyed,
+        })
+    }
+
+    async fn insert_subject_key(
+        &self,
+        tenant: TenantId,
+        subject: Uuid,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject)
+        .bind(wrapped)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, created_at, destroyed_at)
+             VALUES (?1, ?2, NULL, ?3, ?3)
+             ON CONFLICT (tenant_id, subject_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let id = tenant.as_uuid();
         let events = sqlx::query("DELETE FROM events WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
-        for table in ["streams", "idempotency_keys", "tenant_heads"] {
+        for table in ["streams", "idempotency_keys", "subject_keys", "tenant_heads"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = ?"))
                 .bind(id)
                 .execute(&mut *tx)

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use sha2::{Digest, Sha256};
-use tenantry_domain::{Event, EventId, Metadata, StreamId, TenantContext, TenantId, codec};
+use tenantry_domain::{Event, EventId, Metadata, Personal, StreamId, TenantContext, TenantId, UserId, codec};
 use tokio::sync::broadcast;
 
 use crate::backend::{Attempt, Backend, RawEvent, SealedBatch, SealedEvent, StoredKey, to_hash};
 use crate::chain::{ChainLink, ChainReport, GENESIS, link_hash};
-use crate::crypto::{DataKey, KeyVault, MasterKey, Part};
+use crate::crypto::{DataKey, KeyVault, MasterKey, Part, SubjectKey};
 use crate::error::StoreError;
 use crate::model::*;
 use crate::postgres::Postgres;
@@ -117,6 +117,83 @@ impl EventStore {
         }
     }
 
+    /// The data key of one person of the tenant: `None` when it was destroyed (the person was
+    /// erased), or when it does not exist and `create` is false. Never minted again once
+    /// destroyed.
+    async fn subject_key(
+        &self,
+        tenant: TenantId,
+        subject: uuid::Uuid,
+        create: bool,
+    ) -> Result<Option<Arc<SubjectKey>>, StoreError> {
+        if let Some(key) = self.vault.cached_subject(tenant, subject) {
+            return Ok(Some(key));
+        }
+        match self.backend.load_subject_key(tenant, subject).await? {
+            StoredKey::Wrapped(wrapped) => self.vault.unwrap_subject(tenant, subject, &wrapped).map(Some),
+            StoredKey::Destroyed => Ok(None),
+            StoredKey::Missing if create => {
+                let wrapped = self.vault.new_wrapped_subject(tenant, subject);
+                self.backend.insert_subject_key(tenant, subject, &wrapped).await?;
+                // Load again: a concurrent first use may have stored its key first.
+                match self.backend.load_subject_key(tenant, subject).await? {
+                    StoredKey::Wrapped(wrapped) => {
+                        self.vault.unwrap_subject(tenant, subject, &wrapped).map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            }
+            StoredKey::Missing => Ok(None),
+        }
+    }
+
+    /// Seal each personal value of `event` with its person's key and encode the event. The
+    /// value of a person already erased is not kept at all.
+    async fn seal_personal(&self, tenant: TenantId, mut event: Event) -> Result<Vec<u8>, StoreError> {
+        for (subject, value) in event.personal_mut() {
+            if let Personal::Text(text) = value {
+                *value = match self.subject_key(tenant, *subject.as_uuid(), true).await? {
+                    Some(key) => Personal::Sealed(key.seal(text)),
+                    None => Personal::Erased,
+                };
+            }
+        }
+        Ok(codec::encode(&event).map_err(StoreError::Encode)?.payload)
+    }
+
+    /// Open the sealed personal values of decoded events: the text, or `Erased` when the
+    /// person's key is destroyed.
+    async fn open_personal(&self, tenant: TenantId, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
+        for e in events {
+            if let Event::UserErased(erased) = &e.event {
+                // Another process erased this person: drop any key this one still holds.
+                self.vault.forget_subject(tenant, *erased.user_id.as_uuid());
+            }
+            let position = e.position;
+            for (subject, value) in e.event.personal_mut() {
+                if let Personal::Sealed(sealed) = value {
+                    *value = match self.subject_key(tenant, *subject.as_uuid(), false).await? {
+                        Some(key) => {
+                            Personal::Text(key.open(sealed).ok_or(StoreError::Tampered { tenant, position })?)
+                        }
+                        None => Personal::Erased,
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Erase one person of the tenant: destroy their data key, so every personal value sealed
+    /// with it (emails, titles, what they wrote) reads as `[erased]` from now on, in every
+    /// copy of the log. The events, their positions and the hash chain stay as they were.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id, user_id = %user), err)]
+    pub async fn erase_subject(&self, ctx: &TenantContext, user: UserId) -> Result<(), StoreError> {
+        self.backend.destroy_subject_key(ctx.tenant_id, *user.as_uuid()).await?;
+        self.vault.forget_subject(ctx.tenant_id, *user.as_uuid());
+        Ok(())
+    }
+
     /// Append events atomically to one or more streams of the context's tenant.
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
     pub async fn append(
@@ -162,8 +239,14 @@ impl EventStore {
             expectations.push((write.stream.clone(), write.expected));
             for e in write.events {
                 ids.push(e.event_id);
+                // Sealed per person after the idempotency hash was taken over the plain
+                // payload: a retry hashes the same, whatever nonces sealing draws.
+                let payload = match e.personal {
+                    Some(event) => self.seal_personal(tenant, *event).await?,
+                    None => e.payload,
+                };
                 events.push(SealedEvent {
-                    payload: key.seal(&write.stream, e.event_id, Part::Payload, &e.payload),
+                    payload: key.seal(&write.stream, e.event_id, Part::Payload, &payload),
                     metadata: key.seal(&write.stream, e.event_id, Part::Metadata, &metadata),
                     event_id: e.event_id,
                     stream: write.stream.clone(),
@@ -298,7 +381,10 @@ impl EventStore {
             return Ok(Vec::new());
         }
         let key = self.key(tenant, false).await?;
-        page.into_iter().map(|raw| self.decode(tenant, &key, raw)).collect()
+        let mut events =
+            page.into_iter().map(|raw| self.decode(tenant, &key, raw)).collect::<Result<Vec<_>, _>>()?;
+        self.open_personal(tenant, &mut events).await?;
+        Ok(events)
     }
 
     /// Up to `limit` events of the tenant's log after `after`, in position order.

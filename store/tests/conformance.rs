@@ -67,6 +67,7 @@ conformance!(
     old_schema_versions_are_upcast_on_read,
     bad_input_is_a_typed_error_and_writes_nothing,
     tenants_are_isolated,
+    personal_data_is_sealed_per_person_and_erased_alone,
 );
 
 async fn appends_read_back_in_order(store: &EventStore) {
@@ -487,6 +488,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
         event_type: types::UserAdded.into(),
         schema_version: 1,
         payload: vec![0; MAX_PAYLOAD_BYTES + 1],
+        personal: None,
     };
     assert!(matches!(
         store
@@ -503,6 +505,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
         event_type: "agent.exploded".into(),
         schema_version: 1,
         payload: vec![],
+        personal: None,
     };
     assert!(matches!(
         store.append(&ctx, AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![unknown])).await,
@@ -513,6 +516,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
         event_type: types::UserAdded.into(),
         schema_version: 1,
         payload: vec![0xff; 3],
+        personal: None,
     };
     assert!(matches!(
         store.append(&ctx, AppendRequest::to_stream(s.clone(), ExpectedVersion::Any, vec![malformed])).await,
@@ -587,4 +591,124 @@ async fn tenants_are_isolated(store: &EventStore) {
     assert_eq!((out.last_position, out.deduplicated), (3, false));
     let heads: BTreeSet<_> = store.tenant_heads(None, 1000).await.unwrap().into_iter().collect();
     assert!(heads.contains(&(a.tenant_id, 3)) && heads.contains(&(b.tenant_id, 3)));
+}
+
+async fn personal_data_is_sealed_per_person_and_erased_alone(store: &EventStore) {
+    use tenantry_domain::event::{MessageAppended, MessageRole, TokenUsage, UserErased};
+    use tenantry_domain::{ConversationId, MessageId, Personal};
+    let ctx = tenant();
+    let (ann, bob) = (UserId::new(), UserId::new());
+    let conversation = ConversationId::new();
+    let users = vec![
+        new_event(&Event::UserAdded(UserAdded {
+            user_id: ann,
+            email: "ann@x.example".into(),
+            role: Role::User,
+        })),
+        new_event(&Event::UserAdded(UserAdded {
+            user_id: bob,
+            email: "bob@x.example".into(),
+            role: Role::User,
+        })),
+    ];
+    let message = |author: UserId, text: &str| {
+        Event::MessageAppended(MessageAppended {
+            conversation_id: conversation,
+            message_id: MessageId::new(),
+            role: MessageRole::User,
+            content: text.into(),
+            model: Some("m".into()),
+            usage: Some(TokenUsage { prompt_tokens: 3, completion_tokens: 4 }),
+            author: Some(author),
+        })
+    };
+    let chat = vec![new_event(&message(ann, "ann writes")), new_event(&message(bob, "bob writes"))];
+    store
+        .append(&ctx, AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::Any, users))
+        .await
+        .unwrap();
+    // A retry of a request with personal data is recognised: the idempotency hash is taken
+    // over the plain values, not over what sealing (with fresh nonces) makes of them.
+    let request = AppendRequest::to_stream(stream("conversation-1"), ExpectedVersion::Any, chat.clone())
+        .with_idempotency_key("chat-1");
+    let first = store.append(&ctx, request.clone()).await.unwrap();
+    let retried = store.append(&ctx, request).await.unwrap();
+    assert!(retried.deduplicated && retried.last_position == first.last_position);
+
+    let texts = |log: &[tenantry_store::RecordedEvent]| -> Vec<String> {
+        log.iter()
+            .map(|e| match &e.event {
+                Event::UserAdded(u) => u.email.to_string(),
+                Event::MessageAppended(m) => m.content.to_string(),
+                other => other.event_type().to_owned(),
+            })
+            .collect()
+    };
+    let before = log(store, &ctx).await;
+    assert_eq!(texts(&before), ["ann@x.example", "bob@x.example", "ann writes", "bob writes"]);
+    assert!(
+        before.iter().all(|e| e
+            .event
+            .clone()
+            .personal_mut()
+            .iter()
+            .all(|(_, p)| matches!(p, Personal::Text(_))))
+    );
+
+    store.erase_subject(&ctx, ann).await.unwrap();
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                StreamId::tenant(),
+                ExpectedVersion::Any,
+                vec![new_event(&Event::UserErased(UserErased { user_id: ann }))],
+            ),
+        )
+        .await
+        .unwrap();
+    // Something about ann written after her erasure is not kept at all.
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("conversation-1"),
+                ExpectedVersion::Any,
+                vec![new_event(&message(ann, "late"))],
+            ),
+        )
+        .await
+        .unwrap();
+    let after = log(store, &ctx).await;
+    assert_eq!(
+        texts(&after),
+        ["[erased]", "bob@x.example", "[erased]", "bob writes", "user.erased", "[erased]"]
+    );
+    // Everything else of the events stays: usage, ids, positions, the hash chain.
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((b.position, b.event_id, b.hash), (a.position, a.event_id, a.hash));
+        if let (Event::MessageAppended(b), Event::MessageAppended(a)) = (&b.event, &a.event) {
+            assert_eq!((b.usage, b.author, b.message_id), (a.usage, a.author, a.message_id));
+        }
+    }
+    let report = store.verify_chain(&ctx, 1, None).await.unwrap();
+    assert_eq!(report.events, 6);
+    // Another tenant's person with the same id is untouched.
+    let other = tenant();
+    store
+        .append(
+            &other,
+            AppendRequest::to_stream(
+                StreamId::tenant(),
+                ExpectedVersion::Any,
+                vec![new_event(&Event::UserAdded(UserAdded {
+                    user_id: ann,
+                    email: "ann@y.example".into(),
+                    role: Role::User,
+                }))],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(texts(&log(store, &other).await), ["ann@y.example"]);
 }

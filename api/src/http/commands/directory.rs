@@ -99,7 +99,11 @@ pub async fn update_user(
     AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
     AppJson(body): AppJson<PatchUser>,
 ) -> Result<Response, ApiError> {
-    let command = TenantCommand::UpdateUser(UserUpdated { user_id, email: body.email.map(Into::into), role: body.role });
+    let command = TenantCommand::UpdateUser(UserUpdated {
+        user_id,
+        email: body.email.map(Into::into),
+        role: body.role,
+    });
     let out = state.commands.tenant(&ctx, &command).await?;
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }

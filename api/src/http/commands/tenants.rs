@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::event::{Settings, TenantCreated, TenantUpdated};
 use tenantry_domain::tenant::TenantCommand;
-use tenantry_domain::{LimitOverrides, PartnerId, Plan, Role, TenantId};
+use tenantry_domain::{LimitOverrides, PartnerId, Plan, Role, TenantId, UserId};
 use tenantry_projections::models::directory;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::compliance::{PurgeError, PurgeStep};
 use crate::http::auth::{Caller, Scoped};
 use crate::http::error::ApiError;
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, AppPath};
 use crate::http::{AppState, written};
 
 /// Tenant settings as the API spells them.
@@ -185,10 +185,31 @@ pub async fn purge_tenant(State(state): State<AppState>, Scoped(ctx): Scoped) ->
     Ok((status, Json(json!(report))).into_response())
 }
 
-/// `POST /v1/tenants/{id}/users/{user_id}/erase`: 501 until the compliance work lands.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users/{user_id}/erase", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
-pub async fn erase_user(Scoped(_): Scoped) -> Result<Json<()>, ApiError> {
-    Err(ApiError::NotImplemented("erasure of a person is not available in this build yet".into()))
+/// `POST /v1/tenants/{id}/users/{user_id}/erase` (admin): erase one person. Their data key
+/// is destroyed first, so their email, conversation titles and what they wrote read as
+/// `[erased]` in every copy of the log from then on; then `user.erased` removes the user and
+/// scrubs the read models. The rest of the tenant, its usage and its hash chain stay intact.
+/// Repeating it is harmless.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users/{user_id}/erase", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Erased: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404 or 429")))]
+pub async fn erase_user(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
+) -> Result<Response, ApiError> {
+    if !ctx.role.can_administer() {
+        return Err(ApiError::Forbidden("role may not do this".into()));
+    }
+    let tenant = state.commands.tenant_now(&ctx).await?;
+    if !tenant.exists || !tenant.users.contains_key(&user_id) {
+        return Err(ApiError::NotFound);
+    }
+    // The key goes first: should the process die before the event is written, the data is
+    // already unreadable, and repeating the call writes the event.
+    state.store.erase_subject(&ctx, user_id).await?;
+    let out = state.commands.tenant(&ctx, &TenantCommand::EraseUser { user_id }).await?;
+    // Cached states held the person's email.
+    state.commands.forget_tenant(ctx.tenant_id);
+    Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
 /// `POST /v1/partners`: 501 until partners land.
