@@ -136,6 +136,17 @@ pub(crate) enum StoredKey {
     Destroyed,
 }
 
+impl StoredKey {
+    /// From a `wrapped_key` column read by key: no row, a key, or NULL once destroyed.
+    pub(crate) fn from_row(row: Option<(Option<Vec<u8>>,)>) -> Self {
+        match row {
+            None => Self::Missing,
+            Some((Some(k),)) => Self::Wrapped(k),
+            Some((None,)) => Self::Destroyed,
+        }
+    }
+}
+
 /// How an append attempt ended.
 #[derive(Debug)]
 pub(crate) enum Attempt {

@@ -60,11 +60,7 @@ impl Backend for Postgres {
                 .bind(tenant.as_uuid())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(match row {
-            None => StoredKey::Missing,
-            Some((Some(k),)) => StoredKey::Wrapped(k),
-            Some((None,)) => StoredKey::Destroyed,
-        })
+        Ok(StoredKey::from_row(row))
     }
 
     async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError> {
@@ -85,11 +81,7 @@ impl Backend for Postgres {
                 .bind(subject)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(match row {
-            None => StoredKey::Missing,
-            Some((Some(k),)) => StoredKey::Wrapped(k),
-            Some((None,)) => StoredKey::Destroyed,
-        })
+        Ok(StoredKey::from_row(row))
     }
 
     async fn insert_subject_key(

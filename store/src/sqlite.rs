@@ -96,11 +96,7 @@ impl Backend for Sqlite {
                 .bind(tenant.as_uuid())
                 .fetch_optional(&self.read)
                 .await?;
-        Ok(match row {
-            None => StoredKey::Missing,
-            Some((Some(k),)) => StoredKey::Wrapped(k),
-            Some((None,)) => StoredKey::Destroyed,
-        })
+        Ok(StoredKey::from_row(row))
     }
 
     async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError> {
@@ -122,11 +118,7 @@ impl Backend for Sqlite {
                 .bind(subject)
                 .fetch_optional(&self.read)
                 .await?;
-        Ok(match row {
-            None => StoredKey::Missing,
-            Some((Some(k),)) => StoredKey::Wrapped(k),
-            Some((None,)) => StoredKey::Destroyed,
-        })
+        Ok(StoredKey::from_row(row))
     }
 
     async fn insert_subject_key(
