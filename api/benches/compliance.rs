@@ -128,7 +128,7 @@ async fn run(name: &str, h: &Harness, total: usize) {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let purger = Purger::new(projections.clone(), None);
+    let purger = Purger::new(projections.clone(), None, None);
     let started = Instant::now();
     purger.request(&big, big.tenant_id).await.unwrap();
     let report = purger.run(big.tenant_id, &|_| {}).await.unwrap();

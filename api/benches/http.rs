@@ -78,6 +78,7 @@ async fn run(name: &str, database_url: Option<String>) {
             database_url,
             master_key_file: Some(dir.path().join("master.key")),
             prices_file: None,
+            nats_url: None,
         },
         no_projectors: false,
         role: Default::default(),

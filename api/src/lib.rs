@@ -6,11 +6,13 @@
 //! - [`service`]: commands decided on state from the streams, retried on conflicts.
 //! - [`http`]: the axum routers.
 //! - [`compliance`]: tenant purge as a resumable state machine.
+//! - [`relay`]: committed events published to NATS JetStream.
 //! - [`cli`]: one file per subcommand of the binary.
 
 pub mod cli;
 pub mod compliance;
 pub mod http;
+pub mod relay;
 pub mod service;
 pub mod settings;
 pub mod startup;

@@ -26,6 +26,11 @@ pub struct StoreSettings {
     /// "completion_per_1k": "0.03"}}, "default": {…}}`. Built-in defaults when absent.
     #[arg(long, env = "TENANTRY_PRICES_FILE")]
     pub prices_file: Option<PathBuf>,
+
+    /// `nats://HOST:PORT` of NATS with JetStream: `serve` relays committed events there,
+    /// `worker` is woken through it, and a purge deletes the tenant's messages there.
+    #[arg(long, env = "TENANTRY_NATS_URL")]
+    pub nats_url: Option<String>,
 }
 
 impl StoreSettings {
@@ -46,6 +51,14 @@ impl StoreSettings {
                 serde_json::from_str(&text)
                     .with_context(|| format!("{} is not a valid price table", path.display()))
             }
+        }
+    }
+
+    /// The broker, when one is configured.
+    pub async fn broker(&self) -> anyhow::Result<Option<crate::relay::Broker>> {
+        match &self.nats_url {
+            Some(url) => Ok(Some(crate::relay::Broker::connect(url).await?)),
+            None => Ok(None),
         }
     }
 

@@ -72,6 +72,7 @@ pub struct Application {
     state: AppState,
     project: bool,
     role: ServeRole,
+    broker: Option<crate::relay::Broker>,
 }
 
 impl Application {
@@ -80,8 +81,9 @@ impl Application {
         let plans = PlanCatalog::default();
         let store = projections.store().clone();
         let commands = Commands::new(store.clone(), plans);
+        let broker = settings.store.broker().await?;
         let state = AppState {
-            purger: Purger::new(projections.clone(), Some(commands.clone())),
+            purger: Purger::new(projections.clone(), Some(commands.clone()), broker.clone()),
             commands,
             keys: KeyHasher::new(&master),
             store,
@@ -96,7 +98,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        Ok(Self { listener, state, project: !settings.no_projectors, role: settings.role })
+        Ok(Self { listener, state, project: !settings.no_projectors, role: settings.role, broker })
     }
 
     pub fn port(&self) -> u16 {
@@ -127,6 +129,17 @@ impl Application {
                 let _ = stop.wait_for(|s| *s).await;
             }))
         });
+        // Committed events go to the broker, from whichever process appends them.
+        let relay = match (&self.broker, self.role) {
+            (Some(broker), role) if role != ServeRole::Queries => {
+                let relay = crate::relay::Relay::new(self.state.projections.clone(), broker.clone());
+                let mut stop = stop_rx.clone();
+                Some(tokio::spawn(relay.run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })))
+            }
+            _ => None,
+        };
         // Purges a killed process left unfinished carry on in the background.
         if self.role != ServeRole::Queries {
             self.state.purger.resume_all().await?;
@@ -137,7 +150,7 @@ impl Application {
             .await?;
         // Let the projector finish its transaction, then stop it.
         let _ = stop_tx.send(true);
-        if let Some(handle) = projector {
+        for handle in [projector, relay].into_iter().flatten() {
             let _ = handle.await;
         }
         Ok(())

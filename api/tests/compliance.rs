@@ -38,6 +38,7 @@ impl Api {
                 database_url: database_url.clone(),
                 master_key_file: Some(dir.path().join("master.key")),
                 prices_file: None,
+                nats_url: None,
             },
             no_projectors: false,
             role: Default::default(),
@@ -345,7 +346,7 @@ async fn only_the_platform_operator_purges(pg: Option<Harness>) {
 /// uninterrupted one: no rows left, one tombstone, the same counts.
 async fn an_interrupted_purge_resumes_from_every_step(pg: Option<Harness>) {
     let api = Api::start(pg).await;
-    let purger = Purger::new(api.app.projections.clone(), None);
+    let purger = Purger::new(api.app.projections.clone(), None, None);
     let steps = [
         PurgeStep::Requested,
         PurgeStep::KeyDestroyed,

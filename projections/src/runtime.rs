@@ -154,7 +154,8 @@ impl Projections {
         self.projectors.iter().map(|p| p.name()).collect()
     }
 
-    fn find(&self, name: &str) -> Result<Arc<dyn Projector>, ProjectionError> {
+    /// The projector named `name`.
+    pub fn find(&self, name: &str) -> Result<Arc<dyn Projector>, ProjectionError> {
         self.projectors
             .iter()
             .find(|p| p.name() == name)

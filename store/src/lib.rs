@@ -25,5 +25,7 @@ pub mod testing;
 
 pub use crypto::MasterKey;
 pub use error::StoreError;
-pub use model::{AppendOutcome, AppendRequest, ExpectedVersion, Head, NewEvent, RecordedEvent, StreamWrite};
+pub use model::{
+    AppendOutcome, AppendRequest, ExpectedVersion, Head, NewEvent, RecordedEvent, SealedRecord, StreamWrite,
+};
 pub use store::{Committed, Database, EventStore};

@@ -181,3 +181,15 @@ pub struct RecordedEvent {
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
 }
+
+/// A stored event as it lies in the database: its payload still sealed with the tenant's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    pub position: u64,
+    pub stream_id: String,
+    pub stream_version: u64,
+    pub event_id: EventId,
+    pub event_type: String,
+    /// Nonce and XChaCha20-Poly1305 ciphertext.
+    pub payload: Vec<u8>,
+}

@@ -92,6 +92,12 @@ impl EventStore {
         &self.database
     }
 
+    /// Announce a commit made elsewhere (another process, seen through a broker) to this
+    /// process's subscribers, as if it were local: projectors wake for it.
+    pub fn announce(&self, committed: Committed) {
+        let _ = self.committed.send(committed);
+    }
+
     /// Appends committed by this process, as they happen. A lagging receiver should treat
     /// `Lagged` as "look at every tenant".
     pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
@@ -396,6 +402,30 @@ impl EventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let page = self.backend.read_log(ctx.tenant_id, after, limit).await?;
         self.decode_page(ctx.tenant_id, page).await
+    }
+
+    /// Up to `limit` stored events after `after`, still encrypted: for relaying to a broker,
+    /// which never sees plaintext.
+    pub async fn read_sealed_page(
+        &self,
+        ctx: &TenantContext,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<SealedRecord>, StoreError> {
+        Ok(self
+            .backend
+            .read_log(ctx.tenant_id, after, limit)
+            .await?
+            .into_iter()
+            .map(|raw| SealedRecord {
+                position: raw.position,
+                stream_id: raw.stream_id,
+                stream_version: raw.stream_version,
+                event_id: raw.event_id,
+                event_type: raw.event_type,
+                payload: raw.payload,
+            })
+            .collect())
     }
 
     /// The tenant's log after `after`, page by page: memory stays flat however long it is.

@@ -27,7 +27,7 @@ pub enum Command {
     /// Per projection: tenants behind, lag in events, stalled tenants with the reason.
     Status(crate::settings::StoreSettings),
     /// Run the projectors without serving HTTP (finds work by polling the database).
-    Worker(crate::settings::StoreSettings),
+    Worker(worker::WorkerArgs),
     /// Write a tenant's whole log as verifiable JSON Lines.
     Export(export::ExportArgs),
     /// Check an export offline: OK with counts, or the first position found wrong.
@@ -45,7 +45,7 @@ impl Cli {
             Command::Serve(settings) => serve::run(settings).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Status(store) => status::run(store).await,
-            Command::Worker(store) => worker::run(store).await,
+            Command::Worker(args) => worker::run(args).await,
             Command::Export(args) => export::run_export(args).await,
             Command::Verify(args) => export::run_verify(args),
             Command::Purge(args) => purge::run(args).await,

@@ -19,7 +19,7 @@ pub struct PurgeArgs {
 
 pub async fn run(args: PurgeArgs) -> anyhow::Result<()> {
     let projections = open_read_side(&args.store).await?;
-    let purger = Purger::new(projections, None);
+    let purger = Purger::new(projections, None, args.store.broker().await?);
     let report = match purger.request(&TenantContext::system(args.tenant), args.tenant).await {
         Err(PurgeError::UnknownTenant(t)) => bail!("tenant {t} does not exist (no events, never purged)"),
         Err(PurgeError::Platform) => bail!("the platform log cannot be purged"),

@@ -7,7 +7,8 @@
 //! 3. `log_deleted`: events, streams, idempotency keys and the head are deleted; a trigger
 //!    refuses to start the log again.
 //! 4. `read_models_deleted`: every read-model row, checkpoint and stall of the tenant.
-//! 5. `broker_purged`: the tenant's broker subjects, where a broker is configured.
+//! 5. `broker_purged`: the tenant's messages in JetStream (where a broker is configured) and
+//!    its relay position.
 //! 6. `done`: a `tenant.purged` tombstone (ids, who, when, counts; no personal data) is in
 //!    the platform log, and the database files are scrubbed where the backend allows.
 //!
@@ -25,6 +26,7 @@ use tenantry_projections::Projections;
 use tenantry_projections::db::{Val, exec};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
 
+use crate::relay::Broker;
 use crate::service::Commands;
 
 /// Where a purge stands.
@@ -91,6 +93,9 @@ pub enum PurgeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Projection(#[from] tenantry_projections::ProjectionError),
+    /// The broker could not be reached or refused; the purge resumes at this step.
+    #[error("broker: {0}")]
+    Broker(String),
     #[error("purge record of tenant {0} is unreadable: {1}")]
     Record(TenantId, String),
 }
@@ -107,6 +112,7 @@ pub struct Purger {
     store: EventStore,
     projections: Projections,
     commands: Option<Commands>,
+    broker: Option<Broker>,
     // Tenants being purged by this process: a second request does not start a second run.
     running: Arc<Mutex<HashSet<TenantId>>>,
 }
@@ -116,12 +122,14 @@ fn ms(at: i64) -> DateTime<Utc> {
 }
 
 impl Purger {
-    /// `commands`, when given, has its cached states of a purged tenant dropped.
-    pub fn new(projections: Projections, commands: Option<Commands>) -> Self {
+    /// `commands`, when given, has its cached states of a purged tenant dropped; `broker`,
+    /// when given, has the tenant's messages deleted.
+    pub fn new(projections: Projections, commands: Option<Commands>, broker: Option<Broker>) -> Self {
         Self {
             store: projections.store().clone(),
             projections,
             commands,
+            broker,
             running: Arc::new(Mutex::new(HashSet::new())),
         }
     }
@@ -253,8 +261,21 @@ impl Purger {
                     tx.commit().await?;
                 }
                 PurgeStep::ReadModelsDeleted => {
-                    // No broker is configured in this build; the step is recorded so a
-                    // broker added later has its place in the sequence.
+                    if let Some(broker) = &self.broker {
+                        let purged = broker
+                            .purge_tenant(tenant)
+                            .await
+                            .map_err(|e| PurgeError::Broker(e.to_string()))?;
+                        tracing::info!(tenant_id = %tenant, messages = purged, "purged from the broker");
+                    }
+                    let mut conn = self.projections.db().pool().acquire().await?;
+                    exec(
+                        &mut conn,
+                        "DELETE FROM relay_positions WHERE tenant_id = $1",
+                        vec![tenant.to_string().into()],
+                    )
+                    .await?;
+                    drop(conn);
                     self.advance_now(tenant, PurgeStep::BrokerPurged, None).await?;
                 }
                 PurgeStep::BrokerPurged => {

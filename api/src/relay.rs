@@ -1,0 +1,237 @@
+//! The broker relay: committed events published to NATS JetStream, for workers and other
+//! consumers elsewhere.
+//!
+//! Subjects are `tenantry.<tenant_id>.<stream kind>` (the stream id up to its first `-`);
+//! the message id is the event id, so JetStream drops a message published twice within its
+//! duplicate window; headers carry only ids and the position; the payload is the stored
+//! ciphertext, never plaintext. What has been acknowledged is recorded per tenant in
+//! `relay_positions`, so a crash or an outage of the broker loses nothing: the relay carries
+//! on in order from there when it can. Appends never wait for the broker.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, stream};
+use futures::StreamExt;
+use sqlx::Row;
+use tenantry_domain::{TenantContext, TenantId};
+use tenantry_projections::Projections;
+use tenantry_projections::db::exec;
+use tenantry_store::{Committed, EventStore};
+use tokio::sync::broadcast::error::RecvError;
+
+/// The JetStream stream every tenant's events go to.
+pub const STREAM: &str = "TENANTRY";
+/// Events published per round of acknowledgements.
+const PAGE: u32 = 1_000;
+/// How often the relay looks at every tenant even when nothing woke it.
+const POLL: Duration = Duration::from_secs(2);
+
+/// The subject of an event of `stream` in `tenant`'s log.
+pub fn subject(tenant: TenantId, stream: &str) -> String {
+    let kind = stream.split(['-', ':', '.']).next().filter(|k| !k.is_empty()).unwrap_or("other");
+    format!("tenantry.{tenant}.{kind}")
+}
+
+/// A connection to NATS with JetStream.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    js: jetstream::Context,
+}
+
+impl Broker {
+    /// Connect (retrying in the background while the server is down) and make sure the
+    /// stream exists.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(Duration::from_secs(5)))
+            .connect(url)
+            .await
+            .with_context(|| format!("cannot reach NATS at {url}"))?;
+        let broker = Self { js: jetstream::new(client) };
+        if let Err(e) = broker.stream().await {
+            tracing::warn!(error = %e, "JetStream not ready yet; the relay retries");
+        }
+        Ok(broker)
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The stream, created (file storage) when missing, also after someone deleted it.
+    pub async fn stream(&self) -> anyhow::Result<stream::Stream> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: STREAM.to_owned(),
+                subjects: vec!["tenantry.>".to_owned()],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("JetStream stream {STREAM}: {e}"))
+    }
+
+    /// Delete every message of a tenant from the stream. Returns how many.
+    pub async fn purge_tenant(&self, tenant: TenantId) -> anyhow::Result<u64> {
+        let stream = self.stream().await?;
+        let response = stream
+            .purge()
+            .filter(format!("tenantry.{tenant}.>"))
+            .await
+            .map_err(|e| anyhow::anyhow!("purging {tenant} from {STREAM}: {e}"))?;
+        Ok(response.purged)
+    }
+}
+
+/// Publishes committed events to the broker.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    store: EventStore,
+    projections: Projections,
+    broker: Broker,
+}
+
+impl Relay {
+    pub fn new(projections: Projections, broker: Broker) -> Self {
+        Self { store: projections.store().clone(), projections, broker }
+    }
+
+    async fn published(&self, tenant: Option<TenantId>) -> anyhow::Result<HashMap<String, u64>> {
+        let pool = self.projections.db().pool();
+        let rows = match tenant {
+            Some(t) => {
+                sqlx::query("SELECT tenant_id, position FROM relay_positions WHERE tenant_id = $1")
+                    .bind(t.to_string())
+                    .fetch_all(pool)
+                    .await?
+            }
+            None => sqlx::query("SELECT tenant_id, position FROM relay_positions").fetch_all(pool).await?,
+        };
+        rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? as u64))).collect()
+    }
+
+    /// Publish the tenant's events after `from` in order, a page at a time: every message of
+    /// a page is sent, then every acknowledgement awaited, then the position recorded.
+    /// Returns the events published.
+    pub async fn relay_tenant(&self, tenant: TenantId, from: u64) -> anyhow::Result<u64> {
+        let ctx = TenantContext::system(tenant);
+        let mut done = from;
+        let mut published = 0;
+        loop {
+            let page = self.store.read_sealed_page(&ctx, done, PAGE).await?;
+            let Some(last) = page.last().map(|e| e.position) else { break };
+            let mut acks = Vec::with_capacity(page.len());
+            for (i, e) in page.into_iter().enumerate() {
+                if e.position != done + 1 + i as u64 {
+                    // A hole (the log is being purged, or was tampered with): stop before it.
+                    anyhow::bail!("tenant {tenant}: position {} missing in the log", done + 1 + i as u64);
+                }
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", e.event_id.to_string().as_str());
+                headers.insert("Tenantry-Tenant", tenant.to_string().as_str());
+                headers.insert("Tenantry-Position", e.position.to_string().as_str());
+                let ack = self
+                    .broker
+                    .js
+                    .publish_with_headers(subject(tenant, &e.stream_id), headers, e.payload.into())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                ack.await.map_err(|e| anyhow::anyhow!("acknowledgement: {e}"))?;
+            }
+            let mut conn = self.projections.db().pool().acquire().await?;
+            exec(
+                &mut conn,
+                "INSERT INTO relay_positions (tenant_id, position) VALUES ($1, $2)
+                 ON CONFLICT (tenant_id) DO UPDATE SET position =
+                     CASE WHEN relay_positions.position > excluded.position THEN relay_positions.position
+                          ELSE excluded.position END",
+                vec![tenant.to_string().into(), last.into()],
+            )
+            .await?;
+            published += last - done;
+            done = last;
+        }
+        Ok(published)
+    }
+
+    /// One pass over every tenant whose log is ahead of what was published.
+    pub async fn run_once(&self) -> anyhow::Result<u64> {
+        // Re-created here if it was deleted: the positions then say what is published, and a
+        // consumer that needs the history reads it from the database.
+        self.broker.stream().await?;
+        let published = self.published(None).await?;
+        let mut total = 0;
+        let mut after = None;
+        loop {
+            let heads = self.store.tenant_heads(after, 1_000).await?;
+            let Some(last) = heads.last() else { break };
+            after = Some(last.0);
+            for (tenant, head) in heads {
+                let done = published.get(&tenant.to_string()).copied().unwrap_or(0);
+                if head > done {
+                    total += self.relay_tenant(tenant, done).await?;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    async fn relay_one(&self, tenant: TenantId) -> anyhow::Result<u64> {
+        let done = self.published(Some(tenant)).await?.values().next().copied().unwrap_or(0);
+        self.relay_tenant(tenant, done).await
+    }
+
+    /// Relay until `shutdown`: woken by this process's appends, and every two seconds for
+    /// appends made elsewhere and to retry after a broker outage.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let mut committed = self.store.subscribe();
+        tokio::pin!(shutdown);
+        let mut everything = true;
+        loop {
+            let mut tenants = std::collections::BTreeSet::new();
+            if !everything {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    msg = committed.recv() => match msg {
+                        Ok(Committed { tenant_id, .. }) => { tenants.insert(tenant_id); }
+                        Err(RecvError::Lagged(_)) => everything = true,
+                        Err(RecvError::Closed) => return,
+                    },
+                    () = tokio::time::sleep(POLL) => everything = true,
+                }
+                while let Ok(c) = committed.try_recv() {
+                    tenants.insert(c.tenant_id);
+                }
+            }
+            let result = if everything {
+                self.run_once().await
+            } else {
+                let this = &self;
+                futures::stream::iter(tenants)
+                    .map(|t| async move { this.relay_one(t).await })
+                    .buffer_unordered(8)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .sum::<anyhow::Result<u64>>()
+            };
+            everything = false;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "relay to NATS failed; retrying");
+                everything = true;
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
