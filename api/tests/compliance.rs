@@ -15,6 +15,10 @@ use tenantry::{Application, Settings};
 use tenantry_domain::{TenantContext, TenantId};
 use tenantry_store::testing::Harness;
 
+mod support;
+
+use support::dump;
+
 const BOOTSTRAP: &str = "test-bootstrap-key-0123456789abcdef";
 
 struct Api {
@@ -181,48 +185,6 @@ impl Drop for Api {
             let _ = stop.send(());
         }
     }
-}
-
-/// Every row of every table, as text (bytes as hex), by table.
-async fn dump(url: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    if url.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let tables: Vec<(String,)> =
-            sqlx::query_as("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        for (table,) in tables {
-            let rows: Vec<(String,)> =
-                sqlx::query_as(&format!("SELECT t::text FROM {table} t")).fetch_all(&pool).await.unwrap();
-            let mut rows: Vec<String> = rows.into_iter().map(|r| r.0).collect();
-            rows.sort();
-            out.insert(table, rows);
-        }
-        pool.close().await;
-    } else {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        for (table,) in tables {
-            let columns: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info(?)")
-                .bind(&table)
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-            let expr: Vec<String> = columns.iter().map(|(c,)| format!("quote(\"{c}\")")).collect();
-            let sql = format!("SELECT {} FROM \"{table}\"", expr.join(" || '|' || "));
-            let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
-            let mut rows: Vec<String> = rows.into_iter().map(|r| r.0).collect();
-            rows.sort();
-            out.insert(table, rows);
-        }
-        pool.close().await;
-    }
-    out
 }
 
 /// The rows that name a tenant: its id as text, or as the bytes of a UUID column.

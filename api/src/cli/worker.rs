@@ -107,7 +107,8 @@ async fn consume(broker: &Broker, store: &tenantry_store::EventStore) -> anyhow:
     let mut messages = consumer.messages().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let header = |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+        let header =
+            |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
         let tenant = header("Tenantry-Tenant").and_then(|t| t.parse::<TenantId>().ok());
         let position = header("Tenantry-Position").and_then(|p| p.parse::<u64>().ok());
         if let (Some(tenant_id), Some(position)) = (tenant, position) {

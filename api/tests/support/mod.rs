@@ -1,0 +1,117 @@
+//! Helpers shared by the end-to-end tests: a look at every row of the database, and a NATS
+//! server of the test's own.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every row of every table, as text (bytes as hex), by table.
+pub(crate) async fn dump(url: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let tables: Vec<(String,)> =
+            sqlx::query_as("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        for (table,) in tables {
+            let rows: Vec<(String,)> =
+                sqlx::query_as(&format!("SELECT t::text FROM {table} t")).fetch_all(&pool).await.unwrap();
+            let mut rows: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+            rows.sort();
+            out.insert(table, rows);
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for (table,) in tables {
+            let columns: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info(?)")
+                .bind(&table)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let expr: Vec<String> = columns.iter().map(|(c,)| format!("quote(\"{c}\")")).collect();
+            let sql = format!("SELECT {} FROM \"{table}\"", expr.join(" || '|' || "));
+            let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
+            let mut rows: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+            rows.sort();
+            out.insert(table, rows);
+        }
+        pool.close().await;
+    }
+    out
+}
+
+/// A NATS server with JetStream on a free loopback port and a store directory of its own,
+/// so a test may stop and start it without touching anything else. Killed when dropped.
+pub(crate) struct NatsServer {
+    pub(crate) port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+impl NatsServer {
+    /// `None` (with a SKIPPED line) where nats-server is not installed; under `CI=true` that
+    /// fails the test instead.
+    pub(crate) fn start() -> Option<Self> {
+        if !std::path::Path::new(NATS_SERVER).exists() {
+            assert!(std::env::var("CI").ok().as_deref() != Some("true"), "{NATS_SERVER} missing under CI");
+            eprintln!("SKIPPED: {NATS_SERVER} is not installed");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
+        server.resume();
+        Some(server)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("js")
+    }
+
+    /// Start (again) on the same port and store; returns once it accepts connections.
+    pub(crate) fn resume(&mut self) {
+        let child = Command::new(NATS_SERVER)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop it, as an outage would.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
