@@ -114,10 +114,11 @@ async fn main() {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-                let sent: Vec<(String, i64)> = sqlx::query_as("SELECT tenant_id, position FROM relay_positions")
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
+                let sent: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT tenant_id, position FROM relay_positions")
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
                 let now = Instant::now();
                 let at: std::collections::HashMap<String, u64> =
                     rows.into_iter().map(|(t, p)| (t, p as u64)).collect();
@@ -152,7 +153,14 @@ async fn main() {
         let (store, samples) = (h.store.clone(), sample_tx.clone());
         appends.push(tokio::spawn(async move {
             let out = store
-                .append(&ctx, AppendRequest::to_stream(StreamId::conversation(c), ExpectedVersion::Any, vec![message(c)]))
+                .append(
+                    &ctx,
+                    AppendRequest::to_stream(
+                        StreamId::conversation(c),
+                        ExpectedVersion::Any,
+                        vec![message(c)],
+                    ),
+                )
                 .await
                 .unwrap();
             if i % 10 == 0 {
@@ -167,7 +175,8 @@ async fn main() {
     let (mut lags, mut relayed) =
         tokio::time::timeout(Duration::from_secs(60), observer).await.expect("the worker caught up").unwrap();
     relayed.sort();
-    let r = |q: f64| relayed[((relayed.len() as f64 * q) as usize).min(relayed.len() - 1)].as_secs_f64() * 1000.0;
+    let r =
+        |q: f64| relayed[((relayed.len() as f64 * q) as usize).min(relayed.len() - 1)].as_secs_f64() * 1000.0;
     println!(
         "| PostgreSQL + NATS | relay lag, append committed to acknowledged by JetStream and recorded, same load | p50 {:.1} ms, p99 {:.1} ms |",
         r(0.5),

@@ -27,6 +27,8 @@ pub const STREAM: &str = "TENANTRY";
 const PAGE: u32 = 1_000;
 /// How often the relay looks at every tenant even when nothing woke it.
 const POLL: Duration = Duration::from_secs(2);
+/// Tenants published at once.
+pub const WIDTH: usize = 16;
 
 /// The subject of an event of `stream` in `tenant`'s log.
 pub fn subject(tenant: TenantId, stream: &str) -> String {
@@ -94,11 +96,47 @@ pub struct Relay {
     store: EventStore,
     projections: Projections,
     broker: Broker,
+    // The last position recorded per tenant by this process, so a wake-up reads no
+    // `relay_positions` row; a full pass reloads them (another relay may have moved on).
+    // Guards only the map; never held across an await.
+    known: std::sync::Arc<std::sync::Mutex<HashMap<TenantId, u64>>>,
 }
 
 impl Relay {
     pub fn new(projections: Projections, broker: Broker) -> Self {
-        Self { store: projections.store().clone(), projections, broker }
+        Self { store: projections.store().clone(), projections, broker, known: Default::default() }
+    }
+
+    /// Record what JetStream acknowledged, for many tenants in one statement; positions only
+    /// move forward.
+    async fn record(&self, positions: &[(TenantId, u64)]) -> anyhow::Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut sql = "INSERT INTO relay_positions (tenant_id, position) VALUES ".to_owned();
+        let mut vals = Vec::with_capacity(positions.len() * 2);
+        for (i, (tenant, position)) in positions.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+            vals.push(tenant.to_string().into());
+            vals.push((*position).into());
+        }
+        sql.push_str(
+            " ON CONFLICT (tenant_id) DO UPDATE SET position =
+                 CASE WHEN relay_positions.position > excluded.position THEN relay_positions.position
+                      ELSE excluded.position END",
+        );
+        let mut conn = self.projections.db().pool().acquire().await?;
+        exec(&mut conn, &sql, vals).await?;
+        if let Ok(mut known) = self.known.lock() {
+            for (tenant, position) in positions {
+                let entry = known.entry(*tenant).or_insert(0);
+                *entry = (*entry).max(*position);
+            }
+        }
+        Ok(())
     }
 
     async fn published(&self, tenant: Option<TenantId>) -> anyhow::Result<HashMap<String, u64>> {
@@ -116,14 +154,14 @@ impl Relay {
     }
 
     /// Publish the tenant's events after `from` in order, a page at a time: every message of
-    /// a page is sent, then every acknowledgement awaited, then the position recorded.
-    /// Returns the events published.
-    pub async fn relay_tenant(&self, tenant: TenantId, from: u64) -> anyhow::Result<u64> {
+    /// a page is sent, then every acknowledgement awaited. Returns the last position
+    /// acknowledged (`from` when there was nothing); the caller records it.
+    pub async fn publish_tenant(&self, tenant: TenantId, from: u64) -> anyhow::Result<u64> {
         let ctx = TenantContext::system(tenant);
         let mut done = from;
-        let mut published = 0;
         loop {
             let page = self.store.read_sealed_page(&ctx, done, PAGE).await?;
+            let full = page.len() == PAGE as usize;
             let Some(last) = page.last().map(|e| e.position) else { break };
             let mut acks = Vec::with_capacity(page.len());
             for (i, e) in page.into_iter().enumerate() {
@@ -146,20 +184,22 @@ impl Relay {
             for ack in acks {
                 ack.await.map_err(|e| anyhow::anyhow!("acknowledgement: {e}"))?;
             }
-            let mut conn = self.projections.db().pool().acquire().await?;
-            exec(
-                &mut conn,
-                "INSERT INTO relay_positions (tenant_id, position) VALUES ($1, $2)
-                 ON CONFLICT (tenant_id) DO UPDATE SET position =
-                     CASE WHEN relay_positions.position > excluded.position THEN relay_positions.position
-                          ELSE excluded.position END",
-                vec![tenant.to_string().into(), last.into()],
-            )
-            .await?;
-            published += last - done;
             done = last;
+            if !full {
+                // A short page is the head as it stood: no need to ask again.
+                break;
+            }
         }
-        Ok(published)
+        Ok(done)
+    }
+
+    /// Publish and record one tenant's events after `from`; returns how many.
+    pub async fn relay_tenant(&self, tenant: TenantId, from: u64) -> anyhow::Result<u64> {
+        let last = self.publish_tenant(tenant, from).await?;
+        if last > from {
+            self.record(&[(tenant, last)]).await?;
+        }
+        Ok(last - from)
     }
 
     /// One pass over every tenant whose log is ahead of what was published.
@@ -176,6 +216,9 @@ impl Relay {
             after = Some(last.0);
             for (tenant, head) in heads {
                 let done = published.get(&tenant.to_string()).copied().unwrap_or(0);
+                if let Ok(mut known) = self.known.lock() {
+                    known.insert(tenant, done);
+                }
                 if head > done {
                     total += self.relay_tenant(tenant, done).await?;
                 }
@@ -184,9 +227,43 @@ impl Relay {
         Ok(total)
     }
 
-    async fn relay_one(&self, tenant: TenantId) -> anyhow::Result<u64> {
-        let done = self.published(Some(tenant)).await?.values().next().copied().unwrap_or(0);
-        self.relay_tenant(tenant, done).await
+    /// Publish one tenant's news; returns (tenant, from, last acknowledged).
+    async fn publish_one(&self, tenant: TenantId) -> anyhow::Result<(TenantId, u64, u64)> {
+        let known = self.known.lock().ok().and_then(|k| k.get(&tenant).copied());
+        let from = match known {
+            Some(done) => done,
+            None => self.published(Some(tenant)).await?.values().next().copied().unwrap_or(0),
+        };
+        Ok((tenant, from, self.publish_tenant(tenant, from).await?))
+    }
+
+    /// Publish the news of these tenants, [`WIDTH`] at once, then record every position in
+    /// one statement. Returns the events published.
+    async fn relay_some(&self, tenants: impl IntoIterator<Item = TenantId>) -> anyhow::Result<u64> {
+        let results: Vec<_> = futures::stream::iter(tenants)
+            .map(|t| async move { self.publish_one(t).await })
+            .buffer_unordered(WIDTH)
+            .collect()
+            .await;
+        let mut moved = Vec::new();
+        let mut events = 0;
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok((tenant, from, last)) if last > from => {
+                    events += last - from;
+                    moved.push((tenant, last));
+                }
+                Ok(_) => {}
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        // What was acknowledged is recorded even when another tenant failed.
+        self.record(&moved).await?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(events),
+        }
     }
 
     /// Relay until `shutdown`: woken by this process's appends, and every two seconds for
@@ -211,18 +288,7 @@ impl Relay {
                     tenants.insert(c.tenant_id);
                 }
             }
-            let result = if everything {
-                self.run_once().await
-            } else {
-                let this = &self;
-                futures::stream::iter(tenants)
-                    .map(|t| async move { this.relay_one(t).await })
-                    .buffer_unordered(8)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .sum::<anyhow::Result<u64>>()
-            };
+            let result = if everything { self.run_once().await } else { self.relay_some(tenants).await };
             everything = false;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "relay to NATS failed; retrying");
