@@ -14,7 +14,7 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use support::{NatsServer, dump};
+use support::{NatsServer, any_file_contains, dump};
 use tenantry::relay::STREAM;
 use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
@@ -217,6 +217,9 @@ async fn the_relay_publishes_each_event_once_through_outages(database_url: Optio
     assert_eq!(messages_of(&js, &a).await.len(), 0);
     assert_eq!(messages_of(&js, &b).await.len(), 1);
     assert_eq!(api.relayed(&a).await, 0, "its relay position is gone too");
+    // Nothing readable of the tenant ever reached the broker's files: payloads are sealed.
+    assert!(!any_file_contains(&nats.store_dir(), b"zqrelaycanary"));
+    assert!(any_file_contains(&nats.store_dir(), b.as_bytes()), "the scan reads the files it should");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
