@@ -283,6 +283,7 @@ events! {
     AccessDenied => "access.denied" v 1,
     TenantPurged => "tenant.purged" v 1,
     UserErased => "user.erased" v 1,
+    PartnerCreated => "partner.created" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

@@ -234,6 +234,13 @@ pub struct UserErased {
     pub user_id: UserId,
 }
 
+/// A partner (reseller) was created; kept in the platform log ([`crate::TenantId::PLATFORM`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerCreated {
+    pub partner_id: PartnerId,
+    pub name: String,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -258,6 +265,7 @@ pub enum Event {
     AccessDenied(AccessDenied),
     TenantPurged(TenantPurged),
     UserErased(UserErased),
+    PartnerCreated(PartnerCreated),
 }
 
 impl Event {

@@ -146,6 +146,10 @@ pub fn decide(
     use TenantCommand as C;
     if let C::CreateTenant(c) = command {
         require(is_platform(ctx.role), Rejection::Forbidden)?;
+        // A partner admin creates tenants under its own partner only.
+        if ctx.role == Role::PartnerAdmin {
+            require(ctx.partner_id.is_some() && c.partner_id == ctx.partner_id, Rejection::Forbidden)?;
+        }
         require(!state.exists, Rejection::TenantAlreadyExists)?;
         validate::slug(&c.slug)?;
         validate::text("name", &c.name, 1, 200)?;
@@ -384,7 +388,8 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::MessageAppended(_)
         | Event::UsageRecorded(_)
         | Event::AccessDenied(_)
-        | Event::TenantPurged(_) => {}
+        | Event::TenantPurged(_)
+        | Event::PartnerCreated(_) => {}
     }
     state
 }

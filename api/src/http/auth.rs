@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::Row;
-use tenantry_domain::{Actor, ApiKeyId, RequestId, Role, TenantContext, TenantId, UserId};
+use tenantry_domain::{Actor, ApiKeyId, PartnerId, RequestId, Role, TenantContext, TenantId, UserId};
 use tenantry_projections::ProjectionError;
 use uuid::Uuid;
 
@@ -70,27 +70,46 @@ pub struct Caller {
     pub role: Role,
     /// The tenant of a tenant key; `None` for platform keys.
     pub tenant: Option<TenantId>,
+    /// The partner of a partner_admin key.
+    pub partner: Option<PartnerId>,
     pub actor: Actor,
     pub request_id: RequestId,
     pub source_ip: Option<String>,
 }
 
 impl Caller {
-    /// The context for acting on `tenant`, or why the caller may not.
+    /// The context for acting on `tenant`, or why the caller may not. A partner admin's
+    /// reach depends on the tenant's partner, which [`Scoped`] looks up; here it may only act
+    /// on a tenant it is creating ([`Caller::acting_on`]).
     pub fn context(&self, tenant: TenantId) -> Result<TenantContext, ApiError> {
         match (self.role, self.tenant) {
             (Role::SuperAdmin, _) => {}
             (_, Some(own)) if own == tenant => {}
             _ => return Err(ApiError::Forbidden("this key belongs to another tenant".into())),
         }
-        Ok(TenantContext {
+        Ok(self.acting_on(tenant))
+    }
+
+    /// The context for `tenant`, with no check: for a tenant this caller's command creates,
+    /// and after the caller's reach over it was checked.
+    pub fn acting_on(&self, tenant: TenantId) -> TenantContext {
+        TenantContext {
             tenant_id: tenant,
             actor: self.actor.clone(),
             role: self.role,
-            partner_id: None,
+            partner_id: self.partner,
             request_id: self.request_id,
             source_ip: self.source_ip.clone(),
-        })
+        }
+    }
+
+    /// Whether a partner admin reaches `tenant`: the tenant was created under its partner.
+    /// Decided on the tenant's own stream, not a read model, so a tenant it has just created
+    /// is reachable at once.
+    async fn partner_reaches(&self, state: &AppState, tenant: TenantId) -> bool {
+        let Some(partner) = self.partner.filter(|_| self.role == Role::PartnerAdmin) else { return false };
+        let owner = state.commands.tenant_now(&TenantContext::system(tenant)).await;
+        matches!(owner, Ok(t) if t.exists && t.partner_id == Some(partner))
     }
 }
 
@@ -115,6 +134,9 @@ impl FromRequestParts<AppState> for Scoped {
             .1
             .parse()
             .map_err(|e: tenantry_domain::ids::IdError| ApiError::BadRequest(e.to_string()))?;
+        if caller.partner_reaches(state, tenant).await {
+            return Ok(Self(caller.acting_on(tenant)));
+        }
         match caller.context(tenant) {
             Ok(ctx) => Ok(Self(ctx)),
             Err(denied) => {
@@ -163,6 +185,43 @@ async fn record_denial(state: &AppState, caller: &Caller, tenant: TenantId, acti
     }
 }
 
+/// A partner_admin key: kept with the platform's keys, scoped to one partner.
+async fn partner_key(
+    state: &AppState,
+    key_id: Uuid,
+    secret: &str,
+    request_id: RequestId,
+    source_ip: Option<String>,
+) -> Result<Caller, ApiError> {
+    let row = sqlx::query(
+        "SELECT secret_hash, partner_id FROM platform_keys WHERE key_id = $1 AND role = 'partner_admin'",
+    )
+    .bind(key_id.to_string())
+    .fetch_optional(state.projections.db().pool())
+    .await
+    .map_err(|e| ApiError::from(ProjectionError::from(e)))?
+    .ok_or(ApiError::Unauthorized)?;
+    let stored = hex::decode(row.try_get::<String, _>(0).map_err(|_| ApiError::Unauthorized)?)
+        .map_err(|_| ApiError::Unauthorized)?;
+    if !state.keys.verify(secret, &stored) {
+        return Err(ApiError::Unauthorized);
+    }
+    let partner: PartnerId = row
+        .try_get::<Option<String>, _>(1)
+        .ok()
+        .flatten()
+        .and_then(|p| p.parse().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Caller {
+        role: Role::PartnerAdmin,
+        tenant: None,
+        partner: Some(partner),
+        actor: Actor::ApiKey(ApiKeyId::from_uuid(key_id)),
+        request_id,
+        source_ip,
+    })
+}
+
 fn parse_tenant_key(token: &str) -> Option<(Uuid, &str)> {
     let rest = token.strip_prefix("tnt_")?;
     let (id, secret) = rest.split_once('_')?;
@@ -193,8 +252,10 @@ impl FromRequestParts<AppState> for Caller {
             .bind(key_id.to_string())
             .fetch_optional(pool)
             .await
-            .map_err(|e| ApiError::from(ProjectionError::from(e)))?
-            .ok_or(ApiError::Unauthorized)?;
+            .map_err(|e| ApiError::from(ProjectionError::from(e)))?;
+            let Some(row) = row else {
+                return partner_key(state, key_id, secret, request_id, source_ip).await;
+            };
             let stored =
                 hex::decode(row.try_get::<String, _>("secret_hash").map_err(|_| ApiError::Unauthorized)?)
                     .map_err(|_| ApiError::Unauthorized)?;
@@ -219,7 +280,7 @@ impl FromRequestParts<AppState> for Caller {
                 (Role::User, Some(user)) => Actor::User(user),
                 _ => Actor::ApiKey(ApiKeyId::from_uuid(key_id)),
             };
-            return Ok(Caller { role, tenant: Some(tenant), actor, request_id, source_ip });
+            return Ok(Caller { role, tenant: Some(tenant), partner: None, actor, request_id, source_ip });
         }
         let row = sqlx::query("SELECT secret_hash FROM platform_keys WHERE key_id = 'bootstrap'")
             .fetch_optional(pool)
@@ -231,7 +292,14 @@ impl FromRequestParts<AppState> for Caller {
         if !state.keys.verify(token, &stored) {
             return Err(ApiError::Unauthorized);
         }
-        Ok(Caller { role: Role::SuperAdmin, tenant: None, actor: Actor::System, request_id, source_ip })
+        Ok(Caller {
+            role: Role::SuperAdmin,
+            tenant: None,
+            partner: None,
+            actor: Actor::System,
+            request_id,
+            source_ip,
+        })
     }
 }
 

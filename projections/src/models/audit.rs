@@ -38,6 +38,7 @@ fn target(event: &Event) -> Option<String> {
         Event::UsageRecorded(e) => format!("model:{}", e.model),
         Event::AccessDenied(e) => return e.target.clone(),
         Event::TenantPurged(e) => format!("tenant:{}", e.tenant_id),
+        Event::PartnerCreated(e) => format!("partner:{}", e.partner_id),
         Event::TenantCreated(_)
         | Event::TenantUpdated(_)
         | Event::TenantSuspended(_)

@@ -265,6 +265,14 @@ impl Projector for Directory {
                 | Event::UsageRecorded(_)
                 | Event::AccessDenied(_)
                 | Event::TenantPurged(_) => {}
+                Event::PartnerCreated(p) => {
+                    exec(
+                        conn,
+                        "INSERT INTO dir_partners (tenant_id, partner_id, name, created_at) VALUES ($1, $2, $3, $4)",
+                        vec![t(), p.partner_id.to_string().into(), p.name.as_str().into(), at.into()],
+                    )
+                    .await?;
+                }
             }
         }
         Ok(())
@@ -272,7 +280,7 @@ impl Projector for Directory {
 
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
         let mut deleted = 0;
-        for table in ["dir_tenants", "dir_agents", "dir_tools", "dir_users", "dir_api_keys"] {
+        for table in ["dir_tenants", "dir_agents", "dir_tools", "dir_users", "dir_api_keys", "dir_partners"] {
             deleted +=
                 exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![tenant.into()]).await?;
         }
@@ -339,6 +347,43 @@ pub async fn tenant_by_slug(db: &ReadDb, slug: &str) -> Result<Option<TenantRow>
 }
 
 /// Tenants in id order after `after`, of one partner when given.
+/// A partner, from the platform's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartnerRow {
+    pub partner_id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// Partners in id order after `after`; only `only` when given (a partner admin's own).
+pub async fn partners(
+    db: &ReadDb,
+    only: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<PartnerRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT partner_id, name, created_at FROM dir_partners
+         WHERE tenant_id = $1 AND partner_id > $2 AND ($3 = '' OR partner_id = $3)
+         ORDER BY partner_id LIMIT $4",
+    )
+    .bind(tenantry_domain::TenantId::PLATFORM.to_string())
+    .bind(after.unwrap_or(""))
+    .bind(only.unwrap_or(""))
+    .bind(page_size(limit))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(PartnerRow {
+                partner_id: text(r, "partner_id")?,
+                name: text(r, "name")?,
+                created_at: int(r, "created_at")?,
+            })
+        })
+        .collect()
+}
+
 pub async fn tenants(
     db: &ReadDb,
     partner: Option<&str>,

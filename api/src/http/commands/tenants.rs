@@ -80,7 +80,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(suspend))
         .routes(routes!(resume))
         .routes(routes!(update_settings))
-        .routes(routes!(create_partner, list_partners))
+        .routes(routes!(create_partner))
         .routes(routes!(erase_user))
 }
 
@@ -91,21 +91,28 @@ pub async fn create(
     caller: Caller,
     AppJson(body): AppJson<CreateTenant>,
 ) -> Result<Response, ApiError> {
-    if caller.role != Role::SuperAdmin {
-        return Err(ApiError::Forbidden("only the platform operator creates tenants".into()));
-    }
+    // The platform operator creates any tenant; a partner admin, tenants of its partner.
+    let partner_id = match (caller.role, caller.partner) {
+        (Role::SuperAdmin, _) => body.partner_id,
+        (Role::PartnerAdmin, Some(own)) if body.partner_id.is_none_or(|p| p == own) => Some(own),
+        _ => {
+            return Err(ApiError::Forbidden(
+                "only the platform operator or a partner admin creates tenants".into(),
+            ));
+        }
+    };
     // A slug names one tenant. Checked on the read model: two creates of the same slug in
     // the same instant can both pass (a platform slug stream would close that gap).
     if directory::tenant_by_slug(state.projections.db(), &body.slug).await?.is_some() {
         return Err(ApiError::Conflict(format!("slug `{}` is taken", body.slug)));
     }
     let tenant = TenantId::new();
-    let ctx = caller.context(tenant)?;
+    let ctx = caller.acting_on(tenant);
     let command = TenantCommand::CreateTenant(TenantCreated {
         slug: body.slug,
         name: body.name,
         plan: body.plan.unwrap_or(Plan::Starter),
-        partner_id: body.partner_id,
+        partner_id,
         settings: body.settings.map(Into::into).unwrap_or_default(),
         limits: body.limits.unwrap_or_default(),
     });
@@ -212,14 +219,54 @@ pub async fn erase_user(
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
-/// `POST /v1/partners`: 501 until partners land.
-#[utoipa::path(post, path = "/v1/partners", tag = "tenants", responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
-pub async fn create_partner(_: Caller) -> Result<Json<()>, ApiError> {
-    Err(ApiError::NotImplemented("partners are not available in this build yet".into()))
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePartner {
+    pub name: String,
 }
 
-/// `GET /v1/partners`: 501 until partners land.
-#[utoipa::path(get, path = "/v1/partners", tag = "tenants", responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
-pub async fn list_partners(_: Caller) -> Result<Json<()>, ApiError> {
-    Err(ApiError::NotImplemented("partners are not available in this build yet".into()))
+/// `POST /v1/partners` (super_admin): a partner (reseller), written to the platform's log,
+/// with a partner_admin key answered once: it creates and manages that partner's tenants.
+#[utoipa::path(post, path = "/v1/partners", tag = "tenants", responses((status = 201, description = "Created: `id`, `position` and the partner_admin `key`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 413, 422 or 429")))]
+pub async fn create_partner(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<CreatePartner>,
+) -> Result<Response, ApiError> {
+    use tenantry_domain::event::PartnerCreated;
+    use tenantry_domain::{Event, EventId, StreamId};
+    use tenantry_store::{AppendRequest, ExpectedVersion, NewEvent};
+    if caller.role != Role::SuperAdmin {
+        return Err(ApiError::Forbidden("only the platform operator creates partners".into()));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::Unprocessable { field: "name".into(), reason: "1 to 200 characters".into() });
+    }
+    let partner = PartnerId::new();
+    let ctx = caller.acting_on(TenantId::PLATFORM);
+    let event = Event::PartnerCreated(PartnerCreated { partner_id: partner, name: name.to_owned() });
+    let stream: StreamId =
+        format!("partner-{partner}").parse().map_err(|e| ApiError::Internal(format!("{e}")))?;
+    let out = state
+        .store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream,
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(EventId::new(), &event)?],
+            ),
+        )
+        .await?;
+    let (key_id, key, hash) = state.keys.issue();
+    sqlx::query("INSERT INTO platform_keys (key_id, secret_hash, role, partner_id) VALUES ($1, $2, 'partner_admin', $3)")
+        .bind(key_id.as_uuid().to_string())
+        .bind(hex::encode(hash))
+        .bind(partner.to_string())
+        .execute(state.projections.db().pool())
+        .await
+        .map_err(|e| ApiError::from(tenantry_projections::ProjectionError::from(e)))?;
+    let written = crate::service::Written { position: out.last_position, events: 1 };
+    Ok(crate::http::written(StatusCode::CREATED, Some(partner.to_string()), written, json!({ "key": key })))
 }

@@ -17,6 +17,7 @@ use crate::http::{AppState, caught_up};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tenants))
+        .routes(routes!(list_partners))
         .routes(routes!(get_tenant))
         .routes(routes!(get_settings))
         .routes(routes!(list_keys))
@@ -100,11 +101,40 @@ pub async fn list_tenants(
         (Role::SuperAdmin, _) => {
             directory::tenants(db, None, page.cursor.as_deref(), page.limit.unwrap_or(50)).await?
         }
+        (Role::PartnerAdmin, _) => {
+            let partner = caller.partner.map(|p| p.to_string()).ok_or(ApiError::Unauthorized)?;
+            directory::tenants(db, Some(&partner), page.cursor.as_deref(), page.limit.unwrap_or(50)).await?
+        }
         (_, Some(own)) => directory::tenant(&caller.context(own)?, db).await?.into_iter().collect(),
         _ => Vec::new(),
     };
     let next = (items.len() as u32 == page.limit.unwrap_or(50).clamp(1, 500))
         .then(|| items.last().map(|t| t.tenant_id.clone()))
+        .flatten();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+/// `GET /v1/partners`: every partner for the platform, its own for a partner admin.
+#[utoipa::path(get, path = "/v1/partners", tag = "directory", responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403 or 429")))]
+pub async fn list_partners(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppQuery(page): AppQuery<PageParams>,
+) -> Result<Json<Value>, ApiError> {
+    let only = match (caller.role, caller.partner) {
+        (Role::SuperAdmin, _) => None,
+        (Role::PartnerAdmin, Some(own)) => Some(own.to_string()),
+        _ => {
+            return Err(ApiError::Forbidden(
+                "only the platform operator and partner admins list partners".into(),
+            ));
+        }
+    };
+    let limit = page.limit.unwrap_or(50);
+    let items =
+        directory::partners(state.projections.db(), only.as_deref(), page.cursor.as_deref(), limit).await?;
+    let next = (items.len() as u32 == limit.clamp(1, 500))
+        .then(|| items.last().map(|p| p.partner_id.clone()))
         .flatten();
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
