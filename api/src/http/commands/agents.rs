@@ -40,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create)).routes(routes!(update, archive))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/agents", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/agents", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -58,7 +58,7 @@ pub async fn create(
     Ok(written(StatusCode::CREATED, Some(agent_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -76,7 +76,7 @@ pub async fn update(
     Ok(written(StatusCode::OK, Some(agent_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn archive(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -44,7 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(open)).routes(routes!(append))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn open(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -61,7 +61,7 @@ pub async fn open(
     Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn append(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

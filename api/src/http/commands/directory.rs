@@ -80,7 +80,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_tool, remove_tool))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -92,7 +92,7 @@ pub async fn create_user(
     Ok(written(StatusCode::CREATED, Some(user_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -108,7 +108,7 @@ pub async fn update_user(
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn remove_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -118,7 +118,7 @@ pub async fn remove_user(
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tools", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tools", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -137,7 +137,7 @@ pub async fn create_tool(
     Ok(written(StatusCode::CREATED, Some(tool_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -155,7 +155,7 @@ pub async fn update_tool(
     Ok(written(StatusCode::OK, Some(tool_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn remove_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

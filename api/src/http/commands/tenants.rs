@@ -85,7 +85,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// `POST /v1/tenants` (super_admin).
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,7 +121,7 @@ pub async fn create(
 }
 
 /// `PATCH /v1/tenants/{id}`: name and settings by its admin; plan and limits by the platform.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -138,7 +138,7 @@ pub async fn update(
 }
 
 /// `PATCH /v1/tenants/{id}/settings`: replace the tenant's settings.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/settings", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/settings", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update_settings(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -154,7 +154,7 @@ pub async fn update_settings(
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn suspend(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -170,7 +170,7 @@ pub async fn suspend(
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/resume", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/resume", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn resume(State(state): State<AppState>, Scoped(ctx): Scoped) -> Result<Response, ApiError> {
     let out = state.commands.tenant(&ctx, &TenantCommand::ResumeTenant).await?;
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))

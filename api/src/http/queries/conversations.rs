@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list)).routes(routes!(one)).routes(routes!(messages))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -53,7 +53,7 @@ pub async fn list(
     Ok(Json(json!(page)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn one(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -65,7 +65,7 @@ pub async fn one(
     Ok(Json(json!(row)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn messages(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_tool))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list_users(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -46,7 +46,7 @@ pub async fn list_users(
     Ok(Json(json!({ "items": items })))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn get_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -62,7 +62,7 @@ pub async fn get_user(
     Ok(Json(json!(row)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/tools", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/tools", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list_tools(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -76,7 +76,7 @@ pub async fn list_tools(
     Ok(Json(json!({ "items": items })))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn get_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -90,7 +90,7 @@ pub async fn get_tool(
 }
 
 /// `GET /v1/tenants`: every tenant for the platform, its own for a tenant key.
-#[utoipa::path(get, path = "/v1/tenants", tag = "directory", responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants", tag = "directory", responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,7 +139,7 @@ pub async fn list_partners(
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn get_tenant(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -150,7 +150,7 @@ pub async fn get_tenant(
     Ok(Json(json!(row)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/settings", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/settings", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn get_settings(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -168,7 +168,7 @@ pub async fn get_settings(
     })))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api-keys", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api-keys", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list_keys(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -185,7 +185,7 @@ pub async fn list_keys(
     Ok(Json(json!({ "items": items })))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/agents", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/agents", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list_agents(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -199,7 +199,7 @@ pub async fn list_agents(
     Ok(Json(json!({ "items": items })))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn get_agent(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -40,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(usage)).routes(routes!(quota)).routes(routes!(audit_log))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/usage", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/usage", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn usage(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -58,7 +58,7 @@ pub async fn usage(
     Ok(Json(json!(report)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/quotas", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/quotas", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn quota(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -71,7 +71,7 @@ pub async fn quota(
     Ok(Json(json!({ "quotas": lines })))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/audit", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429, 501 or 503")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/audit", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn audit_log(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
