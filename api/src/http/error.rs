@@ -37,9 +37,6 @@ pub enum ApiError {
     /// 429: a limit is reached.
     #[error("limit {limit} reached ({max})")]
     LimitReached { limit: LimitName, max: u64, retry_after: Option<u64> },
-    /// 501: not available in this build.
-    #[error("{0}")]
-    NotImplemented(String),
     /// 503: the read model has not caught up with the position asked for, or the tenant is
     /// too busy; retry.
     #[error("{0}")]
@@ -60,7 +57,6 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::LimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
