@@ -1029,3 +1029,28 @@ mod http {
         partners(Api::start(Some(h.url.clone())).await).await;
     }
 }
+
+/// Clients can generate code from the description: every body a route takes has a schema.
+#[test]
+fn every_request_body_is_described() {
+    let doc = serde_json::to_value(tenantry::http::openapi()).unwrap();
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    let mut described = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let takes_body = method == "patch"
+                || (method == "post" && !path.ends_with("/resume") && !path.ends_with("/erase"));
+            if !takes_body {
+                continue;
+            }
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+            let name =
+                schema.as_str().unwrap_or_else(|| panic!("{method} {path} has no request body schema"));
+            let name = name.trim_start_matches("#/components/schemas/");
+            assert!(schemas.contains_key(name), "{method} {path}: {name} is not in the components");
+            described += 1;
+        }
+    }
+    assert!(described >= 15, "{described} bodies described");
+    assert!(schemas["CreateTenant"]["properties"]["limits"].is_object());
+}

@@ -16,7 +16,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::{AppState, written};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgent {
     pub name: String,
@@ -24,15 +24,17 @@ pub struct CreateAgent {
     #[serde(default)]
     pub system_prompt: String,
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub tool_ids: Vec<ToolId>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchAgent {
     pub name: Option<String>,
     pub model: Option<String>,
     pub system_prompt: Option<String>,
+    #[schema(value_type = Option<Vec<String>>)]
     pub tool_ids: Option<Vec<ToolId>>,
 }
 
@@ -40,7 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create)).routes(routes!(update, archive))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/agents", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/agents", request_body = CreateAgent, tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -58,7 +60,7 @@ pub async fn create(
     Ok(written(StatusCode::CREATED, Some(agent_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", request_body = PatchAgent, tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

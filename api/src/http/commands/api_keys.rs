@@ -18,12 +18,15 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::{AppState, MIN_POSITION_WAIT, written};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     pub name: String,
+    /// `admin` or `user`.
+    #[schema(value_type = String)]
     pub role: Role,
     /// Required for a `user` key: the user it acts as.
+    #[schema(value_type = Option<String>)]
     pub user_id: Option<UserId>,
 }
 
@@ -32,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// `POST /v1/tenants/{id}/api-keys`: answers the secret once.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/api-keys", tag = "api_keys", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/api-keys", request_body = CreateKey, tag = "api_keys", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

@@ -16,21 +16,24 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
 use crate::http::{AppState, written};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub email: String,
+    /// `admin` or `user`.
+    #[schema(value_type = String)]
     pub role: Role,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
     pub email: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub role: Option<Role>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTool {
     pub name: String,
@@ -39,6 +42,7 @@ pub struct CreateTool {
     pub endpoint: String,
     /// A JSON Schema object.
     #[serde(default = "empty_schema")]
+    #[schema(value_type = Object)]
     pub parameters: serde_json::Value,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -52,11 +56,12 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTool {
     pub description: Option<String>,
     pub endpoint: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Value>,
     pub enabled: Option<bool>,
 }
@@ -80,7 +85,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_tool, remove_tool))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users", request_body = CreateUser, tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -92,7 +97,7 @@ pub async fn create_user(
     Ok(written(StatusCode::CREATED, Some(user_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", request_body = PatchUser, tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update_user(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -118,7 +123,7 @@ pub async fn remove_user(
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tools", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tools", request_body = CreateTool, tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -137,7 +142,7 @@ pub async fn create_tool(
     Ok(written(StatusCode::CREATED, Some(tool_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", request_body = PatchTool, tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update_tool(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,

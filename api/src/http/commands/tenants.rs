@@ -20,7 +20,7 @@ use crate::http::extract::{AppJson, AppPath};
 use crate::http::{AppState, written};
 
 /// Tenant settings as the API spells them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     pub agent_name: Option<String>,
@@ -44,29 +44,40 @@ impl From<SettingsBody> for Settings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     pub slug: String,
     pub name: String,
+    /// `starter`, `professional` or `enterprise`.
+    #[schema(value_type = Option<String>)]
     pub plan: Option<Plan>,
+    #[schema(value_type = Option<String>)]
     pub partner_id: Option<PartnerId>,
     pub settings: Option<SettingsBody>,
     /// Absent limits keep the plan's value.
+    /// Overrides by name: `max_agents`, `max_users`, `max_api_keys`, `api_calls_per_day`,
+    /// `tokens_per_month`, `storage_bytes`, `requests_per_minute`, `max_concurrent_requests`.
+    #[schema(value_type = Option<HashMap<String, u64>>)]
     pub limits: Option<LimitOverrides>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTenant {
     pub name: Option<String>,
+    /// `starter`, `professional` or `enterprise`.
+    #[schema(value_type = Option<String>)]
     pub plan: Option<Plan>,
     pub settings: Option<SettingsBody>,
     /// Absent limits keep the plan's value.
+    /// Overrides by name: `max_agents`, `max_users`, `max_api_keys`, `api_calls_per_day`,
+    /// `tokens_per_month`, `storage_bytes`, `requests_per_minute`, `max_concurrent_requests`.
+    #[schema(value_type = Option<HashMap<String, u64>>)]
     pub limits: Option<LimitOverrides>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Suspend {
     #[serde(default)]
@@ -85,7 +96,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// `POST /v1/tenants` (super_admin).
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants", request_body = CreateTenant, tag = "tenants", responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,7 +132,7 @@ pub async fn create(
 }
 
 /// `PATCH /v1/tenants/{id}`: name and settings by its admin; plan and limits by the platform.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", request_body = PatchTenant, tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -138,7 +149,7 @@ pub async fn update(
 }
 
 /// `PATCH /v1/tenants/{id}/settings`: replace the tenant's settings.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/settings", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/settings", request_body = SettingsBody, tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update_settings(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -154,7 +165,7 @@ pub async fn update_settings(
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", request_body(content = Suspend, description = "optional: `{\"reason\": …}` or no body"), tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn suspend(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
@@ -219,7 +230,7 @@ pub async fn erase_user(
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePartner {
     pub name: String,
@@ -227,7 +238,7 @@ pub struct CreatePartner {
 
 /// `POST /v1/partners` (super_admin): a partner (reseller), written to the platform's log,
 /// with a partner_admin key answered once: it creates and manages that partner's tenants.
-#[utoipa::path(post, path = "/v1/partners", tag = "tenants", responses((status = 201, description = "Created: `id`, `position` and the partner_admin `key`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 413, 422 or 429")))]
+#[utoipa::path(post, path = "/v1/partners", request_body = CreatePartner, tag = "tenants", responses((status = 201, description = "Created: `id`, `position` and the partner_admin `key`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 413, 422 or 429")))]
 pub async fn create_partner(
     State(state): State<AppState>,
     caller: Caller,

@@ -15,7 +15,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::AppJson;
 use crate::http::{AppState, written};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordBody {
     pub model: String,
@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(record))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/usage", tag = "usage", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/usage", request_body = RecordBody, tag = "usage", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn record(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
