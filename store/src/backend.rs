@@ -28,6 +28,12 @@ pub(crate) struct SealedBatch {
     pub(crate) events: Vec<SealedEvent>,
     pub(crate) idempotency: Option<(String, [u8; 32])>,
     pub(crate) recorded_at: i64,
+    pub(crate) quota: Option<crate::model::AppendQuota>,
+}
+
+/// Bytes of plaintext a sealed payload stands for: its length without nonce and tag.
+pub(crate) fn stored_bytes(sealed: &[u8]) -> u64 {
+    (sealed.len() as u64).saturating_sub(40)
 }
 
 impl SealedBatch {

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The hash chain does not hold at this position.
     #[error("tenant {tenant}: hash chain broken at position {position}: {reason}")]
     ChainBroken { tenant: TenantId, position: u64, reason: String },
+    /// The append would take the tenant past a limit checked with it; nothing was written.
+    #[error("limit {limit} reached ({max})")]
+    QuotaExceeded { limit: &'static str, max: u64 },
     /// The tenant has no log: never created, or purged.
     #[error("tenant {tenant} has no events")]
     UnknownTenant { tenant: TenantId },
@@ -60,6 +63,19 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }
+}
+
+/// Which limit the database refused an append for, with its maximum.
+pub(crate) fn quota_exceeded(err: &sqlx::Error) -> Option<StoreError> {
+    let message = err.as_database_error()?.message().to_owned();
+    let rest = message.strip_prefix("tenantry: quota ")?;
+    let (limit, max) = rest.split_once(' ')?;
+    let limit = match limit {
+        "storage_bytes" => "storage_bytes",
+        "api_calls_per_day" => "api_calls_per_day",
+        _ => return None,
+    };
+    Some(StoreError::QuotaExceeded { limit, max: max.trim().parse().ok()? })
 }
 
 /// Whether the database refused to re-create the head of a tenant whose key is destroyed.

@@ -108,6 +108,35 @@ pub struct AppendRequest {
     /// The metadata to store instead of the context's: for replays of recorded history
     /// only, like `recorded_at`.
     pub metadata: Option<Metadata>,
+    /// Limits decided under the tenant's head lock, with the append: exact however many
+    /// appends race. `None` checks none (platform work, recorded history).
+    pub quota: Option<AppendQuota>,
+}
+
+/// The tenant's limits an append must stay within, checked and counted atomically with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendQuota {
+    /// Most bytes of event payload the tenant may store (plaintext size).
+    pub max_stored_bytes: u64,
+    /// Most appends counted as API calls in one UTC day.
+    pub max_calls_per_day: u64,
+    /// The UTC day (days since 1970-01-01) the append counts in.
+    pub day: i64,
+    /// Whether this append is an API call (a command), or only stores bytes.
+    pub counts_as_call: bool,
+}
+
+impl AppendQuota {
+    /// The form the PostgreSQL head trigger reads.
+    pub(crate) fn setting(&self) -> String {
+        format!(
+            "{},{},{},{}",
+            self.max_stored_bytes.min(i64::MAX as u64),
+            self.max_calls_per_day.min(i64::MAX as u64),
+            self.day,
+            u8::from(self.counts_as_call)
+        )
+    }
 }
 
 impl AppendRequest {
@@ -117,6 +146,7 @@ impl AppendRequest {
             idempotency_key: None,
             recorded_at: None,
             metadata: None,
+            quota: None,
         }
     }
 
@@ -133,6 +163,11 @@ impl AppendRequest {
 
     pub fn recorded_at(mut self, at: DateTime<Utc>) -> Self {
         self.recorded_at = Some(at);
+        self
+    }
+
+    pub fn with_quota(mut self, quota: AppendQuota) -> Self {
+        self.quota = Some(quota);
         self
     }
 

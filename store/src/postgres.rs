@@ -194,7 +194,11 @@ impl Backend for Postgres {
         };
         // One round trip in autocommit: the function locks, checks, chains and writes.
         let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> = sqlx::query_as(
-            "SELECT * FROM tenantry_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            // The limits go in a transaction-local setting, set first (the function's first
+            // argument depends on it), for the head trigger to check under the lock.
+            "SELECT r.* FROM (SELECT set_config('tenantry.quota', $13, true) AS q) s,
+                 LATERAL tenantry_append(CASE WHEN s.q IS NULL THEN NULL ELSE $1 END,
+                                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) r",
         )
         .bind(tenant.as_uuid())
         .bind(&streams)
@@ -208,6 +212,7 @@ impl Backend for Postgres {
         .bind(batch.recorded_at)
         .bind(key)
         .bind(hash)
+        .bind(batch.quota.map(|q| q.setting()).unwrap_or_default())
         .fetch_one(&self.pool)
         .await;
         match row {

@@ -200,13 +200,21 @@ impl Backend for Sqlite {
         let tid = tenant.as_uuid();
         // IMMEDIATE takes the write lock up front, so the reads below are current.
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let head: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT position, last_hash FROM tenant_heads WHERE tenant_id = ?")
-                .bind(tid)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let head: Option<(i64, Vec<u8>, i64, i64, i64)> = sqlx::query_as(
+            "SELECT position, last_hash, stored_bytes, day, day_calls FROM tenant_heads WHERE tenant_id = ?",
+        )
+        .bind(tid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (stored, day, day_calls) = head.as_ref().map_or((0, 0, 0), |h| (h.2, h.3, h.4));
+        let stored = stored + batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>();
+        let (day, day_calls) = match batch.quota {
+            Some(q) if q.counts_as_call && q.day == day => (day, day_calls + 1),
+            Some(q) if q.counts_as_call => (q.day, 1),
+            _ => (day, day_calls),
+        };
         let head = match head {
-            Some((p, h)) => Head { position: p as u64, last_hash: to_hash(&h) },
+            Some((p, h, ..)) => Head { position: p as u64, last_hash: to_hash(&h) },
             None => {
                 sqlx::query("INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)")
                     .bind(tid)
@@ -268,12 +276,33 @@ impl Backend for Sqlite {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE tenant_heads SET position = ?, last_hash = ? WHERE tenant_id = ?")
-            .bind(plan.head.position as i64)
-            .bind(&plan.head.last_hash[..])
-            .bind(tid)
-            .execute(&mut *tx)
-            .await?;
+        // Checked last, as the PostgreSQL trigger does: a retry of stored events is found a
+        // duplicate above before any limit is looked at.
+        if let Some(q) = batch.quota {
+            let refused = if q.counts_as_call && day_calls as u64 > q.max_calls_per_day {
+                Some(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: q.max_calls_per_day })
+            } else if stored as u64 > q.max_stored_bytes {
+                Some(StoreError::QuotaExceeded { limit: "storage_bytes", max: q.max_stored_bytes })
+            } else {
+                None
+            };
+            if let Some(refused) = refused {
+                tx.rollback().await?;
+                return Err(refused);
+            }
+        }
+        sqlx::query(
+            "UPDATE tenant_heads SET position = ?, last_hash = ?, stored_bytes = ?, day = ?, day_calls = ?
+             WHERE tenant_id = ?",
+        )
+        .bind(plan.head.position as i64)
+        .bind(&plan.head.last_hash[..])
+        .bind(stored)
+        .bind(day)
+        .bind(day_calls)
+        .bind(tid)
+        .execute(&mut *tx)
+        .await?;
         let outcome = AppendOutcome {
             first_position: head.position + 1,
             last_position: plan.head.position,

@@ -266,6 +266,7 @@ impl EventStore {
             events,
             idempotency: request.idempotency_key.clone().zip(request_hash),
             recorded_at: request.recorded_at.unwrap_or_else(chrono::Utc::now).timestamp_millis(),
+            quota: request.quota,
         };
         let attempt = match self.backend.append(tenant, &batch).await {
             // A retry arrives after its first attempt moved the stream on: the conflict is
@@ -278,6 +279,9 @@ impl EventStore {
             }
             // A purged tenant's head may not be re-created (a trigger refuses it), even by a
             // process that still holds the old key in memory.
+            Err(StoreError::Database(e)) if crate::error::quota_exceeded(&e).is_some() => {
+                return Err(crate::error::quota_exceeded(&e).unwrap_or(StoreError::Database(e)));
+            }
             Err(StoreError::Database(e)) if crate::error::shredded(&e) => {
                 self.vault.forget(tenant);
                 return Err(StoreError::KeyDestroyed { tenant });

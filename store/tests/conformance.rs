@@ -68,6 +68,7 @@ conformance!(
     bad_input_is_a_typed_error_and_writes_nothing,
     tenants_are_isolated,
     personal_data_is_sealed_per_person_and_erased_alone,
+    quotas_hold_exactly_under_concurrent_appends,
 );
 
 async fn appends_read_back_in_order(store: &EventStore) {
@@ -711,4 +712,98 @@ async fn personal_data_is_sealed_per_person_and_erased_alone(store: &EventStore)
         .await
         .unwrap();
     assert_eq!(texts(&log(store, &other).await), ["ann@y.example"]);
+}
+
+async fn quotas_hold_exactly_under_concurrent_appends(store: &EventStore) {
+    use tenantry_store::AppendQuota;
+    let ctx = tenant();
+    let quota = |day, calls| AppendQuota {
+        max_stored_bytes: u64::MAX,
+        max_calls_per_day: calls,
+        day,
+        counts_as_call: true,
+    };
+    // 20 racing calls against a daily limit of 5: exactly 5 land.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (store, ctx) = (store.clone(), ctx.clone());
+        tasks.push(tokio::spawn(async move {
+            let request = AppendRequest::to_stream(
+                stream(&format!("agent-{i}")),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("a"))],
+            )
+            .with_quota(quota(20_000, 5));
+            store.append(&ctx, request).await
+        }));
+    }
+    let mut landed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => landed += 1,
+            Err(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: 5 }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(landed, 5);
+    assert_eq!(log(store, &ctx).await.len(), 5, "refused appends wrote nothing");
+    // Work that is no call (platform work, audit records) is not counted; the next day is new.
+    let free = AppendQuota { counts_as_call: false, ..quota(20_000, 5) };
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("audit"),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("x"))],
+            )
+            .with_quota(free),
+        )
+        .await
+        .unwrap();
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("agent-x"),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("y"))],
+            )
+            .with_quota(quota(20_001, 5)),
+        )
+        .await
+        .unwrap();
+
+    // Stored bytes: appends stop at the limit, whatever their size, and refused ones store nothing.
+    let other = tenant();
+    let big = |name: &str| new_event(&agent_created(&name.repeat(100)));
+    store
+        .append(&other, AppendRequest::to_stream(stream("s"), ExpectedVersion::Any, vec![big("a")]))
+        .await
+        .unwrap();
+    let size = log(store, &other).await[0].payload_bytes;
+    let limit = AppendQuota {
+        max_stored_bytes: size * 3 + size / 2,
+        max_calls_per_day: u64::MAX,
+        day: 1,
+        counts_as_call: true,
+    };
+    for _ in 0..2 {
+        store
+            .append(
+                &other,
+                AppendRequest::to_stream(stream("s"), ExpectedVersion::Any, vec![big("a")]).with_quota(limit),
+            )
+            .await
+            .unwrap();
+    }
+    let refused = store
+        .append(
+            &other,
+            AppendRequest::to_stream(stream("s"), ExpectedVersion::Any, vec![big("a")]).with_quota(limit),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::QuotaExceeded { limit: "storage_bytes", .. }), "{refused}");
+    assert_eq!(log(store, &other).await.len(), 3);
 }
