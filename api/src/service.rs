@@ -13,7 +13,20 @@ use tenantry_domain::tenant::{self, TenantCommand, TenantState};
 use tenantry_domain::{
     ConversationId, Event, EventId, PlanCatalog, Rejection, StreamId, TenantContext, TenantId,
 };
-use tenantry_store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
+use tenantry_store::{
+    AppendOutcome, AppendQuota, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError,
+};
+
+/// The tenant's stored-bytes and daily-calls limits, decided by the store with the append.
+fn quota(state: &TenantState) -> AppendQuota {
+    let limits = state.limits();
+    AppendQuota {
+        max_stored_bytes: limits.storage_bytes,
+        max_calls_per_day: limits.api_calls_per_day,
+        day: chrono::Utc::now().timestamp().div_euclid(86_400),
+        counts_as_call: true,
+    }
+}
 
 /// How often a command is decided again after losing a race for its stream.
 const MAX_ATTEMPTS: u32 = 64;
@@ -195,7 +208,17 @@ impl Commands {
         self.run(ctx, move || async move {
             let (state, version) = self.tenant_state(ctx).await?;
             let events = tenant::decide(ctx, &state, command)?;
-            Self::request(StreamId::tenant(), version, &events)
+            let request = Self::request(StreamId::tenant(), version, &events)?;
+            // The platform's own commands, and an erasure the law requires, are never refused
+            // for the tenant's usage.
+            let exempt = matches!(
+                command,
+                TenantCommand::CreateTenant(_)
+                    | TenantCommand::SuspendTenant { .. }
+                    | TenantCommand::ResumeTenant
+                    | TenantCommand::EraseUser { .. }
+            );
+            Ok(request.map(|r| if exempt { r } else { r.with_quota(quota(&state)) }))
         })
         .await
     }
@@ -222,6 +245,7 @@ impl Commands {
                 .await?;
             let events = conversation::decide(ctx, &tenant, &state, command)?;
             let Some(mut request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
+            request = request.with_quota(quota(&tenant));
             // A message that carries token usage records it in the month's usage stream in
             // the same append: billed once, and refused past the monthly limit.
             if let Some(Event::MessageAppended(m)) = events.first()
@@ -268,7 +292,7 @@ impl Commands {
                 .fold(ctx, stream, &self.caches.usage, UsageState::default, conversation::evolve_usage)
                 .await?;
             let events = conversation::decide_usage(ctx, &tenant, &month, command)?;
-            Self::request(stream.clone(), version, &events)
+            Ok(Self::request(stream.clone(), version, &events)?.map(|r| r.with_quota(quota(&tenant))))
         })
         .await
     }

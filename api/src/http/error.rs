@@ -126,6 +126,17 @@ impl From<StoreError> for ApiError {
             }
             StoreError::PayloadTooLarge { .. } => Self::PayloadTooLarge,
             StoreError::KeyDestroyed { .. } => Self::NotFound,
+            StoreError::QuotaExceeded { limit, max } => {
+                let (limit, retry_after) = match limit {
+                    "api_calls_per_day" => {
+                        // The count starts again at the next UTC midnight.
+                        let now = chrono::Utc::now().timestamp();
+                        (LimitName::ApiCallsPerDay, Some((86_400 - now.rem_euclid(86_400)) as u64))
+                    }
+                    _ => (LimitName::StorageBytes, None),
+                };
+                Self::LimitReached { limit, max, retry_after }
+            }
             other => Self::Internal(other.to_string()),
         }
     }
