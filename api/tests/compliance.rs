@@ -507,11 +507,24 @@ async fn erasing_a_person_leaves_the_rest_of_the_tenant_intact(pg: Option<Harnes
         api.call(&key, Method::POST, &format!("/v1/tenants/{t}/users/{}/erase", TenantId::new()), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
+    let ann_key = api
+        .post(
+            &key,
+            &format!("/v1/tenants/{t}/api-keys"),
+            json!({"name": "ann", "role": "user", "user_id": ann}),
+        )
+        .await;
+    let ann_key = ann_key["key"].as_str().unwrap().to_owned();
+    let (s, _) = api.call(&ann_key, Method::GET, &format!("/v1/tenants/{t}/conversations"), None).await;
+    assert_eq!(s, StatusCode::OK);
     let (s, erased) = api.call(&key, Method::POST, &format!("/v1/tenants/{t}/users/{ann}/erase"), None).await;
     assert_eq!(s, StatusCode::OK, "{erased}");
     let (s, _) = api.call(&key, Method::POST, &format!("/v1/tenants/{t}/users/{ann}/erase"), None).await;
     assert_eq!(s, StatusCode::OK, "erasing twice is harmless");
     api.app.projections.run_once().await.unwrap();
+    // Her key went with her.
+    let (s, _) = api.call(&ann_key, Method::GET, &format!("/v1/tenants/{t}/conversations"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     let check = |label: &'static str| {
         let (t, ann, ann_conv, bob, bob_conv): (String, String, String, String, String) =

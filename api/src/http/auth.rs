@@ -247,7 +247,13 @@ impl FromRequestParts<AppState> for Caller {
         let pool = state.projections.db().pool();
         if let Some((key_id, secret)) = parse_tenant_key(token) {
             let row = sqlx::query(
-                "SELECT tenant_id, secret_hash, role, revoked, user_id FROM dir_api_keys WHERE key_id = $1",
+                // A user key stops working with its user: removed or erased.
+                "SELECT k.tenant_id, k.secret_hash, k.role,
+                        CASE WHEN k.revoked <> 0 OR COALESCE(u.removed, 0) <> 0 THEN 1 ELSE 0 END AS revoked,
+                        k.user_id
+                 FROM dir_api_keys k
+                 LEFT JOIN dir_users u ON u.tenant_id = k.tenant_id AND u.user_id = k.user_id
+                 WHERE k.key_id = $1",
             )
             .bind(key_id.to_string())
             .fetch_optional(pool)
