@@ -7,6 +7,7 @@
 //! - [`http`]: the axum routers.
 //! - [`compliance`]: tenant purge as a resumable state machine.
 //! - [`relay`]: committed events published to NATS JetStream.
+//! - [`slugs`]: one tenant per slug, claimed on the platform log.
 //! - [`cli`]: one file per subcommand of the binary.
 
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod relay;
 pub mod service;
 pub mod settings;
+pub mod slugs;
 pub mod startup;
 
 pub use settings::Settings;

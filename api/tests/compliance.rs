@@ -341,7 +341,10 @@ async fn an_interrupted_purge_resumes_from_every_step(pg: Option<Harness>) {
     let platform = TenantContext::system(TenantId::PLATFORM);
     let log: Vec<_> =
         futures::TryStreamExt::try_collect::<Vec<_>>(api.app.store.read_log(&platform, 0)).await.unwrap();
-    assert_eq!(log.len(), steps.len(), "one tombstone per purged tenant");
+    let tombstones = log.iter().filter(|e| e.event_type == "tenant.purged").count();
+    assert_eq!(tombstones, steps.len(), "one tombstone per purged tenant");
+    let released = log.iter().filter(|e| e.event_type == "slug.released").count();
+    assert_eq!(released, steps.len(), "each slug released once");
 }
 
 macro_rules! on_both {

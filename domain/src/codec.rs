@@ -284,6 +284,8 @@ events! {
     TenantPurged => "tenant.purged" v 1,
     UserErased => "user.erased" v 1,
     PartnerCreated => "partner.created" v 1,
+    SlugClaimed => "slug.claimed" v 1,
+    SlugReleased => "slug.released" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

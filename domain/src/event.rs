@@ -241,6 +241,19 @@ pub struct PartnerCreated {
     pub name: String,
 }
 
+/// A tenant took a slug; kept in the platform log, in a stream named by a hash of the slug
+/// (the slug itself is not stored there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlugClaimed {
+    pub tenant_id: crate::ids::TenantId,
+}
+
+/// A purged tenant's slug is free again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlugReleased {
+    pub tenant_id: crate::ids::TenantId,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -266,6 +279,8 @@ pub enum Event {
     TenantPurged(TenantPurged),
     UserErased(UserErased),
     PartnerCreated(PartnerCreated),
+    SlugClaimed(SlugClaimed),
+    SlugReleased(SlugReleased),
 }
 
 impl Event {

@@ -389,7 +389,9 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::UsageRecorded(_)
         | Event::AccessDenied(_)
         | Event::TenantPurged(_)
-        | Event::PartnerCreated(_) => {}
+        | Event::PartnerCreated(_)
+        | Event::SlugClaimed(_)
+        | Event::SlugReleased(_) => {}
     }
     state
 }

@@ -235,6 +235,10 @@ impl Purger {
                     // Positions have no gaps: the head is the count of events to delete,
                     // recorded before any is, so a resumed purge still reports it.
                     let events = self.store.head(&ctx).await?.map_or(0, |h| h.position);
+                    // The slug is free again; read while the log can still be read.
+                    if let Some(slug) = self.slug(&ctx).await? {
+                        crate::slugs::release(&self.store, &slug, tenant).await?;
+                    }
                     self.store.destroy_key(&ctx).await?;
                     if let Some(commands) = &self.commands {
                         commands.forget_tenant(tenant);
@@ -286,6 +290,20 @@ impl Purger {
                 PurgeStep::Done => return Ok(report),
             }
         }
+    }
+
+    /// The tenant's slug, from its first event (`None` once the log is unreadable).
+    async fn slug(&self, ctx: &TenantContext) -> Result<Option<String>, PurgeError> {
+        use futures::TryStreamExt;
+        let first = self.store.read_stream(ctx, &StreamId::tenant(), 0).try_next().await;
+        Ok(match first {
+            Ok(Some(e)) => match e.event {
+                Event::TenantCreated(c) => Some(c.slug),
+                _ => None,
+            },
+            Ok(None) | Err(StoreError::KeyDestroyed { .. }) => None,
+            Err(e) => return Err(e.into()),
+        })
     }
 
     /// The `tenant.purged` event in the platform log; idempotent on the tenant, so a purge

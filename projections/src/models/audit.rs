@@ -39,6 +39,8 @@ fn target(event: &Event) -> Option<String> {
         Event::AccessDenied(e) => return e.target.clone(),
         Event::TenantPurged(e) => format!("tenant:{}", e.tenant_id),
         Event::PartnerCreated(e) => format!("partner:{}", e.partner_id),
+        Event::SlugClaimed(e) => format!("tenant:{}", e.tenant_id),
+        Event::SlugReleased(e) => format!("tenant:{}", e.tenant_id),
         Event::TenantCreated(_)
         | Event::TenantUpdated(_)
         | Event::TenantSuspended(_)

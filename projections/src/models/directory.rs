@@ -264,7 +264,9 @@ impl Projector for Directory {
                 | Event::MessageAppended(_)
                 | Event::UsageRecorded(_)
                 | Event::AccessDenied(_)
-                | Event::TenantPurged(_) => {}
+                | Event::TenantPurged(_)
+                | Event::SlugClaimed(_)
+                | Event::SlugReleased(_) => {}
                 Event::PartnerCreated(p) => {
                     exec(
                         conn,

@@ -9,7 +9,6 @@ use serde_json::json;
 use tenantry_domain::event::{Settings, TenantCreated, TenantUpdated};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{LimitOverrides, PartnerId, Plan, Role, TenantId, UserId};
-use tenantry_projections::models::directory;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -112,11 +111,6 @@ pub async fn create(
             ));
         }
     };
-    // A slug names one tenant. Checked on the read model: two creates of the same slug in
-    // the same instant can both pass (a platform slug stream would close that gap).
-    if directory::tenant_by_slug(state.projections.db(), &body.slug).await?.is_some() {
-        return Err(ApiError::Conflict(format!("slug `{}` is taken", body.slug)));
-    }
     let tenant = TenantId::new();
     let ctx = caller.acting_on(tenant);
     let command = TenantCommand::CreateTenant(TenantCreated {
@@ -127,7 +121,24 @@ pub async fn create(
         settings: body.settings.map(Into::into).unwrap_or_default(),
         limits: body.limits.unwrap_or_default(),
     });
-    let out = state.commands.tenant(&ctx, &command).await?;
+    // A slug names one tenant: claimed on the platform's log before the tenant is created,
+    // so of two racing creates one gets 409. Checked for form first, so a bad slug claims
+    // nothing.
+    let TenantCommand::CreateTenant(created) = &command else { unreachable!("built above") };
+    tenantry_domain::tenant::decide(&ctx, &tenantry_domain::tenant::TenantState::new(state.plans), &command)?;
+    if !crate::slugs::claim(&state.store, &created.slug, tenant).await? {
+        return Err(ApiError::Conflict(format!("slug `{}` is taken", created.slug)));
+    }
+    let slug = created.slug.clone();
+    let out = match state.commands.tenant(&ctx, &command).await {
+        Ok(out) => out,
+        Err(e) => {
+            if let Err(release) = crate::slugs::release(&state.store, &slug, tenant).await {
+                tracing::warn!(error = %release, %tenant, "could not release the slug of a failed create");
+            }
+            return Err(e.into());
+        }
+    };
     Ok(written(StatusCode::CREATED, Some(tenant.to_string()), out, json!({})))
 }
 
