@@ -27,6 +27,8 @@ struct Api {
     url: String,
     app: tenantry::http::AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Flags that open the same store from the command line.
+    store_flags: Vec<String>,
     _dir: tempfile::TempDir,
     _pg: Option<Harness>,
 }
@@ -56,7 +58,25 @@ impl Api {
         tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
-        Self { base, client: Client::new(), url, app: state, stop: Some(stop), _dir: dir, _pg: pg }
+        let mut store_flags = vec![
+            "--data-dir".to_owned(),
+            dir.path().join("data").display().to_string(),
+            "--master-key-file".to_owned(),
+            dir.path().join("master.key").display().to_string(),
+        ];
+        if let Some(url) = &database_url {
+            store_flags.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        Self {
+            base,
+            client: Client::new(),
+            url,
+            app: state,
+            stop: Some(stop),
+            store_flags,
+            _dir: dir,
+            _pg: pg,
+        }
     }
 
     async fn call(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -575,4 +595,74 @@ async fn erasing_a_person_leaves_the_rest_of_the_tenant_intact(pg: Option<Harnes
     tenantry_store::export::verify(&bytes[..], |_, _| Ok(())).unwrap();
     let text = String::from_utf8_lossy(&bytes);
     assert!(!text.contains("zqannerase") && text.contains("[erased]") && text.contains("zqbobkeep"));
+}
+
+/// Run the binary; returns (success, stdout, stderr).
+fn tenantry(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(args)
+        .env("TENANTRY_LOG", "warn")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn the_command_line_exports_verifies_replays_and_purges(pg: Option<Harness>) {
+    let api = Api::start(pg).await;
+    let (t, head) = api.seed("zqcli").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.ndjson");
+    let file_arg = file.display().to_string();
+    let flags: Vec<&str> = api.store_flags.iter().map(String::as_str).collect();
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(&flags).map(|s| s.to_string()).collect() };
+    let run = |args: Vec<String>| tenantry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (ok, _, err) = run(with(&["export", "--tenant", &t, "-o", &file_arg]));
+    assert!(ok, "{err}");
+    assert!(file.exists() && !dir.path().join("t.ndjson.partial").exists(), "renamed when complete");
+    let (ok, out, err) = tenantry(&["verify", &file_arg]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&format!("OK: tenant {t}, {head} events")), "{out}");
+
+    let into = dir.path().join("replayed").display().to_string();
+    let (ok, out, err) =
+        tenantry(&["replay", "--from-export", &file_arg, "--until-position", "3", "--into", &into]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("replayed 3 of {head}")), "{out}");
+
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&file, bytes).unwrap();
+    let (ok, _, err) = tenantry(&["verify", &file_arg]);
+    assert!(!ok && err.contains("FAILED at position"), "{err}");
+
+    let unknown = TenantId::new().to_string();
+    let (ok, _, err) = run(with(&["export", "--tenant", &unknown]));
+    assert!(!ok && err.contains("has no events"), "{err}");
+    let (ok, _, err) = run(with(&["purge", "--tenant", &unknown]));
+    assert!(!ok && err.contains("does not exist"), "{err}");
+
+    let (ok, out, err) = run(with(&["purge", "--tenant", &t]));
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&format!("purged: tenant {t}, {head} events")), "{out}");
+    let (ok, out, _) = run(with(&["purge", "--tenant", &t]));
+    assert!(ok && out.starts_with("already purged"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_exports_verifies_replays_and_purges_on_sqlite() {
+    the_command_line_exports_verifies_replays_and_purges(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_exports_verifies_replays_and_purges_on_postgres() {
+    let Some(h) = Harness::postgres().await else { return };
+    the_command_line_exports_verifies_replays_and_purges(Some(h)).await;
 }
