@@ -10,7 +10,7 @@ use tenantry_domain::{EventId, TenantId};
 use uuid::Uuid;
 
 use crate::backend::*;
-use crate::error::{StoreError, unique_violation};
+use crate::error::{StoreError, quota_exceeded, unique_violation};
 use crate::model::{AppendOutcome, ExpectedVersion, Head};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -232,7 +232,8 @@ impl Backend for Postgres {
             Err(e) => match unique_violation(&e).as_deref() {
                 Some("events_event_id_key") => Ok(Attempt::DuplicateEvent),
                 Some("idempotency_keys_pkey") => Ok(Attempt::DuplicateKey),
-                _ => Err(e.into()),
+                // The head trigger refused the append for a limit.
+                _ => Err(quota_exceeded(&e).unwrap_or_else(|| e.into())),
             },
         }
     }

@@ -279,9 +279,6 @@ impl EventStore {
             }
             // A purged tenant's head may not be re-created (a trigger refuses it), even by a
             // process that still holds the old key in memory.
-            Err(StoreError::Database(e)) if crate::error::quota_exceeded(&e).is_some() => {
-                return Err(crate::error::quota_exceeded(&e).unwrap_or(StoreError::Database(e)));
-            }
             Err(StoreError::Database(e)) if crate::error::shredded(&e) => {
                 self.vault.forget(tenant);
                 return Err(StoreError::KeyDestroyed { tenant });
