@@ -17,7 +17,7 @@ use tenantry::compliance::Purger;
 use tenantry_domain::event::{MessageAppended, MessageRole};
 use tenantry_domain::{ConversationId, Event, EventId, MessageId, StreamId, TenantContext, TenantId};
 use tenantry_store::export::{self, Exporter};
-use tenantry_store::testing::Harness;
+use tenantry_store::testing::{Harness, peak_rss_mib, reset_peak_rss};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 
 fn batch(n: usize) -> Vec<NewEvent> {
@@ -32,19 +32,6 @@ fn batch(n: usize) -> Vec<NewEvent> {
     });
     let event = NewEvent::new(EventId::new(), &event).unwrap();
     (0..n).map(|_| NewEvent { event_id: EventId::new(), ..event.clone() }).collect()
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 async fn fill(store: &EventStore, ctx: &TenantContext, events: usize) {

@@ -14,7 +14,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
-use tenantry_store::testing::Harness;
+use tenantry_store::testing::{Harness, peak_rss_mib};
 
 const BOOTSTRAP: &str = "bench-bootstrap-key-0123456789abcdefghij";
 const TENANTS: usize = 100;
@@ -23,15 +23,6 @@ async fn post(client: &reqwest::Client, base: &str, key: &str, path: &str, body:
     let res = client.post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
     assert!(res.status().is_success(), "{path}: {}", res.status());
     res.json().await.unwrap()
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Run wrk with a Lua script that spreads requests over the tenants; returns (req/s, p99 ms).

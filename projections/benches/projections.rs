@@ -18,20 +18,11 @@ use tenantry_domain::{
 };
 use tenantry_projections::models::conversations;
 use tenantry_projections::{PriceTable, Progress, Projections};
-use tenantry_store::testing::Harness;
+use tenantry_store::testing::{Harness, reset_peak_rss, rss_mib};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn rss_mib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn new(event: &Event) -> NewEvent {
@@ -167,7 +158,7 @@ async fn run(name: &str, h: &Harness, events: usize, tenants: usize) {
     let db = tenantry_projections::ReadDb::connect(&h.url, 8).await.unwrap();
     let projections =
         Projections::new(h.store.clone(), db, tenantry_projections::standard(PriceTable::default()));
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    reset_peak_rss();
     let progress = RssProgress { total: Mutex::new((0, 0, Vec::new())) };
     let started = Instant::now();
     let read = projections.rebuild(None, None, &progress).await.unwrap();

@@ -13,7 +13,7 @@ use std::time::Instant;
 use futures::TryStreamExt;
 use tenantry_domain::event::{MessageAppended, MessageRole};
 use tenantry_domain::{ConversationId, Event, EventId, MessageId, StreamId, TenantContext, TenantId};
-use tenantry_store::testing::Harness;
+use tenantry_store::testing::{Harness, peak_rss_mib, reset_peak_rss};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 
 fn message() -> Event {
@@ -31,20 +31,6 @@ fn message() -> Event {
 fn batch(n: usize) -> Vec<NewEvent> {
     let event = NewEvent::new(EventId::new(), &message()).unwrap();
     (0..n).map(|_| NewEvent { event_id: EventId::new(), ..event.clone() }).collect()
-}
-
-/// Peak resident set size since the last reset, in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 async fn appends(store: &EventStore, tasks: usize, per_task: usize, batch_size: usize) -> f64 {

@@ -94,3 +94,25 @@ fn database_url(admin_url: &str, name: &str) -> String {
     let end = admin_url[authority_start..].find(['/', '?']).map_or(admin_url.len(), |i| authority_start + i);
     format!("{}/{name}", &admin_url[..end])
 }
+
+/// Resident memory of this process from `/proc/self/status`, in MiB: `field` is `VmRSS:`
+/// (now) or `VmHWM:` (the peak since start or [`reset_peak_rss`]). 0 where there is no
+/// `/proc`.
+pub fn rss_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The peak resident memory of this process, in MiB.
+pub fn peak_rss_mib() -> f64 {
+    rss_mib("VmHWM:")
+}
+
+/// Start measuring the peak resident memory again from now (Linux `clear_refs`).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
