@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, stream};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use sqlx::Row;
 use tenantry_domain::{TenantContext, TenantId};
 use tenantry_projections::Projections;
@@ -209,19 +209,14 @@ impl Relay {
         self.broker.stream().await?;
         let published = self.published(None).await?;
         let mut total = 0;
-        let mut after = None;
-        loop {
-            let heads = self.store.tenant_heads(after, 1_000).await?;
-            let Some(last) = heads.last() else { break };
-            after = Some(last.0);
-            for (tenant, head) in heads {
-                let done = published.get(&tenant.to_string()).copied().unwrap_or(0);
-                if let Ok(mut known) = self.known.lock() {
-                    known.insert(tenant, done);
-                }
-                if head > done {
-                    total += self.relay_tenant(tenant, done).await?;
-                }
+        let mut heads = std::pin::pin!(self.store.every_tenant_head(None));
+        while let Some((tenant, head)) = heads.try_next().await? {
+            let done = published.get(&tenant.to_string()).copied().unwrap_or(0);
+            if let Ok(mut known) = self.known.lock() {
+                known.insert(tenant, done);
+            }
+            if head > done {
+                total += self.relay_tenant(tenant, done).await?;
             }
         }
         Ok(total)

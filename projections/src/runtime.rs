@@ -374,18 +374,15 @@ impl Projections {
     async fn behind(&self) -> Result<Vec<TenantId>, ProjectionError> {
         let checkpoints = self.all_checkpoints().await?;
         let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let heads = self.store.tenant_heads(after, 1_000).await?;
-            let Some(last) = heads.last() else { break };
-            after = Some(last.0);
-            for (tenant, head) in heads {
-                let key = tenant_key(tenant);
-                if self.projectors.iter().any(|p| {
-                    checkpoints.get(&(key.clone(), p.name().to_owned())).copied().unwrap_or(0) < head
-                }) {
-                    out.push(tenant);
-                }
+        let mut heads = std::pin::pin!(self.store.every_tenant_head(None));
+        while let Some((tenant, head)) = heads.try_next().await? {
+            let key = tenant_key(tenant);
+            if self
+                .projectors
+                .iter()
+                .any(|p| checkpoints.get(&(key.clone(), p.name().to_owned())).copied().unwrap_or(0) < head)
+            {
+                out.push(tenant);
             }
         }
         Ok(out)
@@ -597,32 +594,24 @@ impl Projections {
             .map(|r| r.try_get::<String, _>(0))
             .transpose()?
             .and_then(|t| t.parse::<TenantId>().ok());
-        let mut total = 0;
-        let mut after = resume;
-        loop {
-            let heads = self.store.tenant_heads(after, 1_000).await?;
-            let Some(last) = heads.last() else { break };
-            after = Some(last.0);
-            total += heads.iter().map(|(_, h)| h).sum::<u64>();
-        }
+        let total = self
+            .store
+            .every_tenant_head(resume)
+            .try_fold(0, |total, (_, head)| async move { Ok(total + head) })
+            .await?;
         progress.start(&format!("rebuild {job}"), total);
         let mut applied = 0;
-        let mut after = resume;
-        loop {
-            let heads = self.store.tenant_heads(after, 1_000).await?;
-            let Some(last) = heads.last() else { break };
-            after = Some(last.0);
-            for (t, _) in heads {
-                applied += self.rebuild_tenant(&projectors, t, progress).await?;
-                let mut conn = self.db.pool().acquire().await?;
-                exec(
-                    &mut conn,
-                    "INSERT INTO projection_rebuilds (projector, through_tenant) VALUES ($1, $2)
-                     ON CONFLICT (projector) DO UPDATE SET through_tenant = excluded.through_tenant",
-                    vec![job.into(), tenant_key(t).into()],
-                )
-                .await?;
-            }
+        let mut heads = std::pin::pin!(self.store.every_tenant_head(resume));
+        while let Some((t, _)) = heads.try_next().await? {
+            applied += self.rebuild_tenant(&projectors, t, progress).await?;
+            let mut conn = self.db.pool().acquire().await?;
+            exec(
+                &mut conn,
+                "INSERT INTO projection_rebuilds (projector, through_tenant) VALUES ($1, $2)
+                 ON CONFLICT (projector) DO UPDATE SET through_tenant = excluded.through_tenant",
+                vec![job.into(), tenant_key(t).into()],
+            )
+            .await?;
         }
         let mut conn = self.db.pool().acquire().await?;
         exec(&mut conn, "DELETE FROM projection_rebuilds WHERE projector = $1", vec![Val::from(job)]).await?;
@@ -672,20 +661,15 @@ impl Projections {
                 stalled: Vec::new(),
             })
             .collect();
-        let mut after = None;
-        loop {
-            let heads = self.store.tenant_heads(after, 1_000).await?;
-            let Some(last) = heads.last() else { break };
-            after = Some(last.0);
-            for (tenant, head) in heads {
-                let key = tenant_key(tenant);
-                for s in out.iter_mut() {
-                    let at = checkpoints.get(&(key.clone(), s.projector.clone())).copied().unwrap_or(0);
-                    s.tenants += 1;
-                    if at < head {
-                        s.tenants_behind += 1;
-                        s.lag_events += head - at;
-                    }
+        let mut heads = std::pin::pin!(self.store.every_tenant_head(None));
+        while let Some((tenant, head)) = heads.try_next().await? {
+            let key = tenant_key(tenant);
+            for s in out.iter_mut() {
+                let at = checkpoints.get(&(key.clone(), s.projector.clone())).copied().unwrap_or(0);
+                s.tenants += 1;
+                if at < head {
+                    s.tenants_behind += 1;
+                    s.lag_events += head - at;
                 }
             }
         }

@@ -531,6 +531,24 @@ impl EventStore {
         self.backend.tenant_heads(after, limit).await
     }
 
+    /// Every tenant that has events, with its head position, in id order after `after`: a
+    /// thousand tenants are read at a time, so memory stays flat however many there are.
+    pub fn every_tenant_head(
+        &self,
+        after: Option<TenantId>,
+    ) -> impl Stream<Item = Result<(TenantId, u64), StoreError>> + Send + 'static {
+        let backend = self.backend.clone();
+        stream::try_unfold(after, move |after| {
+            let backend = backend.clone();
+            async move {
+                let page = backend.tenant_heads(after, 1_000).await?;
+                let Some(last) = page.last().map(|(t, _)| *t) else { return Ok::<_, StoreError>(None) };
+                Ok(Some((stream::iter(page.into_iter().map(Ok)), Some(last))))
+            }
+        })
+        .try_flatten()
+    }
+
     /// Destroy the tenant's data key: every copy of its events becomes unreadable for good.
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
     pub async fn destroy_key(&self, ctx: &TenantContext) -> Result<(), StoreError> {
