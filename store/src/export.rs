@@ -285,7 +285,10 @@ impl<'a> Exporter<'a> {
         });
         let state = ExportState { tenant, prev, count, head, header: header.head_hash };
         let body = events.chunks(512).scan(state, |state, page| {
-            let out = state.page(page);
+            let out = match state.page(page) {
+                Ok(chunks) => chunks.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
             async move { Some(out) }
         });
         let body = body.flat_map(futures::stream::iter);
@@ -378,19 +381,16 @@ struct ExportState {
 
 impl ExportState {
     /// Lines for one page of events; after the head, the trailer too.
-    fn page(&mut self, page: Vec<Result<RecordedEvent, StoreError>>) -> Vec<Result<Chunk, StoreError>> {
+    fn page(&mut self, page: Vec<Result<RecordedEvent, StoreError>>) -> Result<Vec<Chunk>, StoreError> {
         let mut out = Vec::with_capacity(page.len() * 400);
         for event in page {
-            let e = match event {
-                Ok(e) => e,
-                Err(err) => return vec![Err(err)],
-            };
+            let e = event?;
             if e.position != self.count + 1 {
-                return vec![Err(StoreError::ChainBroken {
+                return Err(StoreError::ChainBroken {
                     tenant: e.tenant_id,
                     position: self.count + 1,
                     reason: "event missing".into(),
-                })];
+                });
             }
             let line = EventLineOut {
                 position: e.position,
@@ -404,34 +404,30 @@ impl ExportState {
                 metadata: &e.metadata,
                 chain_hash: hex::encode(e.hash),
             };
-            match write_line(&mut out, &self.prev, &line) {
-                Ok(hash) => self.prev = hash,
-                Err(err) => return vec![Err(err.into())],
-            }
+            self.prev = write_line(&mut out, &self.prev, &line)?;
             self.count += 1;
         }
-        let mut chunks = vec![Ok(Chunk::Bytes(Vec::new()))];
-        if self.count == self.head {
+        let done = self.count == self.head;
+        if done {
             let trailer = Trailer {
                 end: true,
                 count: self.count,
                 last_position: self.head,
                 final_hash: hex::encode(self.prev),
             };
-            if let Err(err) = write_line(&mut out, &self.prev, &trailer) {
-                return vec![Err(err.into())];
-            }
-            chunks.push(Ok(Chunk::Done(Summary {
+            write_line(&mut out, &self.prev, &trailer)?;
+        }
+        let mut chunks = vec![Chunk::Bytes(out), Chunk::Progress(self.count, self.head)];
+        if done {
+            chunks.push(Chunk::Done(Summary {
                 tenant_id: self.tenant,
                 events: self.count,
                 head_position: self.head,
                 head_hash: self.header.clone(),
                 final_hash: hex::encode(self.prev),
-            })));
+            }));
         }
-        chunks[0] = Ok(Chunk::Bytes(out));
-        chunks.insert(1, Ok(Chunk::Progress(self.count, self.head)));
-        chunks
+        Ok(chunks)
     }
 }
 
