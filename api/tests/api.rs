@@ -7,7 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
 
-const BOOTSTRAP: &str = "test-bootstrap-key-0123456789abcdef";
+mod support;
+
+use support::BOOTSTRAP;
 
 fn settings(dir: &std::path::Path) -> Settings {
     Settings {
@@ -241,8 +243,7 @@ mod limits {
 mod http {
     use reqwest::{Client, Method, StatusCode};
     use serde_json::{Value, json};
-    use tenantry::settings::StoreSettings;
-    use tenantry::{Application, Settings};
+    use tenantry::Application;
     use tenantry_store::testing::Harness;
 
     use super::BOOTSTRAP;
@@ -257,19 +258,7 @@ mod http {
     impl Api {
         async fn start(database_url: Option<String>) -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let settings = Settings {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                store: StoreSettings {
-                    data_dir: dir.path().join("data"),
-                    database_url,
-                    master_key_file: Some(dir.path().join("master.key")),
-                    prices_file: None,
-                    nats_url: None,
-                },
-                no_projectors: false,
-                role: Default::default(),
-                bootstrap_key: Some(BOOTSTRAP.into()),
-            };
+            let settings = super::support::server_settings(dir.path(), database_url, None);
             let app = Application::build(&settings).await.unwrap();
             let base = format!("http://127.0.0.1:{}", app.port());
             let (stop, rx) = tokio::sync::oneshot::channel::<()>();

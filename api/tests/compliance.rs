@@ -9,17 +9,14 @@ use std::time::Duration;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
+use tenantry::Application;
 use tenantry::compliance::{PurgeReport, PurgeStep, Purger};
-use tenantry::settings::StoreSettings;
-use tenantry::{Application, Settings};
 use tenantry_domain::{TenantContext, TenantId};
 use tenantry_store::testing::Harness;
 
 mod support;
 
-use support::dump;
-
-const BOOTSTRAP: &str = "test-bootstrap-key-0123456789abcdef";
+use support::{BOOTSTRAP, dump, server_settings};
 
 struct Api {
     base: String,
@@ -37,19 +34,7 @@ impl Api {
     async fn start(pg: Option<Harness>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = pg.as_ref().map(|h| h.url.clone());
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store: StoreSettings {
-                data_dir: dir.path().join("data"),
-                database_url: database_url.clone(),
-                master_key_file: Some(dir.path().join("master.key")),
-                prices_file: None,
-                nats_url: None,
-            },
-            no_projectors: false,
-            role: Default::default(),
-            bootstrap_key: Some(BOOTSTRAP.into()),
-        };
+        let settings = server_settings(dir.path(), database_url.clone(), None);
         let url = settings.store.database_url();
         let app = Application::build(&settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());

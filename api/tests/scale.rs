@@ -14,14 +14,12 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use support::{NatsServer, any_file_contains, dump};
+use support::{BOOTSTRAP, NatsServer, any_file_contains, dump, server_settings};
 use tenantry::relay::STREAM;
 use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
 use tenantry_domain::{TenantContext, TenantId};
 use tenantry_store::testing::Harness;
-
-const BOOTSTRAP: &str = "test-bootstrap-key-0123456789abcdef";
 
 struct Api {
     base: String,
@@ -35,20 +33,9 @@ struct Api {
 impl Api {
     async fn start(database_url: Option<String>, nats_url: String, project: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = StoreSettings {
-            data_dir: dir.path().join("data"),
-            database_url,
-            master_key_file: Some(dir.path().join("master.key")),
-            prices_file: None,
-            nats_url: Some(nats_url),
-        };
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store: store.clone(),
-            no_projectors: !project,
-            role: Default::default(),
-            bootstrap_key: Some(BOOTSTRAP.into()),
-        };
+        let settings =
+            Settings { no_projectors: !project, ..server_settings(dir.path(), database_url, Some(nats_url)) };
+        let store = settings.store.clone();
         let app = Application::build(&settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();

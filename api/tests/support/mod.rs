@@ -9,6 +9,34 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tenantry::Settings;
+use tenantry::settings::StoreSettings;
+
+/// The platform operator's key every test server starts with.
+pub(crate) const BOOTSTRAP: &str = "test-bootstrap-key-0123456789abcdef";
+
+/// A server on a free port over a store in `dir` (SQLite there unless `database_url`), with
+/// the master key in `dir` so the command line can open the same store.
+pub(crate) fn server_settings(
+    dir: &std::path::Path,
+    database_url: Option<String>,
+    nats_url: Option<String>,
+) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreSettings {
+            data_dir: dir.join("data"),
+            database_url,
+            master_key_file: Some(dir.join("master.key")),
+            prices_file: None,
+            nats_url,
+        },
+        no_projectors: false,
+        role: Default::default(),
+        bootstrap_key: Some(BOOTSTRAP.into()),
+    }
+}
+
 /// Every row of every table, as text (bytes as hex), by table.
 pub(crate) async fn dump(url: &str) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
