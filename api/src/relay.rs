@@ -8,7 +8,8 @@
 //! `relay_positions`, so a crash or an outage of the broker loses nothing: the relay carries
 //! on in order from there when it can. Appends never wait for the broker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,8 +19,8 @@ use sqlx::Row;
 use tenantry_domain::{TenantContext, TenantId};
 use tenantry_projections::Projections;
 use tenantry_projections::db::exec;
-use tenantry_store::{Committed, EventStore};
-use tokio::sync::broadcast::error::RecvError;
+use tenantry_store::{EventStore, SealedCommit, SealedRecord};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// The JetStream stream every tenant's events go to.
 pub const STREAM: &str = "TENANTRY";
@@ -153,38 +154,49 @@ impl Relay {
         rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? as u64))).collect()
     }
 
-    /// Publish the tenant's events after `from` in order, a page at a time: every message of
-    /// a page is sent, then every acknowledgement awaited. Returns the last position
-    /// acknowledged (`from` when there was nothing); the caller records it.
+    /// Publish events that follow `done` without a gap, every message first, then every
+    /// acknowledgement awaited. Returns the last position acknowledged (`done` for none).
+    async fn publish_page<'a>(
+        &self,
+        tenant: TenantId,
+        mut done: u64,
+        page: impl IntoIterator<Item = &'a SealedRecord>,
+    ) -> anyhow::Result<u64> {
+        let mut acks = Vec::new();
+        for e in page {
+            if e.position != done + 1 {
+                // A hole (the log is being purged, or was tampered with): stop before it.
+                anyhow::bail!("tenant {tenant}: position {} missing in the log", done + 1);
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", e.event_id.to_string().as_str());
+            headers.insert("Tenantry-Tenant", tenant.to_string().as_str());
+            headers.insert("Tenantry-Position", e.position.to_string().as_str());
+            let ack = self
+                .broker
+                .js
+                .publish_with_headers(subject(tenant, &e.stream_id), headers, e.payload.clone().into())
+                .await
+                .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
+            acks.push(ack);
+            done = e.position;
+        }
+        for ack in acks {
+            ack.await.map_err(|e| anyhow::anyhow!("acknowledgement: {e}"))?;
+        }
+        Ok(done)
+    }
+
+    /// Publish the tenant's events after `from` in order, read from the log a page at a
+    /// time. Returns the last position acknowledged (`from` when there was nothing); the
+    /// caller records it.
     pub async fn publish_tenant(&self, tenant: TenantId, from: u64) -> anyhow::Result<u64> {
         let ctx = TenantContext::system(tenant);
         let mut done = from;
         loop {
             let page = self.store.read_sealed_page(&ctx, done, PAGE).await?;
             let full = page.len() == PAGE as usize;
-            let Some(last) = page.last().map(|e| e.position) else { break };
-            let mut acks = Vec::with_capacity(page.len());
-            for (i, e) in page.into_iter().enumerate() {
-                if e.position != done + 1 + i as u64 {
-                    // A hole (the log is being purged, or was tampered with): stop before it.
-                    anyhow::bail!("tenant {tenant}: position {} missing in the log", done + 1 + i as u64);
-                }
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Nats-Msg-Id", e.event_id.to_string().as_str());
-                headers.insert("Tenantry-Tenant", tenant.to_string().as_str());
-                headers.insert("Tenantry-Position", e.position.to_string().as_str());
-                let ack = self
-                    .broker
-                    .js
-                    .publish_with_headers(subject(tenant, &e.stream_id), headers, e.payload.into())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
-                acks.push(ack);
-            }
-            for ack in acks {
-                ack.await.map_err(|e| anyhow::anyhow!("acknowledgement: {e}"))?;
-            }
-            done = last;
+            done = self.publish_page(tenant, done, &page).await?;
             if !full {
                 // A short page is the head as it stood: no need to ask again.
                 break;
@@ -222,21 +234,44 @@ impl Relay {
         Ok(total)
     }
 
-    /// Publish one tenant's news; returns (tenant, from, last acknowledged).
-    async fn publish_one(&self, tenant: TenantId) -> anyhow::Result<(TenantId, u64, u64)> {
+    /// Publish one tenant's news; returns (tenant, from, last acknowledged). `fresh` are the
+    /// events this process committed for it since the last pass, in position order: when
+    /// they follow what was published, they go out as they are; otherwise (another node
+    /// appended too, a commit was missed) the log is read from what was published.
+    async fn publish_one(
+        &self,
+        tenant: TenantId,
+        fresh: Vec<SealedRecord>,
+    ) -> anyhow::Result<(TenantId, u64, u64)> {
         let known = self.known.lock().ok().and_then(|k| k.get(&tenant).copied());
         let from = match known {
             Some(done) => done,
             None => self.published(Some(tenant)).await?.values().next().copied().unwrap_or(0),
         };
-        Ok((tenant, from, self.publish_tenant(tenant, from).await?))
+        let fresh: Vec<&SealedRecord> = fresh.iter().filter(|e| e.position > from).collect();
+        let follows = fresh.iter().zip(from + 1..).all(|(e, position)| e.position == position);
+        let last = if follows && !fresh.is_empty() {
+            self.publish_page(tenant, from, fresh).await?
+        } else {
+            self.publish_tenant(tenant, from).await?
+        };
+        Ok((tenant, from, last))
     }
 
-    /// Publish the news of these tenants, [`WIDTH`] at once, then record every position in
-    /// one statement. Returns the events published.
-    async fn relay_some(&self, tenants: impl IntoIterator<Item = TenantId>) -> anyhow::Result<u64> {
-        let results: Vec<_> = futures::stream::iter(tenants)
-            .map(|t| async move { self.publish_one(t).await })
+    /// Publish what these commits wrote, [`WIDTH`] tenants at once, then record every
+    /// position in one statement. Returns the events published.
+    async fn relay_commits(&self, commits: &[Arc<SealedCommit>]) -> anyhow::Result<u64> {
+        let mut fresh: BTreeMap<TenantId, Vec<SealedRecord>> = BTreeMap::new();
+        for commit in commits {
+            fresh.entry(commit.tenant_id).or_default().extend(commit.events.iter().cloned());
+        }
+        for events in fresh.values_mut() {
+            // Racing appends of one tenant may be announced out of order.
+            events.sort_by_key(|e| e.position);
+            events.dedup_by_key(|e| e.position);
+        }
+        let results: Vec<_> = futures::stream::iter(fresh)
+            .map(|(t, events)| self.publish_one(t, events))
             .buffer_unordered(WIDTH)
             .collect()
             .await;
@@ -261,29 +296,34 @@ impl Relay {
         }
     }
 
-    /// Relay until `shutdown`: woken by this process's appends, and every two seconds for
-    /// appends made elsewhere and to retry after a broker outage.
+    /// Relay until `shutdown`: woken by this process's appends, whose sealed events it
+    /// publishes without reading them back, and every two seconds for appends made
+    /// elsewhere and to retry after a broker outage.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
-        let mut committed = self.store.subscribe();
+        let mut sealed = self.store.subscribe_sealed();
         tokio::pin!(shutdown);
         let mut everything = true;
         loop {
-            let mut tenants = std::collections::BTreeSet::new();
+            let mut commits = Vec::new();
             if !everything {
                 tokio::select! {
                     () = &mut shutdown => return,
-                    msg = committed.recv() => match msg {
-                        Ok(Committed { tenant_id, .. }) => { tenants.insert(tenant_id); }
+                    msg = sealed.recv() => match msg {
+                        Ok(commit) => commits.push(commit),
                         Err(RecvError::Lagged(_)) => everything = true,
                         Err(RecvError::Closed) => return,
                     },
                     () = tokio::time::sleep(POLL) => everything = true,
                 }
-                while let Ok(c) = committed.try_recv() {
-                    tenants.insert(c.tenant_id);
+                loop {
+                    match sealed.try_recv() {
+                        Ok(commit) => commits.push(commit),
+                        Err(TryRecvError::Lagged(_)) => everything = true,
+                        Err(_) => break,
+                    }
                 }
             }
-            let result = if everything { self.run_once().await } else { self.relay_some(tenants).await };
+            let result = if everything { self.run_once().await } else { self.relay_commits(&commits).await };
             everything = false;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "relay to NATS failed; retrying");

@@ -114,6 +114,11 @@ pub struct Projections {
     projectors: Arc<Vec<Arc<dyn Projector>>>,
     /// Bumped after every commit of this process, so waiters wake at once.
     applied: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Per tenant, the position at which this process last saw every projector standing
+    /// together, none stalled: a hint that spares the checkpoint and stall reads of a
+    /// catch-up. The conditional checkpoint update stays the judge; a stale hint is a race.
+    /// Guards only the map; never held across an await.
+    together: Arc<std::sync::Mutex<HashMap<TenantId, u64>>>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -139,6 +144,29 @@ impl Projections {
             db,
             projectors: Arc::new(projectors),
             applied: Arc::new(tokio::sync::watch::channel(0).0),
+            together: Default::default(),
+        }
+    }
+
+    fn hint(&self, tenant: TenantId) -> Option<u64> {
+        self.together.lock().ok()?.get(&tenant).copied()
+    }
+
+    /// Remember (or, with `None`, forget) where every projector stands for the tenant.
+    fn set_hint(&self, tenant: TenantId, at: Option<u64>) {
+        if let Ok(mut map) = self.together.lock() {
+            match at {
+                Some(at) => {
+                    // A bound on memory: a cleared map only costs reads.
+                    if map.len() >= 100_000 {
+                        map.clear();
+                    }
+                    map.insert(tenant, at);
+                }
+                None => {
+                    map.remove(&tenant);
+                }
+            }
         }
     }
 
@@ -244,6 +272,19 @@ impl Projections {
     /// position (the usual case) are fed together: one read of the log and one transaction
     /// per page for all of them.
     pub async fn catch_up(&self, ctx: &TenantContext) -> Result<u64, ProjectionError> {
+        let mut applied = 0;
+        if let Some(at) = self.hint(ctx.tenant_id) {
+            match self.catch_up_together(ctx, &self.projectors, at).await {
+                Ok(Together::Done(n)) => return Ok(n),
+                // The hint was stale: read where the projectors really stand.
+                Ok(Together::Raced(n)) => applied = n,
+                Err(e) => {
+                    self.set_hint(ctx.tenant_id, None);
+                    return Err(e);
+                }
+            }
+            self.set_hint(ctx.tenant_id, None);
+        }
         let key = tenant_key(ctx.tenant_id);
         let checkpoints: HashMap<String, u64> =
             sqlx::query("SELECT projector, position FROM projection_checkpoints WHERE tenant_id = $1")
@@ -264,14 +305,13 @@ impl Projections {
         let active: Vec<Arc<dyn Projector>> =
             self.projectors.iter().filter(|p| !stalled.iter().any(|s| s == p.name())).cloned().collect();
         let at = |p: &Arc<dyn Projector>| checkpoints.get(p.name()).copied().unwrap_or(0);
-        let mut applied = 0;
         if let Some(first) = active.first().map(at)
             && active.iter().all(|p| at(p) == first)
         {
             match self.catch_up_together(ctx, &active, first).await? {
-                Together::Done(n) => return Ok(n),
+                Together::Done(n) => return Ok(applied + n),
                 // Another worker moved some checkpoint: go projector by projector.
-                Together::Raced(n) => applied = n,
+                Together::Raced(n) => applied += n,
             }
         }
         let mut first_error = None;
@@ -315,7 +355,14 @@ impl Projections {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let Some(last) = page.last().map(|e| e.position) else { return Ok(Together::Done(applied)) };
+            // Every projector of this process, none stalled, stands at `checkpoint`.
+            let everyone = projectors.len() == self.projectors.len();
+            let Some(last) = page.last().map(|e| e.position) else {
+                if everyone {
+                    self.set_hint(tenant, Some(checkpoint));
+                }
+                return Ok(Together::Done(applied));
+            };
             if let Some((i, e)) =
                 page.iter().enumerate().find(|(i, e)| e.position != checkpoint + 1 + *i as u64)
             {
@@ -367,6 +414,13 @@ impl Projections {
             self.applied.send_modify(|n| *n = n.wrapping_add(1));
             applied += page.len() as u64;
             checkpoint = last;
+            if everyone {
+                self.set_hint(tenant, Some(checkpoint));
+            }
+            if page.len() < BATCH as usize {
+                // A short page was the head when it was read; a later append wakes us again.
+                return Ok(Together::Done(applied));
+            }
         }
     }
 
@@ -514,6 +568,7 @@ impl Projections {
         tenant: TenantId,
         progress: &dyn Progress,
     ) -> Result<u64, ProjectionError> {
+        self.set_hint(tenant, None);
         let ctx = TenantContext::system(tenant);
         let key = tenant_key(tenant);
         let mut tx = self.db.pool().begin().await?;
@@ -629,6 +684,7 @@ impl Projections {
         conn: &mut AnyConnection,
         tenant: TenantId,
     ) -> Result<u64, ProjectionError> {
+        self.set_hint(tenant, None);
         let key = tenant_key(tenant);
         let mut deleted = 0;
         for table in ["projection_checkpoints", "projection_stalls"] {

@@ -29,4 +29,4 @@ pub use model::{
     AppendOutcome, AppendQuota, AppendRequest, ExpectedVersion, Head, NewEvent, RecordedEvent, SealedRecord,
     StreamWrite,
 };
-pub use store::{Committed, Database, EventStore};
+pub use store::{Committed, Database, EventStore, SealedCommit};

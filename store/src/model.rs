@@ -222,7 +222,6 @@ pub struct RecordedEvent {
 pub struct SealedRecord {
     pub position: u64,
     pub stream_id: String,
-    pub stream_version: u64,
     pub event_id: EventId,
     pub event_type: String,
     /// Nonce and XChaCha20-Poly1305 ciphertext.

@@ -33,6 +33,14 @@ pub struct Committed {
     pub position: u64,
 }
 
+/// What one append of this process wrote, still sealed with the tenant's key, in position
+/// order: the broker relay publishes it without reading the log back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedCommit {
+    pub tenant_id: TenantId,
+    pub events: Vec<SealedRecord>,
+}
+
 /// The per-tenant event store.
 ///
 /// Every call takes the [`TenantContext`] first and touches only that tenant's rows.
@@ -42,6 +50,7 @@ pub struct EventStore {
     vault: Arc<KeyVault>,
     database: Database,
     committed: broadcast::Sender<Committed>,
+    sealed: broadcast::Sender<Arc<SealedCommit>>,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -85,7 +94,8 @@ impl EventStore {
 
     fn new(backend: Arc<dyn Backend>, database: Database, master: &MasterKey) -> Self {
         let (committed, _) = broadcast::channel(4096);
-        Self { backend, vault: Arc::new(KeyVault::new(master)), database, committed }
+        let (sealed, _) = broadcast::channel(4096);
+        Self { backend, vault: Arc::new(KeyVault::new(master)), database, committed, sealed }
     }
 
     pub fn database(&self) -> &Database {
@@ -102,6 +112,13 @@ impl EventStore {
     /// `Lagged` as "look at every tenant".
     pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
         self.committed.subscribe()
+    }
+
+    /// The sealed events of every append this process commits, as it commits them. Commits
+    /// of one tenant may arrive out of order when they raced, and a receiver that lags loses
+    /// some: a consumer checks positions and reads the log for whatever it did not get.
+    pub fn subscribe_sealed(&self) -> broadcast::Receiver<Arc<SealedCommit>> {
+        self.sealed.subscribe()
     }
 
     async fn key(&self, tenant: TenantId, create: bool) -> Result<Arc<DataKey>, StoreError> {
@@ -287,7 +304,22 @@ impl EventStore {
         };
         let outcome = match attempt {
             Attempt::Written(outcome) => {
-                // No receiver is fine: nobody is projecting in this process.
+                // No receiver is fine: nobody is projecting or relaying in this process.
+                if self.sealed.receiver_count() > 0 {
+                    let events = batch
+                        .events
+                        .into_iter()
+                        .zip(outcome.first_position..)
+                        .map(|(e, position)| SealedRecord {
+                            position,
+                            stream_id: e.stream.as_str().to_owned(),
+                            event_id: e.event_id,
+                            event_type: e.event_type,
+                            payload: e.payload,
+                        })
+                        .collect();
+                    let _ = self.sealed.send(Arc::new(SealedCommit { tenant_id: tenant, events }));
+                }
                 let _ = self.committed.send(Committed { tenant_id: tenant, position: outcome.last_position });
                 outcome
             }
@@ -421,7 +453,6 @@ impl EventStore {
             .map(|raw| SealedRecord {
                 position: raw.position,
                 stream_id: raw.stream_id,
-                stream_version: raw.stream_version,
                 event_id: raw.event_id,
                 event_type: raw.event_type,
                 payload: raw.payload,

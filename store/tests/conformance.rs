@@ -69,6 +69,7 @@ conformance!(
     tenants_are_isolated,
     personal_data_is_sealed_per_person_and_erased_alone,
     quotas_hold_exactly_under_concurrent_appends,
+    commits_are_announced_sealed_as_the_log_holds_them,
 );
 
 async fn appends_read_back_in_order(store: &EventStore) {
@@ -806,4 +807,75 @@ async fn quotas_hold_exactly_under_concurrent_appends(store: &EventStore) {
         .unwrap_err();
     assert!(matches!(refused, StoreError::QuotaExceeded { limit: "storage_bytes", .. }), "{refused}");
     assert_eq!(log(store, &other).await.len(), 3);
+}
+
+/// The relay publishes this process's commits from memory instead of reading them back: what
+/// is announced must be exactly what the log holds, position for position and byte for byte;
+/// retries and refused appends announce nothing.
+async fn commits_are_announced_sealed_as_the_log_holds_them(store: &EventStore) {
+    let (ctx, other) = (tenant(), tenant());
+    let mut sealed = store.subscribe_sealed();
+    let conv = stream("conversation-9");
+    let first = vec![new_event(&agent_created("a")), new_event(&agent_created("b"))];
+    let retry = first.clone();
+    store
+        .append(&ctx, AppendRequest::to_stream(conv.clone(), ExpectedVersion::NoStream, first))
+        .await
+        .unwrap();
+    store
+        .append(
+            &other,
+            AppendRequest::to_stream(
+                StreamId::tenant(),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("c"))],
+            ),
+        )
+        .await
+        .unwrap();
+    let retried = store
+        .append(&ctx, AppendRequest::to_stream(conv.clone(), ExpectedVersion::NoStream, retry))
+        .await
+        .unwrap();
+    assert!(retried.deduplicated);
+    let refused = store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                conv.clone(),
+                ExpectedVersion::NoStream,
+                vec![new_event(&agent_created("d"))],
+            ),
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict { .. })));
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                StreamId::tenant(),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("e"))],
+            ),
+        )
+        .await
+        .unwrap();
+
+    let mut announced = Vec::new();
+    while let Ok(commit) = sealed.try_recv() {
+        announced.push(commit);
+    }
+    assert_eq!(
+        announced.iter().map(|c| c.tenant_id).collect::<Vec<_>>(),
+        [ctx.tenant_id, other.tenant_id, ctx.tenant_id]
+    );
+    for who in [&ctx, &other] {
+        let from_memory: Vec<_> = announced
+            .iter()
+            .filter(|c| c.tenant_id == who.tenant_id)
+            .flat_map(|c| c.events.clone())
+            .collect();
+        assert_eq!(from_memory, store.read_sealed_page(who, 0, 100).await.unwrap());
+    }
+    assert_eq!(announced[0].events.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2]);
 }
