@@ -109,19 +109,32 @@ async fn main() {
                         }
                     }
                 }
-                // One query a millisecond for both hops, so that observing loads the
-                // database as little as it can.
-                let rows: Vec<(bool, String, i64)> = sqlx::query_as(
-                    "SELECT true, tenant_id, position FROM projection_checkpoints WHERE projector = 'conversations'
-                     UNION ALL SELECT false, tenant_id, position FROM relay_positions",
-                )
-                .fetch_all(&pool)
-                .await
-                .unwrap();
+                // One query a millisecond for both hops, about the tenants with appends
+                // still pending only, so that observing loads the database as little as it can.
+                let waiting: std::collections::BTreeSet<&str> =
+                    pending.iter().map(|(t, ..)| t.as_str()).collect();
+                if waiting.is_empty() {
+                    if open {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    continue;
+                }
+                let list: Vec<String> = (1..=waiting.len()).map(|i| format!("${i}")).collect();
+                let list = list.join(", ");
+                let sql = format!(
+                    "SELECT 1, tenant_id, position FROM projection_checkpoints
+                     WHERE projector = 'conversations' AND tenant_id IN ({list})
+                     UNION ALL SELECT 0, tenant_id, position FROM relay_positions WHERE tenant_id IN ({list})"
+                );
+                let mut query = sqlx::query_as::<_, (i32, String, i64)>(&sql);
+                for t in &waiting {
+                    query = query.bind(*t);
+                }
+                let rows = query.fetch_all(&pool).await.unwrap();
                 let now = Instant::now();
                 let (mut at, mut sent) = (HashMap::new(), HashMap::new());
                 for (projected, tenant, position) in rows {
-                    if projected { &mut at } else { &mut sent }.insert(tenant, position as u64);
+                    if projected == 1 { &mut at } else { &mut sent }.insert(tenant, position as u64);
                 }
                 pending.retain_mut(|(t, p, committed, seen)| {
                     if !*seen && sent.get(t).is_some_and(|x: &u64| x >= p) {

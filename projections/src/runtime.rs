@@ -17,6 +17,8 @@ use crate::error::ProjectionError;
 
 /// Events applied per transaction.
 pub const BATCH: u32 = 1_000;
+/// Tenants caught up in one transaction by [`Projections::catch_up_many`].
+const TOGETHER: usize = 256;
 /// How often the live runner looks at every tenant even when nothing woke it.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
@@ -61,6 +63,20 @@ pub trait Projector: Send + Sync + 'static {
     ) -> Result<(), ProjectionError>;
 
     /// Delete every row this projector holds for the tenant; returns the rows deleted.
+    /// Apply pages of several tenants (each in position order, past its checkpoint) in the
+    /// transaction it is handed. One tenant after another unless a projector writes them in
+    /// fewer statements.
+    async fn apply_many(
+        &self,
+        conn: &mut AnyConnection,
+        pages: &[(&str, &[RecordedEvent])],
+    ) -> Result<(), ProjectionError> {
+        for (tenant, events) in pages {
+            self.apply(conn, tenant, events).await?;
+        }
+        Ok(())
+    }
+
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError>;
 }
 
@@ -424,6 +440,128 @@ impl Projections {
         }
     }
 
+    /// Catch these tenants up. Those whose projectors this process last saw standing
+    /// together go in one pass: their logs read in one round trip, applied in one
+    /// transaction under one conditional checkpoint update. Any other tenant, and every
+    /// tenant of a pass that raced or met something unusual (a full page, a hole, a fault),
+    /// goes tenant by tenant through [`Projections::catch_up`], which records stalls.
+    pub async fn catch_up_many(
+        &self,
+        tenants: impl IntoIterator<Item = TenantId>,
+    ) -> Result<u64, ProjectionError> {
+        let (mut together, mut alone) = (Vec::new(), Vec::new());
+        for tenant in tenants {
+            match self.hint(tenant) {
+                // Position 0 has no checkpoint rows yet to update.
+                Some(at) if at > 0 => together.push((TenantContext::system(tenant), at)),
+                _ => alone.push(tenant),
+            }
+        }
+        let mut applied = 0;
+        for chunk in together.chunks(TOGETHER) {
+            let (n, left) = self.catch_up_pass(chunk).await?;
+            applied += n;
+            alone.extend(left);
+        }
+        let results: Vec<_> = futures::stream::iter(alone)
+            .map(|t| async move { self.catch_up(&TenantContext::system(t)).await })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(n) => applied += n,
+                Err(ProjectionError::Stalled { .. }) => {}
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        first_error.map_or(Ok(applied), Err)
+    }
+
+    /// One pass over tenants whose every projector stands at the given position. Returns the
+    /// events applied and the tenants left for the tenant-by-tenant path.
+    async fn catch_up_pass(
+        &self,
+        from: &[(TenantContext, u64)],
+    ) -> Result<(u64, Vec<TenantId>), ProjectionError> {
+        let pages = self.store.read_log_pages(from, BATCH).await?;
+        let mut work = Vec::new();
+        let mut alone = Vec::new();
+        for ((ctx, at), page) in from.iter().zip(pages) {
+            match page {
+                Ok(page) if page.is_empty() => {}
+                Ok(page)
+                    if page.len() < BATCH as usize
+                        && page.iter().zip(at + 1..).all(|(e, position)| e.position == position) =>
+                {
+                    work.push((ctx.tenant_id, *at, page));
+                }
+                _ => alone.push(ctx.tenant_id),
+            }
+        }
+        if work.is_empty() {
+            return Ok((0, alone));
+        }
+        let names: Vec<Val> = self.projectors.iter().map(|p| Val::from(p.name())).collect();
+        let mut vals = Vec::with_capacity(work.len() * 3 + names.len());
+        let (mut cases, mut wheres) = (String::new(), Vec::with_capacity(work.len()));
+        for (tenant, at, page) in &work {
+            let i = vals.len();
+            let last = page.last().map_or(*at, |e| e.position);
+            vals.extend([Val::from(tenant_key(*tenant)), Val::from(*at), Val::from(last)]);
+            cases.push_str(&format!(" WHEN ${} THEN ${}", i + 1, i + 3));
+            wheres.push(format!("(tenant_id = ${} AND position = ${})", i + 1, i + 2));
+        }
+        let first_name = vals.len() + 1;
+        vals.extend(names);
+        let in_names: Vec<String> =
+            (first_name..first_name + self.projectors.len()).map(|i| format!("${i}")).collect();
+        let mut tx = self.db.pool().begin().await?;
+        let sql = format!(
+            "UPDATE projection_checkpoints SET position = CASE tenant_id{cases} END
+             WHERE projector IN ({}) AND ({}) RETURNING tenant_id",
+            in_names.join(", "),
+            wheres.join(" OR ")
+        );
+        let mut moved: HashMap<String, usize> = HashMap::new();
+        for row in crate::db::bind(sqlx::query(&sql), vals).fetch_all(&mut *tx).await? {
+            *moved.entry(row.try_get::<String, _>(0)?).or_default() += 1;
+        }
+        let everyone = self.projectors.len();
+        if moved.values().any(|&n| n != everyone) {
+            // Some of a tenant's projectors moved elsewhere and some did not (a worker of
+            // fewer projections): undo the pass and let each tenant find where it stands.
+            tx.rollback().await?;
+            for (tenant, _, _) in &work {
+                self.set_hint(*tenant, None);
+                alone.push(*tenant);
+            }
+            return Ok((0, alone));
+        }
+        // A tenant whose checkpoints moved elsewhere (another worker, a rebuild) is left out
+        // of the pass: its page may already be applied.
+        let (work, raced): (Vec<_>, Vec<_>) =
+            work.into_iter().partition(|(tenant, _, _)| moved.contains_key(&tenant_key(*tenant)));
+        for (tenant, _, _) in raced {
+            self.set_hint(tenant, None);
+            alone.push(tenant);
+        }
+        let keys: Vec<String> = work.iter().map(|(tenant, _, _)| tenant_key(*tenant)).collect();
+        let pages: Vec<(&str, &[RecordedEvent])> =
+            keys.iter().zip(&work).map(|(key, (_, _, page))| (key.as_str(), page.as_slice())).collect();
+        for p in self.projectors.iter() {
+            p.apply_many(&mut tx, &pages).await?;
+        }
+        let applied = work.iter().map(|(_, _, page)| page.len() as u64).sum();
+        tx.commit().await?;
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
+        for (tenant, _, page) in &work {
+            self.set_hint(*tenant, page.last().map(|e| e.position));
+        }
+        Ok((applied, alone))
+    }
+
     /// Every (tenant, head) whose checkpoints are behind, for any projector.
     async fn behind(&self) -> Result<Vec<TenantId>, ProjectionError> {
         let checkpoints = self.all_checkpoints().await?;
@@ -503,17 +641,7 @@ impl Projections {
             let result = if everything {
                 self.run_once().await.map(|_| ())
             } else {
-                let this = &self;
-                let results: Vec<_> = futures::stream::iter(tenants)
-                    .map(|t| async move { this.catch_up(&TenantContext::system(t)).await })
-                    .buffer_unordered(8)
-                    .collect()
-                    .await;
-                results
-                    .into_iter()
-                    .find(|r| !matches!(r, Ok(_) | Err(ProjectionError::Stalled { .. })))
-                    .unwrap_or(Ok(0))
-                    .map(|_| ())
+                self.catch_up_many(tenants).await.map(|_| ())
             };
             match result {
                 Ok(()) | Err(ProjectionError::Stalled { .. }) => {}

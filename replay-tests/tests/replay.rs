@@ -75,6 +75,7 @@ on_both_backends!(
     an_undecodable_tenant_stalls_alone_and_shows_in_status,
     queries_can_wait_for_their_own_writes,
     a_rebuild_keeps_old_rows_visible_until_it_completes_and_resumes_after_interruption,
+    many_tenants_projected_in_one_pass_equal_a_clean_rebuild,
 );
 
 async fn the_golden_log_projects_to_the_expected_read_models(h: &Harness) {
@@ -464,4 +465,62 @@ async fn a_rebuild_keeps_old_rows_visible_until_it_completes_and_resumes_after_i
         3 * per_tenant as u64,
         "finished runs start over"
     );
+}
+
+/// A new conversation with a few messages in the tenant's log.
+async fn converse(h: &Harness, tenant: TenantId, messages: usize) {
+    let ctx = TenantContext::system(tenant);
+    let conv = ConversationId::new();
+    let opened = Event::ConversationOpened(ConversationOpened {
+        conversation_id: conv,
+        agent_id: AgentId::new(),
+        user_id: None,
+        title: Some("t".to_owned().into()),
+    });
+    let mut events = vec![NewEvent::new(EventId::new(), &opened).unwrap()];
+    for i in 0..messages {
+        let msg = Event::MessageAppended(MessageAppended {
+            conversation_id: conv,
+            message_id: MessageId::new(),
+            role: MessageRole::Assistant,
+            content: format!("more {i}").into(),
+            model: None,
+            usage: None,
+            author: None,
+        });
+        events.push(NewEvent::new(EventId::new(), &msg).unwrap());
+    }
+    let request = AppendRequest::to_stream(StreamId::conversation(conv), ExpectedVersion::NoStream, events);
+    h.store.append(&ctx, request).await.unwrap();
+}
+
+/// Tenants caught up together (one read, one transaction, one checkpoint update for all),
+/// while another process moves one of them on: the rows equal a clean rebuild and every
+/// event is applied once.
+async fn many_tenants_projected_in_one_pass_equal_a_clean_rebuild(h: &Harness) {
+    let tenants = mixed_log(h, 6, 4).await;
+    let p = projections(h, |p| p).await;
+    let other = projections(h, |p| p).await;
+    assert!(p.catch_up_many(tenants.clone()).await.unwrap() > 0);
+    for round in 0..3 {
+        for (i, t) in tenants.iter().enumerate() {
+            converse(h, *t, 1 + (i + round) % 3).await;
+        }
+        // Another worker takes one tenant meanwhile: this process's position for it is stale.
+        other.catch_up(&TenantContext::system(tenants[round])).await.unwrap();
+        p.catch_up_many(tenants.clone()).await.unwrap();
+        assert_eq!(p.catch_up_many(tenants.clone()).await.unwrap(), 0, "nothing is applied twice");
+    }
+    let mut live = Vec::new();
+    for t in &tenants {
+        let head = h.store.head(&TenantContext::system(*t)).await.unwrap().unwrap().position;
+        for name in p.names() {
+            assert_eq!(p.checkpoint(name, *t).await.unwrap(), head);
+        }
+        live.push(dump(p.db(), *t).await);
+    }
+    p.rebuild(None, None, &Silent).await.unwrap();
+    for (t, live) in tenants.iter().zip(live) {
+        assert_eq!(live, dump(p.db(), *t).await);
+    }
 }

@@ -203,6 +203,19 @@ pub(crate) trait Backend: Send + Sync {
         key: &str,
     ) -> Result<Option<StoredIdempotency>, StoreError>;
     async fn read_log(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<RawEvent>, StoreError>;
+    /// [`Backend::read_log`] for several tenants, in their order; one round trip where the
+    /// backend can.
+    async fn read_logs(
+        &self,
+        from: &[(TenantId, u64)],
+        limit: u32,
+    ) -> Result<Vec<Vec<RawEvent>>, StoreError> {
+        let mut pages = Vec::with_capacity(from.len());
+        for (tenant, after) in from {
+            pages.push(self.read_log(*tenant, *after, limit).await?);
+        }
+        Ok(pages)
+    }
     async fn read_stream(
         &self,
         tenant: TenantId,

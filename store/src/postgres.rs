@@ -285,6 +285,29 @@ impl Backend for Postgres {
         Ok(rows.iter().map(raw).collect::<Result<_, _>>()?)
     }
 
+    async fn read_logs(
+        &self,
+        from: &[(TenantId, u64)],
+        limit: u32,
+    ) -> Result<Vec<Vec<RawEvent>>, StoreError> {
+        let (tenants, after): (Vec<Uuid>, Vec<i64>) =
+            from.iter().map(|(t, a)| (*t.as_uuid(), *a as i64)).unzip();
+        let sql = format!(
+            "SELECT e.*, c.i FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS c(t, p, i)
+             CROSS JOIN LATERAL (SELECT {COLUMNS} FROM events WHERE tenant_id = c.t AND position > c.p
+                                 AND position <= c.p + $3 ORDER BY position) e
+             ORDER BY c.i, e.position"
+        );
+        let rows =
+            sqlx::query(&sql).bind(tenants).bind(after).bind(limit as i64).fetch_all(&self.pool).await?;
+        let mut pages: Vec<Vec<RawEvent>> = from.iter().map(|_| Vec::new()).collect();
+        for row in &rows {
+            let i = row.try_get::<i64, _>(11)? as usize - 1;
+            pages[i].push(raw(row)?);
+        }
+        Ok(pages)
+    }
+
     async fn read_stream(
         &self,
         tenant: TenantId,

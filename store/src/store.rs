@@ -437,6 +437,23 @@ impl EventStore {
         self.decode_page(ctx.tenant_id, page).await
     }
 
+    /// [`EventStore::read_log_page`] for several tenants at once, in one round trip on
+    /// PostgreSQL: for each `(context, after)` its page, or why that tenant's page could not
+    /// be read (a destroyed key, an undecodable event); the outer error is the database's.
+    pub async fn read_log_pages(
+        &self,
+        from: &[(TenantContext, u64)],
+        limit: u32,
+    ) -> Result<Vec<Result<Vec<RecordedEvent>, StoreError>>, StoreError> {
+        let ids: Vec<(TenantId, u64)> = from.iter().map(|(ctx, after)| (ctx.tenant_id, *after)).collect();
+        let pages = self.backend.read_logs(&ids, limit).await?;
+        let mut out = Vec::with_capacity(pages.len());
+        for ((tenant, _), page) in ids.into_iter().zip(pages) {
+            out.push(self.decode_page(tenant, page).await);
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` stored events after `after`, still encrypted: for relaying to a broker,
     /// which never sees plaintext.
     pub async fn read_sealed_page(

@@ -1,5 +1,6 @@
 //! Conversation threads and their messages. Writes are batched: one multi-row insert for the
-//! threads and one for the messages of a page, one update per thread touched.
+//! threads and one for the messages of a page (or of many tenants' pages), one update for the
+//! threads touched.
 
 use std::collections::BTreeMap;
 
@@ -34,50 +35,57 @@ impl Projector for Conversations {
         tenant: &str,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let mut threads = Vec::new();
-        let mut messages = Vec::new();
-        // Conversation id to (messages added, last message time).
-        let mut touched: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        for e in events {
-            let at = e.recorded_at.timestamp_millis();
-            match &e.event {
-                Event::ConversationOpened(c) => threads.push(vec![
-                    tenant.into(),
-                    c.conversation_id.to_string().into(),
-                    c.agent_id.to_string().into(),
-                    c.user_id.map(|u| u.to_string()).into(),
-                    c.title.as_ref().map(|t| t.as_str()).into(),
-                    0i64.into(),
-                    at.into(),
-                    at.into(),
-                ]),
-                Event::MessageAppended(m) => {
-                    let id = m.conversation_id.to_string();
-                    messages.push(vec![
-                        tenant.into(),
-                        id.as_str().into(),
-                        e.stream_version.into(),
-                        m.message_id.to_string().into(),
-                        m.role.as_str().into(),
-                        m.content.as_str().into(),
-                        m.model.as_deref().into(),
-                        m.usage.map(|u| u.prompt_tokens).into(),
-                        m.usage.map(|u| u.completion_tokens).into(),
+        self.apply_many(conn, &[(tenant, events)]).await
+    }
+
+    async fn apply_many(
+        &self,
+        conn: &mut AnyConnection,
+        pages: &[(&str, &[RecordedEvent])],
+    ) -> Result<(), ProjectionError> {
+        let mut rows = Rows::default();
+        for (tenant, events) in pages {
+            for e in *events {
+                let at = e.recorded_at.timestamp_millis();
+                match &e.event {
+                    Event::ConversationOpened(c) => rows.threads.push(vec![
+                        (*tenant).into(),
+                        c.conversation_id.to_string().into(),
+                        c.agent_id.to_string().into(),
+                        c.user_id.map(|u| u.to_string()).into(),
+                        c.title.as_ref().map(|t| t.as_str()).into(),
+                        0i64.into(),
                         at.into(),
-                    ]);
-                    let entry = touched.entry(id).or_insert((0, at));
-                    entry.0 += 1;
-                    entry.1 = entry.1.max(at);
+                        at.into(),
+                    ]),
+                    Event::MessageAppended(m) => {
+                        let id = m.conversation_id.to_string();
+                        rows.messages.push(vec![
+                            (*tenant).into(),
+                            id.as_str().into(),
+                            e.stream_version.into(),
+                            m.message_id.to_string().into(),
+                            m.role.as_str().into(),
+                            m.content.as_str().into(),
+                            m.model.as_deref().into(),
+                            m.usage.map(|u| u.prompt_tokens).into(),
+                            m.usage.map(|u| u.completion_tokens).into(),
+                            at.into(),
+                        ]);
+                        let entry = rows.touched.entry(((*tenant).to_owned(), id)).or_insert((0, at));
+                        entry.0 += 1;
+                        entry.1 = entry.1.max(at);
+                    }
+                    Event::UserErased(u) => {
+                        // Rows gathered so far go in first, so the erasure reaches them too.
+                        rows.flush(conn).await?;
+                        erase_user(conn, tenant, &u.user_id.to_string()).await?;
+                    }
+                    _ => {}
                 }
-                Event::UserErased(u) => {
-                    // Rows of this page go in first, so the erasure reaches them too.
-                    flush(conn, tenant, &mut threads, &mut messages, &mut touched).await?;
-                    erase_user(conn, tenant, &u.user_id.to_string()).await?;
-                }
-                _ => {}
             }
         }
-        flush(conn, tenant, &mut threads, &mut messages, &mut touched).await
+        rows.flush(conn).await
     }
 
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
@@ -86,61 +94,91 @@ impl Projector for Conversations {
     }
 }
 
-/// Insert the rows gathered so far and bump the touched threads.
-async fn flush(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    threads: &mut Vec<Vec<Val>>,
-    messages: &mut Vec<Vec<Val>>,
-    touched: &mut BTreeMap<String, (i64, i64)>,
-) -> Result<(), ProjectionError> {
-    insert_many(
-        conn,
-        "conv_threads",
-        &[
-            "tenant_id",
-            "conversation_id",
-            "agent_id",
-            "user_id",
-            "title",
-            "message_count",
-            "created_at",
-            "last_message_at",
-        ],
-        std::mem::take(threads),
-        "",
-    )
-    .await?;
-    insert_many(
-        conn,
-        "conv_messages",
-        &[
-            "tenant_id",
-            "conversation_id",
-            "seq",
-            "message_id",
-            "role",
-            "content",
-            "model",
-            "prompt_tokens",
-            "completion_tokens",
-            "created_at",
-        ],
-        std::mem::take(messages),
-        "",
-    )
-    .await?;
-    for (conversation, (added, last)) in std::mem::take(touched) {
-        exec(
+/// Threads bumped in one statement: a bound on its parameters (four a thread).
+const THREADS_PER_UPDATE: usize = 500;
+
+/// Rows gathered from pages of one or more tenants, written in a few statements.
+#[derive(Default)]
+struct Rows {
+    threads: Vec<Vec<Val>>,
+    messages: Vec<Vec<Val>>,
+    /// (tenant, conversation) to (messages added, last message time).
+    touched: BTreeMap<(String, String), (i64, i64)>,
+}
+
+impl Rows {
+    /// Insert the rows gathered so far and bump the touched threads.
+    async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+        insert_many(
             conn,
-            "UPDATE conv_threads SET message_count = message_count + $1,
-                    last_message_at = CASE WHEN last_message_at > $2 THEN last_message_at ELSE $2 END
-             WHERE tenant_id = $3 AND conversation_id = $4",
-            vec![added.into(), last.into(), tenant.into(), conversation.into()],
+            "conv_threads",
+            &[
+                "tenant_id",
+                "conversation_id",
+                "agent_id",
+                "user_id",
+                "title",
+                "message_count",
+                "created_at",
+                "last_message_at",
+            ],
+            std::mem::take(&mut self.threads),
+            "",
         )
         .await?;
+        insert_many(
+            conn,
+            "conv_messages",
+            &[
+                "tenant_id",
+                "conversation_id",
+                "seq",
+                "message_id",
+                "role",
+                "content",
+                "model",
+                "prompt_tokens",
+                "completion_tokens",
+                "created_at",
+            ],
+            std::mem::take(&mut self.messages),
+            "",
+        )
+        .await?;
+        let touched: Vec<_> = std::mem::take(&mut self.touched).into_iter().collect();
+        for chunk in touched.chunks(THREADS_PER_UPDATE) {
+            let (mut added, mut latest, mut which) = (String::new(), String::new(), Vec::new());
+            let mut vals = Vec::with_capacity(chunk.len() * 4);
+            for ((tenant, conversation), (count, last)) in chunk {
+                let i = vals.len();
+                let this = format!("(tenant_id = ${} AND conversation_id = ${})", i + 1, i + 2);
+                added.push_str(&format!(" WHEN {this} THEN ${}", i + 3));
+                latest.push_str(&format!(
+                    " WHEN {this} THEN CASE WHEN last_message_at > ${0} THEN last_message_at ELSE ${0} END",
+                    i + 4
+                ));
+                which.push(this);
+                vals.extend([
+                    tenant.as_str().into(),
+                    conversation.as_str().into(),
+                    (*count).into(),
+                    (*last).into(),
+                ]);
+            }
+            exec(
+                conn,
+                &format!(
+                    "UPDATE conv_threads SET message_count = message_count + CASE{added} END,
+                            last_message_at = CASE{latest} END
+                     WHERE {}",
+                    which.join(" OR ")
+                ),
+                vals,
+            )
+            .await?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A person was erased: the titles of their conversations and what they wrote there read as
