@@ -145,7 +145,14 @@ impl Application {
             self.state.purger.resume_all().await?;
         }
         let app = http::router(self.state, self.role);
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        // Responses go out as soon as they are written, not held back by Nagle's algorithm
+        // waiting for the client's delayed acknowledgement.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
+            }
+        });
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
         // Let the projector finish its transaction, then stop it.
