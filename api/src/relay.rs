@@ -249,8 +249,13 @@ impl Relay {
             None => self.published(Some(tenant)).await?.values().next().copied().unwrap_or(0),
         };
         let fresh: Vec<&SealedRecord> = fresh.iter().filter(|e| e.position > from).collect();
+        if fresh.is_empty() {
+            // An earlier read of the log already published them (racing commits announced
+            // out of order); what other nodes append is found by the poll.
+            return Ok((tenant, from, from));
+        }
         let follows = fresh.iter().zip(from + 1..).all(|(e, position)| e.position == position);
-        let last = if follows && !fresh.is_empty() {
+        let last = if follows {
             self.publish_page(tenant, from, fresh).await?
         } else {
             self.publish_tenant(tenant, from).await?
