@@ -62,7 +62,6 @@ pub trait Projector: Send + Sync + 'static {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError>;
 
-    /// Delete every row this projector holds for the tenant; returns the rows deleted.
     /// Apply pages of several tenants (each in position order, past its checkpoint) in the
     /// transaction it is handed. One tenant after another unless a projector writes them in
     /// fewer statements.
@@ -77,6 +76,7 @@ pub trait Projector: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Delete every row this projector holds for the tenant; returns the rows deleted.
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError>;
 }
 
