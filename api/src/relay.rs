@@ -156,11 +156,11 @@ impl Relay {
 
     /// Publish events that follow `done` without a gap, every message first, then every
     /// acknowledgement awaited. Returns the last position acknowledged (`done` for none).
-    async fn publish_page<'a>(
+    async fn publish_page(
         &self,
         tenant: TenantId,
         mut done: u64,
-        page: impl IntoIterator<Item = &'a SealedRecord>,
+        page: Vec<SealedRecord>,
     ) -> anyhow::Result<u64> {
         let mut acks = Vec::new();
         for e in page {
@@ -175,7 +175,7 @@ impl Relay {
             let ack = self
                 .broker
                 .js
-                .publish_with_headers(subject(tenant, &e.stream_id), headers, e.payload.clone().into())
+                .publish_with_headers(subject(tenant, &e.stream_id), headers, e.payload.into())
                 .await
                 .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
             acks.push(ack);
@@ -196,7 +196,7 @@ impl Relay {
         loop {
             let page = self.store.read_sealed_page(&ctx, done, PAGE).await?;
             let full = page.len() == PAGE as usize;
-            done = self.publish_page(tenant, done, &page).await?;
+            done = self.publish_page(tenant, done, page).await?;
             if !full {
                 // A short page is the head as it stood: no need to ask again.
                 break;
@@ -248,7 +248,7 @@ impl Relay {
             Some(done) => done,
             None => self.published(Some(tenant)).await?.values().next().copied().unwrap_or(0),
         };
-        let fresh: Vec<&SealedRecord> = fresh.iter().filter(|e| e.position > from).collect();
+        let fresh: Vec<SealedRecord> = fresh.into_iter().filter(|e| e.position > from).collect();
         if fresh.is_empty() {
             // An earlier read of the log already published them (racing commits announced
             // out of order); what other nodes append is found by the poll.
