@@ -463,11 +463,18 @@ impl Projections {
             applied += n;
             alone.extend(left);
         }
-        let results: Vec<_> = futures::stream::iter(alone)
+        Ok(applied + self.catch_up_each(alone, 8).await?)
+    }
+
+    /// [`Projections::catch_up`] for each tenant, `width` at once. A stalled tenant is left
+    /// behind (its stall is recorded); the first other error is returned once all are done.
+    async fn catch_up_each(&self, tenants: Vec<TenantId>, width: usize) -> Result<u64, ProjectionError> {
+        let results: Vec<_> = futures::stream::iter(tenants)
             .map(|t| async move { self.catch_up(&TenantContext::system(t)).await })
-            .buffer_unordered(8)
+            .buffer_unordered(width)
             .collect()
             .await;
+        let mut applied = 0;
         let mut first_error = None;
         for r in results {
             match r {
@@ -591,20 +598,7 @@ impl Projections {
     /// proceed.
     pub async fn run_once(&self) -> Result<u64, ProjectionError> {
         let tenants = self.behind().await?;
-        let results = futures::stream::iter(tenants)
-            .map(|t| async move { self.catch_up(&TenantContext::system(t)).await })
-            .buffer_unordered(4)
-            .collect::<Vec<_>>()
-            .await;
-        let mut applied = 0;
-        for r in results {
-            match r {
-                Ok(n) => applied += n,
-                Err(ProjectionError::Stalled { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(applied)
+        self.catch_up_each(tenants, 4).await
     }
 
     /// Project live until `shutdown` resolves: woken at once by this process's appends, and
