@@ -3,6 +3,7 @@
 //! the new state, so limits hold under any concurrency.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Datelike;
@@ -51,13 +52,19 @@ pub struct Written {
 }
 
 /// Folded states by (tenant, stream), with the version they stand at. Events never change,
-/// so a cached state plus the events after its version is the state now: a command reads
-/// only what was appended since the last command on that stream.
+/// so a cached state is the stream's state at its version, and a command decides on it
+/// without a read: its append asserts that version for every stream the decision took in,
+/// and a stream moved by another node (or missed) is a conflict, read and decided again.
+/// A state is shared (`Arc`) and moved on in place after an append, so a stream that grows
+/// all month (the usage stream remembers its request ids) is never copied per command.
 #[derive(Debug)]
 struct StateCache<S> {
     // Guards only the map; never held across an await.
-    map: std::sync::Mutex<HashMap<(TenantId, String), (u64, S)>>,
+    map: std::sync::Mutex<HashMap<StreamKey, (u64, Arc<S>)>>,
 }
+
+/// A stream of a tenant.
+type StreamKey = (TenantId, String);
 
 /// Streams kept per cache before it starts afresh (a bound on memory, not an LRU).
 const CACHED_STREAMS: usize = 20_000;
@@ -67,7 +74,7 @@ impl<S: Clone> StateCache<S> {
         Self { map: std::sync::Mutex::new(HashMap::new()) }
     }
 
-    fn get(&self, tenant: TenantId, stream: &StreamId) -> Option<(u64, S)> {
+    fn get(&self, tenant: TenantId, stream: &StreamId) -> Option<(u64, Arc<S>)> {
         self.map.lock().ok()?.get(&(tenant, stream.as_str().to_owned())).cloned()
     }
 
@@ -77,7 +84,7 @@ impl<S: Clone> StateCache<S> {
         }
     }
 
-    fn put(&self, tenant: TenantId, stream: &StreamId, version: u64, state: &S) {
+    fn put(&self, tenant: TenantId, stream: &StreamId, version: u64, state: Arc<S>) {
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= CACHED_STREAMS {
                 map.clear();
@@ -85,9 +92,30 @@ impl<S: Clone> StateCache<S> {
             let entry = map.entry((tenant, stream.as_str().to_owned())).or_insert_with(|| (0, state.clone()));
             // Racing commands may fold the same stream; keep the newest.
             if version >= entry.0 {
-                *entry = (version, state.clone());
+                *entry = (version, state);
             }
         }
+    }
+
+    /// After an append of `events` to a stream that stood at `from`: move the cached state
+    /// on, in place when no command holds it. A cache that moved elsewhere is left alone.
+    fn advance(
+        &self,
+        tenant: TenantId,
+        stream: &StreamId,
+        from: u64,
+        events: &[Event],
+        evolve: fn(S, &Event) -> S,
+    ) {
+        let Ok(mut map) = self.map.lock() else { return };
+        let key = (tenant, stream.as_str().to_owned());
+        let Some((version, state)) = map.remove(&key) else { return };
+        if version != from {
+            map.insert(key, (version, state));
+            return;
+        }
+        let state = events.iter().fold(Arc::unwrap_or_clone(state), evolve);
+        map.insert(key, (from + events.len() as u64, Arc::new(state)));
     }
 }
 
@@ -98,11 +126,46 @@ struct Caches {
     usage: StateCache<UsageState>,
 }
 
+/// How a command reads the streams it decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// The cached state as it is, unread: the append checks it is still current.
+    Cached,
+    /// The stream read from the cached version to its end.
+    Fresh,
+}
+
+/// An append decided on, and the cache moves to make once it is stored.
+struct Decision<'a> {
+    request: AppendRequest,
+    remember: Vec<Box<dyn FnOnce() + Send + 'a>>,
+}
+
+impl<'a> Decision<'a> {
+    fn new(request: AppendRequest) -> Self {
+        Self { request, remember: Vec::new() }
+    }
+
+    /// Once stored, move `cache`'s state of `stream` on from `from` by `events`.
+    fn then_advance<S: Clone + Send + Sync + 'a>(
+        mut self,
+        cache: &'a StateCache<S>,
+        tenant: TenantId,
+        stream: StreamId,
+        from: u64,
+        events: Vec<Event>,
+        evolve: fn(S, &Event) -> S,
+    ) -> Self {
+        self.remember.push(Box::new(move || cache.advance(tenant, &stream, from, &events, evolve)));
+        self
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Commands {
     store: EventStore,
     plans: PlanCatalog,
-    caches: std::sync::Arc<Caches>,
+    caches: Arc<Caches>,
 }
 
 impl Commands {
@@ -110,7 +173,7 @@ impl Commands {
         Self {
             store,
             plans,
-            caches: std::sync::Arc::new(Caches {
+            caches: Arc::new(Caches {
                 tenants: StateCache::new(),
                 conversations: StateCache::new(),
                 usage: StateCache::new(),
@@ -125,44 +188,76 @@ impl Commands {
         self.caches.usage.forget(tenant);
     }
 
-    async fn fold<S: Clone + Send>(
+    /// The state of `stream` and its version: cached as it is, or read on from the cache.
+    async fn fold<S: Clone + Send + Sync>(
         &self,
         ctx: &TenantContext,
         stream: &StreamId,
         cache: &StateCache<S>,
+        reading: Reading,
         initial: impl FnOnce() -> S,
         evolve: fn(S, &Event) -> S,
-    ) -> Result<(S, u64), StoreError> {
-        let start = cache.get(ctx.tenant_id, stream).unwrap_or_else(|| (0, initial()));
-        let (state, version) = self
+    ) -> Result<(Arc<S>, u64), StoreError> {
+        let cached = cache.get(ctx.tenant_id, stream);
+        if reading == Reading::Cached
+            && let Some((version, state)) = cached
+        {
+            return Ok((state, version));
+        }
+        let (from, start) = cached.unwrap_or_else(|| (0, Arc::new(initial())));
+        // Copied only when there is something to apply.
+        let (moved, version) = self
             .store
-            .read_stream(ctx, stream, start.0)
-            .try_fold((start.1, start.0), |(state, _), e| async move {
-                Ok((evolve(state, &e.event), e.stream_version))
+            .read_stream(ctx, stream, from)
+            .try_fold((None::<S>, from), |(state, _), e| {
+                let state = state.unwrap_or_else(|| start.as_ref().clone());
+                async move { Ok((Some(evolve(state, &e.event)), e.stream_version)) }
             })
             .await?;
-        cache.put(ctx.tenant_id, stream, version, &state);
+        let state = moved.map_or(start, Arc::new);
+        cache.put(ctx.tenant_id, stream, version, state.clone());
         Ok((state, version))
     }
 
-    async fn tenant_state(&self, ctx: &TenantContext) -> Result<(TenantState, u64), StoreError> {
+    async fn tenant_state(
+        &self,
+        ctx: &TenantContext,
+        reading: Reading,
+    ) -> Result<(Arc<TenantState>, u64), StoreError> {
         let plans = self.plans;
-        self.fold(ctx, &StreamId::tenant(), &self.caches.tenants, || TenantState::new(plans), tenant::evolve)
-            .await
+        self.fold(
+            ctx,
+            &StreamId::tenant(),
+            &self.caches.tenants,
+            reading,
+            || TenantState::new(plans),
+            tenant::evolve,
+        )
+        .await
     }
 
     async fn head(&self, ctx: &TenantContext) -> Result<u64, StoreError> {
         Ok(self.store.head(ctx).await?.map_or(0, |h| h.position))
     }
 
-    /// Decide and append, again on fresh state after each lost race.
-    async fn run<F, Fut>(&self, ctx: &TenantContext, attempt: F) -> Result<Written, CommandError>
+    /// Decide and append. The first decision is taken on cached states; a refusal or a
+    /// no-op taken on them is confirmed on fresh ones, and a lost race is decided again on
+    /// fresh states (after a short pause from the second loss on).
+    async fn run<'a, F, Fut>(&'a self, ctx: &TenantContext, attempt: F) -> Result<Written, CommandError>
     where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Option<AppendRequest>, CommandError>> + Send,
+        F: Fn(Reading) -> Fut,
+        Fut: Future<Output = Result<Option<Decision<'a>>, CommandError>> + Send,
     {
+        let mut reading = Reading::Cached;
         for n in 0..MAX_ATTEMPTS {
-            let Some(request) = attempt().await? else {
+            let decided = match attempt(reading).await {
+                Ok(None) | Err(CommandError::Rejected(_)) if reading == Reading::Cached => {
+                    reading = Reading::Fresh;
+                    continue;
+                }
+                decided => decided?,
+            };
+            let Some(Decision { request, remember }) = decided else {
                 return Ok(Written { position: self.head(ctx).await?, events: 0 });
             };
             let events = request.event_count();
@@ -170,14 +265,18 @@ impl Commands {
                 Ok(AppendOutcome { last_position, deduplicated, .. }) => {
                     if !deduplicated {
                         metrics::counter!("tenantry_events_appended_total").increment(events as u64);
+                        remember.into_iter().for_each(|f| f());
                     }
                     return Ok(Written { position: last_position, events });
                 }
                 Err(StoreError::Conflict { .. }) => {
                     metrics::counter!("tenantry_command_conflicts_total").increment(1);
-                    // Spread the retries of a crowd of writers.
-                    let jitter = u64::from(ctx.request_id.as_uuid().as_bytes()[15] % 4);
-                    tokio::time::sleep(Duration::from_millis(u64::from(n.min(8)) + jitter)).await;
+                    if reading == Reading::Fresh {
+                        // Spread the retries of a crowd of writers.
+                        let jitter = u64::from(ctx.request_id.as_uuid().as_bytes()[15] % 4);
+                        tokio::time::sleep(Duration::from_millis(u64::from(n.min(8)) + jitter)).await;
+                    }
+                    reading = Reading::Fresh;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -205,10 +304,10 @@ impl Commands {
         ctx: &TenantContext,
         command: &TenantCommand,
     ) -> Result<Written, CommandError> {
-        self.run(ctx, move || async move {
-            let (state, version) = self.tenant_state(ctx).await?;
+        self.run(ctx, move |reading| async move {
+            let (state, version) = self.tenant_state(ctx, reading).await?;
             let events = tenant::decide(ctx, &state, command)?;
-            let request = Self::request(StreamId::tenant(), version, &events)?;
+            let Some(request) = Self::request(StreamId::tenant(), version, &events)? else { return Ok(None) };
             // The platform's own commands, and an erasure the law requires, are never refused
             // for the tenant's usage.
             let exempt = matches!(
@@ -218,7 +317,16 @@ impl Commands {
                     | TenantCommand::ResumeTenant
                     | TenantCommand::EraseUser { .. }
             );
-            Ok(request.map(|r| if exempt { r } else { r.with_quota(quota(&state)) }))
+            let request = if exempt { request } else { request.with_quota(quota(&state)) };
+            drop(state);
+            Ok(Some(Decision::new(request).then_advance(
+                &self.caches.tenants,
+                ctx.tenant_id,
+                StreamId::tenant(),
+                version,
+                events,
+                tenant::evolve,
+            )))
         })
         .await
     }
@@ -232,20 +340,25 @@ impl Commands {
         command: &ConversationCommand,
     ) -> Result<Written, CommandError> {
         let stream = &StreamId::conversation(id);
-        self.run(ctx, move || async move {
-            let (tenant, _) = self.tenant_state(ctx).await?;
+        self.run(ctx, move |reading| async move {
+            let (tenant, tenant_version) = self.tenant_state(ctx, reading).await?;
             let (state, version) = self
                 .fold(
                     ctx,
                     stream,
                     &self.caches.conversations,
+                    reading,
                     ConversationState::default,
                     conversation::evolve,
                 )
                 .await?;
             let events = conversation::decide(ctx, &tenant, &state, command)?;
-            let Some(mut request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
-            request = request.with_quota(quota(&tenant));
+            drop(state);
+            let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
+            let mut request = request
+                .with_quota(quota(&tenant))
+                .checking(StreamId::tenant(), ExpectedVersion::after(tenant_version));
+            let mut billed = None;
             // A message that carries token usage records it in the month's usage stream in
             // the same append: billed once, and refused past the monthly limit.
             if let Some(Event::MessageAppended(m)) = events.first()
@@ -258,6 +371,7 @@ impl Commands {
                         ctx,
                         &usage_stream,
                         &self.caches.usage,
+                        reading,
                         UsageState::default,
                         conversation::evolve_usage,
                     )
@@ -270,13 +384,33 @@ impl Commands {
                     occurred_at: now,
                 });
                 let usage_events = conversation::decide_usage(ctx, &tenant, &month, &record)?;
-                if let Some(extra) = Self::request(usage_stream, usage_version, &usage_events)? {
+                drop(month);
+                if let Some(extra) = Self::request(usage_stream.clone(), usage_version, &usage_events)? {
                     for w in extra.writes {
                         request = request.and(w.stream, w.expected, w.events);
                     }
+                    billed = Some((usage_stream, usage_version, usage_events));
                 }
             }
-            Ok(Some(request))
+            let mut decision = Decision::new(request);
+            if let Some((usage_stream, from, usage_events)) = billed {
+                decision = decision.then_advance(
+                    &self.caches.usage,
+                    ctx.tenant_id,
+                    usage_stream,
+                    from,
+                    usage_events,
+                    conversation::evolve_usage,
+                );
+            }
+            Ok(Some(decision.then_advance(
+                &self.caches.conversations,
+                ctx.tenant_id,
+                stream.clone(),
+                version,
+                events,
+                conversation::evolve,
+            )))
         })
         .await
     }
@@ -286,19 +420,38 @@ impl Commands {
     pub async fn usage(&self, ctx: &TenantContext, command: &RecordUsage) -> Result<Written, CommandError> {
         let at = command.0.occurred_at;
         let stream = &StreamId::usage(at.year(), at.month());
-        self.run(ctx, move || async move {
-            let (tenant, _) = self.tenant_state(ctx).await?;
+        self.run(ctx, move |reading| async move {
+            let (tenant, tenant_version) = self.tenant_state(ctx, reading).await?;
             let (month, version) = self
-                .fold(ctx, stream, &self.caches.usage, UsageState::default, conversation::evolve_usage)
+                .fold(
+                    ctx,
+                    stream,
+                    &self.caches.usage,
+                    reading,
+                    UsageState::default,
+                    conversation::evolve_usage,
+                )
                 .await?;
             let events = conversation::decide_usage(ctx, &tenant, &month, command)?;
-            Ok(Self::request(stream.clone(), version, &events)?.map(|r| r.with_quota(quota(&tenant))))
+            drop(month);
+            let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
+            let request = request
+                .with_quota(quota(&tenant))
+                .checking(StreamId::tenant(), ExpectedVersion::after(tenant_version));
+            Ok(Some(Decision::new(request).then_advance(
+                &self.caches.usage,
+                ctx.tenant_id,
+                stream.clone(),
+                version,
+                events,
+                conversation::evolve_usage,
+            )))
         })
         .await
     }
 
-    /// The tenant as `decide` sees it now.
+    /// The tenant as `decide` sees it now, read to the end of its stream.
     pub async fn tenant_now(&self, ctx: &TenantContext) -> Result<TenantState, CommandError> {
-        Ok(self.tenant_state(ctx).await?.0)
+        Ok(self.tenant_state(ctx, Reading::Fresh).await?.0.as_ref().clone())
     }
 }

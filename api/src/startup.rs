@@ -73,6 +73,8 @@ pub struct Application {
     project: bool,
     role: ServeRole,
     broker: Option<crate::relay::Broker>,
+    /// The PostgreSQL database whose key changes this process listens to.
+    database_url: Option<String>,
 }
 
 impl Application {
@@ -90,6 +92,7 @@ impl Application {
             projections,
             plans,
             gates: Default::default(),
+            key_cache: Default::default(),
         };
         if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
             // Shown once: only its keyed hash is kept.
@@ -98,7 +101,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        Ok(Self { listener, state, project: !settings.no_projectors, role: settings.role, broker })
+        Ok(Self {
+            listener,
+            state,
+            project: !settings.no_projectors,
+            role: settings.role,
+            broker,
+            database_url: settings.store.database_url.clone(),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -140,6 +150,13 @@ impl Application {
             }
             _ => None,
         };
+        // Keys are cached for authentication only while their changes are heard.
+        let key_changes = self.database_url.clone().map(|url| {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(http::key_cache::listen(self.state.key_cache.clone(), url, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }))
+        });
         // Purges a killed process left unfinished carry on in the background.
         if self.role != ServeRole::Queries {
             self.state.purger.resume_all().await?;
@@ -157,7 +174,7 @@ impl Application {
             .await?;
         // Let the projector finish its transaction, then stop it.
         let _ = stop_tx.send(true);
-        for handle in [projector, relay].into_iter().flatten() {
+        for handle in [projector, relay, key_changes].into_iter().flatten() {
             let _ = handle.await;
         }
         Ok(())

@@ -227,6 +227,107 @@ mod limits {
         assert_eq!((state.active_agents(), state.active_users()), (5, 3));
     }
 
+    /// Two processes over one store, each deciding on the states it cached: a change made
+    /// by one is never missed by the other's next decision.
+    async fn two_nodes(h: &Harness) {
+        use tenantry_domain::conversation::ConversationCommand;
+        use tenantry_domain::event::{ConversationOpened, MessageAppended, MessageRole, TokenUsage};
+        use tenantry_domain::{ConversationId, MessageId};
+
+        let (a, b) = (
+            Commands::new(h.store.clone(), PlanCatalog::default()),
+            Commands::new(h.store.clone(), PlanCatalog::default()),
+        );
+        let platform = TenantContext::system(TenantId::new());
+        let created = TenantCreated {
+            slug: "pair".into(),
+            name: "Pair".into(),
+            plan: Plan::Starter,
+            partner_id: None,
+            settings: TenantSettings::default(),
+            limits: LimitOverrides { tokens_per_month: Some(100), ..Default::default() },
+        };
+        a.tenant(&platform, &TenantCommand::CreateTenant(created)).await.unwrap();
+        let agent_id = AgentId::new();
+        let agent = AgentCreated {
+            agent_id,
+            name: "a".into(),
+            model: "m".into(),
+            system_prompt: String::new(),
+            tool_ids: vec![],
+        };
+        a.tenant(&platform, &TenantCommand::CreateAgent(agent)).await.unwrap();
+        let conversation = ConversationId::new();
+        let open = ConversationCommand::Open(ConversationOpened {
+            conversation_id: conversation,
+            agent_id,
+            user_id: None,
+            title: None,
+        });
+        a.conversation(&platform, conversation, &open).await.unwrap();
+        let say = |tokens: Option<u64>| {
+            ConversationCommand::AppendMessage(MessageAppended {
+                conversation_id: conversation,
+                message_id: MessageId::new(),
+                role: MessageRole::Assistant,
+                content: "hi".into(),
+                model: Some("m".into()),
+                usage: tokens.map(|t| TokenUsage { prompt_tokens: 0, completion_tokens: t }),
+                author: None,
+            })
+        };
+
+        // B caches the tenant, the conversation and the month at 30 tokens; A bills 60 more.
+        b.conversation(&platform, conversation, &say(Some(30))).await.unwrap();
+        a.conversation(&platform, conversation, &say(Some(60))).await.unwrap();
+        // 30 + 20 would fit B's cached month; 110 does not fit the month.
+        let over = b.conversation(&platform, conversation, &say(Some(20))).await;
+        assert!(
+            matches!(
+                over,
+                Err(CommandError::Rejected(Rejection::LimitReached {
+                    limit: LimitName::TokensPerMonth,
+                    max: 100
+                }))
+            ),
+            "{over:?}"
+        );
+        b.conversation(&platform, conversation, &say(Some(10))).await.unwrap();
+
+        // A suspends the tenant: B's next command is refused though its conversation did not move.
+        a.tenant(&platform, &TenantCommand::SuspendTenant { reason: "unpaid".into() }).await.unwrap();
+        let refused = b.conversation(&platform, conversation, &say(None)).await;
+        assert!(matches!(refused, Err(CommandError::Rejected(Rejection::TenantSuspended))), "{refused:?}");
+        // A resumes it: B, whose cache says suspended, is not refused for it.
+        a.tenant(&platform, &TenantCommand::ResumeTenant).await.unwrap();
+        b.conversation(&platform, conversation, &say(None)).await.unwrap();
+
+        // What both decided on equals the streams read afresh.
+        let fresh = Commands::new(h.store.clone(), PlanCatalog::default());
+        for node in [&a, &b, &fresh] {
+            let tenant = node.tenant_now(&platform).await.unwrap();
+            assert!(!tenant.suspended);
+        }
+        let messages = h
+            .store
+            .stream_version(&platform, &tenantry_domain::StreamId::conversation(conversation))
+            .await
+            .unwrap();
+        assert_eq!(messages, 1 + 4, "opened, then 30, 60, 10 and one message after resuming");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_nodes_never_decide_on_what_the_other_changed_on_sqlite() {
+        two_nodes(&Harness::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_nodes_never_decide_on_what_the_other_changed_on_postgres() {
+        if let Some(h) = Harness::postgres().await {
+            two_nodes(&h).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn fifty_concurrent_creates_against_a_limit_of_five_create_five_on_sqlite() {
         race(&Harness::sqlite().await).await;
@@ -259,7 +360,19 @@ mod http {
         async fn start(database_url: Option<String>) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let settings = super::support::server_settings(dir.path(), database_url, None);
-            let app = Application::build(&settings).await.unwrap();
+            Self::serve(&settings, dir).await
+        }
+
+        /// A second server over the same store and master key, as another node would be.
+        async fn another(&self, database_url: Option<String>) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut settings = super::support::server_settings(self._dir.path(), database_url, None);
+            settings.store.master_key_file = Some(self._dir.path().join("master.key"));
+            Self::serve(&settings, dir).await
+        }
+
+        async fn serve(settings: &tenantry::Settings, dir: tempfile::TempDir) -> Self {
+            let app = Application::build(settings).await.unwrap();
             let base = format!("http://127.0.0.1:{}", app.port());
             let (stop, rx) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(app.run_until(async {
@@ -1167,6 +1280,94 @@ mod http {
     async fn one_tenant_per_slug_on_postgres() {
         let Some(h) = Harness::postgres().await else { return };
         one_tenant_per_slug(Api::start(Some(h.url.clone())).await).await;
+    }
+
+    /// A key revoked, or a user removed, through one server stops working on every server:
+    /// at once on the one that did it, as soon as the change is heard on the others.
+    async fn keys_die_everywhere(one: Api, database_url: Option<String>) {
+        use Method as M;
+        let two = one.another(database_url).await;
+        let (_, t, _) =
+            one.call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "nodes", "name": "N"}))).await;
+        let tenant = t["id"].as_str().unwrap().to_owned();
+        let keys = format!("/v1/tenants/{tenant}/api-keys");
+        let (_, k, _) =
+            one.call(BOOTSTRAP, M::POST, &keys, Some(json!({"name": "k", "role": "admin"}))).await;
+        let (admin, admin_id) = (k["key"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+        let (_, u, _) = one
+            .call(
+                &admin,
+                M::POST,
+                &format!("/v1/tenants/{tenant}/users"),
+                Some(json!({"email": "u@n.example", "role": "user"})),
+            )
+            .await;
+        let user_id = u["id"].as_str().unwrap().to_owned();
+        let (s, k, _) = one
+            .call(&admin, M::POST, &keys, Some(json!({"name": "u", "role": "user", "user_id": user_id})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        let user_key = k["key"].as_str().unwrap().to_owned();
+        let other_admin = {
+            let (_, k, _) =
+                one.call(BOOTSTRAP, M::POST, &keys, Some(json!({"name": "k2", "role": "admin"}))).await;
+            k["key"].as_str().unwrap().to_owned()
+        };
+        let conversations = format!("/v1/tenants/{tenant}/conversations");
+        // Both servers have seen both keys work.
+        for api in [&one, &two] {
+            for key in [&admin, &user_key] {
+                let (s, body, _) = api.call(key, M::GET, &conversations, None).await;
+                assert_eq!(s, StatusCode::OK, "{body}");
+            }
+        }
+        // The status the key gets once the change is heard, or the last one while it is not.
+        let refused_on = |api: &Api, key: String| {
+            let (client, url) = (api.client.clone(), format!("{}{conversations}", api.base));
+            async move {
+                let mut last = None;
+                // Bounded: a change not heard within it fails the test.
+                for _ in 0..500 {
+                    let res = client.get(&url).bearer_auth(&key).send().await.unwrap();
+                    let status = res.status();
+                    last = Some((status, res.text().await.unwrap()));
+                    if status == StatusCode::UNAUTHORIZED {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                last.unwrap()
+            }
+        };
+        let (s, _, _) = two.call(&other_admin, M::DELETE, &format!("{keys}/{admin_id}"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(two.call(&admin, M::GET, &conversations, None).await.0, StatusCode::UNAUTHORIZED);
+        let (s, body) = refused_on(&one, admin.clone()).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "the revoked key still works on the other server: {body}");
+
+        let (s, _, _) =
+            two.call(&other_admin, M::DELETE, &format!("/v1/tenants/{tenant}/users/{user_id}"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(two.call(&user_key, M::GET, &conversations, None).await.0, StatusCode::UNAUTHORIZED);
+        assert!(
+            refused_on(&one, user_key.clone()).await,
+            "a removed user's key still works on the other server"
+        );
+        // The keys of the tenant that did not change still work on both.
+        for api in [&one, &two] {
+            assert_eq!(api.call(&other_admin, M::GET, &conversations, None).await.0, StatusCode::OK);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn keys_revoked_through_one_server_die_on_every_server_on_sqlite() {
+        keys_die_everywhere(Api::start(None).await, None).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn keys_revoked_through_one_server_die_on_every_server_on_postgres() {
+        let Some(h) = Harness::postgres().await else { return };
+        keys_die_everywhere(Api::start(Some(h.url.clone())).await, Some(h.url.clone())).await;
     }
 
     fn uuid_like() -> String {

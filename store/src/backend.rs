@@ -61,7 +61,7 @@ pub(crate) struct PlannedRow {
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub(crate) rows: Vec<PlannedRow>,
-    /// Final version of every stream written.
+    /// Final version of every stream that got events.
     pub(crate) streams: Vec<(String, u64)>,
     pub(crate) head: Head,
 }
@@ -115,6 +115,8 @@ pub(crate) fn plan(
         rows.push(PlannedRow { position, stream_version: *version, prev_hash: prev, hash });
         prev = hash;
     }
+    // A stream listed only to check its version got no event and is not written.
+    next_versions.retain(|(s, v)| versions.get(s).copied().unwrap_or(0) != *v);
     Ok(Plan { rows, streams: next_versions, head: Head { position, last_hash: prev } })
 }
 

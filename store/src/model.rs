@@ -156,6 +156,13 @@ impl AppendRequest {
         self
     }
 
+    /// Also require `stream` to stand at `expected`, writing nothing to it: for a stream the
+    /// command's decision was taken on but that gets no event (the tenant's directory, say).
+    /// When it moved meanwhile the append is a [`StoreError::Conflict`] on it.
+    pub fn checking(self, stream: StreamId, expected: ExpectedVersion) -> Self {
+        self.and(stream, expected, Vec::new())
+    }
+
     pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
         self

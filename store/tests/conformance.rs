@@ -70,6 +70,7 @@ conformance!(
     personal_data_is_sealed_per_person_and_erased_alone,
     quotas_hold_exactly_under_concurrent_appends,
     commits_are_announced_sealed_as_the_log_holds_them,
+    checked_streams_must_stand_still_and_are_not_written,
 );
 
 async fn appends_read_back_in_order(store: &EventStore) {
@@ -878,4 +879,49 @@ async fn commits_are_announced_sealed_as_the_log_holds_them(store: &EventStore) 
         assert_eq!(from_memory, store.read_sealed_page(who, 0, 100).await.unwrap());
     }
     assert_eq!(announced[0].events.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2]);
+}
+
+async fn checked_streams_must_stand_still_and_are_not_written(store: &EventStore) {
+    let ctx = tenant();
+    let (decided_on, written, absent) = (stream("tenant"), stream("conversation-1"), stream("agent-9"));
+    let one = |s: &StreamId, expected| {
+        AppendRequest::to_stream(s.clone(), expected, vec![new_event(&agent_created("a"))])
+    };
+    store.append(&ctx, one(&decided_on, ExpectedVersion::NoStream)).await.unwrap();
+
+    // Both checks hold: the event is written, the checked streams are left as they were.
+    let outcome = store
+        .append(
+            &ctx,
+            one(&written, ExpectedVersion::NoStream)
+                .checking(decided_on.clone(), ExpectedVersion::Exact(1))
+                .checking(absent.clone(), ExpectedVersion::NoStream),
+        )
+        .await
+        .unwrap();
+    assert_eq!((outcome.first_position, outcome.last_position), (2, 2));
+    assert_eq!(store.stream_version(&ctx, &decided_on).await.unwrap(), 1);
+    assert_eq!(store.stream_version(&ctx, &written).await.unwrap(), 1);
+    assert_eq!(store.stream_version(&ctx, &absent).await.unwrap(), 0);
+    let streams: Vec<_> = log(store, &ctx).await.iter().map(|e| e.stream_id.clone()).collect();
+    assert_eq!(streams, [decided_on.as_str(), written.as_str()]);
+
+    // The checked stream moves on: a decision taken on its old version is refused whole.
+    store.append(&ctx, one(&decided_on, ExpectedVersion::Exact(1))).await.unwrap();
+    let stale = store
+        .append(
+            &ctx,
+            one(&written, ExpectedVersion::Exact(1)).checking(decided_on.clone(), ExpectedVersion::Exact(1)),
+        )
+        .await;
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { stream, expected: ExpectedVersion::Exact(1), actual: 2 }) if *stream == decided_on),
+        "{stale:?}"
+    );
+    assert_eq!(store.stream_version(&ctx, &written).await.unwrap(), 1);
+    assert_eq!(log(store, &ctx).await.len(), 3);
+
+    // A stream that was only ever checked can still be created as new.
+    store.append(&ctx, one(&absent, ExpectedVersion::NoStream)).await.unwrap();
+    assert_eq!(store.stream_version(&ctx, &absent).await.unwrap(), 1);
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use super::key_cache::CachedKey;
 
 /// Hashes secrets with a key derived from the master key.
 #[derive(Clone)]
@@ -222,6 +223,45 @@ async fn partner_key(
     })
 }
 
+/// A tenant key as the directory holds it: `None` when there is no such tenant key (it may
+/// be a partner's), `Some(None)` when it no longer works (revoked, or its user removed).
+async fn tenant_key(state: &AppState, key_id: Uuid) -> Result<Option<Option<CachedKey>>, ApiError> {
+    let row = sqlx::query(
+        // A user key stops working with its user: removed or erased.
+        "SELECT k.tenant_id, k.secret_hash, k.role,
+                CASE WHEN k.revoked <> 0 OR COALESCE(u.removed, 0) <> 0 THEN 1 ELSE 0 END AS revoked,
+                k.user_id
+         FROM dir_api_keys k
+         LEFT JOIN dir_users u ON u.tenant_id = k.tenant_id AND u.user_id = k.user_id
+         WHERE k.key_id = $1",
+    )
+    .bind(key_id.to_string())
+    .fetch_optional(state.projections.db().pool())
+    .await
+    .map_err(|e| ApiError::from(ProjectionError::from(e)))?;
+    let Some(row) = row else { return Ok(None) };
+    let revoked: i64 = row.try_get("revoked").map_err(|_| ApiError::Unauthorized)?;
+    if revoked != 0 {
+        return Ok(Some(None));
+    }
+    let secret_hash =
+        hex::decode(row.try_get::<String, _>("secret_hash").map_err(|_| ApiError::Unauthorized)?)
+            .map_err(|_| ApiError::Unauthorized)?;
+    let tenant: TenantId = row
+        .try_get::<String, _>("tenant_id")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    let role = match row.try_get::<String, _>("role").as_deref() {
+        Ok("admin") => Role::Admin,
+        Ok("user") => Role::User,
+        _ => return Err(ApiError::Unauthorized),
+    };
+    let user: Option<UserId> =
+        row.try_get::<Option<String>, _>("user_id").ok().flatten().and_then(|u| u.parse().ok());
+    Ok(Some(Some(CachedKey { tenant, secret_hash, role, user })))
+}
+
 fn parse_tenant_key(token: &str) -> Option<(Uuid, &str)> {
     let rest = token.strip_prefix("tnt_")?;
     let (id, secret) = rest.split_once('_')?;
@@ -246,47 +286,36 @@ impl FromRequestParts<AppState> for Caller {
             .map(|c| c.0.ip().to_string());
         let pool = state.projections.db().pool();
         if let Some((key_id, secret)) = parse_tenant_key(token) {
-            let row = sqlx::query(
-                // A user key stops working with its user: removed or erased.
-                "SELECT k.tenant_id, k.secret_hash, k.role,
-                        CASE WHEN k.revoked <> 0 OR COALESCE(u.removed, 0) <> 0 THEN 1 ELSE 0 END AS revoked,
-                        k.user_id
-                 FROM dir_api_keys k
-                 LEFT JOIN dir_users u ON u.tenant_id = k.tenant_id AND u.user_id = k.user_id
-                 WHERE k.key_id = $1",
-            )
-            .bind(key_id.to_string())
-            .fetch_optional(pool)
-            .await
-            .map_err(|e| ApiError::from(ProjectionError::from(e)))?;
-            let Some(row) = row else {
-                return partner_key(state, key_id, secret, request_id, source_ip).await;
+            let key = match state.key_cache.get(key_id) {
+                Some(key) => key,
+                None => {
+                    let ticket = state.key_cache.ticket();
+                    match tenant_key(state, key_id).await? {
+                        Some(Some(key)) => {
+                            state.key_cache.fill(ticket, key_id, key.clone());
+                            key
+                        }
+                        Some(None) => return Err(ApiError::Unauthorized),
+                        None => return partner_key(state, key_id, secret, request_id, source_ip).await,
+                    }
+                }
             };
-            let stored =
-                hex::decode(row.try_get::<String, _>("secret_hash").map_err(|_| ApiError::Unauthorized)?)
-                    .map_err(|_| ApiError::Unauthorized)?;
-            let revoked: i64 = row.try_get("revoked").map_err(|_| ApiError::Unauthorized)?;
-            if revoked != 0 || !state.keys.verify(secret, &stored) {
+            if !state.keys.verify(secret, &key.secret_hash) {
                 return Err(ApiError::Unauthorized);
             }
-            let tenant: TenantId = row
-                .try_get::<String, _>("tenant_id")
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or(ApiError::Unauthorized)?;
-            let role = match row.try_get::<String, _>("role").as_deref() {
-                Ok("admin") => Role::Admin,
-                Ok("user") => Role::User,
-                _ => return Err(ApiError::Unauthorized),
-            };
             // A user key acts as its user: conversations are then decided and listed as theirs.
-            let user: Option<UserId> =
-                row.try_get::<Option<String>, _>("user_id").ok().flatten().and_then(|u| u.parse().ok());
-            let actor = match (role, user) {
+            let actor = match (key.role, key.user) {
                 (Role::User, Some(user)) => Actor::User(user),
                 _ => Actor::ApiKey(ApiKeyId::from_uuid(key_id)),
             };
-            return Ok(Caller { role, tenant: Some(tenant), partner: None, actor, request_id, source_ip });
+            return Ok(Caller {
+                role: key.role,
+                tenant: Some(key.tenant),
+                partner: None,
+                actor,
+                request_id,
+                source_ip,
+            });
         }
         let row = sqlx::query("SELECT secret_hash FROM platform_keys WHERE key_id = 'bootstrap'")
             .fetch_optional(pool)

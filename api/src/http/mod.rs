@@ -20,6 +20,7 @@ pub mod commands;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod key_cache;
 pub mod limits;
 pub mod metrics;
 pub mod queries;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub keys: auth::KeyHasher,
     pub plans: PlanCatalog,
     pub gates: limits::Gates,
+    /// Tenant keys as last read, in use while changes to them are heard.
+    pub key_cache: key_cache::KeyCache,
     pub purger: crate::compliance::Purger,
 }
 

@@ -63,5 +63,7 @@ pub async fn revoke(
 ) -> Result<Response, ApiError> {
     let out = state.commands.tenant(&ctx, &TenantCommand::RevokeApiKey { key_id }).await?;
     state.projections.wait_for(directory::NAME, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await?;
+    // Other processes hear of it from the database; this one must not wait for that.
+    state.key_cache.forget_tenant(ctx.tenant_id);
     Ok(written(StatusCode::OK, Some(key_id.to_string()), out, json!({})))
 }
