@@ -20,6 +20,10 @@ use tenantry_store::export::{self, Exporter};
 use tenantry_store::testing::{Harness, peak_rss_mib, reset_peak_rss};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 
+/// The allocator the `tenantry` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn batch(n: usize) -> Vec<NewEvent> {
     let event = Event::MessageAppended(MessageAppended {
         conversation_id: ConversationId::new(),

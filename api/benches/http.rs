@@ -16,6 +16,10 @@ use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
 use tenantry_store::testing::{Harness, peak_rss_mib};
 
+/// The allocator the `tenantry` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BOOTSTRAP: &str = "bench-bootstrap-key-0123456789abcdefghij";
 const TENANTS: usize = 100;
 

@@ -19,6 +19,10 @@ use tenantry_domain::{ConversationId, Event, EventId, MessageId, StreamId, Tenan
 use tenantry_store::testing::Harness;
 use tenantry_store::{AppendRequest, ExpectedVersion, NewEvent};
 
+/// The allocator the `tenantry` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn message(c: ConversationId) -> NewEvent {
     let event = Event::MessageAppended(MessageAppended {
         conversation_id: c,

@@ -84,7 +84,7 @@ impl Application {
         let store = projections.store().clone();
         let commands = Commands::new(store.clone(), plans);
         let broker = settings.store.broker().await?;
-        let state = AppState {
+        let state = AppState::new(http::Shared {
             purger: Purger::new(projections.clone(), Some(commands.clone()), broker.clone()),
             commands,
             keys: KeyHasher::new(&master),
@@ -93,7 +93,7 @@ impl Application {
             plans,
             gates: Default::default(),
             key_cache: Default::default(),
-        };
+        });
         if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
             // Shown once: only its keyed hash is kept.
             println!("super_admin key (shown once, keep it safe): {key}");

@@ -623,6 +623,14 @@ mod http {
         let ids: Vec<_> =
             listed["items"].as_array().unwrap().iter().map(|t| t["conversation_id"].clone()).collect();
         assert_eq!(ids, vec![mine["id"].clone()], "only its own thread");
+        let (s, none) = api
+            .get_at(
+                &key_user,
+                &format!("/v1/tenants/{ta}/conversations/{}/messages", mine["id"].as_str().unwrap()),
+                mine["position"].as_u64().unwrap(),
+            )
+            .await;
+        assert_eq!((s, none["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{none}");
         let (s, _, _) =
             api.call(&key_user, M::GET, &format!("/v1/tenants/{ta}/conversations/{conv}"), None).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "another's thread is not there");

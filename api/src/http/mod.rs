@@ -33,9 +33,28 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// How long a query waits for `Tenantry-Min-Position`.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 
-/// What every handler can reach.
+/// What every handler can reach; cloned for every extractor of every request, so one
+/// reference count, not one per part.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(std::sync::Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     pub store: EventStore,
     pub projections: Projections,
     pub commands: Commands,

@@ -313,15 +313,36 @@ pub async fn messages(
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Page<MessageRow>, ProjectionError> {
+    Ok(thread_messages(ctx, db, conversation, cursor, limit)
+        .await?
+        .map(|(_, page)| page)
+        .unwrap_or(Page { items: Vec::new(), next_cursor: None }))
+}
+
+/// A page of a thread's messages with the thread's user, read in one query: `None` when
+/// there is no such thread.
+pub async fn thread_messages(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    conversation: &str,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Option<(Option<String>, Page<MessageRow>)>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let after: i64 = match cursor {
         None => 0,
         Some(c) => c.parse().map_err(|_| ProjectionError::InvalidCursor)?,
     };
     let limit = page_size(limit);
+    // One row per message, or one row of NULL messages for a thread without any (yet).
     let rows = sqlx::query(
-        "SELECT * FROM conv_messages WHERE tenant_id = $1 AND conversation_id = $2 AND seq > $3
-         ORDER BY seq LIMIT $4",
+        "SELECT t.user_id AS owner, m.seq, m.message_id, m.role, m.content, m.model, m.prompt_tokens,
+                m.completion_tokens, m.created_at
+         FROM conv_threads t
+         LEFT JOIN conv_messages m
+           ON m.tenant_id = t.tenant_id AND m.conversation_id = t.conversation_id AND m.seq > $3
+         WHERE t.tenant_id = $1 AND t.conversation_id = $2
+         ORDER BY m.seq LIMIT $4",
     )
     .bind(tenant.to_string())
     .bind(conversation)
@@ -329,8 +350,11 @@ pub async fn messages(
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let owner = opt_text(first, "owner")?;
     let items: Vec<MessageRow> = rows
         .iter()
+        .filter(|r| opt_int(r, "seq").is_ok_and(|s| s.is_some()))
         .map(|r| {
             Ok(MessageRow {
                 seq: int(r, "seq")?,
@@ -346,5 +370,5 @@ pub async fn messages(
         .collect::<Result<_, ProjectionError>>()?;
     let next_cursor =
         (items.len() as i64 == limit).then(|| items.last().map(|m| m.seq.to_string())).flatten();
-    Ok(Page { items, next_cursor })
+    Ok(Some((owner, Page { items, next_cursor })))
 }

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_domain::{Actor, AgentId, ConversationId, Role, TenantContext, TenantId, UserId};
@@ -72,13 +73,19 @@ pub async fn messages(
     min: MinPosition,
     AppPath((_, conversation)): AppPath<(TenantId, ConversationId)>,
     AppQuery(p): AppQuery<PageParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caught_up(&state, conversations::NAME, &ctx, min).await?;
     let db = state.projections.db();
     let id = conversation.to_string();
-    visible_thread(&ctx, &state, &id).await?;
-    let page = conversations::messages(&ctx, db, &id, p.cursor.as_deref(), p.limit.unwrap_or(50)).await?;
-    Ok(Json(json!(page)))
+    let (owner, page) =
+        conversations::thread_messages(&ctx, db, &id, p.cursor.as_deref(), p.limit.unwrap_or(50))
+            .await?
+            .ok_or(ApiError::NotFound)?;
+    match own_user(&ctx)? {
+        Some(me) if owner.as_deref() != Some(me.as_str()) => Err(ApiError::NotFound),
+        // Written straight from the rows, not through a JSON tree.
+        _ => Ok(Json(page).into_response()),
+    }
 }
 
 /// For a `user` caller, the user it acts as; `Forbidden` for a user key bound to no user.

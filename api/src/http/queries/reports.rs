@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use chrono::{Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -46,7 +47,7 @@ pub async fn usage(
     Scoped(ctx): Scoped,
     min: MinPosition,
     AppQuery(p): AppQuery<Period>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caught_up(&state, billing::NAME, &ctx, min).await?;
     let today = Utc::now().date_naive();
     let from = p.from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
@@ -55,7 +56,7 @@ pub async fn usage(
         return Err(ApiError::Unprocessable { field: "from".into(), reason: "after `to`".into() });
     }
     let report = billing::usage(&ctx, state.projections.db(), &from.to_string(), &to.to_string()).await?;
-    Ok(Json(json!(report)))
+    Ok(Json(report).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/quotas", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
