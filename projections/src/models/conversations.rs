@@ -336,13 +336,14 @@ pub async fn thread_messages(
     let limit = page_size(limit);
     // One row per message, or one row of NULL messages for a thread without any (yet).
     let rows = sqlx::query(
+        // The page is limited on its own, so it stays a range scan of the messages' key.
         "SELECT t.user_id AS owner, m.seq, m.message_id, m.role, m.content, m.model, m.prompt_tokens,
                 m.completion_tokens, m.created_at
          FROM conv_threads t
-         LEFT JOIN conv_messages m
-           ON m.tenant_id = t.tenant_id AND m.conversation_id = t.conversation_id AND m.seq > $3
+         LEFT JOIN (SELECT * FROM conv_messages WHERE tenant_id = $1 AND conversation_id = $2 AND seq > $3
+                    ORDER BY seq LIMIT $4) m ON TRUE
          WHERE t.tenant_id = $1 AND t.conversation_id = $2
-         ORDER BY m.seq LIMIT $4",
+         ORDER BY m.seq",
     )
     .bind(tenant.to_string())
     .bind(conversation)
