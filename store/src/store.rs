@@ -294,6 +294,14 @@ impl EventStore {
                     Err(_) => Err(conflict),
                 };
             }
+            // A retry of a request stored before answers its first result, even once the
+            // limit it counted against is used up (the limit is checked before the key).
+            Err(limit @ StoreError::QuotaExceeded { .. }) if batch.idempotency.is_some() => {
+                return match self.replayed_key(tenant, &batch).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(_) => Err(limit),
+                };
+            }
             // A purged tenant's head may not be re-created (a trigger refuses it), even by a
             // process that still holds the old key in memory.
             Err(StoreError::Database(e)) if crate::error::shredded(&e) => {

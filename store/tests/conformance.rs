@@ -71,6 +71,7 @@ conformance!(
     quotas_hold_exactly_under_concurrent_appends,
     commits_are_announced_sealed_as_the_log_holds_them,
     checked_streams_must_stand_still_and_are_not_written,
+    a_stored_request_retried_past_its_limit_answers_its_first_result,
 );
 
 async fn appends_read_back_in_order(store: &EventStore) {
@@ -924,4 +925,40 @@ async fn checked_streams_must_stand_still_and_are_not_written(store: &EventStore
     // A stream that was only ever checked can still be created as new.
     store.append(&ctx, one(&absent, ExpectedVersion::NoStream)).await.unwrap();
     assert_eq!(store.stream_version(&ctx, &absent).await.unwrap(), 1);
+}
+
+async fn a_stored_request_retried_past_its_limit_answers_its_first_result(store: &EventStore) {
+    use tenantry_store::AppendQuota;
+    let ctx = tenant();
+    let one_call =
+        AppendQuota { max_stored_bytes: u64::MAX, max_calls_per_day: 1, day: 7, counts_as_call: true };
+    // A client retrying a command mints new event ids; the key is what stays.
+    let charge = agent_created("a");
+    let request = || {
+        AppendRequest::to_stream(stream("usage-2026-11"), ExpectedVersion::Any, vec![new_event(&charge)])
+            .with_idempotency_key("charge-1")
+            .with_quota(one_call)
+    };
+    let first = store.append(&ctx, request()).await.unwrap();
+    let retried = store.append(&ctx, request()).await.unwrap();
+    assert_eq!((retried.first_position, retried.last_position), (first.first_position, first.last_position));
+    assert!(retried.deduplicated);
+    // Another request is refused: the day's one call is spent.
+    let other = store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("usage-2026-11"),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("b"))],
+            )
+            .with_idempotency_key("charge-2")
+            .with_quota(one_call),
+        )
+        .await;
+    assert!(
+        matches!(other, Err(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: 1 })),
+        "{other:?}"
+    );
+    assert_eq!(log(store, &ctx).await.len(), 1);
 }

@@ -1,11 +1,22 @@
--- The append function again, with one change: a stream listed with no events is only checked
--- against its expected version, not written. Commands assert the version of every stream they
--- decided on (the tenant's directory among them) without appending to it; before, each such
--- check rewrote the stream's row, and created a row at version 0 for a stream that had none.
+-- The append function again, with two changes, both to do less per append:
+--
+-- 1. A stream listed with no events is only checked against its expected version, not
+--    written. Commands assert the version of every stream they decided on (the tenant's
+--    directory among them) without appending to it; before, each such check rewrote the
+--    stream's row, and created a row at version 0 for a stream that had none.
+-- 2. The limits of 0010 (stored bytes, API calls per UTC day, from the transaction-local
+--    setting `tenantry.quota`) are decided here, under the same head lock, from the payloads
+--    passed in, instead of by a trigger on the head row that read the new events back. The
+--    function is the only writer of a head's position, so the trigger goes. They are still
+--    checked after the events are inserted: a retry of stored events is a duplicate before
+--    any limit is looked at.
 --
 -- Everything else is as in 0002: head-row lock, expected versions checked with a fresh
 -- snapshot, positions, stream versions and the hash chain (equal to
 -- tenantry_store::chain::link_hash byte for byte), one round trip.
+DROP TRIGGER tenant_heads_quota ON tenant_heads;
+DROP FUNCTION tenantry_head_quota();
+
 CREATE OR REPLACE FUNCTION tenantry_append(
     p_tenant      UUID,
     p_streams     TEXT[],
@@ -37,15 +48,22 @@ DECLARE
     v_stream    BYTEA;
     v_type      BYTEA;
     n           INT := cardinality(p_event_ids);
+    v_quota     TEXT := current_setting('tenantry.quota', true);
+    v_added     BIGINT := 0;
+    v_stored    BIGINT;
+    v_day       BIGINT;
+    v_calls     BIGINT;
 BEGIN
     -- A row lock, not an update: the head gets one new version per append, at the end.
-    SELECT h.position, h.last_hash INTO v_pos, v_hash FROM tenant_heads h
+    SELECT h.position, h.last_hash, h.stored_bytes, h.day, h.day_calls
+    INTO v_pos, v_hash, v_stored, v_day, v_calls FROM tenant_heads h
     WHERE h.tenant_id = p_tenant FOR UPDATE;
     IF NOT FOUND THEN
         INSERT INTO tenant_heads (tenant_id, position, last_hash)
         VALUES (p_tenant, 0, decode(repeat('00', 32), 'hex'))
         ON CONFLICT (tenant_id) DO NOTHING;
-        SELECT h.position, h.last_hash INTO v_pos, v_hash FROM tenant_heads h
+        SELECT h.position, h.last_hash, h.stored_bytes, h.day, h.day_calls
+        INTO v_pos, v_hash, v_stored, v_day, v_calls FROM tenant_heads h
         WHERE h.tenant_id = p_tenant FOR UPDATE;
     END IF;
 
@@ -84,6 +102,8 @@ BEGIN
             || int8send(p_recorded_at)
             || int8send(octet_length(p_payloads[i])::BIGINT) || p_payloads[i]
             || int8send(octet_length(p_metadata[i])::BIGINT) || p_metadata[i]);
+        -- Payloads are nonce (24) + ciphertext + tag (16): plaintext is 40 bytes less.
+        v_added := v_added + octet_length(p_payloads[i]) - 40;
         v_positions := v_positions || v_pos;
         v_svers := v_svers || v_versions[v_idx];
         v_hashes := v_hashes || v_hash;
@@ -111,7 +131,27 @@ BEGIN
         END IF;
     END LOOP;
 
-    UPDATE tenant_heads SET position = v_pos, last_hash = v_hash WHERE tenant_id = p_tenant;
+    v_stored := v_stored + v_added;
+    IF v_quota IS NOT NULL AND v_quota <> '' THEN
+        IF split_part(v_quota, ',', 4) = '1' THEN
+            IF v_day = split_part(v_quota, ',', 3)::BIGINT THEN
+                v_calls := v_calls + 1;
+            ELSE
+                v_day := split_part(v_quota, ',', 3)::BIGINT;
+                v_calls := 1;
+            END IF;
+            IF v_calls > split_part(v_quota, ',', 2)::BIGINT THEN
+                RAISE EXCEPTION 'tenantry: quota api_calls_per_day %', split_part(v_quota, ',', 2)::BIGINT;
+            END IF;
+        END IF;
+        IF v_added > 0 AND v_stored > split_part(v_quota, ',', 1)::BIGINT THEN
+            RAISE EXCEPTION 'tenantry: quota storage_bytes %', split_part(v_quota, ',', 1)::BIGINT;
+        END IF;
+    END IF;
+
+    UPDATE tenant_heads
+    SET position = v_pos, last_hash = v_hash, stored_bytes = v_stored, day = v_day, day_calls = v_calls
+    WHERE tenant_id = p_tenant;
 
     IF p_idem_key IS NOT NULL THEN
         INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
