@@ -128,7 +128,16 @@ async fn run(name: &str, database_url: Option<String>) {
             format!("{{\"/v1/tenants/{t}/conversations/{c}/messages\", \"/v1/tenants/{t}/usage\", \"{k}\"}}")
         })
         .collect();
-    let prelude = format!("local targets = {{{}}}\nlocal n = 0\n", table.join(",\n"));
+    // Each wrk thread has its own Lua state and counter: started at the same tenant, the two
+    // threads would walk the tenants in step and send every request to a tenant in pairs.
+    // Each thread starts half the tenants apart instead.
+    let prelude = format!(
+        "local targets = {{{}}}\nn = 0\nlocal threads = 0\n\
+         function setup(thread)\n  thread:set(\"first\", threads * {})\n  threads = threads + 1\nend\n\
+         function init(args)\n  n = first\nend\n",
+        table.join(",\n"),
+        TENANTS / 2
+    );
     let command = format!(
         "{prelude}request = function()\n  n = n + 1\n  local t = targets[(n % #targets) + 1]\n  \
          return wrk.format(\"POST\", t[1], {{[\"Authorization\"] = \"Bearer \" .. t[3], [\"Content-Type\"] = \"application/json\"}}, \
@@ -138,6 +147,10 @@ async fn run(name: &str, database_url: Option<String>) {
     println!(
         "| {name} | append-message commands, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |"
     );
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let conflicts =
+        metrics.lines().find(|l| l.starts_with("tenantry_command_conflicts_total")).unwrap_or("none");
+    eprintln!("{name}: commands decided again after a conflict: {conflicts}");
     let query = format!(
         "{prelude}request = function()\n  n = n + 1\n  local t = targets[(n % #targets) + 1]\n  \
          local path = (n % 2 == 0) and t[1] or t[2]\n  \
