@@ -318,7 +318,6 @@ impl Commands {
                     | TenantCommand::EraseUser { .. }
             );
             let request = if exempt { request } else { request.with_quota(quota(&state)) };
-            drop(state);
             Ok(Some(Decision::new(request).then_advance(
                 &self.caches.tenants,
                 ctx.tenant_id,
@@ -353,7 +352,6 @@ impl Commands {
                 )
                 .await?;
             let events = conversation::decide(ctx, &tenant, &state, command)?;
-            drop(state);
             let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
             let mut request = request
                 .with_quota(quota(&tenant))
@@ -384,7 +382,6 @@ impl Commands {
                     occurred_at: now,
                 });
                 let usage_events = conversation::decide_usage(ctx, &tenant, &month, &record)?;
-                drop(month);
                 if let Some(extra) = Self::request(usage_stream.clone(), usage_version, &usage_events)? {
                     for w in extra.writes {
                         request = request.and(w.stream, w.expected, w.events);
@@ -433,7 +430,6 @@ impl Commands {
                 )
                 .await?;
             let events = conversation::decide_usage(ctx, &tenant, &month, command)?;
-            drop(month);
             let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
             let request = request
                 .with_quota(quota(&tenant))

@@ -148,3 +148,19 @@ pub(crate) async fn caught_up(
     }
     Ok(())
 }
+
+/// After a command that retires keys (a revocation, a user removed or erased): wait until
+/// authentication's read model has it, then drop this process's cached keys of the tenant,
+/// so the keys fail on the next request here. Other processes hear of it from the database.
+pub(crate) async fn keys_retired(
+    state: &AppState,
+    ctx: &TenantContext,
+    position: u64,
+) -> Result<(), ApiError> {
+    state
+        .projections
+        .wait_for(tenantry_projections::models::directory::NAME, ctx.tenant_id, position, MIN_POSITION_WAIT)
+        .await?;
+    state.key_cache.forget_tenant(ctx.tenant_id);
+    Ok(())
+}

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, MIN_POSITION_WAIT, written};
+use crate::http::{AppState, MIN_POSITION_WAIT, keys_retired, written};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,8 +62,6 @@ pub async fn revoke(
     AppPath((_, key_id)): AppPath<(TenantId, ApiKeyId)>,
 ) -> Result<Response, ApiError> {
     let out = state.commands.tenant(&ctx, &TenantCommand::RevokeApiKey { key_id }).await?;
-    state.projections.wait_for(directory::NAME, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await?;
-    // Other processes hear of it from the database; this one must not wait for that.
-    state.key_cache.forget_tenant(ctx.tenant_id);
+    keys_retired(&state, &ctx, out.position).await?;
     Ok(written(StatusCode::OK, Some(key_id.to_string()), out, json!({})))
 }

@@ -8,14 +8,13 @@ use serde_json::json;
 use tenantry_domain::event::{ToolRegistered, ToolUpdated, UserAdded, UserUpdated};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{Role, TenantId, ToolId, UserId};
-use tenantry_projections::models::directory;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, MIN_POSITION_WAIT, written};
+use crate::http::{AppState, keys_retired, written};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -121,9 +120,7 @@ pub async fn remove_user(
     AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
 ) -> Result<Response, ApiError> {
     let out = state.commands.tenant(&ctx, &TenantCommand::RemoveUser { user_id }).await?;
-    // The user's keys stop working before the answer, as a revoked key does.
-    state.projections.wait_for(directory::NAME, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await?;
-    state.key_cache.forget_tenant(ctx.tenant_id);
+    keys_retired(&state, &ctx, out.position).await?;
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 

@@ -9,7 +9,6 @@ use serde_json::json;
 use tenantry_domain::event::{Settings, TenantCreated, TenantUpdated};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{LimitOverrides, PartnerId, Plan, Role, TenantId, UserId};
-use tenantry_projections::models::directory;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -17,7 +16,7 @@ use crate::compliance::{PurgeError, PurgeStep};
 use crate::http::auth::{Caller, Scoped};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, MIN_POSITION_WAIT, written};
+use crate::http::{AppState, keys_retired, written};
 
 /// Tenant settings as the API spells them.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -239,9 +238,7 @@ pub async fn erase_user(
     let out = state.commands.tenant(&ctx, &TenantCommand::EraseUser { user_id }).await?;
     // Cached states held the person's email.
     state.commands.forget_tenant(ctx.tenant_id);
-    // The user's keys stop working before the answer, as a revoked key does.
-    state.projections.wait_for(directory::NAME, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await?;
-    state.key_cache.forget_tenant(ctx.tenant_id);
+    keys_retired(&state, &ctx, out.position).await?;
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
 
