@@ -148,12 +148,19 @@ pub(crate) async fn insert_many_counted(
     Ok(affected)
 }
 
-/// The pool the read side writes and queries with.
+/// The pools the read side writes and queries with.
 #[derive(Debug, Clone)]
 pub struct ReadDb {
     pool: AnyPool,
+    /// Where queries read: the same pool on PostgreSQL; on SQLite, read-only connections
+    /// beside the one that writes, so queries do not queue behind the projector's writes.
+    readers: AnyPool,
     sqlite: bool,
 }
+
+/// Read-only connections to the SQLite read models (WAL mode lets them read while the
+/// writer writes).
+const SQLITE_READERS: u32 = 4;
 
 impl ReadDb {
     /// Connect to the store's database (`sqlite://PATH` or `postgres://…`). The store has
@@ -161,28 +168,43 @@ impl ReadDb {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ProjectionError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { max_connections })
-            .acquire_timeout(Duration::from_secs(60))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        // The store's writer holds the lock briefly; wait instead of failing.
-                        conn.execute("PRAGMA busy_timeout = 30000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        // Deleted rows (a purged tenant's) are zeroed in the file.
-                        conn.execute("PRAGMA secure_delete = ON").await?;
-                    }
-                    Ok(())
+        let options = |connections: u32, writes: bool| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(60))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if sqlite {
+                            // The store's writer holds the lock briefly; wait instead of failing.
+                            conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        }
+                        if sqlite && writes {
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            // Deleted rows (a purged tenant's) are zeroed in the file.
+                            conn.execute("PRAGMA secure_delete = ON").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(url)
-            .await?;
-        Ok(Self { pool, sqlite })
+        };
+        let pool = options(if sqlite { 1 } else { max_connections }, true).connect(url).await?;
+        let readers = if sqlite {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            options(SQLITE_READERS, false).connect(&format!("{url}{separator}mode=ro")).await?
+        } else {
+            pool.clone()
+        };
+        Ok(Self { pool, readers, sqlite })
     }
 
+    /// The pool that writes (and reads what must be read with the writes).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool queries read read models with.
+    pub fn readers(&self) -> &AnyPool {
+        &self.readers
     }
 
     pub fn is_sqlite(&self) -> bool {

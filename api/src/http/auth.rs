@@ -236,7 +236,7 @@ async fn tenant_key(state: &AppState, key_id: Uuid) -> Result<Option<Option<Cach
          WHERE k.key_id = $1",
     )
     .bind(key_id.to_string())
-    .fetch_optional(state.projections.db().pool())
+    .fetch_optional(state.projections.db().readers())
     .await
     .map_err(|e| ApiError::from(ProjectionError::from(e)))?;
     let Some(row) = row else { return Ok(None) };

@@ -159,7 +159,7 @@ pub async fn entries(
     .bind(filter.from.unwrap_or(i64::MIN))
     .bind(filter.to.unwrap_or(i64::MAX))
     .bind(limit)
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     let items: Vec<AuditEntry> = rows
         .iter()

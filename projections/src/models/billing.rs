@@ -186,7 +186,7 @@ pub async fn usage(
     .bind(tenant.to_string())
     .bind(from)
     .bind(to)
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     let mut by_day = Vec::with_capacity(rows.len());
     let mut models: BTreeMap<String, (i64, i64, i64, i64, bool)> = BTreeMap::new();

@@ -270,7 +270,7 @@ pub async fn threads(
     .bind(before_at)
     .bind(if cursor.is_none() { "~".to_owned() } else { before_id })
     .bind(limit)
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     let items: Vec<ThreadRow> = rows.iter().map(ThreadRow::try_from).collect::<Result<_, _>>()?;
     let next_cursor = (items.len() as i64 == limit)
@@ -288,7 +288,7 @@ pub async fn thread(
     let row = sqlx::query("SELECT * FROM conv_threads WHERE tenant_id = $1 AND conversation_id = $2")
         .bind(tenant.to_string())
         .bind(conversation)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(ThreadRow::try_from).transpose()
 }
@@ -349,7 +349,7 @@ pub async fn thread_messages(
     .bind(conversation)
     .bind(after)
     .bind(limit)
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     let Some(first) = rows.first() else { return Ok(None) };
     let owner = opt_text(first, "owner")?;

@@ -336,7 +336,7 @@ pub async fn tenant(ctx: &TenantContext, db: &ReadDb) -> Result<Option<TenantRow
     let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_tenants WHERE tenant_id = $1")
         .bind(tenant.to_string())
-        .fetch_optional(db.pool())
+        .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(TenantRow::try_from).transpose()
 }
@@ -344,7 +344,7 @@ pub async fn tenant(ctx: &TenantContext, db: &ReadDb) -> Result<Option<TenantRow
 /// The tenant holding a slug, if any (platform-level: slugs are unique across tenants).
 pub async fn tenant_by_slug(db: &ReadDb, slug: &str) -> Result<Option<TenantRow>, ProjectionError> {
     let row =
-        sqlx::query("SELECT * FROM dir_tenants WHERE slug = $1").bind(slug).fetch_optional(db.pool()).await?;
+        sqlx::query("SELECT * FROM dir_tenants WHERE slug = $1").bind(slug).fetch_optional(db.readers()).await?;
     row.as_ref().map(TenantRow::try_from).transpose()
 }
 
@@ -373,7 +373,7 @@ pub async fn partners(
     .bind(after.unwrap_or(""))
     .bind(only.unwrap_or(""))
     .bind(page_size(limit))
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     rows.iter()
         .map(|r| {
@@ -399,7 +399,7 @@ pub async fn tenants(
     .bind(after.unwrap_or(""))
     .bind(partner.unwrap_or(""))
     .bind(page_size(limit))
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     rows.iter().map(TenantRow::try_from).collect()
 }
@@ -447,7 +447,7 @@ pub async fn agents(
     .bind(tenant.to_string())
     .bind(after.unwrap_or(""))
     .bind(page_size(limit))
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     rows.iter().map(AgentRow::try_from).collect()
 }
@@ -461,7 +461,7 @@ pub async fn agent(
     let row = sqlx::query("SELECT * FROM dir_agents WHERE tenant_id = $1 AND agent_id = $2")
         .bind(tenant.to_string())
         .bind(agent)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(AgentRow::try_from).transpose()
 }
@@ -506,7 +506,7 @@ pub async fn tools(
     .bind(tenant.to_string())
     .bind(after.unwrap_or(""))
     .bind(page_size(limit))
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     rows.iter().map(ToolRow::try_from).collect()
 }
@@ -516,7 +516,7 @@ pub async fn tool(ctx: &TenantContext, db: &ReadDb, tool: &str) -> Result<Option
     let row = sqlx::query("SELECT * FROM dir_tools WHERE tenant_id = $1 AND tool_id = $2 AND removed = 0")
         .bind(tenant.to_string())
         .bind(tool)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(ToolRow::try_from).transpose()
 }
@@ -554,7 +554,7 @@ pub async fn users(
     .bind(tenant.to_string())
     .bind(after.unwrap_or(""))
     .bind(page_size(limit))
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     rows.iter().map(UserRow::try_from).collect()
 }
@@ -564,7 +564,7 @@ pub async fn user(ctx: &TenantContext, db: &ReadDb, user: &str) -> Result<Option
     let row = sqlx::query("SELECT * FROM dir_users WHERE tenant_id = $1 AND user_id = $2 AND removed = 0")
         .bind(tenant.to_string())
         .bind(user)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(UserRow::try_from).transpose()
 }
@@ -593,7 +593,7 @@ pub async fn api_keys(
     .bind(tenant.to_string())
     .bind(after.unwrap_or(""))
     .bind(page_size(limit))
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     rows.iter()
         .map(|r| {
@@ -620,7 +620,7 @@ pub async fn api_key_credential(
     )
     .bind(tenant.to_string())
     .bind(key)
-    .fetch_optional(db.pool())
+    .fetch_optional(db.readers())
     .await?;
     row.map(|r| {
         let hash =

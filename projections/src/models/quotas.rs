@@ -133,7 +133,7 @@ pub async fn quotas(
     .bind(&key)
     .bind(day(now))
     .bind(month(now))
-    .fetch_all(db.pool())
+    .fetch_all(db.readers())
     .await?;
     let (mut calls, mut tokens, mut bytes) = (0, 0, 0);
     for r in &counters {
@@ -153,7 +153,7 @@ pub async fn quotas(
                 "SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1 AND {flag} = 0"
             ))
             .bind(key)
-            .fetch_one(db.pool())
+            .fetch_one(db.readers())
             .await?;
             int(&r, "n")
         }
