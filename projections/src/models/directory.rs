@@ -343,8 +343,10 @@ pub async fn tenant(ctx: &TenantContext, db: &ReadDb) -> Result<Option<TenantRow
 
 /// The tenant holding a slug, if any (platform-level: slugs are unique across tenants).
 pub async fn tenant_by_slug(db: &ReadDb, slug: &str) -> Result<Option<TenantRow>, ProjectionError> {
-    let row =
-        sqlx::query("SELECT * FROM dir_tenants WHERE slug = $1").bind(slug).fetch_optional(db.readers()).await?;
+    let row = sqlx::query("SELECT * FROM dir_tenants WHERE slug = $1")
+        .bind(slug)
+        .fetch_optional(db.readers())
+        .await?;
     row.as_ref().map(TenantRow::try_from).transpose()
 }
 
