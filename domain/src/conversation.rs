@@ -1,11 +1,15 @@
 //! Conversations (one `conversation-<id>` stream each) and usage (one `usage-YYYY-MM` stream
 //! per month, on which the monthly token limit is decided).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
+
+use crate::command::{AppendMessage, OpenConversation, RecordUsage};
 use crate::context::{Actor, Role, TenantContext};
 use crate::event::*;
 use crate::ids::{AgentId, ConversationId, MessageId, UserId};
+use crate::personal::Personal;
 use crate::limits::LimitName;
 use crate::rejection::Rejection;
 use crate::tenant::TenantState;
@@ -25,8 +29,8 @@ pub struct ConversationState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConversationCommand {
-    Open(ConversationOpened),
-    AppendMessage(MessageAppended),
+    Open(OpenConversation),
+    AppendMessage(AppendMessage),
 }
 
 /// A user may only touch its own conversations; admins every one of their tenant.
@@ -38,63 +42,141 @@ fn may_use(ctx: &TenantContext, owner: Option<UserId>) -> bool {
     }
 }
 
-pub fn decide(
-    ctx: &TenantContext,
-    tenant: &TenantState,
-    state: &ConversationState,
-    command: &ConversationCommand,
-) -> Result<Vec<Event>, Rejection> {
+/// The tenant exists and takes commands.
+fn open_tenant(tenant: &TenantState) -> Result<(), Rejection> {
     if !tenant.exists {
         return Err(Rejection::TenantNotFound);
     }
     if tenant.suspended {
         return Err(Rejection::TenantSuspended);
     }
+    Ok(())
+}
+
+pub fn decide(
+    ctx: &TenantContext,
+    tenant: &TenantState,
+    state: &ConversationState,
+    command: &ConversationCommand,
+) -> Result<Vec<Event>, Rejection> {
     match command {
-        ConversationCommand::Open(c) => {
-            if state.id.is_some() {
-                return Err(Rejection::ConversationAlreadyExists(c.conversation_id));
-            }
-            if !tenant.agent_is_active(c.agent_id) {
-                return Err(Rejection::AgentNotFound(c.agent_id));
-            }
-            if let Some(user) = c.user_id
-                && tenant.users.get(&user).is_none_or(|u| u.removed)
-            {
-                return Err(Rejection::UserNotFound(user));
-            }
-            if !may_use(ctx, c.user_id) {
-                return Err(Rejection::Forbidden);
-            }
-            if let Some(title) = &c.title {
-                validate::text("title", title.as_str(), 0, 500)?;
-            }
-            Ok(vec![Event::ConversationOpened(c.clone())])
-        }
-        ConversationCommand::AppendMessage(c) => {
-            if state.id != Some(c.conversation_id) {
-                return Err(Rejection::ConversationNotFound(c.conversation_id));
-            }
-            if !may_use(ctx, state.user_id) {
-                return Err(Rejection::ConversationNotFound(c.conversation_id));
-            }
-            // Retrying the same message id is a no-op, not a second message.
-            if state.message_ids.contains(&c.message_id) {
-                return Ok(vec![]);
-            }
-            validate::text("content", c.content.as_str(), 0, MAX_MESSAGE_CHARS)?;
-            if let Some(model) = &c.model {
-                validate::text("model", model, 1, 200)?;
-            }
-            // What a user writes in their own conversation is theirs: it is sealed with their
-            // key and erased with them. Other roles' messages belong to the tenant.
-            let author = match c.role {
-                MessageRole::User => state.user_id,
-                _ => None,
-            };
-            Ok(vec![Event::MessageAppended(MessageAppended { author, ..c.clone() })])
+        ConversationCommand::Open(c) => decide_open(ctx, tenant, state, c),
+        ConversationCommand::AppendMessage(c) => decide_append(ctx, tenant, state, c),
+    }
+}
+
+pub fn decide_open(
+    ctx: &TenantContext,
+    tenant: &TenantState,
+    state: &ConversationState,
+    c: &OpenConversation,
+) -> Result<Vec<Event>, Rejection> {
+    open_tenant(tenant)?;
+    if state.id.is_some() {
+        return Err(Rejection::ConversationAlreadyExists(c.conversation_id));
+    }
+    if !tenant.agent_is_active(c.agent_id) {
+        return Err(Rejection::AgentNotFound(c.agent_id));
+    }
+    // A user key that names no user opens the conversation as the user it acts as.
+    let user_id = match (c.user_id, ctx.role, &ctx.actor) {
+        (None, Role::User, Actor::User(me)) => Some(*me),
+        (given, _, _) => given,
+    };
+    if let Some(user) = user_id
+        && tenant.users.get(&user).is_none_or(|u| u.removed)
+    {
+        return Err(Rejection::UserNotFound(user));
+    }
+    if !may_use(ctx, user_id) {
+        return Err(Rejection::invalid("user_id", "a user key opens conversations of its own user only"));
+    }
+    if let Some(title) = &c.title {
+        validate::text("title", title, 0, 500)?;
+    }
+    Ok(vec![Event::ConversationOpened(ConversationOpened {
+        conversation_id: c.conversation_id,
+        agent_id: c.agent_id,
+        user_id,
+        title: c.title.clone().map(Personal::Text),
+    })])
+}
+
+pub fn decide_append(
+    ctx: &TenantContext,
+    tenant: &TenantState,
+    state: &ConversationState,
+    c: &AppendMessage,
+) -> Result<Vec<Event>, Rejection> {
+    open_tenant(tenant)?;
+    if state.id != Some(c.conversation_id) || !may_use(ctx, state.user_id) {
+        return Err(Rejection::ConversationNotFound(c.conversation_id));
+    }
+    // Retrying the same message id is a no-op, not a second message.
+    if state.message_ids.contains(&c.message_id) {
+        return Ok(vec![]);
+    }
+    validate::text("content", &c.content, 0, MAX_MESSAGE_CHARS)?;
+    if let Some(model) = &c.model {
+        validate::model("model", model)?;
+    }
+    if let Some(usage) = &c.usage {
+        validate::usage(usage)?;
+        if c.model.is_none() {
+            return Err(Rejection::invalid("model", "required with usage"));
         }
     }
+    // What a user writes in their own conversation is theirs: it is sealed with their key
+    // and erased with them. Other roles' messages belong to the tenant.
+    let author = match c.role {
+        MessageRole::User => state.user_id,
+        _ => None,
+    };
+    Ok(vec![Event::MessageAppended(MessageAppended {
+        conversation_id: c.conversation_id,
+        message_id: c.message_id,
+        role: c.role,
+        content: Personal::Text(c.content.clone()),
+        model: c.model.clone(),
+        usage: c.usage,
+        author,
+    })])
+}
+
+/// A message and the usage it bills: the message's events, and the month's usage events
+/// (none when the message carries no usage or was appended before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BilledMessage {
+    pub message: Vec<Event>,
+    pub usage: Vec<Event>,
+}
+
+/// Append a message and, when it carries token usage, bill it in `month` in the same
+/// decision: billed once (the message id is the usage's request id), refused past the
+/// monthly limit, and never a message without its bill or a bill without its message.
+pub fn decide_billed_message(
+    ctx: &TenantContext,
+    tenant: &TenantState,
+    state: &ConversationState,
+    month: &UsageState,
+    c: &AppendMessage,
+    now: DateTime<Utc>,
+) -> Result<BilledMessage, Rejection> {
+    let message = decide_append(ctx, tenant, state, c)?;
+    let usage = match (message.first(), c.usage, &c.model) {
+        (Some(_), Some(usage), Some(model)) => {
+            let record = RecordUsage {
+                model: model.clone(),
+                kind: "message".into(),
+                usage,
+                request_id: Some(c.message_id.to_string()),
+                occurred_at: now,
+            };
+            bill(tenant, month, &record)?
+        }
+        _ => Vec::new(),
+    };
+    Ok(BilledMessage { message, usage })
 }
 
 pub fn evolve(mut state: ConversationState, event: &Event) -> ConversationState {
@@ -113,35 +195,46 @@ pub fn evolve(mut state: ConversationState, event: &Event) -> ConversationState 
     state
 }
 
+/// What a request id recorded first, to tell a retry from a reuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedUsage {
+    pub model: String,
+    pub kind: String,
+    pub usage: TokenUsage,
+}
+
 /// Token usage of one month.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageState {
     pub tokens: u64,
-    pub request_ids: BTreeSet<String>,
+    pub request_ids: BTreeMap<String, RecordedUsage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordUsage(pub UsageRecorded);
-
+/// Record usage: an admin's (or the platform's) act; a user key records none.
 pub fn decide_usage(
-    _ctx: &TenantContext,
+    ctx: &TenantContext,
     tenant: &TenantState,
     month: &UsageState,
-    command: &RecordUsage,
+    c: &RecordUsage,
 ) -> Result<Vec<Event>, Rejection> {
-    let c = &command.0;
-    if !tenant.exists {
-        return Err(Rejection::TenantNotFound);
+    open_tenant(tenant)?;
+    if !ctx.role.can_administer() {
+        return Err(Rejection::Forbidden);
     }
-    if tenant.suspended {
-        return Err(Rejection::TenantSuspended);
-    }
-    validate::text("model", &c.model, 1, 200)?;
+    bill(tenant, month, c)
+}
+
+/// The usage events of one record: none for a request id already recorded with the same
+/// content, a rejection for one recorded with other content or past the monthly limit.
+fn bill(tenant: &TenantState, month: &UsageState, c: &RecordUsage) -> Result<Vec<Event>, Rejection> {
+    validate::model("model", &c.model)?;
     validate::text("kind", &c.kind, 1, 64)?;
+    validate::usage(&c.usage)?;
     if let Some(id) = &c.request_id {
         validate::text("request_id", id, 1, 200)?;
-        if month.request_ids.contains(id) {
-            return Ok(vec![]);
+        if let Some(first) = month.request_ids.get(id) {
+            let same = first.model == c.model && first.kind == c.kind && first.usage == c.usage;
+            return if same { Ok(vec![]) } else { Err(Rejection::RequestIdReused(id.clone())) };
         }
     }
     let max = tenant.limits().tokens_per_month;
@@ -149,14 +242,24 @@ pub fn decide_usage(
     if after > max {
         return Err(Rejection::LimitReached { limit: LimitName::TokensPerMonth, max });
     }
-    Ok(vec![Event::UsageRecorded(c.clone())])
+    Ok(vec![Event::UsageRecorded(UsageRecorded {
+        model: c.model.clone(),
+        kind: c.kind.clone(),
+        usage: c.usage,
+        request_id: c.request_id.clone(),
+        occurred_at: c.occurred_at,
+    })])
 }
 
 pub fn evolve_usage(mut state: UsageState, event: &Event) -> UsageState {
     if let Event::UsageRecorded(e) = event {
         state.tokens = state.tokens.saturating_add(e.usage.total());
         if let Some(id) = &e.request_id {
-            state.request_ids.insert(id.clone());
+            state.request_ids.entry(id.clone()).or_insert_with(|| RecordedUsage {
+                model: e.model.clone(),
+                kind: e.kind.clone(),
+                usage: e.usage,
+            });
         }
     }
     state

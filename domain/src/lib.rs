@@ -7,14 +7,18 @@
 //! - [`context`]: `TenantContext`, `Role`, `Actor`.
 //! - [`event`]: every event payload and the `Event` sum.
 //! - [`codec`]: the persisted type strings, postcard encoding, upcasting of old versions.
+//! - [`command`]: one type per command, apart from the events.
 //! - [`limits`]: plans, limits and overrides.
 //! - [`personal`]: personal data of one person, sealed with that person's key.
 //! - [`tenant`]: the tenant aggregate (lifecycle and directory) and its limits.
-//! - [`conversation`]: conversations, messages and monthly usage.
+//! - [`conversation`]: conversations, messages and monthly usage, and a message that bills
+//!   its usage (a combined decision).
+//! - [`slug`]: one tenant per slug, decided on the platform log.
 //! - [`rejection`]: why a command is refused.
 //! - [`testing`]: a given/when/then harness for deciders.
 
 pub mod codec;
+pub mod command;
 pub mod context;
 pub mod conversation;
 pub mod event;
@@ -22,9 +26,10 @@ pub mod ids;
 pub mod limits;
 pub mod personal;
 pub mod rejection;
+pub mod slug;
 pub mod tenant;
 pub mod testing;
-mod validate;
+pub mod validate;
 
 pub use codec::CodecError;
 pub use context::{Actor, Role, TenantContext};

@@ -55,6 +55,15 @@ pub struct LimitOverrides {
 }
 
 impl LimitOverrides {
+    /// Upper bound of the count limits (agents, users, keys).
+    pub const MAX_COUNT: u64 = 1_000_000;
+    pub const MAX_CALLS_PER_DAY: u64 = 10_000_000_000;
+    pub const MAX_TOKENS_PER_MONTH: u64 = 1_000_000_000_000_000;
+    /// 1 PiB.
+    pub const MAX_STORAGE_BYTES: u64 = 1 << 50;
+    pub const MAX_REQUESTS_PER_MINUTE: u64 = 100_000_000;
+    pub const MAX_CONCURRENT: u64 = 100_000;
+
     /// Later overrides win field by field.
     pub fn merge(self, later: Self) -> Self {
         Self {

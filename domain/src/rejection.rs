@@ -39,6 +39,10 @@ pub enum Rejection {
     ConversationNotFound(ConversationId),
     #[error("conversation {0} already exists")]
     ConversationAlreadyExists(ConversationId),
+    #[error("request id {0} was recorded before with other content")]
+    RequestIdReused(String),
+    #[error("slug `{0}` is taken")]
+    SlugTaken(String),
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }

@@ -8,7 +8,7 @@
 //! let ctx = TenantContext::system(TenantId::new());
 //! Scenario::new(TenantState::new(Default::default()), evolve)
 //!     .given(&[])
-//!     .when(|s| decide(&ctx, s, &TenantCommand::ResumeTenant))
+//!     .when(|s| decide(&ctx, s, &TenantCommand::ResumeTenant(tenantry_domain::command::ResumeTenant)))
 //!     .then_rejected(Rejection::TenantNotFound);
 //! ```
 

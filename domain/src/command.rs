@@ -1,0 +1,226 @@
+//! What can be asked: one type per command, apart from the events they produce. A command
+//! carries what its caller knows; what only `decide` may set (a message's author, a
+//! settings value merged over the stored one) is not a field here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::context::Role;
+use crate::event::{MessageRole, Settings, TokenUsage};
+use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, PartnerId, ToolId, UserId};
+use crate::limits::{LimitOverrides, Plan};
+
+/// A change to one field of a JSON Merge Patch (RFC 7396): absent keeps the value, `null`
+/// clears it, a value replaces it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Patch<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<T> Patch<T> {
+    /// From the `Option<Option<T>>` a deserializer gives for an optional, nullable field.
+    pub fn from_nullable(value: Option<Option<T>>) -> Self {
+        match value {
+            None => Self::Keep,
+            Some(None) => Self::Clear,
+            Some(Some(v)) => Self::Set(v),
+        }
+    }
+
+    /// The value of an optional field after the patch.
+    pub fn apply_option(self, current: Option<T>) -> Option<T> {
+        match self {
+            Self::Keep => current,
+            Self::Clear => None,
+            Self::Set(v) => Some(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTenant {
+    pub slug: String,
+    pub name: String,
+    pub plan: Plan,
+    pub partner_id: Option<PartnerId>,
+    pub settings: Settings,
+    pub limits: LimitOverrides,
+}
+
+/// A merge patch of the tenant: absent fields stay. Limits merge by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    pub settings: Option<SettingsPatch>,
+    pub limits: Option<LimitOverrides>,
+}
+
+/// A merge patch of the tenant's settings: every field may be kept, cleared or set; feature
+/// flags merge by name (`null` removes one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    pub agent_name: Patch<String>,
+    pub system_prompt: Patch<String>,
+    pub default_model: Patch<String>,
+    pub allowed_models: Patch<Vec<String>>,
+    pub feature_flags: Patch<BTreeMap<String, Option<bool>>>,
+}
+
+impl SettingsPatch {
+    /// The settings after this patch.
+    pub fn apply_to(self, current: &Settings) -> Settings {
+        let flags = match self.feature_flags {
+            Patch::Keep => current.feature_flags.clone(),
+            Patch::Clear => Vec::new(),
+            Patch::Set(changes) => {
+                let mut flags: BTreeMap<String, bool> = current.feature_flags.iter().cloned().collect();
+                for (name, value) in changes {
+                    match value {
+                        Some(on) => flags.insert(name, on),
+                        None => flags.remove(&name),
+                    };
+                }
+                flags.into_iter().collect()
+            }
+        };
+        Settings {
+            agent_name: self.agent_name.apply_option(current.agent_name.clone()),
+            system_prompt: self.system_prompt.apply_option(current.system_prompt.clone()),
+            default_model: self.default_model.apply_option(current.default_model.clone()),
+            allowed_models: self.allowed_models.apply_option(Some(current.allowed_models.clone())).unwrap_or_default(),
+            feature_flags: flags,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuspendTenant {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeTenant;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateAgent {
+    pub agent_id: AgentId,
+    pub name: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub tool_ids: Vec<ToolId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateAgent {
+    pub agent_id: AgentId,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub tool_ids: Option<Vec<ToolId>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveAgent {
+    pub agent_id: AgentId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterTool {
+    pub tool_id: ToolId,
+    pub name: String,
+    pub description: String,
+    pub endpoint: String,
+    /// A JSON Schema object, as JSON text.
+    pub parameters: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateTool {
+    pub tool_id: ToolId,
+    pub description: Option<String>,
+    pub endpoint: Option<String>,
+    pub parameters: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoveTool {
+    pub tool_id: ToolId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueApiKey {
+    pub key_id: ApiKeyId,
+    pub name: String,
+    pub role: Role,
+    /// Keyed hash of the secret the caller made; the secret itself never reaches here.
+    pub secret_hash: Vec<u8>,
+    pub user_id: Option<UserId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevokeApiKey {
+    pub key_id: ApiKeyId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddUser {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateUser {
+    pub user_id: UserId,
+    pub email: Option<String>,
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoveUser {
+    pub user_id: UserId,
+}
+
+/// Erase a person: remove the user; the store destroys their key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EraseUser {
+    pub user_id: UserId,
+}
+
+/// Open a conversation. A `user` caller acting as a user opens it as that user when
+/// `user_id` is absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenConversation {
+    pub conversation_id: ConversationId,
+    pub agent_id: AgentId,
+    pub user_id: Option<UserId>,
+    pub title: Option<String>,
+}
+
+/// Append a message; with `usage` (which needs `model`) it also bills the tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub role: MessageRole,
+    pub content: String,
+    pub model: Option<String>,
+    pub usage: Option<TokenUsage>,
+}
+
+/// Record token usage, idempotent on `request_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordUsage {
+    pub model: String,
+    pub kind: String,
+    pub usage: TokenUsage,
+    pub request_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}

@@ -1,0 +1,341 @@
+//! One decision per tenant command: what it writes, or why it is refused.
+
+use super::TenantState;
+use crate::command::*;
+use crate::context::{Role, TenantContext};
+use crate::event::*;
+use crate::ids::UserId;
+use crate::limits::LimitName;
+use crate::personal::Personal;
+use crate::rejection::Rejection;
+use crate::validate;
+
+fn require(cond: bool, rejection: Rejection) -> Result<(), Rejection> {
+    if cond { Ok(()) } else { Err(rejection) }
+}
+
+fn within(limit: LimitName, used: u64, max: u64) -> Result<(), Rejection> {
+    require(used < max, Rejection::LimitReached { limit, max })
+}
+
+fn is_platform(role: Role) -> bool {
+    matches!(role, Role::SuperAdmin | Role::PartnerAdmin)
+}
+
+/// A role a tenant's own user or key may hold: never a platform role.
+fn tenant_role(field: &'static str, role: Role) -> Result<(), Rejection> {
+    require(!is_platform(role), Rejection::invalid(field, "must be `admin` or `user`"))
+}
+
+/// The tenant exists and the caller may administer it.
+fn administered(ctx: &TenantContext, state: &TenantState) -> Result<(), Rejection> {
+    require(state.exists, Rejection::TenantNotFound)?;
+    require(ctx.role.can_administer(), Rejection::Forbidden)
+}
+
+/// As [`administered`], and the tenant is not suspended.
+fn open(ctx: &TenantContext, state: &TenantState) -> Result<(), Rejection> {
+    administered(ctx, state)?;
+    require(!state.suspended, Rejection::TenantSuspended)
+}
+
+fn email_taken(state: &TenantState, email: &str, except: Option<UserId>) -> bool {
+    state
+        .users
+        .iter()
+        .any(|(id, u)| !u.removed && Some(*id) != except && u.email.as_str().eq_ignore_ascii_case(email))
+}
+
+pub(super) fn create_tenant(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &CreateTenant,
+) -> Result<Vec<Event>, Rejection> {
+    require(is_platform(ctx.role), Rejection::Forbidden)?;
+    // A partner admin creates tenants under its own partner only.
+    if ctx.role == Role::PartnerAdmin {
+        require(ctx.partner_id.is_some() && c.partner_id == ctx.partner_id, Rejection::Forbidden)?;
+    }
+    require(!state.exists, Rejection::TenantAlreadyExists)?;
+    validate::slug(&c.slug)?;
+    validate::text("name", &c.name, 1, 200)?;
+    validate::settings(&c.settings)?;
+    validate::limits(&c.limits)?;
+    Ok(vec![Event::TenantCreated(TenantCreated {
+        slug: c.slug.clone(),
+        name: c.name.clone(),
+        plan: c.plan,
+        partner_id: c.partner_id,
+        settings: c.settings.clone(),
+        limits: c.limits,
+    })])
+}
+
+pub(super) fn update_tenant(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &UpdateTenant,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    if c.plan.is_some() || c.limits.is_some() {
+        require(is_platform(ctx.role), Rejection::Forbidden)?;
+    }
+    if let Some(name) = &c.name {
+        validate::text("name", name, 1, 200)?;
+    }
+    if let Some(limits) = &c.limits {
+        validate::limits(limits)?;
+    }
+    let settings = c.settings.clone().map(|patch| patch.apply_to(&state.settings));
+    if let Some(settings) = &settings {
+        validate::settings(settings)?;
+    }
+    Ok(vec![Event::TenantUpdated(TenantUpdated { name: c.name.clone(), plan: c.plan, settings, limits: c.limits })])
+}
+
+pub(super) fn suspend_tenant(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &SuspendTenant,
+) -> Result<Vec<Event>, Rejection> {
+    administered(ctx, state)?;
+    require(is_platform(ctx.role), Rejection::Forbidden)?;
+    validate::text("reason", &c.reason, 0, 1000)?;
+    // Suspending twice is not an error: the tenant is suspended either way.
+    if state.suspended {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::TenantSuspended(TenantSuspended { reason: c.reason.clone() })])
+}
+
+pub(super) fn resume_tenant(
+    ctx: &TenantContext,
+    state: &TenantState,
+    _: &ResumeTenant,
+) -> Result<Vec<Event>, Rejection> {
+    administered(ctx, state)?;
+    require(is_platform(ctx.role), Rejection::Forbidden)?;
+    require(state.suspended, Rejection::TenantNotSuspended)?;
+    Ok(vec![Event::TenantResumed(TenantResumed {})])
+}
+
+pub(super) fn create_agent(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &CreateAgent,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(!state.agents.contains_key(&c.agent_id), Rejection::AgentAlreadyExists(c.agent_id))?;
+    within(LimitName::MaxAgents, state.active_agents(), state.limits().max_agents)?;
+    validate::agent_name(&c.name)?;
+    validate::model("model", &c.model)?;
+    validate::system_prompt("system_prompt", &c.system_prompt)?;
+    validate::tool_ids(&c.tool_ids)?;
+    for tool in &c.tool_ids {
+        require(state.tool_is_active(*tool), Rejection::ToolNotFound(*tool))?;
+    }
+    Ok(vec![Event::AgentCreated(AgentCreated {
+        agent_id: c.agent_id,
+        name: c.name.clone(),
+        model: c.model.clone(),
+        system_prompt: c.system_prompt.clone(),
+        tool_ids: c.tool_ids.clone(),
+    })])
+}
+
+pub(super) fn update_agent(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &UpdateAgent,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(state.agent_is_active(c.agent_id), Rejection::AgentNotFound(c.agent_id))?;
+    if let Some(name) = &c.name {
+        validate::agent_name(name)?;
+    }
+    if let Some(model) = &c.model {
+        validate::model("model", model)?;
+    }
+    if let Some(prompt) = &c.system_prompt {
+        validate::system_prompt("system_prompt", prompt)?;
+    }
+    if let Some(tools) = &c.tool_ids {
+        validate::tool_ids(tools)?;
+        for tool in tools {
+            require(state.tool_is_active(*tool), Rejection::ToolNotFound(*tool))?;
+        }
+    }
+    Ok(vec![Event::AgentUpdated(AgentUpdated {
+        agent_id: c.agent_id,
+        name: c.name.clone(),
+        model: c.model.clone(),
+        system_prompt: c.system_prompt.clone(),
+        tool_ids: c.tool_ids.clone(),
+    })])
+}
+
+pub(super) fn archive_agent(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &ArchiveAgent,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(state.agent_is_active(c.agent_id), Rejection::AgentNotFound(c.agent_id))?;
+    Ok(vec![Event::AgentArchived(AgentArchived { agent_id: c.agent_id })])
+}
+
+pub(super) fn register_tool(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &RegisterTool,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(!state.tools.contains_key(&c.tool_id), Rejection::ToolAlreadyExists(c.tool_id))?;
+    validate::text("name", &c.name, 1, 200)?;
+    validate::tool_description(&c.description)?;
+    validate::tool_endpoint(&c.endpoint)?;
+    validate::tool_parameters(&c.parameters)?;
+    Ok(vec![Event::ToolRegistered(ToolRegistered {
+        tool_id: c.tool_id,
+        name: c.name.clone(),
+        description: c.description.clone(),
+        endpoint: c.endpoint.clone(),
+        parameters: c.parameters.clone(),
+        enabled: c.enabled,
+    })])
+}
+
+pub(super) fn update_tool(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &UpdateTool,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(state.tool_is_active(c.tool_id), Rejection::ToolNotFound(c.tool_id))?;
+    // The same bounds as a registration: a change cannot store what a create refuses.
+    if let Some(description) = &c.description {
+        validate::tool_description(description)?;
+    }
+    if let Some(endpoint) = &c.endpoint {
+        validate::tool_endpoint(endpoint)?;
+    }
+    if let Some(parameters) = &c.parameters {
+        validate::tool_parameters(parameters)?;
+    }
+    Ok(vec![Event::ToolUpdated(ToolUpdated {
+        tool_id: c.tool_id,
+        description: c.description.clone(),
+        endpoint: c.endpoint.clone(),
+        parameters: c.parameters.clone(),
+        enabled: c.enabled,
+    })])
+}
+
+pub(super) fn remove_tool(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &RemoveTool,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(state.tool_is_active(c.tool_id), Rejection::ToolNotFound(c.tool_id))?;
+    Ok(vec![Event::ToolRemoved(ToolRemoved { tool_id: c.tool_id })])
+}
+
+pub(super) fn issue_api_key(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &IssueApiKey,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(!state.api_keys.contains_key(&c.key_id), Rejection::ApiKeyAlreadyExists(c.key_id))?;
+    // A key never carries more power than the one that made it.
+    tenant_role("role", c.role)?;
+    validate::text("name", &c.name, 1, 200)?;
+    match (c.role, c.user_id) {
+        (Role::User, Some(user)) => {
+            require(state.users.get(&user).is_some_and(|u| !u.removed), Rejection::UserNotFound(user))?
+        }
+        (Role::User, None) => {
+            return Err(Rejection::invalid("user_id", "a user key names the user it acts as"));
+        }
+        (_, Some(_)) => return Err(Rejection::invalid("user_id", "only a user key acts as a user")),
+        (_, None) => {}
+    }
+    within(LimitName::MaxApiKeys, state.active_api_keys(), state.limits().max_api_keys)?;
+    Ok(vec![Event::ApiKeyIssued(ApiKeyIssued {
+        key_id: c.key_id,
+        name: c.name.clone(),
+        role: c.role,
+        secret_hash: c.secret_hash.clone(),
+        user_id: c.user_id,
+    })])
+}
+
+pub(super) fn revoke_api_key(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &RevokeApiKey,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(state.api_keys.get(&c.key_id) == Some(&false), Rejection::ApiKeyNotFound(c.key_id))?;
+    Ok(vec![Event::ApiKeyRevoked(ApiKeyRevoked { key_id: c.key_id })])
+}
+
+pub(super) fn add_user(ctx: &TenantContext, state: &TenantState, c: &AddUser) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(!state.users.contains_key(&c.user_id), Rejection::UserAlreadyExists(c.user_id))?;
+    tenant_role("role", c.role)?;
+    validate::email(&c.email)?;
+    require(!email_taken(state, &c.email, None), Rejection::EmailTaken)?;
+    within(LimitName::MaxUsers, state.active_users(), state.limits().max_users)?;
+    Ok(vec![Event::UserAdded(UserAdded {
+        user_id: c.user_id,
+        email: Personal::Text(c.email.clone()),
+        role: c.role,
+    })])
+}
+
+pub(super) fn update_user(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &UpdateUser,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(state.users.get(&c.user_id).is_some_and(|u| !u.removed), Rejection::UserNotFound(c.user_id))?;
+    if let Some(email) = &c.email {
+        validate::email(email)?;
+        require(!email_taken(state, email, Some(c.user_id)), Rejection::EmailTaken)?;
+    }
+    if let Some(role) = c.role {
+        tenant_role("role", role)?;
+    }
+    Ok(vec![Event::UserUpdated(UserUpdated {
+        user_id: c.user_id,
+        email: c.email.clone().map(Personal::Text),
+        role: c.role,
+    })])
+}
+
+pub(super) fn remove_user(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &RemoveUser,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(state.users.get(&c.user_id).is_some_and(|u| !u.removed), Rejection::UserNotFound(c.user_id))?;
+    Ok(vec![Event::UserRemoved(UserRemoved { user_id: c.user_id })])
+}
+
+/// Erasure is owed even by a suspended tenant, and erasing twice writes nothing more.
+pub(super) fn erase_user(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &EraseUser,
+) -> Result<Vec<Event>, Rejection> {
+    administered(ctx, state)?;
+    let user = state.users.get(&c.user_id).ok_or(Rejection::UserNotFound(c.user_id))?;
+    if user.erased {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::UserErased(UserErased { user_id: c.user_id })])
+}

@@ -1,0 +1,252 @@
+//! The tenant aggregate: its lifecycle and directory (agents, tools, users, API keys), all on
+//! the `tenant` stream so that every count limit is decided against one consistent version.
+
+use std::collections::BTreeMap;
+
+use crate::command::*;
+use crate::context::{Role, TenantContext};
+use crate::event::*;
+use crate::ids::{AgentId, ApiKeyId, PartnerId, ToolId, UserId};
+use crate::limits::{LimitOverrides, Limits, Plan, PlanCatalog};
+use crate::personal::Personal;
+use crate::rejection::Rejection;
+
+mod decide;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEntry {
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub email: Personal,
+    pub role: Role,
+    pub removed: bool,
+    /// Erased: removed, and their personal data unreadable for good.
+    pub erased: bool,
+}
+
+/// What `decide` needs to know about a tenant; folded from its `tenant` stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantState {
+    plans: PlanCatalog,
+    pub exists: bool,
+    pub slug: String,
+    pub name: String,
+    pub plan: Plan,
+    pub partner_id: Option<PartnerId>,
+    pub settings: Settings,
+    pub overrides: LimitOverrides,
+    pub suspended: bool,
+    pub agents: BTreeMap<AgentId, AgentEntry>,
+    /// Tool id to whether it was removed.
+    pub tools: BTreeMap<ToolId, bool>,
+    /// Key id to whether it was revoked.
+    pub api_keys: BTreeMap<ApiKeyId, bool>,
+    pub users: BTreeMap<UserId, UserEntry>,
+}
+
+impl TenantState {
+    /// The state before the tenant's first event; plan defaults come from config.
+    pub fn new(plans: PlanCatalog) -> Self {
+        Self {
+            plans,
+            exists: false,
+            slug: String::new(),
+            name: String::new(),
+            plan: Plan::Starter,
+            partner_id: None,
+            settings: Settings::default(),
+            overrides: LimitOverrides::default(),
+            suspended: false,
+            agents: BTreeMap::new(),
+            tools: BTreeMap::new(),
+            api_keys: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
+
+    /// The plan's limits with this tenant's overrides applied.
+    pub fn limits(&self) -> Limits {
+        self.overrides.apply_to(self.plans.limits(self.plan))
+    }
+
+    pub fn active_agents(&self) -> u64 {
+        self.agents.values().filter(|a| !a.archived).count() as u64
+    }
+
+    pub fn active_users(&self) -> u64 {
+        self.users.values().filter(|u| !u.removed).count() as u64
+    }
+
+    pub fn active_api_keys(&self) -> u64 {
+        self.api_keys.values().filter(|revoked| !**revoked).count() as u64
+    }
+
+    pub fn agent_is_active(&self, id: AgentId) -> bool {
+        self.agents.get(&id).is_some_and(|a| !a.archived)
+    }
+
+    pub fn tool_is_active(&self, id: ToolId) -> bool {
+        self.tools.get(&id).is_some_and(|removed| !removed)
+    }
+}
+
+/// What can be asked of a tenant: one variant per command type of [`crate::command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantCommand {
+    CreateTenant(CreateTenant),
+    UpdateTenant(UpdateTenant),
+    SuspendTenant(SuspendTenant),
+    ResumeTenant(ResumeTenant),
+    CreateAgent(CreateAgent),
+    UpdateAgent(UpdateAgent),
+    ArchiveAgent(ArchiveAgent),
+    RegisterTool(RegisterTool),
+    UpdateTool(UpdateTool),
+    RemoveTool(RemoveTool),
+    IssueApiKey(IssueApiKey),
+    RevokeApiKey(RevokeApiKey),
+    AddUser(AddUser),
+    UpdateUser(UpdateUser),
+    RemoveUser(RemoveUser),
+    EraseUser(EraseUser),
+}
+
+impl TenantCommand {
+    /// Whether the command is exempt from the tenant's stored-bytes and daily-calls limits:
+    /// the platform's own commands, and an erasure the law requires, are never refused for
+    /// the tenant's usage.
+    pub const fn exempt_from_quota(&self) -> bool {
+        matches!(self, Self::CreateTenant(_) | Self::SuspendTenant(_) | Self::ResumeTenant(_) | Self::EraseUser(_))
+    }
+}
+
+/// Decide which events a command produces, or why it is refused. Pure.
+pub fn decide(
+    ctx: &TenantContext,
+    state: &TenantState,
+    command: &TenantCommand,
+) -> Result<Vec<Event>, Rejection> {
+    use TenantCommand as C;
+    match command {
+        C::CreateTenant(c) => decide::create_tenant(ctx, state, c),
+        C::UpdateTenant(c) => decide::update_tenant(ctx, state, c),
+        C::SuspendTenant(c) => decide::suspend_tenant(ctx, state, c),
+        C::ResumeTenant(c) => decide::resume_tenant(ctx, state, c),
+        C::CreateAgent(c) => decide::create_agent(ctx, state, c),
+        C::UpdateAgent(c) => decide::update_agent(ctx, state, c),
+        C::ArchiveAgent(c) => decide::archive_agent(ctx, state, c),
+        C::RegisterTool(c) => decide::register_tool(ctx, state, c),
+        C::UpdateTool(c) => decide::update_tool(ctx, state, c),
+        C::RemoveTool(c) => decide::remove_tool(ctx, state, c),
+        C::IssueApiKey(c) => decide::issue_api_key(ctx, state, c),
+        C::RevokeApiKey(c) => decide::revoke_api_key(ctx, state, c),
+        C::AddUser(c) => decide::add_user(ctx, state, c),
+        C::UpdateUser(c) => decide::update_user(ctx, state, c),
+        C::RemoveUser(c) => decide::remove_user(ctx, state, c),
+        C::EraseUser(c) => decide::erase_user(ctx, state, c),
+    }
+}
+
+/// Whether the caller reaches this tenant: the platform operator every tenant, a partner
+/// admin the tenants created under its partner, a tenant's own keys their tenant. Decided on
+/// the tenant's own stream, so a tenant just created is reachable at once.
+pub fn reaches(ctx: &TenantContext, own_tenant: Option<crate::ids::TenantId>, state: &TenantState) -> bool {
+    match ctx.role {
+        Role::SuperAdmin => true,
+        Role::PartnerAdmin => state.exists && ctx.partner_id.is_some() && state.partner_id == ctx.partner_id,
+        Role::Admin | Role::User => own_tenant == Some(ctx.tenant_id),
+    }
+}
+
+/// Fold one event into the state. Pure and total: events of other aggregates change nothing.
+pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
+    match event {
+        Event::TenantCreated(e) => {
+            state.exists = true;
+            state.slug = e.slug.clone();
+            state.name = e.name.clone();
+            state.plan = e.plan;
+            state.partner_id = e.partner_id;
+            state.settings = e.settings.clone();
+            state.overrides = e.limits;
+        }
+        Event::TenantUpdated(e) => {
+            if let Some(name) = &e.name {
+                state.name = name.clone();
+            }
+            if let Some(plan) = e.plan {
+                state.plan = plan;
+            }
+            if let Some(settings) = &e.settings {
+                state.settings = settings.clone();
+            }
+            if let Some(limits) = e.limits {
+                state.overrides = state.overrides.merge(limits);
+            }
+        }
+        Event::TenantSuspended(_) => state.suspended = true,
+        Event::TenantResumed(_) => state.suspended = false,
+        Event::AgentCreated(e) => {
+            state.agents.insert(e.agent_id, AgentEntry { archived: false });
+        }
+        Event::AgentArchived(e) => {
+            if let Some(agent) = state.agents.get_mut(&e.agent_id) {
+                agent.archived = true;
+            }
+        }
+        Event::ToolRegistered(e) => {
+            state.tools.insert(e.tool_id, false);
+        }
+        Event::ToolRemoved(e) => {
+            state.tools.insert(e.tool_id, true);
+        }
+        Event::ApiKeyIssued(e) => {
+            state.api_keys.insert(e.key_id, false);
+        }
+        Event::ApiKeyRevoked(e) => {
+            state.api_keys.insert(e.key_id, true);
+        }
+        Event::UserAdded(e) => {
+            state.users.insert(
+                e.user_id,
+                UserEntry { email: e.email.clone(), role: e.role, removed: false, erased: false },
+            );
+        }
+        Event::UserUpdated(e) => {
+            if let Some(user) = state.users.get_mut(&e.user_id) {
+                if let Some(email) = &e.email {
+                    user.email = email.clone();
+                }
+                if let Some(role) = e.role {
+                    user.role = role;
+                }
+            }
+        }
+        Event::UserRemoved(e) => {
+            if let Some(user) = state.users.get_mut(&e.user_id) {
+                user.removed = true;
+            }
+        }
+        Event::UserErased(e) => {
+            if let Some(user) = state.users.get_mut(&e.user_id) {
+                user.removed = true;
+                user.erased = true;
+                user.email = Personal::Erased;
+            }
+        }
+        Event::AgentUpdated(_)
+        | Event::ToolUpdated(_)
+        | Event::ConversationOpened(_)
+        | Event::MessageAppended(_)
+        | Event::UsageRecorded(_)
+        | Event::AccessDenied(_)
+        | Event::TenantPurged(_)
+        | Event::PartnerCreated(_)
+        | Event::SlugClaimed(_)
+        | Event::SlugReleased(_) => {}
+    }
+    state
+}
