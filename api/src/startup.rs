@@ -10,10 +10,12 @@ use tokio::net::TcpListener;
 use tenantry_domain::PlanCatalog;
 
 use crate::compliance::Purger;
-use crate::http::auth::{KeyHasher, ensure_bootstrap_key};
+use tenantry_app::keys::KeyHasher;
+
+use crate::http::auth::ensure_bootstrap_key;
 use crate::http::{self, AppState, ServeRole};
-use crate::service::Commands;
 use crate::settings::{Settings, StoreSettings};
+use tenantry_app::Commands;
 
 /// Open the store the settings describe: create the data directory and master key on first
 /// start, run migrations.

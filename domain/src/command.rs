@@ -92,7 +92,10 @@ impl SettingsPatch {
             agent_name: self.agent_name.apply_option(current.agent_name.clone()),
             system_prompt: self.system_prompt.apply_option(current.system_prompt.clone()),
             default_model: self.default_model.apply_option(current.default_model.clone()),
-            allowed_models: self.allowed_models.apply_option(Some(current.allowed_models.clone())).unwrap_or_default(),
+            allowed_models: self
+                .allowed_models
+                .apply_option(Some(current.allowed_models.clone()))
+                .unwrap_or_default(),
             feature_flags: flags,
         }
     }

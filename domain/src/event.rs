@@ -104,7 +104,9 @@ pub struct ApiKeyIssued {
     pub key_id: ApiKeyId,
     pub name: String,
     pub role: Role,
-    /// Keyed hash of the secret; the secret itself is never stored.
+    /// Keyed hash of the secret; the secret itself is never stored. Exports leave it out,
+    /// so an audit replay of one reads it as empty.
+    #[serde(default)]
     pub secret_hash: Vec<u8>,
     /// The user a `user` key acts as: it reaches that user's conversations only.
     pub user_id: Option<UserId>,

@@ -13,6 +13,7 @@
 //! - [`tenant`]: the tenant aggregate (lifecycle and directory) and its limits.
 //! - [`conversation`]: conversations, messages and monthly usage, and a message that bills
 //!   its usage (a combined decision).
+//! - [`partner`]: partners on the platform's log.
 //! - [`slug`]: one tenant per slug, decided on the platform log.
 //! - [`rejection`]: why a command is refused.
 //! - [`testing`]: a given/when/then harness for deciders.
@@ -24,6 +25,7 @@ pub mod conversation;
 pub mod event;
 pub mod ids;
 pub mod limits;
+pub mod partner;
 pub mod personal;
 pub mod rejection;
 pub mod slug;

@@ -2,9 +2,18 @@
 //! by a hash of the slug (the slug itself is not written there), appended at the version its
 //! holder was decided on, so of two racing creates one wins.
 
+use sha2::{Digest, Sha256};
+
 use crate::event::{Event, SlugClaimed, SlugReleased};
-use crate::ids::TenantId;
+use crate::ids::{StreamId, TenantId};
 use crate::rejection::Rejection;
+
+/// The platform stream that holds a slug's claims, named by a hash of the slug.
+pub fn claim_stream(slug: &str) -> StreamId {
+    let digest = Sha256::new().chain_update(b"tenantry/slug/v1/").chain_update(slug.as_bytes()).finalize();
+    let name = format!("slug-{}", &hex::encode(digest)[..32]);
+    name.parse().unwrap_or_else(|_| unreachable!("hex is a valid stream id"))
+}
 
 /// Who holds a slug: folded from its claim stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,5 +42,9 @@ pub fn decide_claim(state: &SlugState, slug: &str, tenant: TenantId) -> Result<V
 
 /// Release `slug` if `tenant` holds it (a purge, or a create that failed after its claim).
 pub fn decide_release(state: &SlugState, tenant: TenantId) -> Vec<Event> {
-    if state.holder == Some(tenant) { vec![Event::SlugReleased(SlugReleased { tenant_id: tenant })] } else { vec![] }
+    if state.holder == Some(tenant) {
+        vec![Event::SlugReleased(SlugReleased { tenant_id: tenant })]
+    } else {
+        vec![]
+    }
 }

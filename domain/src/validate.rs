@@ -32,7 +32,11 @@ pub(crate) fn slug(value: &str) -> Result<(), Rejection> {
     let ok = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !value.starts_with('-')
         && !value.ends_with('-');
-    if ok { Ok(()) } else { Err(Rejection::invalid("slug", "lowercase letters, digits and inner dashes only")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::invalid("slug", "lowercase letters, digits and inner dashes only"))
+    }
 }
 
 pub(crate) fn email(value: &str) -> Result<(), Rejection> {
@@ -129,7 +133,9 @@ pub(crate) fn limits(l: &LimitOverrides) -> Result<(), Rejection> {
 }
 
 pub(crate) fn usage(u: &TokenUsage) -> Result<(), Rejection> {
-    for (field, n) in [("usage.prompt_tokens", u.prompt_tokens), ("usage.completion_tokens", u.completion_tokens)] {
+    for (field, n) in
+        [("usage.prompt_tokens", u.prompt_tokens), ("usage.completion_tokens", u.completion_tokens)]
+    {
         if n > MAX_TOKENS_PER_RECORD {
             return Err(Rejection::invalid(field, format!("must be at most {MAX_TOKENS_PER_RECORD}")));
         }

@@ -202,7 +202,12 @@ proptest! {
 
 #[test]
 fn a_v1_api_key_decodes_as_a_key_acting_as_no_user() {
-    let v1 = codec::v1::ApiKeyIssued { key_id: ApiKeyId::new(), name: "k".into(), role: Role::Admin, secret_hash: vec![1] };
+    let v1 = codec::v1::ApiKeyIssued {
+        key_id: ApiKeyId::new(),
+        name: "k".into(),
+        role: Role::Admin,
+        secret_hash: vec![1],
+    };
     let event = codec::decode(codec::types::ApiKeyIssued, 1, &codec::to_bytes(&v1).unwrap()).unwrap();
     assert_eq!(
         event,

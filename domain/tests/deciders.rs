@@ -63,7 +63,13 @@ fn state_of(events: &[Event]) -> TenantState {
 }
 
 fn agent_cmd(id: AgentId) -> CreateAgent {
-    CreateAgent { agent_id: id, name: "a".into(), model: "m".into(), system_prompt: String::new(), tool_ids: vec![] }
+    CreateAgent {
+        agent_id: id,
+        name: "a".into(),
+        model: "m".into(),
+        system_prompt: String::new(),
+        tool_ids: vec![],
+    }
 }
 
 fn agent_created(id: AgentId) -> Event {
@@ -101,9 +107,9 @@ fn update(name: Option<&str>) -> UpdateTenant {
 fn create_tenant_is_the_platforms_and_happens_once() {
     let ctx = platform(TenantId::new());
     let c = create_cmd(LimitOverrides::default());
-    given(&[]).when(|s| tenant::decide(&ctx, s, &TenantCommand::CreateTenant(c.clone()))).then(&[created(
-        LimitOverrides::default(),
-    )]);
+    given(&[])
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::CreateTenant(c.clone())))
+        .then(&[created(LimitOverrides::default())]);
     given(&[created(LimitOverrides::default())])
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::CreateTenant(c.clone())))
         .then_rejected(Rejection::TenantAlreadyExists);
@@ -119,13 +125,17 @@ fn create_tenant_is_the_platforms_and_happens_once() {
 #[test]
 fn create_tenant_by_a_partner_is_under_that_partner_only() {
     let partner = PartnerId::new();
-    let ctx = TenantContext { role: Role::PartnerAdmin, partner_id: Some(partner), ..platform(TenantId::new()) };
+    let ctx =
+        TenantContext { role: Role::PartnerAdmin, partner_id: Some(partner), ..platform(TenantId::new()) };
     let other = CreateTenant { partner_id: Some(PartnerId::new()), ..create_cmd(LimitOverrides::default()) };
-    given(&[]).when(|s| tenant::decide(&ctx, s, &TenantCommand::CreateTenant(other.clone()))).then_rejected(
-        Rejection::Forbidden,
-    );
+    given(&[])
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::CreateTenant(other.clone())))
+        .then_rejected(Rejection::Forbidden);
     let own = CreateTenant { partner_id: Some(partner), ..other };
-    assert_eq!(tenant::decide(&ctx, &state_of(&[]), &TenantCommand::CreateTenant(own)).map(|e| e.len()), Ok(1));
+    assert_eq!(
+        tenant::decide(&ctx, &state_of(&[]), &TenantCommand::CreateTenant(own)).map(|e| e.len()),
+        Ok(1)
+    );
 }
 
 #[test]
@@ -232,7 +242,9 @@ fn suspend_is_the_platforms_and_suspending_twice_writes_nothing() {
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::SuspendTenant(reason.clone())))
         .then(&[Event::TenantSuspended(TenantSuspended { reason: "unpaid".into() })]);
     let suspended = [tenant_with(5), Event::TenantSuspended(TenantSuspended { reason: "unpaid".into() })];
-    given(&suspended).when(|s| tenant::decide(&ctx, s, &TenantCommand::SuspendTenant(reason.clone()))).then(&[]);
+    given(&suspended)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::SuspendTenant(reason.clone())))
+        .then(&[]);
     given(&[tenant_with(5)])
         .when(|s| tenant::decide(&admin(ctx.tenant_id), s, &TenantCommand::SuspendTenant(reason.clone())))
         .then_rejected(Rejection::Forbidden);
@@ -297,7 +309,13 @@ fn update_agent_keeps_the_bounds_of_create() {
     let agent = AgentId::new();
     let tool = ToolId::new();
     let past = [tenant_with(5), tool_registered(tool), agent_created(agent)];
-    let change = UpdateAgent { agent_id: agent, name: None, model: Some("m2".into()), system_prompt: None, tool_ids: Some(vec![tool]) };
+    let change = UpdateAgent {
+        agent_id: agent,
+        name: None,
+        model: Some("m2".into()),
+        system_prompt: None,
+        tool_ids: Some(vec![tool]),
+    };
     given(&past).when(|s| tenant::decide(&ctx, s, &TenantCommand::UpdateAgent(change.clone()))).then(&[
         Event::AgentUpdated(AgentUpdated {
             agent_id: agent,
@@ -353,7 +371,13 @@ fn update_tool_keeps_the_bounds_of_register() {
     let ctx = admin(TenantId::new());
     let tool = ToolId::new();
     let past = [tenant_with(5), tool_registered(tool)];
-    let off = UpdateTool { tool_id: tool, description: None, endpoint: None, parameters: None, enabled: Some(false) };
+    let off = UpdateTool {
+        tool_id: tool,
+        description: None,
+        endpoint: None,
+        parameters: None,
+        enabled: Some(false),
+    };
     given(&past).when(|s| tenant::decide(&ctx, s, &TenantCommand::UpdateTool(off.clone()))).then(&[
         Event::ToolUpdated(ToolUpdated {
             tool_id: tool,
@@ -408,7 +432,9 @@ fn a_key_has_a_tenant_role_and_a_user_key_acts_as_an_existing_user() {
     let user = UserId::new();
     let past = [tenant_with(5), user_added(user, "u@x.io")];
     let ok = key(Role::User, Some(user));
-    given(&past).when(|s| tenant::decide(&ctx, s, &TenantCommand::IssueApiKey(ok.clone()))).then(&[issued(&ok)]);
+    given(&past)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::IssueApiKey(ok.clone())))
+        .then(&[issued(&ok)]);
     let stranger = UserId::new();
     given(&past)
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::IssueApiKey(key(Role::User, Some(stranger)))))
@@ -435,9 +461,12 @@ fn keys_stop_at_the_limit_and_revoking_frees_a_slot() {
         .then(&[Event::ApiKeyRevoked(ApiKeyRevoked { key_id: first.key_id })]);
     let mut revoked = past.to_vec();
     revoked.push(Event::ApiKeyRevoked(ApiKeyRevoked { key_id: first.key_id }));
-    given(&revoked).when(|s| tenant::decide(&ctx, s, &revoke)).then_rejected(Rejection::ApiKeyNotFound(first.key_id));
+    given(&revoked)
+        .when(|s| tenant::decide(&ctx, s, &revoke))
+        .then_rejected(Rejection::ApiKeyNotFound(first.key_id));
     assert_eq!(
-        tenant::decide(&ctx, &state_of(&revoked), &TenantCommand::IssueApiKey(key(Role::Admin, None))).map(|e| e.len()),
+        tenant::decide(&ctx, &state_of(&revoked), &TenantCommand::IssueApiKey(key(Role::Admin, None)))
+            .map(|e| e.len()),
         Ok(1)
     );
 }
@@ -450,21 +479,26 @@ fn add_user_once_per_email_and_never_with_a_platform_role() {
     let first = UserId::new();
     let past = [tenant_with(5), user_added(first, "Ann@example.com")];
     let same = AddUser { user_id: UserId::new(), email: "ann@EXAMPLE.com".into(), role: Role::User };
-    given(&past).when(|s| tenant::decide(&ctx, s, &TenantCommand::AddUser(same.clone()))).then_rejected(Rejection::EmailTaken);
+    given(&past)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::AddUser(same.clone())))
+        .then_rejected(Rejection::EmailTaken);
     let boss = AddUser { user_id: UserId::new(), email: "b@example.com".into(), role: Role::SuperAdmin };
     given(&past)
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::AddUser(boss.clone())))
         .then_rejected(Rejection::invalid("role", "must be `admin` or `user`"));
     let ok = AddUser { role: Role::Admin, ..boss };
-    given(&past).when(|s| tenant::decide(&ctx, s, &TenantCommand::AddUser(ok.clone()))).then(&[Event::UserAdded(
-        UserAdded { user_id: ok.user_id, email: "b@example.com".into(), role: Role::Admin },
-    )]);
+    given(&past).when(|s| tenant::decide(&ctx, s, &TenantCommand::AddUser(ok.clone()))).then(&[
+        Event::UserAdded(UserAdded { user_id: ok.user_id, email: "b@example.com".into(), role: Role::Admin }),
+    ]);
 }
 
 #[test]
 fn users_stop_at_the_limit() {
     let ctx = admin(TenantId::new());
-    let past = [created(LimitOverrides { max_users: Some(1), ..Default::default() }), user_added(UserId::new(), "a@x.io")];
+    let past = [
+        created(LimitOverrides { max_users: Some(1), ..Default::default() }),
+        user_added(UserId::new(), "a@x.io"),
+    ];
     let next = AddUser { user_id: UserId::new(), email: "b@x.io".into(), role: Role::User };
     given(&past)
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::AddUser(next.clone())))
@@ -478,10 +512,16 @@ fn update_user_changes_email_and_role_within_the_tenant_roles() {
     let past = [tenant_with(5), user_added(ann, "ann@x.io"), user_added(bob, "bob@x.io")];
     let change = UpdateUser { user_id: ann, email: Some("ann2@x.io".into()), role: Some(Role::Admin) };
     given(&past).when(|s| tenant::decide(&ctx, s, &TenantCommand::UpdateUser(change.clone()))).then(&[
-        Event::UserUpdated(UserUpdated { user_id: ann, email: Some("ann2@x.io".into()), role: Some(Role::Admin) }),
+        Event::UserUpdated(UserUpdated {
+            user_id: ann,
+            email: Some("ann2@x.io".into()),
+            role: Some(Role::Admin),
+        }),
     ]);
     let taken = UpdateUser { user_id: ann, email: Some("BOB@x.io".into()), role: None };
-    given(&past).when(|s| tenant::decide(&ctx, s, &TenantCommand::UpdateUser(taken.clone()))).then_rejected(Rejection::EmailTaken);
+    given(&past)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::UpdateUser(taken.clone())))
+        .then_rejected(Rejection::EmailTaken);
     let boss = UpdateUser { user_id: ann, email: None, role: Some(Role::PartnerAdmin) };
     given(&past)
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::UpdateUser(boss.clone())))
@@ -511,7 +551,9 @@ fn erasure_is_owed_by_a_suspended_tenant_and_repeats_harmlessly() {
         user_added(ann, "a@x.io"),
         Event::TenantSuspended(TenantSuspended { reason: String::new() }),
     ];
-    given(&past).when(|s| tenant::decide(&ctx, s, &erase)).then(&[Event::UserErased(UserErased { user_id: ann })]);
+    given(&past)
+        .when(|s| tenant::decide(&ctx, s, &erase))
+        .then(&[Event::UserErased(UserErased { user_id: ann })]);
     let mut erased = past.to_vec();
     erased.push(Event::UserErased(UserErased { user_id: ann }));
     given(&erased).when(|s| tenant::decide(&ctx, s, &erase)).then(&[]);
@@ -572,7 +614,8 @@ fn conv_world() -> Conv {
 fn a_user_key_opens_conversations_as_its_own_user() {
     let w = conv_world();
     let id = ConversationId::new();
-    let open = OpenConversation { conversation_id: id, agent_id: w.agent, user_id: None, title: Some("hi".into()) };
+    let open =
+        OpenConversation { conversation_id: id, agent_id: w.agent, user_id: None, title: Some("hi".into()) };
     Scenario::new(ConversationState::default(), conversation::evolve)
         .when(|s| conversation::decide_open(&as_user(w.t, w.owner), &w.tenant, s, &open))
         .then(&[Event::ConversationOpened(ConversationOpened {
@@ -592,7 +635,12 @@ fn a_user_key_opens_conversations_as_its_own_user() {
 }
 
 fn opened(w: &Conv, id: ConversationId) -> Event {
-    Event::ConversationOpened(ConversationOpened { conversation_id: id, agent_id: w.agent, user_id: Some(w.owner), title: None })
+    Event::ConversationOpened(ConversationOpened {
+        conversation_id: id,
+        agent_id: w.agent,
+        user_id: Some(w.owner),
+        title: None,
+    })
 }
 
 fn message(id: ConversationId) -> AppendMessage {
@@ -642,7 +690,8 @@ fn a_message_with_usage_needs_a_model_and_bills_once() {
         Err(Rejection::invalid("model", "required with usage"))
     );
     let m = AppendMessage { model: Some("m".into()), ..no_model };
-    let billed = conversation::decide_billed_message(&ctx, &w.tenant, &conv, &UsageState::default(), &m, now).unwrap();
+    let billed =
+        conversation::decide_billed_message(&ctx, &w.tenant, &conv, &UsageState::default(), &m, now).unwrap();
     assert_eq!(billed.message.len(), 1);
     assert_eq!(
         billed.usage,
@@ -656,7 +705,11 @@ fn a_message_with_usage_needs_a_model_and_bills_once() {
     );
     // Past the month's tokens neither the message nor its bill is written.
     let month = billed.usage.iter().fold(UsageState::default(), conversation::evolve_usage);
-    let next = AppendMessage { message_id: MessageId::new(), usage: Some(TokenUsage { prompt_tokens: 501, completion_tokens: 0 }), ..m.clone() };
+    let next = AppendMessage {
+        message_id: MessageId::new(),
+        usage: Some(TokenUsage { prompt_tokens: 501, completion_tokens: 0 }),
+        ..m.clone()
+    };
     assert_eq!(
         conversation::decide_billed_message(&ctx, &w.tenant, &conv, &month, &next, now),
         Err(Rejection::LimitReached { limit: LimitName::TokensPerMonth, max: 1_000 })
@@ -693,8 +746,13 @@ fn recorded(r: &RecordUsage) -> Event {
 fn usage_is_limited_monthly_idempotent_by_request_id_and_an_admins_act() {
     let w = conv_world();
     let ctx = admin(w.t);
-    let month = || Scenario::new(UsageState::default(), conversation::evolve_usage).given(&[recorded(&record(900, "r1"))]);
-    month().when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(100, "r2"))).then(&[recorded(&record(100, "r2"))]);
+    let month = || {
+        Scenario::new(UsageState::default(), conversation::evolve_usage)
+            .given(&[recorded(&record(900, "r1"))])
+    };
+    month()
+        .when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(100, "r2")))
+        .then(&[recorded(&record(100, "r2"))]);
     month()
         .when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(101, "r3")))
         .then_rejected(Rejection::LimitReached { limit: LimitName::TokensPerMonth, max: 1_000 });
@@ -710,7 +768,10 @@ fn usage_is_limited_monthly_idempotent_by_request_id_and_an_admins_act() {
 #[test]
 fn token_counts_are_bounded_per_record() {
     let w = conv_world();
-    let huge = RecordUsage { usage: TokenUsage { prompt_tokens: u64::MAX, completion_tokens: 0 }, ..record(0, "big") };
+    let huge = RecordUsage {
+        usage: TokenUsage { prompt_tokens: u64::MAX, completion_tokens: 0 },
+        ..record(0, "big")
+    };
     Scenario::new(UsageState::default(), conversation::evolve_usage)
         .when(|s| conversation::decide_usage(&admin(w.t), &w.tenant, s, &huge))
         .then_rejected(Rejection::invalid("usage.prompt_tokens", "must be at most 1000000000000"));
@@ -725,7 +786,10 @@ fn a_slug_is_held_by_one_tenant_until_released() {
         .when(|s| slug::decide_claim(s, "acme", a))
         .then(&[Event::SlugClaimed(SlugClaimed { tenant_id: a })]);
     let held = [Event::SlugClaimed(SlugClaimed { tenant_id: a })];
-    Scenario::new(SlugState::default(), slug::evolve).given(&held).when(|s| slug::decide_claim(s, "acme", a)).then(&[]);
+    Scenario::new(SlugState::default(), slug::evolve)
+        .given(&held)
+        .when(|s| slug::decide_claim(s, "acme", a))
+        .then(&[]);
     Scenario::new(SlugState::default(), slug::evolve)
         .given(&held)
         .when(|s| slug::decide_claim(s, "acme", b))
@@ -733,4 +797,20 @@ fn a_slug_is_held_by_one_tenant_until_released() {
     let state = held.iter().fold(SlugState::default(), slug::evolve);
     assert_eq!(slug::decide_release(&state, b), vec![]);
     assert_eq!(slug::decide_release(&state, a), vec![Event::SlugReleased(SlugReleased { tenant_id: a })]);
+}
+
+#[test]
+fn partners_are_created_by_the_platform_operator_with_a_name() {
+    let p = PartnerId::new();
+    let ctx = platform(TenantId::PLATFORM);
+    assert_eq!(
+        partner::decide_create(&ctx, p, " Resell "),
+        Ok(vec![Event::PartnerCreated(PartnerCreated { partner_id: p, name: "Resell".into() })])
+    );
+    assert_eq!(
+        partner::decide_create(&ctx, p, "  "),
+        Err(Rejection::invalid("name", "must be at least 1 characters"))
+    );
+    let partner_admin = TenantContext { role: Role::PartnerAdmin, partner_id: Some(p), ..ctx };
+    assert_eq!(partner::decide_create(&partner_admin, p, "x"), Err(Rejection::Forbidden));
 }

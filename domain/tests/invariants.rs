@@ -49,7 +49,9 @@ fn command(step: &Step) -> TenantCommand {
             system_prompt: String::new(),
             tool_ids: vec![],
         }),
-        Step::ArchiveAgent(n) => TenantCommand::ArchiveAgent(ArchiveAgent { agent_id: AgentId::from(id(n, 1)) }),
+        Step::ArchiveAgent(n) => {
+            TenantCommand::ArchiveAgent(ArchiveAgent { agent_id: AgentId::from(id(n, 1)) })
+        }
         Step::AddUser(n) => TenantCommand::AddUser(AddUser {
             user_id: UserId::from(id(n, 2)),
             email: format!("u{n}@x.io"),
@@ -65,7 +67,12 @@ fn command(step: &Step) -> TenantCommand {
         }),
         Step::RevokeKey(n) => TenantCommand::RevokeApiKey(RevokeApiKey { key_id: ApiKeyId::from(id(n, 3)) }),
         Step::Limits(a, u, k) => TenantCommand::UpdateTenant(UpdateTenant {
-            limits: Some(LimitOverrides { max_agents: a, max_users: u, max_api_keys: k, ..Default::default() }),
+            limits: Some(LimitOverrides {
+                max_agents: a,
+                max_users: u,
+                max_api_keys: k,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     }

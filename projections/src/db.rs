@@ -155,7 +155,6 @@ pub struct ReadDb {
     /// Where queries read: the same pool on PostgreSQL; on SQLite, read-only connections
     /// beside the one that writes, so queries do not queue behind the projector's writes.
     readers: AnyPool,
-    sqlite: bool,
 }
 
 /// Read-only connections to the SQLite read models (WAL mode lets them read while the
@@ -194,7 +193,7 @@ impl ReadDb {
         } else {
             pool.clone()
         };
-        Ok(Self { pool, readers, sqlite })
+        Ok(Self { pool, readers })
     }
 
     /// The pool that writes (and reads what must be read with the writes).
@@ -205,9 +204,5 @@ impl ReadDb {
     /// The pool queries read read models with.
     pub fn readers(&self) -> &AnyPool {
         &self.readers
-    }
-
-    pub fn is_sqlite(&self) -> bool {
-        self.sqlite
     }
 }

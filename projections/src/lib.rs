@@ -5,12 +5,14 @@
 //!   read-your-writes, rebuild, status.
 //! - [`models`]: directory, conversations, quotas, billing usage and audit log, each a
 //!   projector and its queries.
+//! - [`platform`]: the platform's own keys (bootstrap, partner admins).
 //! - [`db`]: the read database (`Any` driver over the store's database).
 //! - [`error`]: the read side's typed errors.
 
 pub mod db;
 pub mod error;
 pub mod models;
+pub mod platform;
 pub mod runtime;
 
 use std::sync::Arc;

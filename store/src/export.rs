@@ -53,9 +53,31 @@ struct EventLineOut<'a> {
     event_type: &'a str,
     schema_version: u16,
     recorded_at: String,
-    data: &'a Event,
+    data: Public<'a>,
     metadata: &'a Metadata,
     chain_hash: String,
+}
+
+/// An event as an export shows it: everything but secrets (an API key's hash stays in the
+/// log, out of every file handed out).
+#[derive(Debug)]
+struct Public<'a>(&'a Event);
+
+impl Serialize for Public<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Event::ApiKeyIssued(k) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("ApiKeyIssued", 4)?;
+                st.serialize_field("key_id", &k.key_id)?;
+                st.serialize_field("name", &k.name)?;
+                st.serialize_field("role", &k.role)?;
+                st.serialize_field("user_id", &k.user_id)?;
+                st.end()
+            }
+            other => other.serialize(s),
+        }
+    }
 }
 
 /// One event line, as read back: `data` stays JSON so any reader can use it.
@@ -400,7 +422,7 @@ impl ExportState {
                 event_type: &e.event_type,
                 schema_version: e.schema_version,
                 recorded_at: timestamp(e.recorded_at),
-                data: &e.event,
+                data: Public(&e.event),
                 metadata: &e.metadata,
                 chain_hash: hex::encode(e.hash),
             };

@@ -2,15 +2,15 @@
 //! command line (the secret is printed once).
 
 use clap::{Args, Subcommand};
-use tenantry_domain::event::ApiKeyIssued;
+use tenantry_domain::command::IssueApiKey;
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{PlanCatalog, Role, TenantContext, TenantId, UserId};
 use tenantry_projections::models::directory;
 
 use crate::http::MIN_POSITION_WAIT;
-use crate::service::Commands;
 use crate::settings::StoreSettings;
 use crate::startup::open_read_side_with_hasher;
+use tenantry_app::Commands;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -48,7 +48,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     let commands = Commands::new(projections.store().clone(), PlanCatalog::default());
     let ctx = TenantContext::system(args.tenant);
     let (key_id, token, secret_hash) = hasher.issue();
-    let issued = ApiKeyIssued { key_id, name: args.name, role: args.role, secret_hash, user_id: args.user };
+    let issued = IssueApiKey { key_id, name: args.name, role: args.role, secret_hash, user_id: args.user };
     let out = commands.tenant(&ctx, &TenantCommand::IssueApiKey(issued)).await?;
     // Project the key now, so it authenticates even before a server catches up.
     projections.catch_up(&ctx).await?;

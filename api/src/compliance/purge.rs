@@ -27,7 +27,7 @@ use tenantry_projections::db::{Val, exec};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 use crate::relay::Broker;
-use crate::service::Commands;
+use tenantry_app::Commands;
 
 /// Where a purge stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,6 +93,8 @@ pub enum PurgeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Projection(#[from] tenantry_projections::ProjectionError),
+    #[error(transparent)]
+    Command(#[from] tenantry_app::CommandError),
     /// The broker could not be reached or refused; the purge resumes at this step.
     #[error("broker: {0}")]
     Broker(String),
@@ -237,7 +239,10 @@ impl Purger {
                     let events = self.store.head(&ctx).await?.map_or(0, |h| h.position);
                     // The slug is free again; read while the log can still be read.
                     if let Some(slug) = self.slug(&ctx).await? {
-                        crate::slugs::release(&self.store, &slug, tenant).await?;
+                        let commands = self.commands.clone().unwrap_or_else(|| {
+                            Commands::new(self.store.clone(), tenantry_domain::PlanCatalog::default())
+                        });
+                        commands.release_slug(&slug, tenant).await?;
                     }
                     self.store.destroy_key(&ctx).await?;
                     if let Some(commands) = &self.commands {

@@ -4,60 +4,14 @@
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use sqlx::Row;
-use tenantry_domain::{Actor, ApiKeyId, PartnerId, RequestId, Role, TenantContext, TenantId, UserId};
-use tenantry_projections::ProjectionError;
+use tenantry_domain::{Actor, ApiKeyId, PartnerId, RequestId, Role, TenantContext, TenantId};
+use tenantry_projections::models::directory;
+use tenantry_projections::platform;
 use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
 use super::key_cache::CachedKey;
-
-/// Hashes secrets with a key derived from the master key.
-#[derive(Clone)]
-pub struct KeyHasher {
-    key: [u8; 32],
-}
-
-impl std::fmt::Debug for KeyHasher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyHasher(..)")
-    }
-}
-
-impl KeyHasher {
-    pub fn new(master: &tenantry_store::MasterKey) -> Self {
-        Self { key: *master.derive("api-keys") }
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
-    }
-
-    pub fn hash(&self, secret: &str) -> Vec<u8> {
-        let mut mac = self.mac();
-        mac.update(secret.as_bytes());
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    /// Constant-time comparison of a presented secret with a stored hash.
-    pub fn verify(&self, secret: &str, stored: &[u8]) -> bool {
-        let mut mac = self.mac();
-        mac.update(secret.as_bytes());
-        mac.verify_slice(stored).is_ok()
-    }
-
-    /// A new key: its id, the full token to hand out once, and the hash to store.
-    pub fn issue(&self) -> (ApiKeyId, String, Vec<u8>) {
-        let id = ApiKeyId::new();
-        let secret = hex::encode(rand::random::<[u8; 32]>());
-        let token = format!("tnt_{}_{secret}", id.as_uuid().simple());
-        (id, token, self.hash(&secret))
-    }
-}
 
 /// Whether a bootstrap key given in config has the required form.
 pub fn valid_bootstrap_key(key: &str) -> bool {
@@ -74,6 +28,8 @@ pub struct Caller {
     /// The partner of a partner_admin key.
     pub partner: Option<PartnerId>,
     pub actor: Actor,
+    /// The key presented, when it is a tenant or partner key.
+    pub key: Option<ApiKeyId>,
     pub request_id: RequestId,
     pub source_ip: Option<String>,
 }
@@ -127,14 +83,17 @@ impl FromRequestParts<AppState> for Scoped {
         let caller = Caller::from_request_parts(parts, state).await?;
         let params = axum::extract::RawPathParams::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            .map_err(|_| ApiError::bad_request("the path is not valid UTF-8"))?;
         let tenant: TenantId = params
             .iter()
             .find(|(name, _)| *name == "tenant_id")
-            .ok_or_else(|| ApiError::Internal("route without {tenant_id} uses Scoped".into()))?
+            .ok_or_else(|| ApiError::internal(super::error::Bug("route without {tenant_id} uses Scoped")))?
             .1
             .parse()
-            .map_err(|e: tenantry_domain::ids::IdError| ApiError::BadRequest(e.to_string()))?;
+            .map_err(|e: tenantry_domain::ids::IdError| ApiError::BadRequest {
+                detail: e.to_string(),
+                field: Some("tenant_id".into()),
+            })?;
         if caller.partner_reaches(state, tenant).await {
             return Ok(Self(caller.acting_on(tenant)));
         }
@@ -146,6 +105,23 @@ impl FromRequestParts<AppState> for Scoped {
                 Err(denied)
             }
         }
+    }
+}
+
+/// [`Scoped`], for what only the tenant's administrators (and the platform) may see or do:
+/// a user key gets 403.
+#[derive(Debug, Clone)]
+pub struct Administering(pub TenantContext);
+
+impl FromRequestParts<AppState> for Administering {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Scoped(ctx) = Scoped::from_request_parts(parts, state).await?;
+        if !ctx.role.can_administer() {
+            return Err(ApiError::Forbidden("a user key may not do this".into()));
+        }
+        Ok(Self(ctx))
     }
 }
 
@@ -194,30 +170,18 @@ async fn partner_key(
     request_id: RequestId,
     source_ip: Option<String>,
 ) -> Result<Caller, ApiError> {
-    let row = sqlx::query(
-        "SELECT secret_hash, partner_id FROM platform_keys WHERE key_id = $1 AND role = 'partner_admin'",
-    )
-    .bind(key_id.to_string())
-    .fetch_optional(state.projections.db().pool())
-    .await
-    .map_err(|e| ApiError::from(ProjectionError::from(e)))?
-    .ok_or(ApiError::Unauthorized)?;
-    let stored = hex::decode(row.try_get::<String, _>(0).map_err(|_| ApiError::Unauthorized)?)
-        .map_err(|_| ApiError::Unauthorized)?;
-    if !state.keys.verify(secret, &stored) {
+    let key = platform::partner_key(state.projections.db(), &key_id.to_string())
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if !state.keys.verify(secret, &key.secret_hash) {
         return Err(ApiError::Unauthorized);
     }
-    let partner: PartnerId = row
-        .try_get::<Option<String>, _>(1)
-        .ok()
-        .flatten()
-        .and_then(|p| p.parse().ok())
-        .ok_or(ApiError::Unauthorized)?;
     Ok(Caller {
         role: Role::PartnerAdmin,
         tenant: None,
-        partner: Some(partner),
+        partner: key.partner,
         actor: Actor::ApiKey(ApiKeyId::from_uuid(key_id)),
+        key: Some(ApiKeyId::from_uuid(key_id)),
         request_id,
         source_ip,
     })
@@ -226,40 +190,17 @@ async fn partner_key(
 /// A tenant key as the directory holds it: `None` when there is no such tenant key (it may
 /// be a partner's), `Some(None)` when it no longer works (revoked, or its user removed).
 async fn tenant_key(state: &AppState, key_id: Uuid) -> Result<Option<Option<CachedKey>>, ApiError> {
-    let row = sqlx::query(
-        // A user key stops working with its user: removed or erased.
-        "SELECT k.tenant_id, k.secret_hash, k.role,
-                CASE WHEN k.revoked <> 0 OR COALESCE(u.removed, 0) <> 0 THEN 1 ELSE 0 END AS revoked,
-                k.user_id
-         FROM dir_api_keys k
-         LEFT JOIN dir_users u ON u.tenant_id = k.tenant_id AND u.user_id = k.user_id
-         WHERE k.key_id = $1",
-    )
-    .bind(key_id.to_string())
-    .fetch_optional(state.projections.db().readers())
-    .await
-    .map_err(|e| ApiError::from(ProjectionError::from(e)))?;
-    let Some(row) = row else { return Ok(None) };
-    let revoked: i64 = row.try_get("revoked").map_err(|_| ApiError::Unauthorized)?;
-    if revoked != 0 {
-        return Ok(Some(None));
-    }
-    let secret_hash =
-        hex::decode(row.try_get::<String, _>("secret_hash").map_err(|_| ApiError::Unauthorized)?)
-            .map_err(|_| ApiError::Unauthorized)?;
-    let tenant: TenantId = row
-        .try_get::<String, _>("tenant_id")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or(ApiError::Unauthorized)?;
-    let role = match row.try_get::<String, _>("role").as_deref() {
-        Ok("admin") => Role::Admin,
-        Ok("user") => Role::User,
-        _ => return Err(ApiError::Unauthorized),
-    };
-    let user: Option<UserId> =
-        row.try_get::<Option<String>, _>("user_id").ok().flatten().and_then(|u| u.parse().ok());
-    Ok(Some(Some(CachedKey { tenant, secret_hash, role, user })))
+    let found = directory::auth_key(state.projections.db(), &key_id.to_string()).await?;
+    Ok(found.map(|key| {
+        key.and_then(|k| {
+            Some(CachedKey { tenant: k.tenant?, secret_hash: k.secret_hash, role: k.role, user: k.user })
+        })
+    }))
+}
+
+/// The address the request came from, when the server knows it.
+pub fn source_ip(parts: &Parts) -> Option<String> {
+    parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string())
 }
 
 fn parse_tenant_key(token: &str) -> Option<(Uuid, &str)> {
@@ -272,6 +213,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Authenticated once per request, by the limits middleware.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -280,11 +225,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
         let request_id = RequestId::new();
-        let source_ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        let pool = state.projections.db().pool();
+        let source_ip = source_ip(parts);
         if let Some((key_id, secret)) = parse_tenant_key(token) {
             let key = match state.key_cache.get(key_id) {
                 Some(key) => key,
@@ -313,17 +254,12 @@ impl FromRequestParts<AppState> for Caller {
                 tenant: Some(key.tenant),
                 partner: None,
                 actor,
+                key: Some(ApiKeyId::from_uuid(key_id)),
                 request_id,
                 source_ip,
             });
         }
-        let row = sqlx::query("SELECT secret_hash FROM platform_keys WHERE key_id = 'bootstrap'")
-            .fetch_optional(pool)
-            .await
-            .map_err(|e| ApiError::from(ProjectionError::from(e)))?
-            .ok_or(ApiError::Unauthorized)?;
-        let stored = hex::decode(row.try_get::<String, _>(0).map_err(|_| ApiError::Unauthorized)?)
-            .map_err(|_| ApiError::Unauthorized)?;
+        let stored = platform::bootstrap_hash(state.projections.db()).await?.ok_or(ApiError::Unauthorized)?;
         if !state.keys.verify(token, &stored) {
             return Err(ApiError::Unauthorized);
         }
@@ -332,6 +268,7 @@ impl FromRequestParts<AppState> for Caller {
             tenant: None,
             partner: None,
             actor: Actor::System,
+            key: None,
             request_id,
             source_ip,
         })
@@ -344,25 +281,21 @@ pub async fn ensure_bootstrap_key(
     state: &AppState,
     configured: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
-    let pool = state.projections.db().pool();
-    let exists = sqlx::query("SELECT key_id FROM platform_keys WHERE key_id = 'bootstrap'")
-        .fetch_optional(pool)
-        .await?;
-    let (key, announce) = match configured {
-        Some(k) if !valid_bootstrap_key(k) => {
+    let db = state.projections.db();
+    let stored = platform::bootstrap_hash(db).await?;
+    let (key, announce) = match (configured, stored) {
+        (Some(k), _) if !valid_bootstrap_key(k) => {
             anyhow::bail!("TENANTRY_BOOTSTRAP_KEY must be 32 to 128 characters of A-Za-z0-9_-")
         }
-        Some(k) => (k.to_owned(), false),
-        None if exists.is_some() => return Ok(None),
-        None => (format!("tnt_root_{}", hex::encode(rand::random::<[u8; 24]>())), true),
+        // The operator key of an existing store is never replaced silently.
+        (Some(k), Some(stored)) if state.keys.verify(k, &stored) => return Ok(None),
+        (Some(_), Some(_)) => anyhow::bail!(
+            "this store already has a different bootstrap key; start without --bootstrap-key (TENANTRY_BOOTSTRAP_KEY) to keep it"
+        ),
+        (Some(k), None) => (k.to_owned(), false),
+        (None, Some(_)) => return Ok(None),
+        (None, None) => (format!("tnt_root_{}", hex::encode(rand::random::<[u8; 24]>())), true),
     };
-    let hash = hex::encode(state.keys.hash(&key));
-    sqlx::query(
-        "INSERT INTO platform_keys (key_id, secret_hash, role) VALUES ('bootstrap', $1, 'super_admin')
-         ON CONFLICT (key_id) DO UPDATE SET secret_hash = excluded.secret_hash",
-    )
-    .bind(hash)
-    .execute(pool)
-    .await?;
+    platform::store_bootstrap(db, &state.keys.hash(&key)).await?;
     Ok(announce.then_some(key))
 }

@@ -1,64 +1,132 @@
-//! One error type for every route, answered as `application/problem+json` (RFC 9457).
-//! Logging happens in the tracing middleware, not here; internal details never reach a
-//! client.
+//! One error type for every route, answered as `application/problem+json` (RFC 9457) with a
+//! stable `code`, and `field` where one field is at fault. Internal errors are logged by the
+//! access-log middleware (which finds them in the response's extensions), never here, and
+//! their details never reach a client.
+
+use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tenantry_app::{AppError, CommandError};
 use tenantry_domain::{LimitName, Rejection};
 use tenantry_projections::ProjectionError;
 use tenantry_store::StoreError;
 
-use crate::service::CommandError;
+/// What went wrong inside, kept for the access log.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// The cause of a 5xx answer, attached to the response for the access log.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub Cause);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400: malformed JSON, unknown fields, a bad id or cursor.
-    #[error("{0}")]
-    BadRequest(String),
-    /// 401: no credential, or one that does not authenticate.
-    #[error("missing or invalid API key")]
+    /// 400 `bad_request`: malformed JSON, a wrong type, an unknown field, a bad id or query.
+    #[error("{detail}")]
+    BadRequest { detail: String, field: Option<String> },
+    /// 400 `invalid_cursor`: a cursor this list did not hand out.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// 401 `unauthorized`: no credential, or one that does not authenticate.
+    #[error("missing or invalid credential")]
     Unauthorized,
-    /// 403: the role may not do this, or the key belongs to another tenant.
+    /// 403 `forbidden`: the role may not do this, or the key belongs to another tenant.
     #[error("{0}")]
     Forbidden(String),
-    /// 404: no such object for this tenant (also for another tenant's objects).
+    /// 404 `not_found`: no such object for this tenant (also another tenant's objects).
     #[error("not found")]
     NotFound,
-    /// 409: a version conflict or a taken name.
-    #[error("{0}")]
-    Conflict(String),
-    /// 413: the body is over 1 MiB.
+    /// 405 `method_not_allowed`.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// 409 `conflict`: a version conflict or a taken name.
+    #[error("{detail}")]
+    Conflict { detail: String, field: Option<String> },
+    /// 413 `payload_too_large`: the body is over 1 MiB.
     #[error("request body is over 1 MiB")]
     PayloadTooLarge,
-    /// 422: well-formed but invalid.
+    /// 414 `uri_too_long`.
+    #[error("request target is too long")]
+    UriTooLong,
+    /// 422 `validation_failed`: well-formed but invalid.
     #[error("invalid {field}: {reason}")]
     Unprocessable { field: String, reason: String },
-    /// 429: a limit is reached.
+    /// 422 `idempotency_key_reused`: a key (or request id) seen before with other content.
+    #[error("{detail}")]
+    IdempotencyKeyReused { detail: String, field: Option<String> },
+    /// 429 `limit_exceeded`: a limit is reached.
     #[error("limit {limit} reached ({max})")]
     LimitReached { limit: LimitName, max: u64, retry_after: Option<u64> },
-    /// 503: the read model has not caught up with the position asked for, or the tenant is
-    /// too busy; retry.
+    /// 431 `headers_too_large`.
+    #[error("request headers are too large")]
+    HeadersTooLarge,
+    /// 503 `unavailable`: the read model has not caught up with the position asked for, or
+    /// the tenant is too busy; retry.
     #[error("{0}")]
     Unavailable(String),
-    /// 500: anything else; the body says nothing more.
+    /// 500 `internal`: anything else; the body says nothing more.
     #[error("internal error")]
-    Internal(String),
+    Internal(Cause),
 }
 
 impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest { detail: detail.into(), field: None }
+    }
+
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Arc::new(cause))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::InvalidCursor => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::Unprocessable { .. } | Self::IdempotencyKeyReused { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::LimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code clients branch on.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "bad_request",
+            Self::InvalidCursor => "invalid_cursor",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict { .. } => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::Unprocessable { .. } => "validation_failed",
+            Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            Self::LimitReached { .. } => "limit_exceeded",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Self::BadRequest { field, .. }
+            | Self::Conflict { field, .. }
+            | Self::IdempotencyKeyReused { field, .. } => field.as_deref(),
+            Self::Unprocessable { field, .. } => Some(field),
+            _ => None,
         }
     }
 }
@@ -70,8 +138,12 @@ impl IntoResponse for ApiError {
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("error"),
             "status": status.as_u16(),
+            "code": self.code(),
             "detail": self.to_string(),
         });
+        if let Some(field) = self.field() {
+            body["field"] = json!(field);
+        }
         let mut retry_after = None;
         match &self {
             Self::LimitReached { limit, max, retry_after: r } => {
@@ -80,7 +152,6 @@ impl IntoResponse for ApiError {
                 retry_after = *r;
             }
             Self::Unavailable(_) => retry_after = Some(1),
-            Self::Internal(detail) => tracing::error!(detail, "internal error"),
             _ => {}
         }
         let mut response = (status, body.to_string()).into_response();
@@ -88,6 +159,12 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::Unauthorized) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tenantry\""));
+        }
+        if let Self::Internal(cause) = self {
+            response.extensions_mut().insert(InternalCause(cause));
         }
         response
     }
@@ -106,14 +183,20 @@ impl From<Rejection> for ApiError {
             Rejection::Forbidden => Self::Forbidden("role may not do this".into()),
             Rejection::LimitReached { limit, max } => Self::LimitReached { limit, max, retry_after: None },
             Rejection::Invalid { field, reason } => Self::Unprocessable { field: field.into(), reason },
+            Rejection::RequestIdReused(_) => {
+                Self::IdempotencyKeyReused { detail: r.to_string(), field: Some("request_id".into()) }
+            }
+            Rejection::SlugTaken(_) => Self::Conflict { detail: r.to_string(), field: Some("slug".into()) },
+            Rejection::EmailTaken => Self::Conflict { detail: r.to_string(), field: Some("email".into()) },
             other @ (Rejection::TenantAlreadyExists
             | Rejection::TenantNotSuspended
             | Rejection::AgentAlreadyExists(_)
             | Rejection::ToolAlreadyExists(_)
             | Rejection::ApiKeyAlreadyExists(_)
             | Rejection::UserAlreadyExists(_)
-            | Rejection::EmailTaken
-            | Rejection::ConversationAlreadyExists(_)) => Self::Conflict(other.to_string()),
+            | Rejection::ConversationAlreadyExists(_)) => {
+                Self::Conflict { detail: other.to_string(), field: None }
+            }
         }
     }
 }
@@ -121,9 +204,11 @@ impl From<Rejection> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } | StoreError::IdempotencyMismatch { .. } => {
-                Self::Conflict(e.to_string())
-            }
+            StoreError::Conflict { .. } => Self::Conflict { detail: e.to_string(), field: None },
+            StoreError::IdempotencyMismatch { .. } => Self::IdempotencyKeyReused {
+                detail: "this Idempotency-Key was used before with another request".into(),
+                field: None,
+            },
             StoreError::PayloadTooLarge { .. } => Self::PayloadTooLarge,
             StoreError::KeyDestroyed { .. } => Self::NotFound,
             StoreError::QuotaExceeded { limit, max } => {
@@ -137,17 +222,24 @@ impl From<StoreError> for ApiError {
                 };
                 Self::LimitReached { limit, max, retry_after }
             }
-            other => Self::Internal(other.to_string()),
+            other => Self::internal(other),
         }
     }
 }
 
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
+        AppError::from(e).into()
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
         match e {
-            CommandError::Rejected(r) => r.into(),
-            CommandError::Store(s) => s.into(),
-            CommandError::Contended => Self::Unavailable(e.to_string()),
+            AppError::Rejected(r) => r.into(),
+            AppError::Store(s) => s.into(),
+            AppError::Projection(p) => p.into(),
+            AppError::Contended => Self::Unavailable(e.to_string()),
         }
     }
 }
@@ -155,9 +247,14 @@ impl From<CommandError> for ApiError {
 impl From<ProjectionError> for ApiError {
     fn from(e: ProjectionError) -> Self {
         match e {
-            ProjectionError::InvalidCursor => Self::BadRequest("invalid cursor".into()),
+            ProjectionError::InvalidCursor => Self::InvalidCursor,
             ProjectionError::NotCaughtUp { .. } => Self::Unavailable(e.to_string()),
-            other => Self::Internal(other.to_string()),
+            other => Self::internal(other),
         }
     }
 }
+
+/// A state the code should never reach (a route wired wrongly, a recorder missing).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Bug(pub &'static str);

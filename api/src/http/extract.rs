@@ -1,4 +1,5 @@
-//! Extractors that turn their rejections into [`ApiError`].
+//! Extractors that turn their rejections into [`ApiError`], in words of this API rather than
+//! of the framework.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -6,6 +7,15 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+
+/// The innermost message of an error: serde's own words, without the framework's preamble.
+fn innermost(e: &dyn std::error::Error) -> String {
+    let mut inner = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}
 
 /// JSON body: malformed JSON, wrong types and unknown fields are 400, an oversized body 413.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,7 +32,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
             {
                 Err(ApiError::PayloadTooLarge)
             }
-            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::bad_request("the body must be JSON, sent with Content-Type: application/json"))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::bad_request(format!("malformed JSON: {}", innermost(&e))))
+            }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::bad_request(format!("invalid body: {}", innermost(&e))))
+            }
+            Err(_) => Err(ApiError::bad_request("the body could not be read")),
         }
     }
 }
@@ -38,11 +57,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Self(v))
-            .map_err(|e: PathRejection| ApiError::BadRequest(e.body_text()))
+            .map_err(|e: PathRejection| ApiError::bad_request(format!("invalid path: {}", innermost(&e))))
     }
 }
 
-/// Query string: malformed parameters are 400.
+/// Query string: malformed parameters are 400; so is a NUL character, which no backend
+/// can compare against.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppQuery<T>(pub T);
 
@@ -50,10 +70,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or("");
+        if raw.contains("%00") || raw.contains('\0') {
+            return Err(ApiError::bad_request("query parameters must not contain the NUL character"));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Self(v))
-            .map_err(|e: QueryRejection| ApiError::BadRequest(e.body_text()))
+            .map_err(|e: QueryRejection| ApiError::bad_request(format!("invalid query: {}", innermost(&e))))
     }
 }
 
@@ -69,7 +93,10 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
             None => Ok(Self(None)),
             Some(v) => {
                 v.to_str().ok().and_then(|v| v.trim().parse().ok()).map(|n| Self(Some(n))).ok_or_else(|| {
-                    ApiError::BadRequest("Tenantry-Min-Position must be a whole number".into())
+                    ApiError::BadRequest {
+                        detail: "Tenantry-Min-Position must be a whole number".into(),
+                        field: Some("Tenantry-Min-Position".into()),
+                    }
                 })
             }
         }

@@ -47,7 +47,8 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let handle = handle().ok_or_else(|| ApiError::Internal("metrics recorder unavailable".into()))?;
+    let handle =
+        handle().ok_or_else(|| ApiError::internal(super::error::Bug("metrics recorder unavailable")))?;
     for s in state.projections.status().await? {
         let labels = [("projector", s.projector.clone())];
         metrics::gauge!("tenantry_projection_lag_events", &labels).set(s.lag_events as f64);

@@ -13,8 +13,10 @@ use tenantry_projections::Projections;
 use tenantry_store::EventStore;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::service::{Commands, Written};
+use tenantry_app::keys::KeyHasher;
+use tenantry_app::{Commands, Written};
 
+pub mod access;
 pub mod auth;
 pub mod commands;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod extract;
 pub mod health;
 pub mod key_cache;
 pub mod limits;
+pub mod me;
 pub mod metrics;
 pub mod queries;
 
@@ -58,7 +61,7 @@ pub struct Shared {
     pub store: EventStore,
     pub projections: Projections,
     pub commands: Commands,
-    pub keys: auth::KeyHasher,
+    pub keys: KeyHasher,
     pub plans: PlanCatalog,
     pub gates: limits::Gates,
     /// Tenant keys as last read, in use while changes to them are heard.
@@ -95,7 +98,7 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
         api = api.merge(commands::router());
     }
     if role != ServeRole::Commands {
-        api = api.merge(queries::router());
+        api = api.merge(queries::router()).merge(me::router());
     }
     api
 }
@@ -109,11 +112,14 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
-        .merge(api);
+        .merge(api)
+        // Unknown routes and methods answer in the same problem form as every other error.
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     app.layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(access::log))
         .with_state(state)
 }
 

@@ -90,7 +90,12 @@ pub(super) fn update_tenant(
     if let Some(settings) = &settings {
         validate::settings(settings)?;
     }
-    Ok(vec![Event::TenantUpdated(TenantUpdated { name: c.name.clone(), plan: c.plan, settings, limits: c.limits })])
+    Ok(vec![Event::TenantUpdated(TenantUpdated {
+        name: c.name.clone(),
+        plan: c.plan,
+        settings,
+        limits: c.limits,
+    })])
 }
 
 pub(super) fn suspend_tenant(
@@ -281,7 +286,11 @@ pub(super) fn revoke_api_key(
     Ok(vec![Event::ApiKeyRevoked(ApiKeyRevoked { key_id: c.key_id })])
 }
 
-pub(super) fn add_user(ctx: &TenantContext, state: &TenantState, c: &AddUser) -> Result<Vec<Event>, Rejection> {
+pub(super) fn add_user(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &AddUser,
+) -> Result<Vec<Event>, Rejection> {
     open(ctx, state)?;
     require(!state.users.contains_key(&c.user_id), Rejection::UserAlreadyExists(c.user_id))?;
     tenant_role("role", c.role)?;

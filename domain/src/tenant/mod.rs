@@ -119,7 +119,10 @@ impl TenantCommand {
     /// the platform's own commands, and an erasure the law requires, are never refused for
     /// the tenant's usage.
     pub const fn exempt_from_quota(&self) -> bool {
-        matches!(self, Self::CreateTenant(_) | Self::SuspendTenant(_) | Self::ResumeTenant(_) | Self::EraseUser(_))
+        matches!(
+            self,
+            Self::CreateTenant(_) | Self::SuspendTenant(_) | Self::ResumeTenant(_) | Self::EraseUser(_)
+        )
     }
 }
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::Settings;
-use tenantry_domain::{Event, LimitOverrides, Limits, Plan, PlanCatalog, TenantContext};
+use tenantry_domain::{Event, LimitOverrides, Limits, Plan, PlanCatalog, Role, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_text, page_size, text};
@@ -341,15 +341,6 @@ pub async fn tenant(ctx: &TenantContext, db: &ReadDb) -> Result<Option<TenantRow
     row.as_ref().map(TenantRow::try_from).transpose()
 }
 
-/// The tenant holding a slug, if any (platform-level: slugs are unique across tenants).
-pub async fn tenant_by_slug(db: &ReadDb, slug: &str) -> Result<Option<TenantRow>, ProjectionError> {
-    let row = sqlx::query("SELECT * FROM dir_tenants WHERE slug = $1")
-        .bind(slug)
-        .fetch_optional(db.readers())
-        .await?;
-    row.as_ref().map(TenantRow::try_from).transpose()
-}
-
 /// Tenants in id order after `after`, of one partner when given.
 /// A partner, from the platform's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -610,24 +601,42 @@ pub async fn api_keys(
         .collect()
 }
 
-/// What authentication needs of a key: its stored hash, role, and whether it was revoked.
-pub async fn api_key_credential(
-    ctx: &TenantContext,
+/// A tenant key as authentication needs it: `None` when no tenant key has this id (it may
+/// be a partner's), `Some(None)` when it no longer works (revoked, or its user removed).
+pub async fn auth_key(
     db: &ReadDb,
-    key: &str,
-) -> Result<Option<(Vec<u8>, String, bool)>, ProjectionError> {
-    let tenant = ctx.tenant_id;
+    key_id: &str,
+) -> Result<Option<Option<crate::platform::KeyRecord>>, ProjectionError> {
     let row = sqlx::query(
-        "SELECT secret_hash, role, revoked FROM dir_api_keys WHERE tenant_id = $1 AND key_id = $2",
+        // A user key stops working with its user: removed or erased.
+        "SELECT k.tenant_id, k.secret_hash, k.role,
+                CASE WHEN k.revoked <> 0 OR COALESCE(u.removed, 0) <> 0 THEN 1 ELSE 0 END AS revoked,
+                k.user_id
+         FROM dir_api_keys k
+         LEFT JOIN dir_users u ON u.tenant_id = k.tenant_id AND u.user_id = k.user_id
+         WHERE k.key_id = $1",
     )
-    .bind(tenant.to_string())
-    .bind(key)
+    .bind(key_id)
     .fetch_optional(db.readers())
     .await?;
-    row.map(|r| {
-        let hash =
-            hex::decode(text(&r, "secret_hash")?).map_err(|e| ProjectionError::Malformed(e.to_string()))?;
-        Ok((hash, text(&r, "role")?, int(&r, "revoked")? != 0))
-    })
-    .transpose()
+    let Some(r) = row else { return Ok(None) };
+    if int(&r, "revoked")? != 0 {
+        return Ok(Some(None));
+    }
+    let malformed = |what: &str| ProjectionError::Malformed(format!("api key: {what}"));
+    let secret_hash = hex::decode(text(&r, "secret_hash")?).map_err(|_| malformed("secret hash"))?;
+    let tenant = text(&r, "tenant_id")?.parse().map_err(|_| malformed("tenant id"))?;
+    let role = match text(&r, "role")?.as_str() {
+        "admin" => Role::Admin,
+        "user" => Role::User,
+        _ => return Err(malformed("role")),
+    };
+    let user = opt_text(&r, "user_id")?.and_then(|u| u.parse().ok());
+    Ok(Some(Some(crate::platform::KeyRecord {
+        secret_hash,
+        role,
+        tenant: Some(tenant),
+        user,
+        partner: None,
+    })))
 }

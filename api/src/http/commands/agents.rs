@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use tenantry_domain::event::{AgentCreated, AgentUpdated};
+use tenantry_domain::command;
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{AgentId, TenantId, ToolId};
 use utoipa_axum::router::OpenApiRouter;
@@ -49,7 +49,7 @@ pub async fn create(
     AppJson(body): AppJson<CreateAgent>,
 ) -> Result<Response, ApiError> {
     let agent_id = AgentId::new();
-    let command = TenantCommand::CreateAgent(AgentCreated {
+    let command = TenantCommand::CreateAgent(command::CreateAgent {
         agent_id,
         name: body.name,
         model: body.model,
@@ -67,7 +67,7 @@ pub async fn update(
     AppPath((_, agent_id)): AppPath<(TenantId, AgentId)>,
     AppJson(body): AppJson<PatchAgent>,
 ) -> Result<Response, ApiError> {
-    let command = TenantCommand::UpdateAgent(AgentUpdated {
+    let command = TenantCommand::UpdateAgent(command::UpdateAgent {
         agent_id,
         name: body.name,
         model: body.model,
@@ -84,6 +84,7 @@ pub async fn archive(
     Scoped(ctx): Scoped,
     AppPath((_, agent_id)): AppPath<(TenantId, AgentId)>,
 ) -> Result<Response, ApiError> {
-    let out = state.commands.tenant(&ctx, &TenantCommand::ArchiveAgent { agent_id }).await?;
+    let out =
+        state.commands.tenant(&ctx, &TenantCommand::ArchiveAgent(command::ArchiveAgent { agent_id })).await?;
     Ok(written(StatusCode::OK, Some(agent_id.to_string()), out, json!({})))
 }

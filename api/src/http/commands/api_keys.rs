@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use tenantry_domain::event::ApiKeyIssued;
+use tenantry_domain::command::{IssueApiKey, RevokeApiKey};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{ApiKeyId, Role, TenantId, UserId};
 use tenantry_projections::models::directory;
@@ -42,7 +42,7 @@ pub async fn create(
     AppJson(body): AppJson<CreateKey>,
 ) -> Result<Response, ApiError> {
     let (key_id, token, secret_hash) = state.keys.issue();
-    let command = TenantCommand::IssueApiKey(ApiKeyIssued {
+    let command = TenantCommand::IssueApiKey(IssueApiKey {
         key_id,
         name: body.name,
         role: body.role,
@@ -61,7 +61,7 @@ pub async fn revoke(
     Scoped(ctx): Scoped,
     AppPath((_, key_id)): AppPath<(TenantId, ApiKeyId)>,
 ) -> Result<Response, ApiError> {
-    let out = state.commands.tenant(&ctx, &TenantCommand::RevokeApiKey { key_id }).await?;
+    let out = state.commands.tenant(&ctx, &TenantCommand::RevokeApiKey(RevokeApiKey { key_id })).await?;
     keys_retired(&state, &ctx, out.position).await?;
     Ok(written(StatusCode::OK, Some(key_id.to_string()), out, json!({})))
 }

@@ -5,8 +5,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
+use tenantry_domain::command::{AppendMessage as AppendMessageCommand, OpenConversation as OpenCommand};
 use tenantry_domain::conversation::ConversationCommand;
-use tenantry_domain::event::{ConversationOpened, MessageAppended, MessageRole, TokenUsage};
+use tenantry_domain::event::{MessageRole, TokenUsage};
 use tenantry_domain::{AgentId, ConversationId, MessageId, TenantId, UserId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -55,11 +56,11 @@ pub async fn open(
     AppJson(body): AppJson<OpenConversation>,
 ) -> Result<Response, ApiError> {
     let id = ConversationId::new();
-    let command = ConversationCommand::Open(ConversationOpened {
+    let command = ConversationCommand::Open(OpenCommand {
         conversation_id: id,
         agent_id: body.agent_id,
         user_id: body.user_id,
-        title: body.title.map(Into::into),
+        title: body.title,
     });
     let out = state.commands.conversation(&ctx, id, &command).await?;
     Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))
@@ -72,21 +73,16 @@ pub async fn append(
     AppPath((_, conversation)): AppPath<(TenantId, ConversationId)>,
     AppJson(body): AppJson<AppendMessage>,
 ) -> Result<Response, ApiError> {
-    if body.usage.is_some() && body.model.is_none() {
-        return Err(ApiError::Unprocessable { field: "model".into(), reason: "required with usage".into() });
-    }
     let id = MessageId::new();
-    let command = ConversationCommand::AppendMessage(MessageAppended {
+    let command = ConversationCommand::AppendMessage(AppendMessageCommand {
         conversation_id: conversation,
         message_id: id,
         role: body.role,
-        content: body.content.into(),
+        content: body.content,
         model: body.model,
         usage: body
             .usage
             .map(|u| TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
-        // Set by `decide` from the conversation's user.
-        author: None,
     });
     let out = state.commands.conversation(&ctx, conversation, &command).await?;
     Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))

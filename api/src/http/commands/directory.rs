@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use tenantry_domain::event::{ToolRegistered, ToolUpdated, UserAdded, UserUpdated};
+use tenantry_domain::command::{AddUser, RegisterTool, RemoveTool, RemoveUser, UpdateTool, UpdateUser};
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{Role, TenantId, ToolId, UserId};
 use utoipa_axum::router::OpenApiRouter;
@@ -66,17 +66,6 @@ pub struct PatchTool {
     pub enabled: Option<bool>,
 }
 
-/// A tool's parameters must be a JSON Schema object.
-fn schema(value: serde_json::Value) -> Result<String, ApiError> {
-    if !value.is_object() {
-        return Err(ApiError::Unprocessable {
-            field: "parameters".into(),
-            reason: "must be a JSON Schema object".into(),
-        });
-    }
-    Ok(value.to_string())
-}
-
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_user))
@@ -92,7 +81,7 @@ pub async fn create_user(
     AppJson(body): AppJson<CreateUser>,
 ) -> Result<Response, ApiError> {
     let user_id = UserId::new();
-    let command = TenantCommand::AddUser(UserAdded { user_id, email: body.email.into(), role: body.role });
+    let command = TenantCommand::AddUser(AddUser { user_id, email: body.email, role: body.role });
     let out = state.commands.tenant(&ctx, &command).await?;
     Ok(written(StatusCode::CREATED, Some(user_id.to_string()), out, json!({})))
 }
@@ -104,11 +93,7 @@ pub async fn update_user(
     AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
     AppJson(body): AppJson<PatchUser>,
 ) -> Result<Response, ApiError> {
-    let command = TenantCommand::UpdateUser(UserUpdated {
-        user_id,
-        email: body.email.map(Into::into),
-        role: body.role,
-    });
+    let command = TenantCommand::UpdateUser(UpdateUser { user_id, email: body.email, role: body.role });
     let out = state.commands.tenant(&ctx, &command).await?;
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
@@ -119,7 +104,7 @@ pub async fn remove_user(
     Scoped(ctx): Scoped,
     AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
 ) -> Result<Response, ApiError> {
-    let out = state.commands.tenant(&ctx, &TenantCommand::RemoveUser { user_id }).await?;
+    let out = state.commands.tenant(&ctx, &TenantCommand::RemoveUser(RemoveUser { user_id })).await?;
     keys_retired(&state, &ctx, out.position).await?;
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
@@ -131,12 +116,12 @@ pub async fn create_tool(
     AppJson(body): AppJson<CreateTool>,
 ) -> Result<Response, ApiError> {
     let tool_id = ToolId::new();
-    let command = TenantCommand::RegisterTool(ToolRegistered {
+    let command = TenantCommand::RegisterTool(RegisterTool {
         tool_id,
         name: body.name,
         description: body.description,
         endpoint: body.endpoint,
-        parameters: schema(body.parameters)?,
+        parameters: body.parameters.to_string(),
         enabled: body.enabled,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
@@ -150,11 +135,11 @@ pub async fn update_tool(
     AppPath((_, tool_id)): AppPath<(TenantId, ToolId)>,
     AppJson(body): AppJson<PatchTool>,
 ) -> Result<Response, ApiError> {
-    let command = TenantCommand::UpdateTool(ToolUpdated {
+    let command = TenantCommand::UpdateTool(UpdateTool {
         tool_id,
         description: body.description,
         endpoint: body.endpoint,
-        parameters: body.parameters.map(schema).transpose()?,
+        parameters: body.parameters.map(|p| p.to_string()),
         enabled: body.enabled,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
@@ -167,6 +152,6 @@ pub async fn remove_tool(
     Scoped(ctx): Scoped,
     AppPath((_, tool_id)): AppPath<(TenantId, ToolId)>,
 ) -> Result<Response, ApiError> {
-    let out = state.commands.tenant(&ctx, &TenantCommand::RemoveTool { tool_id }).await?;
+    let out = state.commands.tenant(&ctx, &TenantCommand::RemoveTool(RemoveTool { tool_id })).await?;
     Ok(written(StatusCode::OK, Some(tool_id.to_string()), out, json!({})))
 }

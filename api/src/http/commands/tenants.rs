@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use tenantry_domain::event::{Settings, TenantCreated, TenantUpdated};
+use tenantry_app::tenants;
+use tenantry_domain::command::{self, Patch, SettingsPatch};
+use tenantry_domain::event::Settings;
 use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{LimitOverrides, PartnerId, Plan, Role, TenantId, UserId};
 use utoipa_axum::router::OpenApiRouter;
@@ -68,12 +70,54 @@ pub struct PatchTenant {
     /// `starter`, `professional` or `enterprise`.
     #[schema(value_type = Option<String>)]
     pub plan: Option<Plan>,
-    pub settings: Option<SettingsBody>,
+    /// A merge patch of the settings, as `PATCH …/settings` takes it.
+    pub settings: Option<SettingsPatchBody>,
     /// Absent limits keep the plan's value.
     /// Overrides by name: `max_agents`, `max_users`, `max_api_keys`, `api_calls_per_day`,
     /// `tokens_per_month`, `storage_bytes`, `requests_per_minute`, `max_concurrent_requests`.
     #[schema(value_type = Option<HashMap<String, u64>>)]
     pub limits: Option<LimitOverrides>,
+}
+
+/// A JSON Merge Patch (RFC 7396) of the settings: an absent field stays, `null` clears it;
+/// `feature_flags` merges by name, a flag set to `null` is removed.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatchBody {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub agent_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub system_prompt: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub default_model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<HashMap<String, bool>>)]
+    pub feature_flags: Option<Option<std::collections::BTreeMap<String, Option<bool>>>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl From<SettingsPatchBody> for SettingsPatch {
+    fn from(b: SettingsPatchBody) -> Self {
+        Self {
+            agent_name: Patch::from_nullable(b.agent_name),
+            system_prompt: Patch::from_nullable(b.system_prompt),
+            default_model: Patch::from_nullable(b.default_model),
+            allowed_models: Patch::from_nullable(b.allowed_models),
+            feature_flags: Patch::from_nullable(b.feature_flags),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -101,44 +145,22 @@ pub async fn create(
     caller: Caller,
     AppJson(body): AppJson<CreateTenant>,
 ) -> Result<Response, ApiError> {
-    // The platform operator creates any tenant; a partner admin, tenants of its partner.
-    let partner_id = match (caller.role, caller.partner) {
-        (Role::SuperAdmin, _) => body.partner_id,
-        (Role::PartnerAdmin, Some(own)) if body.partner_id.is_none_or(|p| p == own) => Some(own),
-        _ => {
-            return Err(ApiError::Forbidden(
-                "only the platform operator or a partner admin creates tenants".into(),
-            ));
-        }
+    // A partner admin's tenants are its partner's; `decide` refuses any other partner.
+    let partner_id = match caller.role {
+        Role::PartnerAdmin => body.partner_id.or(caller.partner),
+        _ => body.partner_id,
     };
     let tenant = TenantId::new();
     let ctx = caller.acting_on(tenant);
-    let command = TenantCommand::CreateTenant(TenantCreated {
+    let command = command::CreateTenant {
         slug: body.slug,
         name: body.name,
         plan: body.plan.unwrap_or(Plan::Starter),
         partner_id,
         settings: body.settings.map(Into::into).unwrap_or_default(),
         limits: body.limits.unwrap_or_default(),
-    });
-    // A slug names one tenant: claimed on the platform's log before the tenant is created,
-    // so of two racing creates one gets 409. Checked for form first, so a bad slug claims
-    // nothing.
-    let TenantCommand::CreateTenant(created) = &command else { unreachable!("built above") };
-    tenantry_domain::tenant::decide(&ctx, &tenantry_domain::tenant::TenantState::new(state.plans), &command)?;
-    if !crate::slugs::claim(&state.store, &created.slug, tenant).await? {
-        return Err(ApiError::Conflict(format!("slug `{}` is taken", created.slug)));
-    }
-    let slug = created.slug.clone();
-    let out = match state.commands.tenant(&ctx, &command).await {
-        Ok(out) => out,
-        Err(e) => {
-            if let Err(release) = crate::slugs::release(&state.store, &slug, tenant).await {
-                tracing::warn!(error = %release, %tenant, "could not release the slug of a failed create");
-            }
-            return Err(e.into());
-        }
     };
+    let out = tenants::create_tenant(&state.commands, state.plans, &ctx, command).await?;
     Ok(written(StatusCode::CREATED, Some(tenant.to_string()), out, json!({})))
 }
 
@@ -149,28 +171,27 @@ pub async fn update(
     Scoped(ctx): Scoped,
     AppJson(body): AppJson<PatchTenant>,
 ) -> Result<Response, ApiError> {
-    let command = TenantCommand::UpdateTenant(TenantUpdated {
+    let command = TenantCommand::UpdateTenant(command::UpdateTenant {
         name: body.name,
         plan: body.plan,
         settings: body.settings.map(Into::into),
         limits: body.limits,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
+    state.gates.forget_tenant(ctx.tenant_id);
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
-/// `PATCH /v1/tenants/{id}/settings`: replace the tenant's settings.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/settings", request_body = SettingsBody, tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+/// `PATCH /v1/tenants/{id}/settings`: a JSON Merge Patch of the tenant's settings.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/settings", request_body = SettingsPatchBody, tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn update_settings(
     State(state): State<AppState>,
     Scoped(ctx): Scoped,
-    AppJson(body): AppJson<SettingsBody>,
+    AppJson(body): AppJson<SettingsPatchBody>,
 ) -> Result<Response, ApiError> {
-    let command = TenantCommand::UpdateTenant(TenantUpdated {
-        name: None,
-        plan: None,
+    let command = TenantCommand::UpdateTenant(command::UpdateTenant {
         settings: Some(body.into()),
-        limits: None,
+        ..Default::default()
     });
     let out = state.commands.tenant(&ctx, &command).await?;
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
@@ -186,15 +207,21 @@ pub async fn suspend(
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         String::new()
     } else {
-        serde_json::from_slice::<Suspend>(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?.reason
+        serde_json::from_slice::<Suspend>(&body).map_err(|e| ApiError::bad_request(e.to_string()))?.reason
     };
-    let out = state.commands.tenant(&ctx, &TenantCommand::SuspendTenant { reason }).await?;
+    let out =
+        state.commands.tenant(&ctx, &TenantCommand::SuspendTenant(command::SuspendTenant { reason })).await?;
+    // Its keys are refused here from the next request on.
+    keys_retired(&state, &ctx, out.position).await?;
+    state.gates.forget_tenant(ctx.tenant_id);
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/resume", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn resume(State(state): State<AppState>, Scoped(ctx): Scoped) -> Result<Response, ApiError> {
-    let out = state.commands.tenant(&ctx, &TenantCommand::ResumeTenant).await?;
+    let out = state.commands.tenant(&ctx, &TenantCommand::ResumeTenant(command::ResumeTenant)).await?;
+    keys_retired(&state, &ctx, out.position).await?;
+    state.gates.forget_tenant(ctx.tenant_id);
     Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
 }
 
@@ -208,7 +235,7 @@ pub async fn purge_tenant(State(state): State<AppState>, Scoped(ctx): Scoped) ->
     }
     let report = state.purger.start(&ctx, ctx.tenant_id).await.map_err(|e| match e {
         PurgeError::UnknownTenant(_) | PurgeError::Platform => ApiError::NotFound,
-        other => ApiError::Internal(other.to_string()),
+        other => ApiError::internal(other),
     })?;
     let status = if report.step == PurgeStep::Done { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(json!(report))).into_response())
@@ -225,19 +252,7 @@ pub async fn erase_user(
     Scoped(ctx): Scoped,
     AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
 ) -> Result<Response, ApiError> {
-    if !ctx.role.can_administer() {
-        return Err(ApiError::Forbidden("role may not do this".into()));
-    }
-    let tenant = state.commands.tenant_now(&ctx).await?;
-    if !tenant.exists || !tenant.users.contains_key(&user_id) {
-        return Err(ApiError::NotFound);
-    }
-    // The key goes first: should the process die before the event is written, the data is
-    // already unreadable, and repeating the call writes the event.
-    state.store.erase_subject(&ctx, user_id).await?;
-    let out = state.commands.tenant(&ctx, &TenantCommand::EraseUser { user_id }).await?;
-    // Cached states held the person's email.
-    state.commands.forget_tenant(ctx.tenant_id);
+    let out = tenants::erase_user(&state.commands, &state.store, &ctx, user_id).await?;
     keys_retired(&state, &ctx, out.position).await?;
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }
@@ -256,40 +271,14 @@ pub async fn create_partner(
     caller: Caller,
     AppJson(body): AppJson<CreatePartner>,
 ) -> Result<Response, ApiError> {
-    use tenantry_domain::event::PartnerCreated;
-    use tenantry_domain::{Event, EventId, StreamId};
-    use tenantry_store::{AppendRequest, ExpectedVersion, NewEvent};
-    if caller.role != Role::SuperAdmin {
-        return Err(ApiError::Forbidden("only the platform operator creates partners".into()));
-    }
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::Unprocessable { field: "name".into(), reason: "1 to 200 characters".into() });
-    }
-    let partner = PartnerId::new();
     let ctx = caller.acting_on(TenantId::PLATFORM);
-    let event = Event::PartnerCreated(PartnerCreated { partner_id: partner, name: name.to_owned() });
-    let stream: StreamId =
-        format!("partner-{partner}").parse().map_err(|e| ApiError::Internal(format!("{e}")))?;
-    let out = state
-        .store
-        .append(
-            &ctx,
-            AppendRequest::to_stream(
-                stream,
-                ExpectedVersion::NoStream,
-                vec![NewEvent::new(EventId::new(), &event)?],
-            ),
-        )
-        .await?;
-    let (key_id, key, hash) = state.keys.issue();
-    sqlx::query("INSERT INTO platform_keys (key_id, secret_hash, role, partner_id) VALUES ($1, $2, 'partner_admin', $3)")
-        .bind(key_id.as_uuid().to_string())
-        .bind(hex::encode(hash))
-        .bind(partner.to_string())
-        .execute(state.projections.db().pool())
-        .await
-        .map_err(|e| ApiError::from(tenantry_projections::ProjectionError::from(e)))?;
-    let written = crate::service::Written { position: out.last_position, events: 1 };
-    Ok(crate::http::written(StatusCode::CREATED, Some(partner.to_string()), written, json!({ "key": key })))
+    let partner =
+        tenants::create_partner(&state.commands, state.projections.db(), &state.keys, &ctx, &body.name)
+            .await?;
+    Ok(written(
+        StatusCode::CREATED,
+        Some(partner.partner_id.to_string()),
+        partner.written,
+        json!({ "key": partner.key }),
+    ))
 }

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use tenantry_domain::conversation::RecordUsage;
-use tenantry_domain::event::{TokenUsage, UsageRecorded};
+use tenantry_domain::command::RecordUsage;
+use tenantry_domain::event::TokenUsage;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -35,13 +35,13 @@ pub async fn record(
     Scoped(ctx): Scoped,
     AppJson(body): AppJson<RecordBody>,
 ) -> Result<Response, ApiError> {
-    let command = RecordUsage(UsageRecorded {
+    let command = RecordUsage {
         model: body.model,
         kind: body.kind,
         usage: TokenUsage { prompt_tokens: body.prompt_tokens, completion_tokens: body.completion_tokens },
         request_id: body.request_id,
         occurred_at: chrono::Utc::now(),
-    });
+    };
     let out = state.commands.usage(&ctx, &command).await?;
     let status = if out.events == 0 { StatusCode::OK } else { StatusCode::CREATED };
     Ok(written(status, None, out, json!({ "recorded": out.events > 0 })))

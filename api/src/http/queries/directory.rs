@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::PageParams;
-use crate::http::auth::{Caller, Scoped};
+use crate::http::auth::{Administering, Caller, Scoped};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppPath, AppQuery, MinPosition};
 use crate::http::{AppState, caught_up};
@@ -32,13 +32,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list_users(
     State(state): State<AppState>,
-    Scoped(ctx): Scoped,
+    Administering(ctx): Administering,
     min: MinPosition,
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    if !ctx.role.can_administer() {
-        return Err(ApiError::Forbidden("role may not do this".into()));
-    }
     caught_up(&state, directory::NAME, &ctx, min).await?;
     let items =
         directory::users(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
@@ -49,13 +46,10 @@ pub async fn list_users(
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn get_user(
     State(state): State<AppState>,
-    Scoped(ctx): Scoped,
+    Administering(ctx): Administering,
     min: MinPosition,
     AppPath((_, user)): AppPath<(TenantId, UserId)>,
 ) -> Result<Json<Value>, ApiError> {
-    if !ctx.role.can_administer() {
-        return Err(ApiError::Forbidden("role may not do this".into()));
-    }
     caught_up(&state, directory::NAME, &ctx, min).await?;
     let row =
         directory::user(&ctx, state.projections.db(), &user.to_string()).await?.ok_or(ApiError::NotFound)?;
@@ -153,7 +147,7 @@ pub async fn get_tenant(
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/settings", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn get_settings(
     State(state): State<AppState>,
-    Scoped(ctx): Scoped,
+    Administering(ctx): Administering,
     min: MinPosition,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
@@ -171,13 +165,10 @@ pub async fn get_settings(
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api-keys", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list_keys(
     State(state): State<AppState>,
-    Scoped(ctx): Scoped,
+    Administering(ctx): Administering,
     min: MinPosition,
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    if !ctx.role.can_administer() {
-        return Err(ApiError::Forbidden("role may not do this".into()));
-    }
     caught_up(&state, directory::NAME, &ctx, min).await?;
     let items =
         directory::api_keys(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
@@ -193,9 +184,10 @@ pub async fn list_agents(
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let items =
+    let mut items =
         directory::agents(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
             .await?;
+    items.iter_mut().for_each(|a| hide_prompt(&ctx, a));
     Ok(Json(json!({ "items": items })))
 }
 
@@ -207,8 +199,16 @@ pub async fn get_agent(
     AppPath((_, agent)): AppPath<(TenantId, AgentId)>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let row = directory::agent(&ctx, state.projections.db(), &agent.to_string())
+    let mut row = directory::agent(&ctx, state.projections.db(), &agent.to_string())
         .await?
         .ok_or(ApiError::NotFound)?;
+    hide_prompt(&ctx, &mut row);
     Ok(Json(json!(row)))
+}
+
+/// A user key sees which agents there are, not how the tenant instructs them.
+fn hide_prompt(ctx: &tenantry_domain::TenantContext, agent: &mut directory::AgentRow) {
+    if !ctx.role.can_administer() {
+        agent.system_prompt.clear();
+    }
 }

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::AppState;
-use crate::http::auth::Scoped;
+use crate::http::auth::Administering;
 use crate::http::error::ApiError;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -20,10 +20,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The tenant's whole log up to its current head: a header, one line per event decoded to
 /// JSON, a trailer. Streamed page by page; check it with `tenantry verify FILE`.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/export", tag = "compliance", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "JSON Lines (application/x-ndjson)", content_type = "application/x-ndjson"), (status = "default", description = "Problem (RFC 9457): 401, 403, 404 or 429")))]
-pub async fn export(State(state): State<AppState>, Scoped(ctx): Scoped) -> Result<Response, ApiError> {
-    if !ctx.role.can_administer() {
-        return Err(ApiError::Forbidden("role may not do this".into()));
-    }
+pub async fn export(
+    State(state): State<AppState>,
+    Administering(ctx): Administering,
+) -> Result<Response, ApiError> {
     let tenant = ctx.tenant_id;
     let chunks = Exporter::new(&state.store).chunks(&ctx).await.map_err(|e| match e {
         tenantry_store::StoreError::UnknownTenant { .. } => ApiError::NotFound,

@@ -10,7 +10,7 @@ use tenantry_projections::models::{audit, billing, quotas};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::auth::Scoped;
+use crate::http::auth::Administering;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppQuery, MinPosition};
 use crate::http::{AppState, caught_up};
@@ -44,7 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/usage", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn usage(
     State(state): State<AppState>,
-    Scoped(ctx): Scoped,
+    Administering(ctx): Administering,
     min: MinPosition,
     AppQuery(p): AppQuery<Period>,
 ) -> Result<Response, ApiError> {
@@ -62,7 +62,7 @@ pub async fn usage(
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/quotas", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn quota(
     State(state): State<AppState>,
-    Scoped(ctx): Scoped,
+    Administering(ctx): Administering,
     min: MinPosition,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, quotas::NAME, &ctx, min).await?;
@@ -75,13 +75,10 @@ pub async fn quota(
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/audit", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn audit_log(
     State(state): State<AppState>,
-    Scoped(ctx): Scoped,
+    Administering(ctx): Administering,
     min: MinPosition,
     AppQuery(p): AppQuery<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
-    if !ctx.role.can_administer() {
-        return Err(ApiError::Forbidden("role may not do this".into()));
-    }
     caught_up(&state, audit::NAME, &ctx, min).await?;
     let filter = audit::AuditFilter { actor: p.actor, action: p.action, from: p.from, to: p.to };
     let page =

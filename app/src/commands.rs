@@ -1,6 +1,6 @@
-//! Commands: state rebuilt from the streams, `decide`, append at the version decided on.
-//! A concurrent change to the same stream is a conflict; the command is decided again on
-//! the new state, so limits hold under any concurrency.
+//! The one command path: state folded from the streams, `decide`, append at the versions
+//! decided on. A concurrent change to any of those streams is a conflict; the command is
+//! decided again on the new state, so limits hold under any concurrency.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use chrono::Datelike;
 use futures::TryStreamExt;
-use tenantry_domain::conversation::{self, ConversationCommand, ConversationState, RecordUsage, UsageState};
-use tenantry_domain::event::UsageRecorded;
+use tenantry_domain::command::RecordUsage;
+use tenantry_domain::conversation::{self, ConversationCommand, ConversationState, UsageState};
+use tenantry_domain::slug::{self, SlugState};
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
 use tenantry_domain::{
     ConversationId, Event, EventId, PlanCatalog, Rejection, StreamId, TenantContext, TenantId,
@@ -124,6 +125,7 @@ struct Caches {
     tenants: StateCache<TenantState>,
     conversations: StateCache<ConversationState>,
     usage: StateCache<UsageState>,
+    slugs: StateCache<SlugState>,
 }
 
 /// How a command reads the streams it decides on.
@@ -177,6 +179,7 @@ impl Commands {
                 tenants: StateCache::new(),
                 conversations: StateCache::new(),
                 usage: StateCache::new(),
+                slugs: StateCache::new(),
             }),
         }
     }
@@ -308,16 +311,8 @@ impl Commands {
             let (state, version) = self.tenant_state(ctx, reading).await?;
             let events = tenant::decide(ctx, &state, command)?;
             let Some(request) = Self::request(StreamId::tenant(), version, &events)? else { return Ok(None) };
-            // The platform's own commands, and an erasure the law requires, are never refused
-            // for the tenant's usage.
-            let exempt = matches!(
-                command,
-                TenantCommand::CreateTenant(_)
-                    | TenantCommand::SuspendTenant { .. }
-                    | TenantCommand::ResumeTenant
-                    | TenantCommand::EraseUser { .. }
-            );
-            let request = if exempt { request } else { request.with_quota(quota(&state)) };
+            let request =
+                if command.exempt_from_quota() { request } else { request.with_quota(quota(&state)) };
             Ok(Some(Decision::new(request).then_advance(
                 &self.caches.tenants,
                 ctx.tenant_id,
@@ -351,44 +346,43 @@ impl Commands {
                     conversation::evolve,
                 )
                 .await?;
-            let events = conversation::decide(ctx, &tenant, &state, command)?;
-            let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
-            let mut request = request
+            let (events, billed) = match command {
+                ConversationCommand::AppendMessage(message) if message.usage.is_some() => {
+                    // A message that carries token usage records it in the month's usage
+                    // stream in the same append: billed once, refused past the monthly limit.
+                    let now = chrono::Utc::now();
+                    let usage_stream = StreamId::usage(now.year(), now.month());
+                    let (month, usage_version) = self
+                        .fold(
+                            ctx,
+                            &usage_stream,
+                            &self.caches.usage,
+                            reading,
+                            UsageState::default,
+                            conversation::evolve_usage,
+                        )
+                        .await?;
+                    let decided =
+                        conversation::decide_billed_message(ctx, &tenant, &state, &month, message, now)?;
+                    (decided.message, Some((usage_stream, usage_version, decided.usage)))
+                }
+                _ => (conversation::decide(ctx, &tenant, &state, command)?, None),
+            };
+            let Some(mut request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
+            request = request
                 .with_quota(quota(&tenant))
                 .checking(StreamId::tenant(), ExpectedVersion::after(tenant_version));
-            let mut billed = None;
-            // A message that carries token usage records it in the month's usage stream in
-            // the same append: billed once, and refused past the monthly limit.
-            if let Some(Event::MessageAppended(m)) = events.first()
-                && let (Some(usage), Some(model)) = (m.usage, m.model.clone())
-            {
-                let now = chrono::Utc::now();
-                let usage_stream = StreamId::usage(now.year(), now.month());
-                let (month, usage_version) = self
-                    .fold(
-                        ctx,
-                        &usage_stream,
-                        &self.caches.usage,
-                        reading,
-                        UsageState::default,
-                        conversation::evolve_usage,
-                    )
-                    .await?;
-                let record = RecordUsage(UsageRecorded {
-                    model,
-                    kind: "message".into(),
-                    usage,
-                    request_id: Some(m.message_id.to_string()),
-                    occurred_at: now,
-                });
-                let usage_events = conversation::decide_usage(ctx, &tenant, &month, &record)?;
-                if let Some(extra) = Self::request(usage_stream.clone(), usage_version, &usage_events)? {
-                    for w in extra.writes {
-                        request = request.and(w.stream, w.expected, w.events);
+            let billed = match billed {
+                Some((usage_stream, usage_version, usage_events)) => {
+                    if let Some(extra) = Self::request(usage_stream.clone(), usage_version, &usage_events)? {
+                        for w in extra.writes {
+                            request = request.and(w.stream, w.expected, w.events);
+                        }
                     }
-                    billed = Some((usage_stream, usage_version, usage_events));
+                    Some((usage_stream, usage_version, usage_events))
                 }
-            }
+                None => None,
+            };
             let mut decision = Decision::new(request);
             if let Some((usage_stream, from, usage_events)) = billed {
                 decision = decision.then_advance(
@@ -415,7 +409,7 @@ impl Commands {
     /// Usage of the current month, decided against the monthly token limit.
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
     pub async fn usage(&self, ctx: &TenantContext, command: &RecordUsage) -> Result<Written, CommandError> {
-        let at = command.0.occurred_at;
+        let at = command.occurred_at;
         let stream = &StreamId::usage(at.year(), at.month());
         self.run(ctx, move |reading| async move {
             let (tenant, tenant_version) = self.tenant_state(ctx, reading).await?;
@@ -444,6 +438,70 @@ impl Commands {
             )))
         })
         .await
+    }
+
+    /// Claim `slug` for `tenant` on the platform's log; `SlugTaken` when another holds it.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn claim_slug(&self, slug: &str, tenant: TenantId) -> Result<Written, CommandError> {
+        let ctx = &TenantContext::system(TenantId::PLATFORM);
+        let stream = &slug::claim_stream(slug);
+        self.run(ctx, move |reading| async move {
+            let (state, version) =
+                self.fold(ctx, stream, &self.caches.slugs, reading, SlugState::default, slug::evolve).await?;
+            let events = slug::decide_claim(&state, slug, tenant)?;
+            let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
+            Ok(Some(Decision::new(request).then_advance(
+                &self.caches.slugs,
+                ctx.tenant_id,
+                stream.clone(),
+                version,
+                events,
+                slug::evolve,
+            )))
+        })
+        .await
+    }
+
+    /// Free `slug` if `tenant` holds it (a purge, or a create that failed after its claim).
+    #[tracing::instrument(skip_all, err)]
+    pub async fn release_slug(&self, slug: &str, tenant: TenantId) -> Result<Written, CommandError> {
+        let ctx = &TenantContext::system(TenantId::PLATFORM);
+        let stream = &slug::claim_stream(slug);
+        self.run(ctx, move |reading| async move {
+            let (state, version) =
+                self.fold(ctx, stream, &self.caches.slugs, reading, SlugState::default, slug::evolve).await?;
+            let events = slug::decide_release(&state, tenant);
+            let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
+            Ok(Some(Decision::new(request).then_advance(
+                &self.caches.slugs,
+                ctx.tenant_id,
+                stream.clone(),
+                version,
+                events,
+                slug::evolve,
+            )))
+        })
+        .await
+    }
+
+    /// Append `event` to a new stream of the platform's log (a partner's first event).
+    #[tracing::instrument(skip_all, err)]
+    pub async fn platform_first(
+        &self,
+        ctx: &TenantContext,
+        stream: StreamId,
+        event: Event,
+    ) -> Result<Written, CommandError> {
+        let request = AppendRequest::to_stream(
+            stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(EventId::new(), &event)?],
+        );
+        let out = self
+            .store
+            .append(&TenantContext { tenant_id: TenantId::PLATFORM, ..ctx.clone() }, request)
+            .await?;
+        Ok(Written { position: out.last_position, events: 1 })
     }
 
     /// The tenant as `decide` sees it now, read to the end of its stream.

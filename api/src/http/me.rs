@@ -1,0 +1,55 @@
+//! `GET /v1/me`: who a credential is.
+
+use axum::Json;
+use serde::Serialize;
+use tenantry_domain::{Actor, Role};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+
+/// What a credential stands for.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// `super_admin`, `partner_admin`, `admin` or `user`.
+    #[schema(value_type = String)]
+    pub role: Role,
+    /// The tenant of a tenant key; `null` for platform keys.
+    #[schema(value_type = Option<String>)]
+    pub tenant_id: Option<String>,
+    /// The partner of a partner admin's key.
+    #[schema(value_type = Option<String>)]
+    pub partner_id: Option<String>,
+    /// The user a user key acts as.
+    #[schema(value_type = Option<String>)]
+    pub user_id: Option<String>,
+    /// The key's id; `null` for the bootstrap key.
+    #[schema(value_type = Option<String>)]
+    pub key_id: Option<String>,
+    /// When the credential stops working; keys do not expire yet, so always `null`.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me))
+}
+
+#[utoipa::path(get, path = "/v1/me", tag = "identity", responses((status = 200, description = "The credential", body = Me), (status = "default", description = "Problem (RFC 9457): 401 or 429")))]
+pub async fn me(caller: Caller) -> Result<Json<Me>, ApiError> {
+    let (user_id, key_id) = match &caller.actor {
+        Actor::User(u) => (Some(u.to_string()), caller.key.map(|k| k.to_string())),
+        Actor::ApiKey(k) => (None, Some(k.to_string())),
+        Actor::System => (None, None),
+    };
+    Ok(Json(Me {
+        role: caller.role,
+        tenant_id: caller.tenant.map(|t| t.to_string()),
+        partner_id: caller.partner.map(|p| p.to_string()),
+        user_id,
+        key_id,
+        expires_at: None,
+    }))
+}

@@ -1,0 +1,20 @@
+//! tenantry's application layer: every use case of the product, and the one path every
+//! write takes (fold the streams, decide in `domain`, append at the versions decided on,
+//! decide again on a conflict). No HTTP and no SQL here: the HTTP adapter and the command
+//! line call these functions and map their results; queries go to the projections' read
+//! models.
+//!
+//! # Layout
+//! - [`commands`]: [`Commands`], the command runner with its cache of folded stream states.
+//! - [`tenants`]: use cases that span more than one command (a tenant with its slug, a
+//!   partner with its key, the erasure of a person).
+//! - [`keys`]: [`keys::KeyHasher`], the keyed hash of API key secrets.
+//! - [`error`]: [`AppError`], typed to the edge.
+
+pub mod commands;
+pub mod error;
+pub mod keys;
+pub mod tenants;
+
+pub use commands::{CommandError, Commands, Written};
+pub use error::AppError;

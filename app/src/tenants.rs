@@ -1,0 +1,94 @@
+//! Use cases that take more than one command: a tenant with its slug, a partner with its
+//! key, the erasure of a person.
+
+use tenantry_domain::command::{CreateTenant, EraseUser};
+use tenantry_domain::tenant::{self, TenantCommand, TenantState};
+use tenantry_domain::{PartnerId, PlanCatalog, Rejection, TenantContext, TenantId, UserId, partner};
+use tenantry_projections::ReadDb;
+use tenantry_store::EventStore;
+
+use crate::commands::{Commands, Written};
+use crate::error::AppError;
+use crate::keys::KeyHasher;
+
+/// Create a tenant under the slug it names. The slug is claimed on the platform's log
+/// before the tenant is created, so of two racing creates one wins; the command is checked
+/// for form first, so a refused create claims nothing, and a create that fails after its
+/// claim releases it.
+pub async fn create_tenant(
+    commands: &Commands,
+    plans: PlanCatalog,
+    ctx: &TenantContext,
+    command: CreateTenant,
+) -> Result<Written, AppError> {
+    let command = TenantCommand::CreateTenant(command);
+    tenant::decide(ctx, &TenantState::new(plans), &command)?;
+    let TenantCommand::CreateTenant(created) = &command else {
+        return Err(Rejection::TenantAlreadyExists.into());
+    };
+    commands.claim_slug(&created.slug, ctx.tenant_id).await?;
+    match commands.tenant(ctx, &command).await {
+        Ok(out) => Ok(out),
+        Err(e) => {
+            if let Err(release) = commands.release_slug(&created.slug, ctx.tenant_id).await {
+                tracing::warn!(error = %release, tenant = %ctx.tenant_id, "could not release the slug of a failed create");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// A partner, and the partner_admin key that manages it: the secret is answered once.
+#[derive(Debug)]
+pub struct NewPartner {
+    pub partner_id: PartnerId,
+    pub written: Written,
+    pub key: String,
+}
+
+/// Create a partner on the platform's log, with its partner_admin key.
+pub async fn create_partner(
+    commands: &Commands,
+    db: &ReadDb,
+    hasher: &KeyHasher,
+    ctx: &TenantContext,
+    name: &str,
+) -> Result<NewPartner, AppError> {
+    let partner_id = PartnerId::new();
+    let platform = TenantContext { tenant_id: TenantId::PLATFORM, ..ctx.clone() };
+    let mut events = partner::decide_create(&platform, partner_id, name)?;
+    let event = events.pop().ok_or(Rejection::Forbidden)?;
+    let written = commands.platform_first(&platform, partner::stream(partner_id), event).await?;
+    let (key_id, key, hash) = hasher.issue();
+    tenantry_projections::platform::store_partner_key(db, &key_id.as_uuid().to_string(), &hash, partner_id)
+        .await?;
+    Ok(NewPartner { partner_id, written, key })
+}
+
+/// Erase one person: their data key is destroyed first, so what is theirs reads as
+/// `[erased]` in every copy of the log from then on; then `user.erased` removes the user.
+/// Repeating it is harmless.
+pub async fn erase_user(
+    commands: &Commands,
+    store: &EventStore,
+    ctx: &TenantContext,
+    user_id: UserId,
+) -> Result<Written, AppError> {
+    let state = commands.tenant_now(ctx).await?;
+    if !state.exists {
+        return Err(Rejection::TenantNotFound.into());
+    }
+    if !ctx.role.can_administer() {
+        return Err(Rejection::Forbidden.into());
+    }
+    if !state.users.contains_key(&user_id) {
+        return Err(Rejection::UserNotFound(user_id).into());
+    }
+    // The key goes first: should the process die before the event is written, the data is
+    // already unreadable, and repeating the call writes the event.
+    store.erase_subject(ctx, user_id).await?;
+    let out = commands.tenant(ctx, &TenantCommand::EraseUser(EraseUser { user_id })).await?;
+    // Cached states held the person's email.
+    commands.forget_tenant(ctx.tenant_id);
+    Ok(out)
+}

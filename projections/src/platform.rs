@@ -1,0 +1,92 @@
+//! The platform's own keys (`platform_keys`): the bootstrap super_admin key and partner
+//! admins' keys. Only keyed hashes of secrets are stored.
+
+use sqlx::Row;
+use tenantry_domain::{PartnerId, Role, TenantId, UserId};
+
+use crate::db::ReadDb;
+use crate::error::ProjectionError;
+
+/// The id the bootstrap key is stored under.
+const BOOTSTRAP: &str = "bootstrap";
+
+/// A key as authentication needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub secret_hash: Vec<u8>,
+    pub role: Role,
+    /// The tenant of a tenant key.
+    pub tenant: Option<TenantId>,
+    /// The user a `user` key acts as.
+    pub user: Option<UserId>,
+    /// The partner of a partner_admin key.
+    pub partner: Option<PartnerId>,
+}
+
+fn malformed(what: &str) -> ProjectionError {
+    ProjectionError::Malformed(format!("platform key: {what}"))
+}
+
+fn hash(text: &str) -> Result<Vec<u8>, ProjectionError> {
+    hex::decode(text).map_err(|_| malformed("secret hash"))
+}
+
+/// A partner admin's key by id.
+pub async fn partner_key(db: &ReadDb, key_id: &str) -> Result<Option<KeyRecord>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT secret_hash, partner_id FROM platform_keys WHERE key_id = $1 AND role = 'partner_admin'",
+    )
+    .bind(key_id)
+    .fetch_optional(db.readers())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let partner = row
+        .try_get::<Option<String>, _>(1)?
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| malformed("partner id"))?;
+    Ok(Some(KeyRecord {
+        secret_hash: hash(&row.try_get::<String, _>(0)?)?,
+        role: Role::PartnerAdmin,
+        tenant: None,
+        user: None,
+        partner: Some(partner),
+    }))
+}
+
+/// The bootstrap key's hash, once one is stored.
+pub async fn bootstrap_hash(db: &ReadDb) -> Result<Option<Vec<u8>>, ProjectionError> {
+    let row = sqlx::query("SELECT secret_hash FROM platform_keys WHERE key_id = $1")
+        .bind(BOOTSTRAP)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|r| hash(&r.try_get::<String, _>(0)?)).transpose()
+}
+
+/// Store the bootstrap key's hash, unless one is stored already (never replaced).
+pub async fn store_bootstrap(db: &ReadDb, secret_hash: &[u8]) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO platform_keys (key_id, secret_hash, role) VALUES ($1, $2, 'super_admin')
+         ON CONFLICT (key_id) DO NOTHING",
+    )
+    .bind(BOOTSTRAP)
+    .bind(hex::encode(secret_hash))
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Store a partner admin's key.
+pub async fn store_partner_key(
+    db: &ReadDb,
+    key_id: &str,
+    secret_hash: &[u8],
+    partner: PartnerId,
+) -> Result<(), ProjectionError> {
+    sqlx::query("INSERT INTO platform_keys (key_id, secret_hash, role, partner_id) VALUES ($1, $2, 'partner_admin', $3)")
+        .bind(key_id)
+        .bind(hex::encode(secret_hash))
+        .bind(partner.to_string())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
