@@ -332,7 +332,7 @@ mod http {
                 Some(json!({"name": "x", "role": "super_admin"})),
             )
             .await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "no key above its maker");
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "no key above its maker");
 
         // Agents, within the limit of 2.
         let (s, ag, pos) = api
@@ -428,7 +428,7 @@ mod http {
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{mine}");
-        let (s, _, _) = api
+        let (s, own, _) = api
             .call(
                 &key_user,
                 M::POST,
@@ -436,13 +436,25 @@ mod http {
                 Some(json!({"agent_id": agent})),
             )
             .await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "a user cannot open a conversation for nobody");
+        assert_eq!(
+            s,
+            StatusCode::CREATED,
+            "a user key naming no user opens the conversation as its user: {own}"
+        );
         let (_, listed) = api
-            .get_at(&key_user, &format!("/v1/tenants/{ta}/conversations"), mine["position"].as_u64().unwrap())
+            .get_at(&key_user, &format!("/v1/tenants/{ta}/conversations"), own["position"].as_u64().unwrap())
             .await;
-        let ids: Vec<_> =
-            listed["items"].as_array().unwrap().iter().map(|t| t["conversation_id"].clone()).collect();
-        assert_eq!(ids, vec![mine["id"].clone()], "only its own thread");
+        let mut ids: Vec<_> = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["conversation_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        let mut expected =
+            vec![mine["id"].as_str().unwrap().to_owned(), own["id"].as_str().unwrap().to_owned()];
+        expected.sort();
+        assert_eq!(ids, expected, "only its own threads");
         let (s, none) = api
             .get_at(
                 &key_user,
@@ -603,18 +615,20 @@ mod http {
 
         // A user key: conversations, messages and usage; no management, no audit, no keys.
         for (method, path) in &a_paths {
+            // Tenant-wide reports, settings and usage records are for administrators.
             let user_may = *method == M::GET
-                && !["/api-keys", "/users", "/audit", "/export"].iter().any(|p| path.contains(p))
-                || (*method == M::POST
-                    && (path.ends_with("/conversations")
-                        || path.ends_with("/messages")
-                        || path.ends_with("/usage")));
+                && !["/api-keys", "/users", "/audit", "/export", "/usage", "/quotas", "/settings"]
+                    .iter()
+                    .any(|p| path.contains(p))
+                || (*method == M::POST && (path.ends_with("/conversations") || path.ends_with("/messages")));
             let (s, _, _) = api.call(&key_user, method.clone(), path, Some(json!({}))).await;
             if user_may {
                 assert_ne!(s, StatusCode::FORBIDDEN, "user {method} {path}");
             } else {
                 assert!(
-                    s == StatusCode::FORBIDDEN || s == StatusCode::BAD_REQUEST,
+                    s == StatusCode::FORBIDDEN
+                        || s == StatusCode::BAD_REQUEST
+                        || s == StatusCode::UNPROCESSABLE_ENTITY,
                     "user {method} {path}: {s}"
                 );
             }
@@ -800,29 +814,60 @@ mod http {
             )
             .await;
         let (ta, tb) = (a["id"].as_str().unwrap().to_owned(), b["id"].as_str().unwrap().to_owned());
+        let key = |t: String| {
+            let api = &api;
+            async move {
+                let (s, k, _) = api
+                    .call(
+                        BOOTSTRAP,
+                        M::POST,
+                        &format!("/v1/tenants/{t}/api-keys"),
+                        Some(json!({"name": "k", "role": "admin"})),
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::CREATED, "{k}");
+                k["key"].as_str().unwrap().to_owned()
+            }
+        };
+        let (key_a, key_b) = (key(ta.clone()).await, key(tb.clone()).await);
+        // Nobody drains B's bucket: not requests without a key, not A's key aimed at B's
+        // path, not percent-encoded ids or unknown routes under B's id.
+        for path in [
+            format!("/v1/tenants/{tb}/agents"),
+            format!("/v1/tenants/%7B{tb}%7D/agents"),
+            format!("/v1/tenants/{tb}/no-such-route"),
+        ] {
+            for _ in 0..6 {
+                let (s, _, _) = api.call(&key_a, M::GET, &path, None).await;
+                assert_ne!(s, StatusCode::OK, "{path}");
+            }
+        }
+        for _ in 0..6 {
+            let (s, _, _) = api.call("no-such-key", M::GET, &format!("/v1/tenants/{tb}/agents"), None).await;
+            assert!(s == StatusCode::UNAUTHORIZED || s == StatusCode::TOO_MANY_REQUESTS, "{s}");
+        }
+        let (s, _) = api.get_at(&key_b, &format!("/v1/tenants/{tb}"), 1).await;
+        assert_eq!(s, StatusCode::OK, "B's own key still has its whole bucket");
+        // A's key spent A's bucket on the requests above (18 of them, past 5 a minute).
         let mut statuses = Vec::new();
-        for _ in 0..7 {
-            let (s, body) = api.get_at(BOOTSTRAP, &format!("/v1/tenants/{ta}"), 1).await;
+        for _ in 0..2 {
+            let (s, body) = api.get_at(&key_a, &format!("/v1/tenants/{ta}"), 1).await;
             statuses.push((s, body));
         }
-        assert!(statuses[..5].iter().all(|(s, _)| *s == StatusCode::OK), "{statuses:?}");
-        let (s, problem) = &statuses[6];
+        let (s, problem) = &statuses[1];
         assert_eq!(
-            (*s, problem["limit"].as_str()),
-            (StatusCode::TOO_MANY_REQUESTS, Some("requests_per_minute"))
+            (*s, problem["limit"].as_str(), problem["code"].as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, Some("requests_per_minute"), Some("limit_exceeded"))
         );
-        let res = api
-            .client
-            .get(format!("{}/v1/tenants/{ta}", api.base))
-            .bearer_auth(BOOTSTRAP)
-            .send()
-            .await
-            .unwrap();
+        let res =
+            api.client.get(format!("{}/v1/tenants/{ta}", api.base)).bearer_auth(&key_a).send().await.unwrap();
         let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=60).contains(&retry), "{retry}");
-        // The other tenant's requests are untouched by the first one's flood.
-        let (s, _) = api.get_at(BOOTSTRAP, &format!("/v1/tenants/{tb}"), 1).await;
+        // The operator has a bucket of its own: A's flood does not stop it acting on A.
+        let (s, _) = api.get_at(BOOTSTRAP, &format!("/v1/tenants/{ta}"), 1).await;
         assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{ta}/suspend"), None).await;
+        assert_eq!(s, StatusCode::OK, "an operator's suspend is not refused for the tenant's flood");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -834,6 +879,196 @@ mod http {
     async fn every_route_works_and_tenants_stay_apart_on_postgres() {
         let Some(h) = Harness::postgres().await else { return };
         walkthrough(Api::start(Some(h.url.clone())).await).await;
+    }
+
+    /// The defects an outside sweep found, each pinned: bad input is a typed 4xx and stops
+    /// nobody; errors are problems with a code; settings patch by merge; a suspended tenant
+    /// is closed to its own keys; exports carry no key hashes.
+    async fn contract(api: Api) {
+        use Method as M;
+        let (s, t, _) = api
+            .call(BOOTSTRAP, M::POST, "/v1/tenants", Some(json!({"slug": "sweep", "name": "Sweep"})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        let t = t["id"].as_str().unwrap().to_owned();
+        let (_, k, _) = api
+            .call(
+                BOOTSTRAP,
+                M::POST,
+                &format!("/v1/tenants/{t}/api-keys"),
+                Some(json!({"name": "k", "role": "admin"})),
+            )
+            .await;
+        let key = k["key"].as_str().unwrap().to_owned();
+
+        // GET /v1/me says who a credential is.
+        let (s, me, _) = api.call(&key, M::GET, "/v1/me", None).await;
+        assert_eq!(
+            (s, me["role"].as_str(), me["tenant_id"].as_str()),
+            (StatusCode::OK, Some("admin"), Some(t.as_str()))
+        );
+        assert_eq!(me["key_id"], k["id"]);
+        let (_, me, _) = api.call(BOOTSTRAP, M::GET, "/v1/me", None).await;
+        assert_eq!((me["role"].as_str(), me["tenant_id"].as_str()), (Some("super_admin"), None));
+
+        // A NUL character anywhere is refused at the edge, and the tenant's read models
+        // keep flowing: a key revoked afterwards fails at once.
+        for (path, body) in [
+            (format!("/v1/tenants/{t}/agents"), json!({"name": "a\u{0}b", "model": "m"})),
+            (format!("/v1/tenants/{t}/users"), json!({"email": "x\u{0}@y.io", "role": "user"})),
+            (format!("/v1/tenants/{t}"), json!({"name": "n\u{0}"})),
+        ] {
+            let (s, p, _) =
+                api.call(&key, if path.ends_with(&t) { M::PATCH } else { M::POST }, &path, Some(body)).await;
+            assert_eq!(
+                (s, p["code"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
+                "{path}: {p}"
+            );
+            assert!(p["field"].is_string(), "{p}");
+        }
+        let (s, agent, _) = api
+            .call(
+                &key,
+                M::POST,
+                &format!("/v1/tenants/{t}/agents"),
+                Some(json!({"name": "ok", "model": "m"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{agent}");
+        let agent = agent["id"].as_str().unwrap().to_owned();
+        let (s, conv, _) = api
+            .call(&key, M::POST, &format!("/v1/tenants/{t}/conversations"), Some(json!({"agent_id": agent})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{conv}");
+        let conv = conv["id"].as_str().unwrap().to_owned();
+        let msgs = format!("/v1/tenants/{t}/conversations/{conv}/messages");
+        let (s, p, _) =
+            api.call(&key, M::POST, &msgs, Some(json!({"role": "user", "content": "\u{0}"}))).await;
+        assert_eq!((s, p["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("content")));
+        // Token counts are bounded per record; past the bound is 422, not an overflow.
+        let huge = json!({"role": "assistant", "content": "x", "model": "m", "usage": {"prompt_tokens": 1_000_000_000_001u64, "completion_tokens": 0}});
+        let (s, p, _) = api.call(&key, M::POST, &msgs, Some(huge)).await;
+        assert_eq!((s, p["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("usage.prompt_tokens")));
+        let (s, p, _) = api.call(&key, M::POST, &format!("/v1/tenants/{t}/usage"), Some(json!({"model": "m", "kind": "chat", "prompt_tokens": u64::MAX, "completion_tokens": u64::MAX}))).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+        // A request id recorded before with other content is 422, not a silent no-op.
+        let usage = format!("/v1/tenants/{t}/usage");
+        let (s, _, _) = api.call(&key, M::POST, &usage, Some(json!({"model": "m", "kind": "chat", "prompt_tokens": 1, "completion_tokens": 1, "request_id": "q1"}))).await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, p, _) = api.call(&key, M::POST, &usage, Some(json!({"model": "m", "kind": "chat", "prompt_tokens": 2, "completion_tokens": 1, "request_id": "q1"}))).await;
+        assert_eq!(
+            (s, p["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused"))
+        );
+        let (s, p, _) = api.call(&key, M::GET, &format!("/v1/tenants/{t}/usage?from=%00"), None).await;
+        assert_eq!((s, p["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{p}");
+
+        // Limits have ranges: one that would have panicked the limiter is 422, and the
+        // limiter keeps working for everyone.
+        let (s, p, _) = api
+            .call(
+                BOOTSTRAP,
+                M::PATCH,
+                &format!("/v1/tenants/{t}"),
+                Some(json!({"limits": {"max_concurrent_requests": 4_611_686_018_427_387_904u64}})),
+            )
+            .await;
+        assert_eq!(
+            (s, p["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("limits.max_concurrent_requests"))
+        );
+        let (s, _, rev) = api.call(&key, M::GET, &format!("/v1/tenants/{t}/agents"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(rev.is_none());
+
+        // Settings are a merge patch: naming only the flags keeps the models.
+        let settings = format!("/v1/tenants/{t}/settings");
+        let (s, _, _) = api
+            .call(
+                &key,
+                M::PATCH,
+                &settings,
+                Some(json!({"allowed_models": ["m-large"], "default_model": "m-large"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, pos) =
+            api.call(&key, M::PATCH, &settings, Some(json!({"feature_flags": {"beta": true}}))).await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, got) = api.get_at(&key, &settings, pos.unwrap()).await;
+        assert_eq!(got["allowed_models"], json!(["m-large"]), "{got}");
+        assert_eq!(got["default_model"], "m-large");
+        assert_eq!(got["feature_flags"], json!({"beta": true}));
+        let (_, _, pos) = api.call(&key, M::PATCH, &settings, Some(json!({"default_model": null}))).await;
+        let (_, got) = api.get_at(&key, &settings, pos.unwrap()).await;
+        assert_eq!(
+            (got["default_model"].clone(), got["allowed_models"].clone()),
+            (Value::Null, json!(["m-large"]))
+        );
+
+        // Every error is a problem with a code: unknown routes, wrong methods, no key.
+        for (method, path, status, code) in [
+            (M::GET, "/v1/no-such-route".to_owned(), StatusCode::NOT_FOUND, "not_found"),
+            (M::PUT, format!("/v1/tenants/{t}/agents"), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        ] {
+            let res = api
+                .client
+                .request(method, format!("{}{path}", api.base))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), status, "{path}");
+            assert_eq!(res.headers()["content-type"], "application/problem+json");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["code"], code);
+        }
+        let res = api.client.get(format!("{}/v1/tenants/{t}/agents", api.base)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        let res = api
+            .client
+            .get(format!("{}/healthz", api.base))
+            .header("x-request-id", "req-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-request-id"], "req-123", "a request id is echoed");
+
+        // Exports leave API key hashes out.
+        let res = api
+            .client
+            .get(format!("{}/v1/tenants/{t}/export", api.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        let text = res.text().await.unwrap();
+        assert!(text.contains("apikey.issued") && !text.contains("secret_hash"), "{text}");
+
+        // A suspended tenant is closed to its own keys and open to operators.
+        let (s, _, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{t}/suspend"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, p, _) = api.call(&key, M::GET, &format!("/v1/tenants/{t}/agents"), None).await;
+        assert_eq!((s, p["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{p}");
+        let (s, _, _) = api.call(BOOTSTRAP, M::GET, &format!("/v1/tenants/{t}/agents"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{t}/resume"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, _) = api.call(&key, M::GET, &format!("/v1/tenants/{t}/agents"), None).await;
+        assert_eq!(s, StatusCode::OK, "open again once resumed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_contract_holds_and_bad_input_stops_nobody_on_sqlite() {
+        contract(Api::start(None).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_contract_holds_and_bad_input_stops_nobody_on_postgres() {
+        let Some(h) = Harness::postgres().await else { return };
+        contract(Api::start(Some(h.url.clone())).await).await;
     }
 
     /// Partners: the platform creates them; a partner admin creates and manages its own
