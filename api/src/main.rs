@@ -8,9 +8,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    use std::io::IsTerminal;
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("TENANTRY_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
-        .init();
+        // Colour codes only where a person reads them.
+        .with_ansi(std::io::stderr().is_terminal());
+    if std::env::var("TENANTRY_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     tenantry::cli::Cli::parse().run().await
 }
