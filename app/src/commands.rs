@@ -443,34 +443,28 @@ impl Commands {
     /// Claim `slug` for `tenant` on the platform's log; `SlugTaken` when another holds it.
     #[tracing::instrument(skip_all, err)]
     pub async fn claim_slug(&self, slug: &str, tenant: TenantId) -> Result<Written, CommandError> {
-        let ctx = &TenantContext::system(TenantId::PLATFORM);
-        let stream = &slug::claim_stream(slug);
-        self.run(ctx, move |reading| async move {
-            let (state, version) =
-                self.fold(ctx, stream, &self.caches.slugs, reading, SlugState::default, slug::evolve).await?;
-            let events = slug::decide_claim(&state, slug, tenant)?;
-            let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
-            Ok(Some(Decision::new(request).then_advance(
-                &self.caches.slugs,
-                ctx.tenant_id,
-                stream.clone(),
-                version,
-                events,
-                slug::evolve,
-            )))
-        })
-        .await
+        self.slug(slug, |state| slug::decide_claim(state, slug, tenant)).await
     }
 
     /// Free `slug` if `tenant` holds it (a purge, or a create that failed after its claim).
     #[tracing::instrument(skip_all, err)]
     pub async fn release_slug(&self, slug: &str, tenant: TenantId) -> Result<Written, CommandError> {
+        self.slug(slug, |state| Ok(slug::decide_release(state, tenant))).await
+    }
+
+    /// A decision on the claim stream of `slug`, in the platform's log.
+    async fn slug(
+        &self,
+        slug: &str,
+        decide: impl Fn(&SlugState) -> Result<Vec<Event>, Rejection> + Sync,
+    ) -> Result<Written, CommandError> {
         let ctx = &TenantContext::system(TenantId::PLATFORM);
         let stream = &slug::claim_stream(slug);
+        let decide = &decide;
         self.run(ctx, move |reading| async move {
             let (state, version) =
                 self.fold(ctx, stream, &self.caches.slugs, reading, SlugState::default, slug::evolve).await?;
-            let events = slug::decide_release(&state, tenant);
+            let events = decide(&state)?;
             let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
             Ok(Some(Decision::new(request).then_advance(
                 &self.caches.slugs,
