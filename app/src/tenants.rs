@@ -21,16 +21,14 @@ pub async fn create_tenant(
     ctx: &TenantContext,
     command: CreateTenant,
 ) -> Result<Written, AppError> {
+    let slug = command.slug.clone();
     let command = TenantCommand::CreateTenant(command);
     tenant::decide(ctx, &TenantState::new(plans), &command)?;
-    let TenantCommand::CreateTenant(created) = &command else {
-        return Err(Rejection::TenantAlreadyExists.into());
-    };
-    commands.claim_slug(&created.slug, ctx.tenant_id).await?;
+    commands.claim_slug(&slug, ctx.tenant_id).await?;
     match commands.tenant(ctx, &command).await {
         Ok(out) => Ok(out),
         Err(e) => {
-            if let Err(release) = commands.release_slug(&created.slug, ctx.tenant_id).await {
+            if let Err(release) = commands.release_slug(&slug, ctx.tenant_id).await {
                 tracing::warn!(error = %release, tenant = %ctx.tenant_id, "could not release the slug of a failed create");
             }
             Err(e.into())
