@@ -106,12 +106,12 @@ async fn the_golden_log_projects_to_the_expected_read_models(h: &Harness) {
     );
     assert_eq!(tenant.limits.max_agents, Some(3), "overrides merge field by field");
     assert_eq!(tenant.limits.max_users, Some(25));
-    let agents = directory::agents(&ctx, db, None, 50).await.unwrap();
+    let agents = directory::agents(&ctx, db, None, 50).await.unwrap().items;
     assert_eq!(agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["renamed-bot", "support"]);
     assert!(agents[0].tool_ids.len() == 2, "v1 agent upcast, then updated with tools");
-    assert_eq!(directory::tools(&ctx, db, None, 50).await.unwrap().len(), 1);
-    assert_eq!(directory::users(&ctx, db, None, 50).await.unwrap().len(), 1);
-    let keys = directory::api_keys(&ctx, db, None, 50).await.unwrap();
+    assert_eq!(directory::tools(&ctx, db, None, 50).await.unwrap().items.len(), 1);
+    assert_eq!(directory::users(&ctx, db, None, 50).await.unwrap().items.len(), 1);
+    let keys = directory::api_keys(&ctx, db, None, 50).await.unwrap().items;
     assert!(keys[0].revoked);
 
     let page = conversations::threads(&ctx, db, &Default::default(), None, 1).await.unwrap();

@@ -102,3 +102,51 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
         }
     }
 }
+
+/// A time in a query: RFC 3339 (`2026-11-29T10:00:00Z`) or a date (`2026-11-29`, a UTC day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    At(chrono::DateTime<chrono::Utc>),
+    Day(chrono::NaiveDate),
+}
+
+impl TimeBound {
+    /// As a lower bound: the time, or the start of the day.
+    pub fn start(self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Self::At(at) => at,
+            Self::Day(day) => day.and_time(chrono::NaiveTime::MIN).and_utc(),
+        }
+    }
+
+    /// As an exclusive upper bound: the time, or the start of the next day (a date includes
+    /// its whole day).
+    pub fn end(self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Self::At(at) => at,
+            Self::Day(day) => day.succ_opt().unwrap_or(day).and_time(chrono::NaiveTime::MIN).and_utc(),
+        }
+    }
+
+    /// The UTC day it falls on.
+    pub fn day(self) -> chrono::NaiveDate {
+        match self {
+            Self::At(at) => at.date_naive(),
+            Self::Day(day) => day,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TimeBound {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&text) {
+            return Ok(Self::At(at.to_utc()));
+        }
+        chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map(Self::Day).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not an RFC 3339 time (2026-11-29T10:00:00Z) or a date (2026-11-29)"
+            ))
+        })
+    }
+}

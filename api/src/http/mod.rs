@@ -142,6 +142,43 @@ pub(crate) fn written(
     response
 }
 
+/// A write's answer with the object as `GET location` shows it: `status` (201 for a create,
+/// 200 for a change) once `projector` has the write, with `Location` and `Tenantry-Position`;
+/// `extra` fields (a secret shown once) join the object. When the read model has not caught
+/// up within [`MIN_POSITION_WAIT`] the write stands and the answer is 202 with `{"id"}`.
+pub(crate) async fn object<T, Fut>(
+    state: &AppState,
+    ctx: &TenantContext,
+    projector: &str,
+    (status, out, location): (StatusCode, Written, String),
+    id: String,
+    read: impl FnOnce() -> Fut,
+    extra: serde_json::Value,
+) -> Result<Response, ApiError>
+where
+    T: serde::Serialize,
+    Fut: Future<Output = Result<Option<T>, tenantry_projections::ProjectionError>>,
+{
+    let waited = state.projections.wait_for(projector, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await;
+    let (status, mut body) = match waited {
+        Ok(()) => (status, json!(read().await?.ok_or(ApiError::NotFound)?)),
+        Err(tenantry_projections::ProjectionError::NotCaughtUp { .. }) => {
+            (StatusCode::ACCEPTED, json!({ "id": id }))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("tenantry-position", HeaderValue::from(out.position));
+    if let Ok(location) = HeaderValue::try_from(location) {
+        headers.insert(axum::http::header::LOCATION, location);
+    }
+    Ok(response)
+}
+
 /// Read-your-writes: wait (bounded) until `projector` has the position the caller asked for.
 pub(crate) async fn caught_up(
     state: &AppState,

@@ -112,6 +112,7 @@ impl Projector for AuditLog {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
     pub position: i64,
+    #[serde(with = "super::time")]
     pub at: i64,
     pub actor: String,
     pub role: String,
@@ -139,13 +140,12 @@ pub async fn entries(
     filter: &AuditFilter,
     cursor: Option<&str>,
     limit: u32,
-) -> Result<crate::models::conversations::Page<AuditEntry>, ProjectionError> {
+) -> Result<super::Page<AuditEntry>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let before: i64 = match cursor {
         None => i64::MAX,
         Some(c) => c.parse().map_err(|_| ProjectionError::InvalidCursor)?,
     };
-    let limit = page_size(limit);
     let rows = sqlx::query(
         "SELECT * FROM audit_entries
          WHERE tenant_id = $1 AND position < $2 AND ($3 = '' OR actor = $3) AND ($4 = '' OR action = $4)
@@ -158,7 +158,7 @@ pub async fn entries(
     .bind(filter.action.clone().unwrap_or_default())
     .bind(filter.from.unwrap_or(i64::MIN))
     .bind(filter.to.unwrap_or(i64::MAX))
-    .bind(limit)
+    .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
     let items: Vec<AuditEntry> = rows
@@ -178,7 +178,5 @@ pub async fn entries(
             })
         })
         .collect::<Result<_, ProjectionError>>()?;
-    let next_cursor =
-        (items.len() as i64 == limit).then(|| items.last().map(|e| e.position.to_string())).flatten();
-    Ok(crate::models::conversations::Page { items, next_cursor })
+    Ok(super::Page::from_rows(items, limit, |e| e.position.to_string()))
 }

@@ -12,7 +12,7 @@ use tenantry_domain::personal::ERASED;
 use tenantry_domain::{Event, TenantContext};
 use tenantry_store::RecordedEvent;
 
-use super::{int, opt_int, opt_text, page_size, text};
+use super::{Page, id_cursor, int, opt_int, opt_text, page_size, text};
 use crate::db::{ReadDb, Val, exec, insert_many};
 use crate::error::ProjectionError;
 use crate::runtime::Projector;
@@ -63,7 +63,8 @@ impl Projector for Conversations {
                         rows.messages.push(vec![
                             (*tenant).into(),
                             id.as_str().into(),
-                            e.stream_version.into(),
+                            // The conversation's first event opens it: its messages count from 1.
+                            (e.stream_version - 1).into(),
                             m.message_id.to_string().into(),
                             m.role.as_str().into(),
                             m.content.as_str().into(),
@@ -203,12 +204,15 @@ async fn erase_user(conn: &mut AnyConnection, tenant: &str, user: &str) -> Resul
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreadRow {
+    #[serde(rename = "id")]
     pub conversation_id: String,
     pub agent_id: String,
     pub user_id: Option<String>,
     pub title: Option<String>,
     pub message_count: i64,
+    #[serde(with = "super::time")]
     pub created_at: i64,
+    #[serde(with = "super::time")]
     pub last_message_at: i64,
 }
 
@@ -234,13 +238,6 @@ pub struct ThreadFilter {
     pub user_id: Option<String>,
 }
 
-/// A page of results and the cursor of the next page, if any.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
 /// Threads newest first. The cursor is opaque to callers: `<created_at>.<conversation_id>`.
 pub async fn threads(
     ctx: &TenantContext,
@@ -254,10 +251,9 @@ pub async fn threads(
         None => (i64::MAX, String::new()),
         Some(c) => {
             let (at, id) = c.split_once('.').ok_or(ProjectionError::InvalidCursor)?;
-            (at.parse().map_err(|_| ProjectionError::InvalidCursor)?, id.to_owned())
+            (at.parse().map_err(|_| ProjectionError::InvalidCursor)?, id_cursor(Some(id))?)
         }
     };
-    let limit = page_size(limit);
     let rows = sqlx::query(
         "SELECT * FROM conv_threads
          WHERE tenant_id = $1 AND ($2 = '' OR agent_id = $2) AND ($3 = '' OR user_id = $3)
@@ -269,14 +265,11 @@ pub async fn threads(
     .bind(filter.user_id.clone().unwrap_or_default())
     .bind(before_at)
     .bind(if cursor.is_none() { "~".to_owned() } else { before_id })
-    .bind(limit)
+    .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
     let items: Vec<ThreadRow> = rows.iter().map(ThreadRow::try_from).collect::<Result<_, _>>()?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|t| format!("{}.{}", t.created_at, t.conversation_id)))
-        .flatten();
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_rows(items, limit, |t| format!("{}.{}", t.created_at, t.conversation_id)))
 }
 
 pub async fn thread(
@@ -295,14 +288,24 @@ pub async fn thread(
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageRow {
+    /// 1 for the first message of a conversation, then one more per message.
     pub seq: i64,
+    #[serde(rename = "id")]
     pub message_id: String,
     pub role: String,
     pub content: String,
     pub model: Option<String>,
-    pub prompt_tokens: Option<i64>,
-    pub completion_tokens: Option<i64>,
+    /// The tokens the message was billed for, when it carried usage.
+    pub usage: Option<MessageUsage>,
+    #[serde(with = "super::time")]
     pub created_at: i64,
+}
+
+/// A message's token usage, in the shape it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MessageUsage {
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
 }
 
 /// Messages of a conversation in order; the cursor is the last `seq` seen.
@@ -319,6 +322,46 @@ pub async fn messages(
         .unwrap_or(Page { items: Vec::new(), next_cursor: None }))
 }
 
+/// One message of a thread, with the thread's user: `None` when there is no such message.
+pub async fn message(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    conversation: &str,
+    message: &str,
+) -> Result<Option<(Option<String>, MessageRow)>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT t.user_id AS owner, m.* FROM conv_messages m
+         JOIN conv_threads t ON t.tenant_id = m.tenant_id AND t.conversation_id = m.conversation_id
+         WHERE m.tenant_id = $1 AND m.conversation_id = $2 AND m.message_id = $3",
+    )
+    .bind(ctx.tenant_id.to_string())
+    .bind(conversation)
+    .bind(message)
+    .fetch_optional(db.readers())
+    .await?;
+    row.as_ref().map(|r| Ok((opt_text(r, "owner")?, MessageRow::try_from(r)?))).transpose()
+}
+
+impl TryFrom<&AnyRow> for MessageRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            seq: int(r, "seq")?,
+            message_id: text(r, "message_id")?,
+            role: text(r, "role")?,
+            content: text(r, "content")?,
+            model: opt_text(r, "model")?,
+            usage: match (opt_int(r, "prompt_tokens")?, opt_int(r, "completion_tokens")?) {
+                (Some(prompt_tokens), Some(completion_tokens)) => {
+                    Some(MessageUsage { prompt_tokens, completion_tokens })
+                }
+                _ => None,
+            },
+            created_at: int(r, "created_at")?,
+        })
+    }
+}
+
 /// A page of a thread's messages with the thread's user, read in one query: `None` when
 /// there is no such thread.
 pub async fn thread_messages(
@@ -333,7 +376,6 @@ pub async fn thread_messages(
         None => 0,
         Some(c) => c.parse().map_err(|_| ProjectionError::InvalidCursor)?,
     };
-    let limit = page_size(limit);
     // One row per message, or one row of NULL messages for a thread without any (yet).
     let rows = sqlx::query(
         // The page is limited on its own, so it stays a range scan of the messages' key.
@@ -348,7 +390,7 @@ pub async fn thread_messages(
     .bind(tenant.to_string())
     .bind(conversation)
     .bind(after)
-    .bind(limit)
+    .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
     let Some(first) = rows.first() else { return Ok(None) };
@@ -356,20 +398,7 @@ pub async fn thread_messages(
     let items: Vec<MessageRow> = rows
         .iter()
         .filter(|r| opt_int(r, "seq").is_ok_and(|s| s.is_some()))
-        .map(|r| {
-            Ok(MessageRow {
-                seq: int(r, "seq")?,
-                message_id: text(r, "message_id")?,
-                role: text(r, "role")?,
-                content: text(r, "content")?,
-                model: opt_text(r, "model")?,
-                prompt_tokens: opt_int(r, "prompt_tokens")?,
-                completion_tokens: opt_int(r, "completion_tokens")?,
-                created_at: int(r, "created_at")?,
-            })
-        })
+        .map(MessageRow::try_from)
         .collect::<Result<_, ProjectionError>>()?;
-    let next_cursor =
-        (items.len() as i64 == limit).then(|| items.last().map(|m| m.seq.to_string())).flatten();
-    Ok(Some((owner, Page { items, next_cursor })))
+    Ok(Some((owner, Page::from_rows(items, limit, |m| m.seq.to_string()))))
 }

@@ -8,7 +8,7 @@ use tenantry_domain::event::Settings;
 use tenantry_domain::{Event, LimitOverrides, Limits, Plan, PlanCatalog, Role, TenantContext};
 use tenantry_store::RecordedEvent;
 
-use super::{int, opt_text, page_size, text};
+use super::{Page, id_cursor, int, opt_text, page_size, text};
 use crate::db::{ReadDb, Val, exec};
 use crate::error::ProjectionError;
 use crate::runtime::Projector;
@@ -292,16 +292,46 @@ impl Projector for Directory {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantRow {
+    #[serde(rename = "id")]
     pub tenant_id: String,
     pub slug: String,
     pub name: String,
     pub plan: String,
     pub status: String,
     pub partner_id: Option<String>,
+    #[serde(serialize_with = "settings_view")]
     pub settings: Settings,
     pub limits: LimitOverrides,
+    #[serde(with = "super::time")]
     pub created_at: i64,
+    #[serde(with = "super::time")]
     pub updated_at: i64,
+}
+
+/// Settings as the API shows them: feature flags as a JSON object of name to flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettingsView<'a> {
+    pub agent_name: Option<&'a str>,
+    pub system_prompt: Option<&'a str>,
+    pub default_model: Option<&'a str>,
+    pub allowed_models: &'a [String],
+    pub feature_flags: std::collections::BTreeMap<&'a str, bool>,
+}
+
+impl<'a> From<&'a Settings> for SettingsView<'a> {
+    fn from(s: &'a Settings) -> Self {
+        Self {
+            agent_name: s.agent_name.as_deref(),
+            system_prompt: s.system_prompt.as_deref(),
+            default_model: s.default_model.as_deref(),
+            allowed_models: &s.allowed_models,
+            feature_flags: s.feature_flags.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        }
+    }
+}
+
+fn settings_view<S: serde::Serializer>(settings: &Settings, s: S) -> Result<S::Ok, S::Error> {
+    SettingsView::from(settings).serialize(s)
 }
 
 impl TenantRow {
@@ -345,8 +375,10 @@ pub async fn tenant(ctx: &TenantContext, db: &ReadDb) -> Result<Option<TenantRow
 /// A partner, from the platform's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartnerRow {
+    #[serde(rename = "id")]
     pub partner_id: String,
     pub name: String,
+    #[serde(with = "super::time")]
     pub created_at: i64,
 }
 
@@ -356,27 +388,43 @@ pub async fn partners(
     only: Option<&str>,
     after: Option<&str>,
     limit: u32,
-) -> Result<Vec<PartnerRow>, ProjectionError> {
+) -> Result<Page<PartnerRow>, ProjectionError> {
     let rows = sqlx::query(
         "SELECT partner_id, name, created_at FROM dir_partners
          WHERE tenant_id = $1 AND partner_id > $2 AND ($3 = '' OR partner_id = $3)
          ORDER BY partner_id LIMIT $4",
     )
     .bind(tenantry_domain::TenantId::PLATFORM.to_string())
-    .bind(after.unwrap_or(""))
+    .bind(id_cursor(after)?)
     .bind(only.unwrap_or(""))
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(PartnerRow {
-                partner_id: text(r, "partner_id")?,
-                name: text(r, "name")?,
-                created_at: int(r, "created_at")?,
-            })
+    let rows = rows.iter().map(PartnerRow::try_from).collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(rows, limit, |p: &PartnerRow| p.partner_id.clone()))
+}
+
+/// One partner, from the platform's log.
+pub async fn partner(db: &ReadDb, partner: &str) -> Result<Option<PartnerRow>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT partner_id, name, created_at FROM dir_partners WHERE tenant_id = $1 AND partner_id = $2",
+    )
+    .bind(tenantry_domain::TenantId::PLATFORM.to_string())
+    .bind(partner)
+    .fetch_optional(db.readers())
+    .await?;
+    row.as_ref().map(PartnerRow::try_from).transpose()
+}
+
+impl TryFrom<&AnyRow> for PartnerRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            partner_id: text(r, "partner_id")?,
+            name: text(r, "name")?,
+            created_at: int(r, "created_at")?,
         })
-        .collect()
+    }
 }
 
 pub async fn tenants(
@@ -384,28 +432,32 @@ pub async fn tenants(
     partner: Option<&str>,
     after: Option<&str>,
     limit: u32,
-) -> Result<Vec<TenantRow>, ProjectionError> {
+) -> Result<Page<TenantRow>, ProjectionError> {
     let rows = sqlx::query(
         "SELECT * FROM dir_tenants WHERE tenant_id > $1 AND ($2 = '' OR partner_id = $2)
          ORDER BY tenant_id LIMIT $3",
     )
-    .bind(after.unwrap_or(""))
+    .bind(id_cursor(after)?)
     .bind(partner.unwrap_or(""))
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    rows.iter().map(TenantRow::try_from).collect()
+    let rows = rows.iter().map(TenantRow::try_from).collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(rows, limit, |t: &TenantRow| t.tenant_id.clone()))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentRow {
+    #[serde(rename = "id")]
     pub agent_id: String,
     pub name: String,
     pub model: String,
     pub system_prompt: String,
     pub tool_ids: Vec<String>,
     pub archived: bool,
+    #[serde(with = "super::time")]
     pub created_at: i64,
+    #[serde(with = "super::time")]
     pub updated_at: i64,
 }
 
@@ -431,18 +483,19 @@ pub async fn agents(
     db: &ReadDb,
     after: Option<&str>,
     limit: u32,
-) -> Result<Vec<AgentRow>, ProjectionError> {
+) -> Result<Page<AgentRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT * FROM dir_agents WHERE tenant_id = $1 AND archived = 0 AND agent_id > $2
          ORDER BY agent_id LIMIT $3",
     )
     .bind(tenant.to_string())
-    .bind(after.unwrap_or(""))
+    .bind(id_cursor(after)?)
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    rows.iter().map(AgentRow::try_from).collect()
+    let rows = rows.iter().map(AgentRow::try_from).collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(rows, limit, |r: &AgentRow| r.agent_id.clone()))
 }
 
 pub async fn agent(
@@ -461,13 +514,15 @@ pub async fn agent(
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolRow {
+    #[serde(rename = "id")]
     pub tool_id: String,
     pub name: String,
     pub description: String,
     pub endpoint: String,
-    /// JSON Schema text.
-    pub parameters: String,
+    /// The JSON Schema of the tool's parameters, as registered.
+    pub parameters: serde_json::Value,
     pub enabled: bool,
+    #[serde(with = "super::time")]
     pub created_at: i64,
 }
 
@@ -479,7 +534,8 @@ impl TryFrom<&AnyRow> for ToolRow {
             name: text(r, "name")?,
             description: text(r, "description")?,
             endpoint: text(r, "endpoint")?,
-            parameters: text(r, "parameters")?,
+            parameters: serde_json::from_str(&text(r, "parameters")?)
+                .map_err(|e| ProjectionError::Malformed(e.to_string()))?,
             enabled: int(r, "enabled")? != 0,
             created_at: int(r, "created_at")?,
         })
@@ -491,17 +547,18 @@ pub async fn tools(
     db: &ReadDb,
     after: Option<&str>,
     limit: u32,
-) -> Result<Vec<ToolRow>, ProjectionError> {
+) -> Result<Page<ToolRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT * FROM dir_tools WHERE tenant_id = $1 AND removed = 0 AND tool_id > $2 ORDER BY tool_id LIMIT $3",
     )
     .bind(tenant.to_string())
-    .bind(after.unwrap_or(""))
+    .bind(id_cursor(after)?)
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    rows.iter().map(ToolRow::try_from).collect()
+    let rows = rows.iter().map(ToolRow::try_from).collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(rows, limit, |r: &ToolRow| r.tool_id.clone()))
 }
 
 pub async fn tool(ctx: &TenantContext, db: &ReadDb, tool: &str) -> Result<Option<ToolRow>, ProjectionError> {
@@ -516,9 +573,11 @@ pub async fn tool(ctx: &TenantContext, db: &ReadDb, tool: &str) -> Result<Option
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UserRow {
+    #[serde(rename = "id")]
     pub user_id: String,
     pub email: String,
     pub role: String,
+    #[serde(with = "super::time")]
     pub created_at: i64,
 }
 
@@ -539,17 +598,18 @@ pub async fn users(
     db: &ReadDb,
     after: Option<&str>,
     limit: u32,
-) -> Result<Vec<UserRow>, ProjectionError> {
+) -> Result<Page<UserRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT * FROM dir_users WHERE tenant_id = $1 AND removed = 0 AND user_id > $2 ORDER BY user_id LIMIT $3",
     )
     .bind(tenant.to_string())
-    .bind(after.unwrap_or(""))
+    .bind(id_cursor(after)?)
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    rows.iter().map(UserRow::try_from).collect()
+    let rows = rows.iter().map(UserRow::try_from).collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(rows, limit, |r: &UserRow| r.user_id.clone()))
 }
 
 pub async fn user(ctx: &TenantContext, db: &ReadDb, user: &str) -> Result<Option<UserRow>, ProjectionError> {
@@ -565,10 +625,12 @@ pub async fn user(ctx: &TenantContext, db: &ReadDb, user: &str) -> Result<Option
 /// An API key as listed: never its secret or hash.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiKeyRow {
+    #[serde(rename = "id")]
     pub key_id: String,
     pub name: String,
     pub role: String,
     pub revoked: bool,
+    #[serde(with = "super::time")]
     pub created_at: i64,
 }
 
@@ -577,28 +639,47 @@ pub async fn api_keys(
     db: &ReadDb,
     after: Option<&str>,
     limit: u32,
-) -> Result<Vec<ApiKeyRow>, ProjectionError> {
+) -> Result<Page<ApiKeyRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let rows = sqlx::query(
         "SELECT key_id, name, role, revoked, created_at FROM dir_api_keys
          WHERE tenant_id = $1 AND key_id > $2 ORDER BY key_id LIMIT $3",
     )
     .bind(tenant.to_string())
-    .bind(after.unwrap_or(""))
+    .bind(id_cursor(after)?)
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ApiKeyRow {
-                key_id: text(r, "key_id")?,
-                name: text(r, "name")?,
-                role: text(r, "role")?,
-                revoked: int(r, "revoked")? != 0,
-                created_at: int(r, "created_at")?,
-            })
+    let rows = rows.iter().map(ApiKeyRow::try_from).collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(rows, limit, |k: &ApiKeyRow| k.key_id.clone()))
+}
+
+pub async fn api_key(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    key: &str,
+) -> Result<Option<ApiKeyRow>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT key_id, name, role, revoked, created_at FROM dir_api_keys WHERE tenant_id = $1 AND key_id = $2",
+    )
+    .bind(ctx.tenant_id.to_string())
+    .bind(key)
+    .fetch_optional(db.readers())
+    .await?;
+    row.as_ref().map(ApiKeyRow::try_from).transpose()
+}
+
+impl TryFrom<&AnyRow> for ApiKeyRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            key_id: text(r, "key_id")?,
+            name: text(r, "name")?,
+            role: text(r, "role")?,
+            revoked: int(r, "revoked")? != 0,
+            created_at: int(r, "created_at")?,
         })
-        .collect()
+    }
 }
 
 /// A tenant key as authentication needs it: `None` when no tenant key has this id (it may

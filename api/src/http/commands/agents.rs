@@ -14,7 +14,10 @@ use utoipa_axum::routes;
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, written};
+use crate::http::{AppState, object, written};
+use tenantry_app::Written;
+use tenantry_domain::TenantContext;
+use tenantry_projections::models::directory;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +60,7 @@ pub async fn create(
         tool_ids: body.tool_ids,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::CREATED, Some(agent_id.to_string()), out, json!({})))
+    agent(&state, &ctx, StatusCode::CREATED, out, agent_id).await
 }
 
 #[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", request_body = PatchAgent, tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -75,7 +78,20 @@ pub async fn update(
         tool_ids: body.tool_ids,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::OK, Some(agent_id.to_string()), out, json!({})))
+    agent(&state, &ctx, StatusCode::OK, out, agent_id).await
+}
+
+/// The agent as `GET` shows it, after a write.
+async fn agent(
+    state: &AppState,
+    ctx: &TenantContext,
+    status: StatusCode,
+    out: Written,
+    id: AgentId,
+) -> Result<Response, ApiError> {
+    let (id, location) = (id.to_string(), format!("/v1/tenants/{}/agents/{id}", ctx.tenant_id));
+    let read = || directory::agent(ctx, state.projections.db(), &id);
+    object(state, ctx, directory::NAME, (status, out, location), id.clone(), read, json!({})).await
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]

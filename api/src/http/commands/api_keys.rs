@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, MIN_POSITION_WAIT, keys_retired, written};
+use crate::http::{AppState, keys_retired, object, written};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,8 +50,11 @@ pub async fn create(
         user_id: body.user_id,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
-    state.projections.wait_for(directory::NAME, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await?;
-    Ok(written(StatusCode::CREATED, Some(key_id.to_string()), out, json!({ "key": token })))
+    // The key works once authentication's read model has it: the answer waits for that.
+    let (id, location) = (key_id.to_string(), format!("/v1/tenants/{}/api-keys/{key_id}", ctx.tenant_id));
+    let read = || directory::api_key(&ctx, state.projections.db(), &id);
+    let created = (StatusCode::CREATED, out, location);
+    object(&state, &ctx, directory::NAME, created, id.clone(), read, json!({ "key": token })).await
 }
 
 /// `DELETE /v1/tenants/{id}/api-keys/{key_id}`: effective before the answer.

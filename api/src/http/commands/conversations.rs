@@ -15,7 +15,8 @@ use utoipa_axum::routes;
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, written};
+use crate::http::{AppState, object};
+use tenantry_projections::models::conversations;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +64,10 @@ pub async fn open(
         title: body.title,
     });
     let out = state.commands.conversation(&ctx, id, &command).await?;
-    Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))
+    let (key, location) = (id.to_string(), format!("/v1/tenants/{}/conversations/{id}", ctx.tenant_id));
+    let read = || conversations::thread(&ctx, state.projections.db(), &key);
+    let created = (StatusCode::CREATED, out, location);
+    object(&state, &ctx, conversations::NAME, created, key.clone(), read, json!({})).await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", request_body = AppendMessage, tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -85,5 +89,11 @@ pub async fn append(
             .map(|u| TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
     });
     let out = state.commands.conversation(&ctx, conversation, &command).await?;
-    Ok(written(StatusCode::CREATED, Some(id.to_string()), out, json!({})))
+    let (thread, key) = (conversation.to_string(), id.to_string());
+    let location = format!("/v1/tenants/{}/conversations/{thread}/messages/{key}", ctx.tenant_id);
+    let read = || async {
+        Ok(conversations::message(&ctx, state.projections.db(), &thread, &key).await?.map(|(_, m)| m))
+    };
+    let created = (StatusCode::CREATED, out, location);
+    object(&state, &ctx, conversations::NAME, created, key.clone(), read, json!({})).await
 }

@@ -14,7 +14,10 @@ use utoipa_axum::routes;
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, keys_retired, written};
+use crate::http::{AppState, keys_retired, object, written};
+use tenantry_app::Written;
+use tenantry_domain::TenantContext;
+use tenantry_projections::models::directory;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -83,7 +86,7 @@ pub async fn create_user(
     let user_id = UserId::new();
     let command = TenantCommand::AddUser(AddUser { user_id, email: body.email, role: body.role });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::CREATED, Some(user_id.to_string()), out, json!({})))
+    user(&state, &ctx, StatusCode::CREATED, out, user_id).await
 }
 
 #[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", request_body = PatchUser, tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -95,7 +98,7 @@ pub async fn update_user(
 ) -> Result<Response, ApiError> {
     let command = TenantCommand::UpdateUser(UpdateUser { user_id, email: body.email, role: body.role });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
+    user(&state, &ctx, StatusCode::OK, out, user_id).await
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -125,7 +128,7 @@ pub async fn create_tool(
         enabled: body.enabled,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::CREATED, Some(tool_id.to_string()), out, json!({})))
+    tool(&state, &ctx, StatusCode::CREATED, out, tool_id).await
 }
 
 #[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", request_body = PatchTool, tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Changed: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -143,7 +146,7 @@ pub async fn update_tool(
         enabled: body.enabled,
     });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::OK, Some(tool_id.to_string()), out, json!({})))
+    tool(&state, &ctx, StatusCode::OK, out, tool_id).await
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -154,4 +157,30 @@ pub async fn remove_tool(
 ) -> Result<Response, ApiError> {
     let out = state.commands.tenant(&ctx, &TenantCommand::RemoveTool(RemoveTool { tool_id })).await?;
     Ok(written(StatusCode::OK, Some(tool_id.to_string()), out, json!({})))
+}
+
+/// The user as `GET` shows it, after a write.
+async fn user(
+    state: &AppState,
+    ctx: &TenantContext,
+    status: StatusCode,
+    out: Written,
+    id: UserId,
+) -> Result<Response, ApiError> {
+    let (id, location) = (id.to_string(), format!("/v1/tenants/{}/users/{id}", ctx.tenant_id));
+    let read = || directory::user(ctx, state.projections.db(), &id);
+    object(state, ctx, directory::NAME, (status, out, location), id.clone(), read, json!({})).await
+}
+
+/// The tool as `GET` shows it, after a write.
+async fn tool(
+    state: &AppState,
+    ctx: &TenantContext,
+    status: StatusCode,
+    out: Written,
+    id: ToolId,
+) -> Result<Response, ApiError> {
+    let (id, location) = (id.to_string(), format!("/v1/tenants/{}/tools/{id}", ctx.tenant_id));
+    let read = || directory::tool(ctx, state.projections.db(), &id);
+    object(state, ctx, directory::NAME, (status, out, location), id.clone(), read, json!({})).await
 }

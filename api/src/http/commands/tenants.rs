@@ -18,7 +18,10 @@ use crate::compliance::{PurgeError, PurgeStep};
 use crate::http::auth::{Caller, Scoped};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, keys_retired, written};
+use crate::http::{AppState, keys_retired, object, written};
+use tenantry_app::Written;
+use tenantry_domain::TenantContext;
+use tenantry_projections::models::directory;
 
 /// Tenant settings as the API spells them.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -161,7 +164,7 @@ pub async fn create(
         limits: body.limits.unwrap_or_default(),
     };
     let out = tenants::create_tenant(&state.commands, state.plans, &ctx, command).await?;
-    Ok(written(StatusCode::CREATED, Some(tenant.to_string()), out, json!({})))
+    tenant_object(&state, &ctx, StatusCode::CREATED, out).await
 }
 
 /// `PATCH /v1/tenants/{id}`: name and settings by its admin; plan and limits by the platform.
@@ -179,7 +182,7 @@ pub async fn update(
     });
     let out = state.commands.tenant(&ctx, &command).await?;
     state.gates.forget_tenant(ctx.tenant_id);
-    Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
+    tenant_object(&state, &ctx, StatusCode::OK, out).await
 }
 
 /// `PATCH /v1/tenants/{id}/settings`: a JSON Merge Patch of the tenant's settings.
@@ -194,7 +197,26 @@ pub async fn update_settings(
         ..Default::default()
     });
     let out = state.commands.tenant(&ctx, &command).await?;
-    Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
+    let location = format!("/v1/tenants/{}/settings", ctx.tenant_id);
+    let read = || async {
+        let row = directory::tenant(&ctx, state.projections.db()).await?;
+        Ok(row.map(|t| json!(directory::SettingsView::from(&t.settings))))
+    };
+    let changed = (StatusCode::OK, out, location);
+    object(&state, &ctx, directory::NAME, changed, ctx.tenant_id.to_string(), read, json!({})).await
+}
+
+/// The tenant as `GET /v1/tenants/{id}` shows it, after a write.
+async fn tenant_object(
+    state: &AppState,
+    ctx: &TenantContext,
+    status: StatusCode,
+    out: Written,
+) -> Result<Response, ApiError> {
+    let location = format!("/v1/tenants/{}", ctx.tenant_id);
+    let read = || directory::tenant(ctx, state.projections.db());
+    object(state, ctx, directory::NAME, (status, out, location), ctx.tenant_id.to_string(), read, json!({}))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", request_body(content = Suspend, description = "optional: `{\"reason\": …}` or no body"), tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -214,7 +236,7 @@ pub async fn suspend(
     // Its keys are refused here from the next request on.
     keys_retired(&state, &ctx, out.position).await?;
     state.gates.forget_tenant(ctx.tenant_id);
-    Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
+    tenant_object(&state, &ctx, StatusCode::OK, out).await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/resume", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -222,7 +244,7 @@ pub async fn resume(State(state): State<AppState>, Scoped(ctx): Scoped) -> Resul
     let out = state.commands.tenant(&ctx, &TenantCommand::ResumeTenant(command::ResumeTenant)).await?;
     keys_retired(&state, &ctx, out.position).await?;
     state.gates.forget_tenant(ctx.tenant_id);
-    Ok(written(StatusCode::OK, Some(ctx.tenant_id.to_string()), out, json!({})))
+    tenant_object(&state, &ctx, StatusCode::OK, out).await
 }
 
 /// `DELETE /v1/tenants/{id}` (super_admin): the GDPR purge of the whole tenant. Answers 202
@@ -275,10 +297,8 @@ pub async fn create_partner(
     let partner =
         tenants::create_partner(&state.commands, state.projections.db(), &state.keys, &ctx, &body.name)
             .await?;
-    Ok(written(
-        StatusCode::CREATED,
-        Some(partner.partner_id.to_string()),
-        partner.written,
-        json!({ "key": partner.key }),
-    ))
+    let (id, location) = (partner.partner_id.to_string(), format!("/v1/partners/{}", partner.partner_id));
+    let read = || directory::partner(state.projections.db(), &id);
+    let created = (StatusCode::CREATED, partner.written, location);
+    object(&state, &ctx, directory::NAME, created, id.clone(), read, json!({ "key": partner.key })).await
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantry_domain::{Actor, AgentId, ConversationId, Role, TenantContext, TenantId, UserId};
+use tenantry_domain::{Actor, AgentId, ConversationId, MessageId, Role, TenantContext, TenantId, UserId};
 use tenantry_projections::models::conversations::{self, ThreadFilter};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,7 +26,11 @@ pub struct ThreadParams {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(one)).routes(routes!(messages))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(messages))
+        .routes(routes!(message))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -48,7 +52,7 @@ pub async fn list(
         state.projections.db(),
         &filter,
         p.cursor.as_deref(),
-        p.limit.unwrap_or(50),
+        super::page_limit(p.limit)?,
     )
     .await?;
     Ok(Json(json!(page)))
@@ -77,14 +81,31 @@ pub async fn messages(
     caught_up(&state, conversations::NAME, &ctx, min).await?;
     let db = state.projections.db();
     let id = conversation.to_string();
-    let (owner, page) =
-        conversations::thread_messages(&ctx, db, &id, p.cursor.as_deref(), p.limit.unwrap_or(50))
-            .await?
-            .ok_or(ApiError::NotFound)?;
+    let (owner, page) = conversations::thread_messages(&ctx, db, &id, p.cursor(), p.limit()?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     match own_user(&ctx)? {
         Some(me) if owner.as_deref() != Some(me.as_str()) => Err(ApiError::NotFound),
         // Written straight from the rows, not through a JSON tree.
         _ => Ok(Json(page).into_response()),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages/{message_id}", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)"), ("message_id" = String, Path, description = "message id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+pub async fn message(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    min: MinPosition,
+    AppPath((_, conversation, message)): AppPath<(TenantId, ConversationId, MessageId)>,
+) -> Result<Json<Value>, ApiError> {
+    caught_up(&state, conversations::NAME, &ctx, min).await?;
+    let (owner, row) =
+        conversations::message(&ctx, state.projections.db(), &conversation.to_string(), &message.to_string())
+            .await?
+            .ok_or(ApiError::NotFound)?;
+    match own_user(&ctx)? {
+        Some(me) if owner.as_deref() != Some(me.as_str()) => Err(ApiError::NotFound),
+        _ => Ok(Json(json!(row))),
     }
 }
 

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
-use tenantry_domain::{AgentId, Role, TenantId, ToolId, UserId};
-use tenantry_projections::models::directory;
+use tenantry_domain::{AgentId, ApiKeyId, PartnerId, Role, TenantId, ToolId, UserId};
+use tenantry_projections::models::{Page, directory};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -21,6 +21,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_tenant))
         .routes(routes!(get_settings))
         .routes(routes!(list_keys))
+        .routes(routes!(get_key))
+        .routes(routes!(get_partner))
         .routes(routes!(list_agents))
         .routes(routes!(get_agent))
         .routes(routes!(list_users))
@@ -37,10 +39,8 @@ pub async fn list_users(
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let items =
-        directory::users(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
-            .await?;
-    Ok(Json(json!({ "items": items })))
+    let items = directory::users(&ctx, state.projections.db(), page.cursor(), page.limit()?).await?;
+    Ok(Json(json!(items)))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("user_id" = String, Path, description = "user id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -64,10 +64,8 @@ pub async fn list_tools(
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let items =
-        directory::tools(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
-            .await?;
-    Ok(Json(json!({ "items": items })))
+    let items = directory::tools(&ctx, state.projections.db(), page.cursor(), page.limit()?).await?;
+    Ok(Json(json!(items)))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/tools/{tool_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("tool_id" = String, Path, description = "tool id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -92,20 +90,18 @@ pub async fn list_tenants(
 ) -> Result<Json<Value>, ApiError> {
     let db = state.projections.db();
     let items = match (caller.role, caller.tenant) {
-        (Role::SuperAdmin, _) => {
-            directory::tenants(db, None, page.cursor.as_deref(), page.limit.unwrap_or(50)).await?
-        }
+        (Role::SuperAdmin, _) => directory::tenants(db, None, page.cursor(), page.limit()?).await?,
         (Role::PartnerAdmin, _) => {
             let partner = caller.partner.map(|p| p.to_string()).ok_or(ApiError::Unauthorized)?;
-            directory::tenants(db, Some(&partner), page.cursor.as_deref(), page.limit.unwrap_or(50)).await?
+            directory::tenants(db, Some(&partner), page.cursor(), page.limit()?).await?
         }
-        (_, Some(own)) => directory::tenant(&caller.context(own)?, db).await?.into_iter().collect(),
-        _ => Vec::new(),
+        (_, Some(own)) => Page {
+            items: directory::tenant(&caller.context(own)?, db).await?.into_iter().collect(),
+            next_cursor: None,
+        },
+        _ => Page { items: Vec::new(), next_cursor: None },
     };
-    let next = (items.len() as u32 == page.limit.unwrap_or(50).clamp(1, 500))
-        .then(|| items.last().map(|t| t.tenant_id.clone()))
-        .flatten();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(json!(items)))
 }
 
 /// `GET /v1/partners`: every partner for the platform, its own for a partner admin.
@@ -124,13 +120,9 @@ pub async fn list_partners(
             ));
         }
     };
-    let limit = page.limit.unwrap_or(50);
     let items =
-        directory::partners(state.projections.db(), only.as_deref(), page.cursor.as_deref(), limit).await?;
-    let next = (items.len() as u32 == limit.clamp(1, 500))
-        .then(|| items.last().map(|p| p.partner_id.clone()))
-        .flatten();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+        directory::partners(state.projections.db(), only.as_deref(), page.cursor(), page.limit()?).await?;
+    Ok(Json(json!(items)))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -152,14 +144,7 @@ pub async fn get_settings(
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
     let row = directory::tenant(&ctx, state.projections.db()).await?.ok_or(ApiError::NotFound)?;
-    let s = row.settings;
-    Ok(Json(json!({
-        "agent_name": s.agent_name,
-        "system_prompt": s.system_prompt,
-        "default_model": s.default_model,
-        "allowed_models": s.allowed_models,
-        "feature_flags": s.feature_flags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-    })))
+    Ok(Json(json!(directory::SettingsView::from(&row.settings))))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api-keys", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -170,10 +155,45 @@ pub async fn list_keys(
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let items =
-        directory::api_keys(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
-            .await?;
-    Ok(Json(json!({ "items": items })))
+    let items = directory::api_keys(&ctx, state.projections.db(), page.cursor(), page.limit()?).await?;
+    Ok(Json(json!(items)))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api-keys/{key_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("key_id" = String, Path, description = "key id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
+pub async fn get_key(
+    State(state): State<AppState>,
+    Administering(ctx): Administering,
+    min: MinPosition,
+    AppPath((_, key)): AppPath<(TenantId, ApiKeyId)>,
+) -> Result<Json<Value>, ApiError> {
+    caught_up(&state, directory::NAME, &ctx, min).await?;
+    let row = directory::api_key(&ctx, state.projections.db(), &key.to_string())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(json!(row)))
+}
+
+/// `GET /v1/partners/{id}`: the platform's partners, or a partner admin's own.
+#[utoipa::path(get, path = "/v1/partners/{partner_id}", tag = "directory", params(("partner_id" = String, Path, description = "partner id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404 or 429")))]
+pub async fn get_partner(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(partner): AppPath<PartnerId>,
+) -> Result<Json<Value>, ApiError> {
+    match (caller.role, caller.partner) {
+        (Role::SuperAdmin, _) => {}
+        (Role::PartnerAdmin, Some(own)) if own == partner => {}
+        // Another partner's is not there for a partner admin.
+        (Role::PartnerAdmin, _) => return Err(ApiError::NotFound),
+        _ => {
+            return Err(ApiError::Forbidden(
+                "only the platform operator and partner admins see partners".into(),
+            ));
+        }
+    }
+    let row =
+        directory::partner(state.projections.db(), &partner.to_string()).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!(row)))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/agents", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -184,11 +204,9 @@ pub async fn list_agents(
     AppQuery(page): AppQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let mut items =
-        directory::agents(&ctx, state.projections.db(), page.cursor.as_deref(), page.limit.unwrap_or(50))
-            .await?;
-    items.iter_mut().for_each(|a| hide_prompt(&ctx, a));
-    Ok(Json(json!({ "items": items })))
+    let mut items = directory::agents(&ctx, state.projections.db(), page.cursor(), page.limit()?).await?;
+    items.items.iter_mut().for_each(|a| hide_prompt(&ctx, a));
+    Ok(Json(json!(items)))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{Datelike, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_projections::models::{audit, billing, quotas};
@@ -12,28 +12,40 @@ use utoipa_axum::routes;
 
 use crate::http::auth::Administering;
 use crate::http::error::ApiError;
-use crate::http::extract::{AppQuery, MinPosition};
+use crate::http::extract::{AppQuery, MinPosition, TimeBound};
 use crate::http::{AppState, caught_up};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Period {
-    /// First day, `YYYY-MM-DD`; the first of this month when absent.
-    pub from: Option<NaiveDate>,
-    /// Last day, inclusive; today when absent.
-    pub to: Option<NaiveDate>,
+    /// First day (a date, or an RFC 3339 time on that UTC day); the first of this month
+    /// when absent.
+    #[param(value_type = Option<String>)]
+    pub from: Option<TimeBound>,
+    /// Last day, inclusive (a date or an RFC 3339 time); today when absent.
+    #[param(value_type = Option<String>)]
+    pub to: Option<TimeBound>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Only entries of this actor (`user:<id>`, `key:<id>`, `system`, ...).
     pub actor: Option<String>,
+    /// Only entries of this action (`agent.created`, `access.denied`, ...).
     pub action: Option<String>,
-    /// Unix milliseconds, inclusive.
-    pub from: Option<i64>,
-    /// Unix milliseconds, exclusive.
-    pub to: Option<i64>,
+    /// From this time (RFC 3339), inclusive; a date means its start.
+    #[param(value_type = Option<String>)]
+    pub from: Option<TimeBound>,
+    /// Before this time (RFC 3339), exclusive; a date includes its whole day.
+    #[param(value_type = Option<String>)]
+    pub to: Option<TimeBound>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Items per page: 1 to 200, 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -50,8 +62,8 @@ pub async fn usage(
 ) -> Result<Response, ApiError> {
     caught_up(&state, billing::NAME, &ctx, min).await?;
     let today = Utc::now().date_naive();
-    let from = p.from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
-    let to = p.to.unwrap_or(today);
+    let from = p.from.map_or_else(|| today.with_day(1).unwrap_or(today), TimeBound::day);
+    let to = p.to.map_or(today, TimeBound::day);
     if from > to {
         return Err(ApiError::Unprocessable { field: "from".into(), reason: "after `to`".into() });
     }
@@ -69,7 +81,7 @@ pub async fn quota(
     let lines = quotas::quotas(&ctx, state.projections.db(), &state.plans, Utc::now())
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(json!({ "quotas": lines })))
+    Ok(Json(json!({ "items": lines, "next_cursor": null })))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/audit", tag = "reports", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
@@ -80,9 +92,19 @@ pub async fn audit_log(
     AppQuery(p): AppQuery<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, audit::NAME, &ctx, min).await?;
-    let filter = audit::AuditFilter { actor: p.actor, action: p.action, from: p.from, to: p.to };
-    let page =
-        audit::entries(&ctx, state.projections.db(), &filter, p.cursor.as_deref(), p.limit.unwrap_or(50))
-            .await?;
+    let filter = audit::AuditFilter {
+        actor: p.actor,
+        action: p.action,
+        from: p.from.map(|t| t.start().timestamp_millis()),
+        to: p.to.map(|t| t.end().timestamp_millis()),
+    };
+    let page = audit::entries(
+        &ctx,
+        state.projections.db(),
+        &filter,
+        p.cursor.as_deref(),
+        super::page_limit(p.limit)?,
+    )
+    .await?;
     Ok(Json(json!(page)))
 }

@@ -1,0 +1,198 @@
+//! End-to-end tests over real HTTP against a server on port 0: one binary, a module per
+//! feature.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::os::unix::fs::PermissionsExt;
+
+use tenantry::settings::StoreSettings;
+use tenantry::{Application, Settings};
+
+mod client;
+mod contract;
+mod keys;
+mod lists;
+mod partners;
+mod quotas;
+mod rate;
+mod slugs;
+#[path = "../support/mod.rs"]
+mod support;
+mod walkthrough;
+
+use support::BOOTSTRAP;
+
+fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreSettings {
+            data_dir: dir.join("data"),
+            database_url: None,
+            master_key_file: None,
+            prices_file: None,
+            nats_url: None,
+        },
+        no_projectors: false,
+        role: Default::default(),
+        bootstrap_key: Some(BOOTSTRAP.into()),
+    }
+}
+
+async fn spawn(settings: &Settings) -> (u16, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let app = Application::build(settings).await.expect("builds");
+    let port = app.port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("serves");
+    });
+    (port, tx, handle)
+}
+
+#[tokio::test]
+async fn serve_starts_on_embedded_sqlite_and_answers_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path());
+    let (port, stop, handle) = spawn(&settings).await;
+    let body: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "ok");
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+
+    // The data directory holds the database and a master key readable by its owner only.
+    let key = settings.store.data_dir.join("master.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(settings.store.data_dir.join("tenantry.db").exists());
+
+    // A restart keeps the same key.
+    let first = std::fs::read_to_string(&key).unwrap();
+    let (_, stop, handle) = spawn(&settings).await;
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), first);
+}
+
+fn tenantry(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tenantry {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_projects_live_and_the_cli_rebuilds_and_reports_status() {
+    use tenantry_domain::event::{Settings as TenantSettings, TenantCreated};
+    use tenantry_domain::{Event, EventId, Plan, StreamId, TenantContext, TenantId};
+    use tenantry_projections::models::directory;
+    use tenantry_store::{AppendRequest, ExpectedVersion, NewEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path());
+    let app = Application::build(&settings).await.unwrap();
+    let (store, projections) = (app.store().clone(), app.projections().clone());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+
+    let ctx = TenantContext::system(TenantId::new());
+    let created = Event::TenantCreated(TenantCreated {
+        slug: "acme".into(),
+        name: "Acme".into(),
+        plan: Plan::Starter,
+        partner_id: None,
+        settings: TenantSettings::default(),
+        limits: Default::default(),
+    });
+    let out = store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                StreamId::tenant(),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(EventId::new(), &created).unwrap()],
+            ),
+        )
+        .await
+        .unwrap();
+    // The server projects in-process: the write becomes readable without any other step.
+    projections
+        .wait_for(directory::NAME, ctx.tenant_id, out.last_position, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(directory::tenant(&ctx, projections.db()).await.unwrap().unwrap().slug, "acme");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    drop((store, projections));
+
+    let status = tenantry(dir.path(), &["status"]);
+    assert!(
+        status.lines().any(|l| l.starts_with("directory") && l.split_whitespace().nth(2) == Some("0")),
+        "{status}"
+    );
+    let replay = tenantry(dir.path(), &["replay", "--projection", "directory"]);
+    assert_eq!(replay.trim(), "rebuilt from 1 events");
+    let replay = tenantry(dir.path(), &["replay", "--tenant", &ctx.tenant_id.to_string()]);
+    assert_eq!(replay.trim(), "rebuilt from 1 events");
+
+    // A key made on the command line authenticates against a server on the same data.
+    let key =
+        tenantry(dir.path(), &["keys", "create", "--tenant", &ctx.tenant_id.to_string(), "--role", "admin"]);
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("tnt_"), "{key}");
+    let app = Application::build(&settings).await.unwrap();
+    let port = app.port();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    let res = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v1/tenants/{}", ctx.tenant_id))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// Clients can generate code from the description: every body a route takes has a schema.
+#[test]
+fn every_request_body_is_described() {
+    let doc = serde_json::to_value(tenantry::http::openapi()).unwrap();
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    let mut described = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let takes_body = method == "patch"
+                || (method == "post" && !path.ends_with("/resume") && !path.ends_with("/erase"));
+            if !takes_body {
+                continue;
+            }
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+            let name =
+                schema.as_str().unwrap_or_else(|| panic!("{method} {path} has no request body schema"));
+            let name = name.trim_start_matches("#/components/schemas/");
+            assert!(schemas.contains_key(name), "{method} {path}: {name} is not in the components");
+            described += 1;
+        }
+    }
+    assert!(described >= 15, "{described} bodies described");
+    assert!(schemas["CreateTenant"]["properties"]["limits"].is_object());
+}
