@@ -86,6 +86,9 @@ impl Application {
         let store = projections.store().clone();
         let commands = Commands::new(store.clone(), plans);
         let broker = settings.store.broker().await?;
+        let idempotency = http::idempotency::Idempotency::new(
+            tenantry_store::idempotency::IdempotencyRecords::new(store.database().clone()),
+        );
         let state = AppState::new(http::Shared {
             purger: Purger::new(projections.clone(), Some(commands.clone()), broker.clone()),
             commands,
@@ -95,6 +98,7 @@ impl Application {
             plans,
             gates: Default::default(),
             key_cache: Default::default(),
+            idempotency,
         });
         if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
             // Shown once: only its keyed hash is kept.

@@ -86,7 +86,10 @@ pub async fn erase_user(
     // already unreadable, and repeating the call writes the event.
     store.erase_subject(ctx, user_id).await?;
     let out = commands.tenant(ctx, &TenantCommand::EraseUser(EraseUser { user_id })).await?;
-    // Cached states held the person's email.
+    // Cached states held the person's email, and kept answers to idempotency keys may.
     commands.forget_tenant(ctx.tenant_id);
+    tenantry_store::idempotency::IdempotencyRecords::new(store.database().clone())
+        .forget_tenant(ctx.tenant_id)
+        .await?;
     Ok(out)
 }

@@ -16,6 +16,7 @@ pub mod chain;
 pub mod crypto;
 pub mod error;
 pub mod export;
+pub mod idempotency;
 pub mod model;
 mod postgres;
 mod sqlite;

@@ -285,6 +285,10 @@ impl Purger {
                     )
                     .await?;
                     drop(conn);
+                    // Kept answers to idempotency keys may hold the tenant's data.
+                    tenantry_store::idempotency::IdempotencyRecords::new(self.store.database().clone())
+                        .forget_tenant(tenant)
+                        .await?;
                     self.advance_now(tenant, PurgeStep::BrokerPurged, None).await?;
                 }
                 PurgeStep::BrokerPurged => {

@@ -22,6 +22,7 @@ pub mod commands;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod key_cache;
 pub mod limits;
 pub mod me;
@@ -67,6 +68,8 @@ pub struct Shared {
     /// Tenant keys as last read, in use while changes to them are heard.
     pub key_cache: key_cache::KeyCache,
     pub purger: crate::compliance::Purger,
+    /// First answers to `Idempotency-Key`s.
+    pub idempotency: idempotency::Idempotency,
 }
 
 /// Which routers a process serves.
@@ -116,7 +119,8 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         // Unknown routes and methods answer in the same problem form as every other error.
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    app.layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
+    app.layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::replay))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::middleware::from_fn(access::log))

@@ -10,6 +10,7 @@ use tenantry::{Application, Settings};
 
 mod client;
 mod contract;
+mod idempotency;
 mod keys;
 mod lists;
 mod partners;
