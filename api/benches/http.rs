@@ -76,6 +76,7 @@ async fn run(name: &str, database_url: Option<String>) {
             nats_url: None,
         },
         no_projectors: false,
+        connections: Default::default(),
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
     };

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod compliance;
 pub mod http;
 pub mod relay;
+pub mod server;
 pub mod settings;
 pub mod startup;
 

@@ -89,4 +89,31 @@ pub struct Settings {
     /// fresh database gets a generated key, printed once.
     #[arg(long, env = "TENANTRY_BOOTSTRAP_KEY", hide_env_values = true)]
     pub bootstrap_key: Option<String>,
+
+    #[command(flatten)]
+    pub connections: ConnectionSettings,
+}
+
+/// How long the server waits on a client, and how many clients it serves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct ConnectionSettings {
+    /// Seconds from the first byte of a request to the end of its headers.
+    #[arg(long, env = "TENANTRY_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+    /// Seconds a connection may wait for its next request (or its first) before it is closed.
+    #[arg(long, env = "TENANTRY_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout: u64,
+    /// Seconds to receive a request body, once its headers are in: 408 past it.
+    #[arg(long, env = "TENANTRY_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_read_timeout: u64,
+    /// Connections served at once; more wait in the listen backlog. Keep it under the open
+    /// files limit (`ulimit -n`) less what the database pools need.
+    #[arg(long, env = "TENANTRY_MAX_CONNECTIONS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self { header_read_timeout: 10, idle_timeout: 60, body_read_timeout: 30, max_connections: 1000 }
+    }
 }

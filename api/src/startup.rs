@@ -77,6 +77,7 @@ pub struct Application {
     broker: Option<crate::relay::Broker>,
     /// The PostgreSQL database whose key changes this process listens to.
     database_url: Option<String>,
+    connections: crate::settings::ConnectionSettings,
 }
 
 impl Application {
@@ -114,6 +115,7 @@ impl Application {
             role: settings.role,
             broker,
             database_url: settings.store.database_url.clone(),
+            connections: settings.connections,
         })
     }
 
@@ -167,17 +169,8 @@ impl Application {
         if self.role != ServeRole::Queries {
             self.state.purger.resume_all().await?;
         }
-        let app = http::router(self.state, self.role);
-        // Responses go out as soon as they are written, not held back by Nagle's algorithm
-        // waiting for the client's delayed acknowledgement.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
-            }
-        });
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let app = http::router(self.state, self.role, self.connections);
+        crate::server::serve(self.listener, app, self.connections, shutdown).await?;
         // Let the projector finish its transaction, then stop it.
         let _ = stop_tx.send(true);
         for handle in [projector, relay, key_changes].into_iter().flatten() {

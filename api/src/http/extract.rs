@@ -32,6 +32,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
             {
                 Err(ApiError::PayloadTooLarge)
             }
+            Err(JsonRejection::BytesRejection(e)) if crate::server::timed_out(&e) => {
+                Err(ApiError::RequestTimeout)
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => {
                 Err(ApiError::bad_request("the body must be JSON, sent with Content-Type: application/json"))
             }

@@ -106,7 +106,7 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
     api
 }
 
-pub fn router(state: AppState, role: ServeRole) -> Router {
+pub fn router(state: AppState, role: ServeRole, connections: crate::settings::ConnectionSettings) -> Router {
     metrics::handle();
     let (api, doc) = routes(role).split_for_parts();
     let doc = std::sync::Arc::new(doc);
@@ -123,6 +123,9 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::server::body_deadline(Duration::from_secs(connections.body_read_timeout), request, next)
+        }))
         .layer(axum::middleware::from_fn(access::log))
         .with_state(state)
 }

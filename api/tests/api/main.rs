@@ -9,6 +9,7 @@ use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
 
 mod client;
+mod connections;
 mod contract;
 mod idempotency;
 mod keys;
@@ -34,6 +35,7 @@ fn settings(dir: &std::path::Path) -> Settings {
             nats_url: None,
         },
         no_projectors: false,
+        connections: Default::default(),
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
     }

@@ -32,6 +32,7 @@ pub(crate) fn server_settings(
             nats_url,
         },
         no_projectors: false,
+        connections: Default::default(),
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
     }
