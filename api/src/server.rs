@@ -127,7 +127,12 @@ pub fn connection_cap(configured: u64) -> usize {
     let cap = match soft {
         Some(open_files) if open_files.saturating_sub(SPARE_DESCRIPTORS) < configured => {
             let lowered = open_files.saturating_sub(SPARE_DESCRIPTORS).max(1);
-            tracing::warn!(configured, open_files, lowered, "max connections lowered under the open files limit");
+            tracing::warn!(
+                configured,
+                open_files,
+                lowered,
+                "max connections lowered under the open files limit"
+            );
             lowered
         }
         _ => configured,
