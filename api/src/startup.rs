@@ -161,7 +161,8 @@ impl Application {
         // Keys are cached for authentication only while their changes are heard.
         let key_changes = self.database_url.clone().map(|url| {
             let mut stop = stop_rx.clone();
-            tokio::spawn(http::key_cache::listen(self.state.key_cache.clone(), url, async move {
+            let commands = self.state.commands.clone();
+            tokio::spawn(http::key_cache::listen(self.state.key_cache.clone(), commands, url, async move {
                 let _ = stop.wait_for(|s| *s).await;
             }))
         });

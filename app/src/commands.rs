@@ -13,7 +13,8 @@ use tenantry_domain::conversation::{self, ConversationCommand, ConversationState
 use tenantry_domain::slug::{self, SlugState};
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
 use tenantry_domain::{
-    ConversationId, Event, EventId, PlanCatalog, Rejection, StreamId, TenantContext, TenantId,
+    ApiKeyId, ConversationId, Event, EventId, PlanCatalog, Rejection, StreamId, TenantContext, TenantId,
+    UserId,
 };
 use tenantry_store::{
     AppendOutcome, AppendQuota, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError,
@@ -496,6 +497,26 @@ impl Commands {
             .append(&TenantContext { tenant_id: TenantId::PLATFORM, ..ctx.clone() }, request)
             .await?;
         Ok(Written { position: out.last_position, events: 1 })
+    }
+
+    /// Whether this process knows `key` (or the user it acts as) to be retired: revoked,
+    /// removed or erased. Read from the states this process holds,
+    /// never the read models, so a retirement answered here holds from that moment on,
+    /// whatever a projector does. `false` when the tenant is not held here.
+    pub fn retired(&self, tenant: TenantId, key: ApiKeyId, user: Option<UserId>) -> bool {
+        let Some((_, state)) = self.caches.tenants.get(tenant, &StreamId::tenant()) else { return false };
+        state.api_keys.get(&key).copied().unwrap_or(false)
+            || user.and_then(|u| state.users.get(&u)).is_some_and(|u| u.removed)
+    }
+
+    /// Read the tenant's stream on from what this process holds, so [`Commands::retired`]
+    /// knows of a change another process made. A tenant not held here is left alone.
+    pub async fn refresh_tenant(&self, tenant: TenantId) -> Result<(), CommandError> {
+        if self.caches.tenants.get(tenant, &StreamId::tenant()).is_none() {
+            return Ok(());
+        }
+        self.tenant_state(&TenantContext::system(tenant), Reading::Fresh).await?;
+        Ok(())
     }
 
     /// The tenant as `decide` sees it now, read to the end of its stream.

@@ -153,6 +153,22 @@ fn is_tenant_fault(err: &StoreError) -> bool {
     matches!(err, StoreError::Codec { .. } | StoreError::KeyDestroyed { .. } | StoreError::Tampered { .. })
 }
 
+/// Whether applying a tenant's events failed on what those events hold (a value the
+/// database refuses: SQLSTATE class 22, data exceptions such as an invalid byte sequence or
+/// a numeric overflow; a constraint the rows break; a stored value that does not parse)
+/// rather than on the database being unwell. Such a failure repeats on every attempt, so it
+/// stalls that projector for that tenant instead of every pass for everyone.
+fn is_data_fault(err: &ProjectionError) -> bool {
+    match err {
+        ProjectionError::Database(sqlx::Error::Database(db)) => {
+            db.code().is_some_and(|c| c.starts_with("22"))
+                || !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+        }
+        ProjectionError::Malformed(_) => true,
+        _ => false,
+    }
+}
+
 impl Projections {
     pub fn new(store: EventStore, db: ReadDb, projectors: Vec<Arc<dyn Projector>>) -> Self {
         Self {
@@ -353,8 +369,9 @@ impl Projections {
         let tenant = ctx.tenant_id;
         let key = tenant_key(tenant);
         let mut applied = 0;
+        let (mut page_size, mut singles) = (BATCH, 0);
         loop {
-            let page = match self.store.read_log_page(ctx, checkpoint, BATCH).await {
+            let page = match self.store.read_log_page(ctx, checkpoint, page_size).await {
                 Ok(page) => page,
                 Err(e) if is_tenant_fault(&e) => {
                     let position = match &e {
@@ -423,8 +440,32 @@ impl Projections {
                 tx.rollback().await?;
                 return Ok(Together::Raced(applied));
             }
+            let mut failed = None;
             for p in projectors {
-                p.apply(&mut tx, &key, &page).await?;
+                if let Err(e) = p.apply(&mut tx, &key, &page).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            match failed {
+                None => {}
+                Some(e) if is_data_fault(&e) => {
+                    tx.rollback().await?;
+                    if everyone || projectors.len() > 1 {
+                        // Find the projector that fails: one by one from here.
+                        self.set_hint(tenant, None);
+                        return Ok(Together::Raced(applied));
+                    }
+                    if page.len() > 1 {
+                        // Find the event that fails: one at a time through this page.
+                        (page_size, singles) = (1, page.len());
+                        continue;
+                    }
+                    let reason = format!("cannot apply {}: {e}", page[0].event.event_type());
+                    let name = projectors[0].name();
+                    return Err(self.record_stall(name, tenant, page[0].position, reason).await?);
+                }
+                Some(e) => return Err(e),
             }
             tx.commit().await?;
             self.applied.send_modify(|n| *n = n.wrapping_add(1));
@@ -432,6 +473,14 @@ impl Projections {
             checkpoint = last;
             if everyone {
                 self.set_hint(tenant, Some(checkpoint));
+            }
+            if page_size == 1 {
+                singles = singles.saturating_sub(1);
+                if singles == 0 {
+                    // Through the page the fault was in (it applied alone): full pages again.
+                    page_size = BATCH;
+                }
+                continue;
             }
             if page.len() < BATCH as usize {
                 // A short page was the head when it was read; a later append wakes us again.
@@ -558,7 +607,18 @@ impl Projections {
         let pages: Vec<(&str, &[RecordedEvent])> =
             keys.iter().zip(&work).map(|(key, (_, _, page))| (key.as_str(), page.as_slice())).collect();
         for p in self.projectors.iter() {
-            p.apply_many(&mut tx, &pages).await?;
+            if let Err(e) = p.apply_many(&mut tx, &pages).await {
+                if !is_data_fault(&e) {
+                    return Err(e);
+                }
+                // One tenant's events: each goes on its own, where a fault stalls only it.
+                tx.rollback().await?;
+                for (tenant, _, _) in &work {
+                    self.set_hint(*tenant, None);
+                    alone.push(*tenant);
+                }
+                return Ok((0, alone));
+            }
         }
         let applied = work.iter().map(|(_, _, page)| page.len() as u64).sum();
         tx.commit().await?;
@@ -663,6 +723,15 @@ impl Projections {
             let reached = self.checkpoint(projector, tenant).await?;
             if reached >= position {
                 return Ok(());
+            }
+            // A stalled projector will not get there: say so at once.
+            if let Some(stall) = self.stall(projector, tenant).await? {
+                return Err(ProjectionError::Stalled {
+                    projector: projector.to_owned(),
+                    tenant,
+                    position: stall.position,
+                    reason: stall.reason,
+                });
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ProjectionError::NotCaughtUp {

@@ -102,6 +102,19 @@ impl EventStore {
         &self.database
     }
 
+    /// Tell every process (on PostgreSQL, channel `tenantry_auth`, the one the key triggers
+    /// of migration 0012 use) that the tenant's keys or users changed, without waiting for a
+    /// read model to write it. SQLite serves one process: nothing to tell.
+    pub async fn announce_key_change(&self, tenant: TenantId) -> Result<(), StoreError> {
+        if let Database::Postgres(pool) = &self.database {
+            sqlx::query("SELECT pg_notify('tenantry_auth', $1)")
+                .bind(tenant.to_string())
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Announce a commit made elsewhere (another process, seen through a broker) to this
     /// process's subscribers, as if it were local: projectors wake for it.
     pub fn announce(&self, committed: Committed) {

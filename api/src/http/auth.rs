@@ -244,6 +244,12 @@ impl FromRequestParts<AppState> for Caller {
             if !state.keys.verify(secret, &key.secret_hash) {
                 return Err(ApiError::Unauthorized);
             }
+            // The command side has the last word: a key revoked, or its user removed, is
+            // refused from the moment that command was answered, even while the read model
+            // above is behind or stalled.
+            if state.commands.retired(key.tenant, ApiKeyId::from_uuid(key_id), key.user) {
+                return Err(ApiError::Unauthorized);
+            }
             // A user key acts as its user: conversations are then decided and listed as theirs.
             let actor = match (key.role, key.user) {
                 (Role::User, Some(user)) => Actor::User(user),

@@ -254,6 +254,11 @@ impl From<ProjectionError> for ApiError {
         match e {
             ProjectionError::InvalidCursor => Self::InvalidCursor,
             ProjectionError::NotCaughtUp { .. } => Self::Unavailable(e.to_string()),
+            // The read model cannot show this tenant's newest writes until the stall is
+            // cleared (see `tenantry status`); the writes themselves stand.
+            ProjectionError::Stalled { projector, .. } => {
+                Self::Unavailable(format!("the {projector} read model of this tenant is stalled"))
+            }
             other => Self::internal(other),
         }
     }

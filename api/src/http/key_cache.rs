@@ -116,7 +116,12 @@ impl KeyCache {
 /// Hear changes to keys and users on PostgreSQL at `url` for as long as `stop` is pending,
 /// reconnecting after a second when the connection drops. The cache is in use only while
 /// the `LISTEN` stands.
-pub async fn listen(cache: KeyCache, url: String, stop: impl Future<Output = ()> + Send) {
+pub async fn listen(
+    cache: KeyCache,
+    commands: tenantry_app::Commands,
+    url: String,
+    stop: impl Future<Output = ()> + Send,
+) {
     let mut stop = std::pin::pin!(stop);
     loop {
         let heard = async {
@@ -126,7 +131,16 @@ pub async fn listen(cache: KeyCache, url: String, stop: impl Future<Output = ()>
             // `try_recv` answers `None` when the connection was lost.
             while let Some(note) = listener.try_recv().await? {
                 match note.payload().parse::<TenantId>() {
-                    Ok(tenant) => cache.forget_tenant(tenant),
+                    Ok(tenant) => {
+                        cache.forget_tenant(tenant);
+                        // What authentication asks the command side is read on at once.
+                        let commands = commands.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = commands.refresh_tenant(tenant).await {
+                                tracing::warn!(error = %e, %tenant, "could not read a tenant's key changes");
+                            }
+                        });
+                    }
                     Err(_) => cache.forget_all(),
                 }
             }

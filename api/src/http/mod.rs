@@ -169,9 +169,10 @@ where
     let waited = state.projections.wait_for(projector, ctx.tenant_id, out.position, MIN_POSITION_WAIT).await;
     let (status, mut body) = match waited {
         Ok(()) => (status, json!(read().await?.ok_or(ApiError::NotFound)?)),
-        Err(tenantry_projections::ProjectionError::NotCaughtUp { .. }) => {
-            (StatusCode::ACCEPTED, json!({ "id": id }))
-        }
+        Err(
+            tenantry_projections::ProjectionError::NotCaughtUp { .. }
+            | tenantry_projections::ProjectionError::Stalled { .. },
+        ) => (StatusCode::ACCEPTED, json!({ "id": id })),
         Err(e) => return Err(e.into()),
     };
     if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
@@ -199,18 +200,28 @@ pub(crate) async fn caught_up(
     Ok(())
 }
 
-/// After a command that retires keys (a revocation, a user removed or erased): wait until
-/// authentication's read model has it, then drop this process's cached keys of the tenant,
-/// so the keys fail on the next request here. Other processes hear of it from the database.
+/// After a command that retires keys (a revocation, a user removed or erased, a suspension):
+/// this process refuses them at once (authentication asks the command side, see
+/// [`tenantry_app::Commands::retired`]), drops what it cached of the tenant's keys, and tells
+/// the other processes, which drop theirs and read the tenant's stream on. Then it waits
+/// (bounded) for authentication's read model, but does not fail when that is behind or
+/// stalled: the retirement already holds.
 pub(crate) async fn keys_retired(
     state: &AppState,
     ctx: &TenantContext,
     position: u64,
 ) -> Result<(), ApiError> {
-    state
-        .projections
-        .wait_for(tenantry_projections::models::directory::NAME, ctx.tenant_id, position, MIN_POSITION_WAIT)
-        .await?;
+    state.key_cache.forget_tenant(ctx.tenant_id);
+    state.store.announce_key_change(ctx.tenant_id).await?;
+    let projector = tenantry_projections::models::directory::NAME;
+    match state.projections.wait_for(projector, ctx.tenant_id, position, MIN_POSITION_WAIT).await {
+        Ok(())
+        | Err(
+            tenantry_projections::ProjectionError::NotCaughtUp { .. }
+            | tenantry_projections::ProjectionError::Stalled { .. },
+        ) => {}
+        Err(e) => return Err(e.into()),
+    }
     state.key_cache.forget_tenant(ctx.tenant_id);
     Ok(())
 }

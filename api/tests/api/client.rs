@@ -7,6 +7,8 @@ use tenantry::Application;
 pub(crate) struct Api {
     pub(crate) base: String,
     pub(crate) client: Client,
+    /// The server's read side (and through it, its store), for tests that go around HTTP.
+    pub(crate) projections: tenantry_projections::Projections,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -29,11 +31,12 @@ impl Api {
     pub(crate) async fn serve(settings: &tenantry::Settings, dir: tempfile::TempDir) -> Self {
         let app = Application::build(settings).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
+        let projections = app.projections().clone();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
-        Self { base, client: Client::new(), _stop: stop, _dir: dir }
+        Self { base, client: Client::new(), projections, _stop: stop, _dir: dir }
     }
 
     pub(crate) async fn call(

@@ -18,6 +18,7 @@ mod partners;
 mod quotas;
 mod rate;
 mod slugs;
+mod stalls;
 #[path = "../support/mod.rs"]
 mod support;
 mod walkthrough;
