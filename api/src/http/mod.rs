@@ -27,6 +27,7 @@ pub mod key_cache;
 pub mod limits;
 pub mod me;
 pub mod metrics;
+pub mod openapi;
 pub mod queries;
 
 use error::ApiError;
@@ -81,9 +82,10 @@ pub enum ServeRole {
     Queries,
 }
 
-/// The OpenAPI description of every route, generated from the handlers' annotations.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(ServeRole::All).split_for_parts().1
+/// The OpenAPI 3.1 description of every route: generated from the handlers' annotations and
+/// completed by [`openapi::document`].
+pub fn openapi() -> serde_json::Value {
+    openapi::document(routes(ServeRole::All).split_for_parts().1)
 }
 
 fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
@@ -109,7 +111,7 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
 pub fn router(state: AppState, role: ServeRole, connections: crate::settings::ConnectionSettings) -> Router {
     metrics::handle();
     let (api, doc) = routes(role).split_for_parts();
-    let doc = std::sync::Arc::new(doc);
+    let doc = std::sync::Arc::new(openapi::document(doc));
     let app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

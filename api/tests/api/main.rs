@@ -200,3 +200,34 @@ fn every_request_body_is_described() {
     assert!(described >= 15, "{described} bodies described");
     assert!(schemas["CreateTenant"]["properties"]["limits"].is_object());
 }
+
+/// Every operation has its own id, the bearer scheme, a schema for every answer (problems
+/// included) and a schema for every query parameter: a route added without them fails here.
+#[test]
+fn every_operation_is_fully_described() {
+    let doc = tenantry::http::openapi();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "{method} {path}: operationId {id} is not unique");
+            assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{method} {path}: no security");
+            for (status, answer) in op["responses"].as_object().unwrap() {
+                let content = answer["content"]
+                    .as_object()
+                    .unwrap_or_else(|| panic!("{method} {path} {status}: no content"));
+                assert!(
+                    content.values().all(|c| c["schema"].is_object()),
+                    "{method} {path} {status}: no schema"
+                );
+            }
+            assert!(op["responses"]["default"]["content"]["application/problem+json"].is_object());
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                assert!(p["schema"].is_object(), "{method} {path}: parameter {} has no schema", p["name"]);
+            }
+        }
+    }
+    assert!(ids.len() >= 44);
+}

@@ -16,12 +16,20 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AppPath, AppQuery, MinPosition};
 use crate::http::{AppState, caught_up};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ThreadParams {
+    /// Only the threads of this agent.
+    #[param(value_type = Option<String>)]
     pub agent_id: Option<AgentId>,
+    /// Only the threads of this user (a user key sees its own whatever it asks).
+    #[param(value_type = Option<String>)]
     pub user_id: Option<UserId>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Items per page: 1 to 200, 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -1,0 +1,615 @@
+//! The OpenAPI 3.1 document: generated from the handlers' annotations, then completed here
+//! with what every route shares: a unique `operationId`, the bearer security scheme, the
+//! problem schema of every error, the schema of each answer, the query parameters of each
+//! list (from the same structs the handlers parse), and enums where a field takes a fixed set
+//! of values. `schemathesis` checks a live server against it in CI.
+
+use serde_json::{Map, Value, json};
+use utoipa::IntoParams;
+use utoipa::openapi::path::ParameterIn;
+
+use super::queries::PageParams;
+use super::queries::conversations::ThreadParams;
+use super::queries::reports::{AuditParams, Period};
+
+/// Per operation: its id, the schema of its success answer, and the query parameters.
+struct Operation {
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    /// Status and schema of the success answers.
+    answers: &'static [(&'static str, &'static str)],
+    query: Query,
+}
+
+#[derive(Clone, Copy)]
+enum Query {
+    None,
+    Page,
+    Threads,
+    Audit,
+    Period,
+}
+
+const CREATED: &str = "201";
+const OK: &str = "200";
+
+macro_rules! op {
+    ($method:literal, $path:literal, $id:literal, [$(($status:expr, $schema:literal)),*], $query:expr) => {
+        Operation { method: $method, path: $path, id: $id, answers: &[$(($status, $schema)),*], query: $query }
+    };
+}
+
+fn operations() -> Vec<Operation> {
+    vec![
+        op!("get", "/v1/me", "getMe", [(OK, "Me")], Query::None),
+        op!("get", "/v1/partners", "listPartners", [(OK, "PartnerPage")], Query::Page),
+        op!(
+            "post",
+            "/v1/partners",
+            "createPartner",
+            [(CREATED, "PartnerWithKey"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("get", "/v1/partners/{partner_id}", "getPartner", [(OK, "Partner")], Query::None),
+        op!("get", "/v1/tenants", "listTenants", [(OK, "TenantPage")], Query::Page),
+        op!("post", "/v1/tenants", "createTenant", [(CREATED, "Tenant"), ("202", "Accepted")], Query::None),
+        op!("get", "/v1/tenants/{tenant_id}", "getTenant", [(OK, "Tenant")], Query::None),
+        op!(
+            "patch",
+            "/v1/tenants/{tenant_id}",
+            "updateTenant",
+            [(OK, "Tenant"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}",
+            "purgeTenant",
+            [(OK, "Purge"), ("202", "Purge")],
+            Query::None
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/suspend",
+            "suspendTenant",
+            [(OK, "Tenant"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/resume",
+            "resumeTenant",
+            [(OK, "Tenant"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/settings", "getSettings", [(OK, "Settings")], Query::None),
+        op!(
+            "patch",
+            "/v1/tenants/{tenant_id}/settings",
+            "updateSettings",
+            [(OK, "Settings"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/agents", "listAgents", [(OK, "AgentPage")], Query::Page),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/agents",
+            "createAgent",
+            [(CREATED, "Agent"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/agents/{agent_id}", "getAgent", [(OK, "Agent")], Query::None),
+        op!(
+            "patch",
+            "/v1/tenants/{tenant_id}/agents/{agent_id}",
+            "updateAgent",
+            [(OK, "Agent"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/agents/{agent_id}",
+            "archiveAgent",
+            [(OK, "Written")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/api-keys", "listApiKeys", [(OK, "ApiKeyPage")], Query::Page),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/api-keys",
+            "createApiKey",
+            [(CREATED, "ApiKeyWithKey"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/api-keys/{key_id}", "getApiKey", [(OK, "ApiKey")], Query::None),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/api-keys/{key_id}",
+            "revokeApiKey",
+            [(OK, "Written")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/users", "listUsers", [(OK, "UserPage")], Query::Page),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/users",
+            "createUser",
+            [(CREATED, "User"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/users/{user_id}", "getUser", [(OK, "User")], Query::None),
+        op!(
+            "patch",
+            "/v1/tenants/{tenant_id}/users/{user_id}",
+            "updateUser",
+            [(OK, "User"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/users/{user_id}",
+            "removeUser",
+            [(OK, "Written")],
+            Query::None
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/users/{user_id}/erase",
+            "eraseUser",
+            [(OK, "Written")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/tools", "listTools", [(OK, "ToolPage")], Query::Page),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/tools",
+            "createTool",
+            [(CREATED, "Tool"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/tools/{tool_id}", "getTool", [(OK, "Tool")], Query::None),
+        op!(
+            "patch",
+            "/v1/tenants/{tenant_id}/tools/{tool_id}",
+            "updateTool",
+            [(OK, "Tool"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/tools/{tool_id}",
+            "removeTool",
+            [(OK, "Written")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/conversations",
+            "listConversations",
+            [(OK, "ConversationPage")],
+            Query::Threads
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/conversations",
+            "openConversation",
+            [(CREATED, "Conversation"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/conversations/{conversation_id}",
+            "getConversation",
+            [(OK, "Conversation")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages",
+            "listMessages",
+            [(OK, "MessagePage")],
+            Query::Page
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages",
+            "appendMessage",
+            [(CREATED, "Message"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages/{message_id}",
+            "getMessage",
+            [(OK, "Message")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/usage", "getUsage", [(OK, "UsageReport")], Query::Period),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/usage",
+            "recordUsage",
+            [(CREATED, "Recorded"), (OK, "Recorded")],
+            Query::None
+        ),
+        op!("get", "/v1/tenants/{tenant_id}/quotas", "getQuotas", [(OK, "QuotaPage")], Query::None),
+        op!("get", "/v1/tenants/{tenant_id}/audit", "listAudit", [(OK, "AuditPage")], Query::Audit),
+        op!("get", "/v1/tenants/{tenant_id}/export", "exportTenant", [], Query::None),
+    ]
+}
+
+fn nullable(kind: &str) -> Value {
+    json!({ "type": [kind, "null"] })
+}
+
+fn time() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+
+/// An object schema with every property required and no others.
+fn object(properties: Value) -> Value {
+    let required: Vec<&String> = properties.as_object().map(|p| p.keys().collect()).unwrap_or_default();
+    json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
+}
+
+fn page(item: &str) -> Value {
+    object(json!({
+        "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } },
+        "next_cursor": nullable("string"),
+    }))
+}
+
+fn with_key(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    s["properties"]["key"] = json!({ "type": "string", "description": "the secret, shown once" });
+    if let Some(r) = s["required"].as_array_mut() {
+        r.push(json!("key"));
+    }
+    s
+}
+
+const ROLES: [&str; 2] = ["admin", "user"];
+const PLANS: [&str; 3] = ["starter", "professional", "enterprise"];
+const MESSAGE_ROLES: [&str; 4] = ["user", "assistant", "tool", "system"];
+
+fn schemas() -> Map<String, Value> {
+    let settings = object(json!({
+        "agent_name": nullable("string"),
+        "system_prompt": nullable("string"),
+        "default_model": nullable("string"),
+        "allowed_models": { "type": "array", "items": { "type": "string" } },
+        "feature_flags": { "type": "object", "additionalProperties": { "type": "boolean" } },
+    }));
+    let tenant = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "slug": { "type": "string" },
+        "name": { "type": "string" },
+        "plan": { "type": "string", "enum": PLANS },
+        "status": { "type": "string", "enum": ["active", "suspended"] },
+        "partner_id": nullable("string"),
+        "settings": { "$ref": "#/components/schemas/Settings" },
+        "limits": { "type": "object", "additionalProperties": { "type": ["integer", "null"] } },
+        "created_at": time(),
+        "updated_at": time(),
+    }));
+    let partner = object(
+        json!({ "id": { "type": "string", "format": "uuid" }, "name": { "type": "string" }, "created_at": time() }),
+    );
+    let api_key = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "name": { "type": "string" },
+        "role": { "type": "string", "enum": ROLES },
+        "revoked": { "type": "boolean" },
+        "created_at": time(),
+    }));
+    let agent = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "name": { "type": "string" },
+        "model": { "type": "string" },
+        "system_prompt": { "type": "string", "description": "empty for a user key" },
+        "tool_ids": { "type": "array", "items": { "type": "string" } },
+        "archived": { "type": "boolean" },
+        "created_at": time(),
+        "updated_at": time(),
+    }));
+    let user = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "email": { "type": "string" },
+        "role": { "type": "string", "enum": ROLES },
+        "created_at": time(),
+    }));
+    let tool = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "name": { "type": "string" },
+        "description": { "type": "string" },
+        "endpoint": { "type": "string" },
+        "parameters": { "type": "object", "description": "the JSON Schema registered" },
+        "enabled": { "type": "boolean" },
+        "created_at": time(),
+    }));
+    let conversation = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "agent_id": { "type": "string" },
+        "user_id": nullable("string"),
+        "title": nullable("string"),
+        "message_count": { "type": "integer", "minimum": 0 },
+        "created_at": time(),
+        "last_message_at": time(),
+    }));
+    let message = object(json!({
+        "seq": { "type": "integer", "minimum": 1 },
+        "id": { "type": "string", "format": "uuid" },
+        "role": { "type": "string", "enum": MESSAGE_ROLES },
+        "content": { "type": "string" },
+        "model": nullable("string"),
+        "usage": { "oneOf": [
+            { "type": "null" },
+            object(json!({ "prompt_tokens": { "type": "integer" }, "completion_tokens": { "type": "integer" } })),
+        ] },
+        "created_at": time(),
+    }));
+    let audit = object(json!({
+        "position": { "type": "integer" },
+        "at": time(),
+        "actor": { "type": "string" },
+        "role": { "type": "string" },
+        "action": { "type": "string" },
+        "target": nullable("string"),
+        "outcome": { "type": "string" },
+        "reason": nullable("string"),
+        "request_id": { "type": "string" },
+        "source_ip": nullable("string"),
+    }));
+    let quota = object(json!({
+        "limit": { "type": "string" },
+        "used": { "type": "integer" },
+        "max": { "type": "integer" },
+        "remaining": { "type": "integer" },
+        "resets_at": { "type": ["string", "null"], "format": "date-time" },
+    }));
+    let usage_line = object(json!({
+        "day": nullable("string"),
+        "model": { "type": "string" },
+        "prompt_tokens": { "type": "integer" },
+        "completion_tokens": { "type": "integer" },
+        "requests": { "type": "integer" },
+        "cost": { "type": "string", "description": "exact decimal" },
+        "unpriced": { "type": "boolean" },
+    }));
+    let usage = object(json!({
+        "from": { "type": "string", "format": "date" },
+        "to": { "type": "string", "format": "date" },
+        "by_day": { "type": "array", "items": { "$ref": "#/components/schemas/UsageLine" } },
+        "by_model": { "type": "array", "items": { "$ref": "#/components/schemas/UsageLine" } },
+        "total_tokens": { "type": "integer" },
+        "total_cost": { "type": "string" },
+    }));
+    let problem = json!({
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "code", "detail"],
+        "properties": {
+            "type": { "type": "string" },
+            "title": { "type": "string" },
+            "status": { "type": "integer" },
+            "code": { "type": "string", "enum": [
+                "bad_request", "invalid_cursor", "unauthorized", "forbidden", "not_found",
+                "method_not_allowed", "request_timeout", "conflict", "payload_too_large", "uri_too_long",
+                "validation_failed", "idempotency_key_reused", "limit_exceeded", "headers_too_large",
+                "unavailable", "internal"
+            ] },
+            "detail": { "type": "string" },
+            "field": { "type": "string", "description": "the field at fault, where there is one" },
+            "limit": { "type": "string" },
+            "max": { "type": "integer" },
+        },
+    });
+    let mut out = Map::new();
+    for (name, schema) in [
+        ("Problem", problem),
+        ("Settings", settings),
+        ("Tenant", tenant.clone()),
+        ("TenantPage", page("Tenant")),
+        ("Partner", partner.clone()),
+        ("PartnerWithKey", with_key(&partner)),
+        ("PartnerPage", page("Partner")),
+        ("ApiKey", api_key.clone()),
+        ("ApiKeyWithKey", with_key(&api_key)),
+        ("ApiKeyPage", page("ApiKey")),
+        ("Agent", agent),
+        ("AgentPage", page("Agent")),
+        ("User", user),
+        ("UserPage", page("User")),
+        ("Tool", tool),
+        ("ToolPage", page("Tool")),
+        ("Conversation", conversation),
+        ("ConversationPage", page("Conversation")),
+        ("Message", message),
+        ("MessagePage", page("Message")),
+        ("AuditEntry", audit),
+        ("AuditPage", page("AuditEntry")),
+        ("Quota", quota),
+        ("QuotaPage", page("Quota")),
+        ("UsageLine", usage_line),
+        ("UsageReport", usage),
+        ("Accepted", object(json!({ "id": { "type": "string" } }))),
+        ("Written", object(json!({ "id": { "type": "string" }, "position": { "type": "integer" } }))),
+        ("Recorded", object(json!({ "position": { "type": "integer" }, "recorded": { "type": "boolean" } }))),
+        (
+            "Purge",
+            json!({ "type": "object", "required": ["step"], "properties": { "step": { "type": "string" } } }),
+        ),
+    ] {
+        out.insert(name.to_owned(), schema);
+    }
+    out
+}
+
+fn query_parameters(query: Query) -> Vec<Value> {
+    let params = match query {
+        Query::None => return Vec::new(),
+        Query::Page => PageParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Threads => ThreadParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Audit => AuditParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Period => Period::into_params(|| Some(ParameterIn::Query)),
+    };
+    params.into_iter().filter_map(|p| serde_json::to_value(p).ok()).collect()
+}
+
+/// Request-body fields that take a fixed set of values, as enums.
+const BODY_ENUMS: [(&str, &str, &[&str]); 7] = [
+    ("CreateUser", "role", &ROLES),
+    ("PatchUser", "role", &ROLES),
+    ("CreateKey", "role", &ROLES),
+    ("CreateTenant", "plan", &PLANS),
+    ("PatchTenant", "plan", &PLANS),
+    ("AppendMessage", "role", &MESSAGE_ROLES),
+    ("RecordBody", "kind", &["completion", "embedding"]),
+];
+
+/// Bounds the domain enforces on request fields, stated so clients (and schemathesis) send
+/// what is accepted: (schema, field, constraints merged into the field's schema).
+fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
+    let name = json!({ "minLength": 1, "maxLength": 200 });
+    let tokens = json!({ "minimum": 0, "maximum": tenantry_domain::validate::MAX_TOKENS_PER_RECORD });
+    vec![
+        (
+            "CreateTenant",
+            "slug",
+            json!({ "minLength": 2, "maxLength": 63, "pattern": "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$" }),
+        ),
+        ("CreateTenant", "name", name.clone()),
+        ("CreatePartner", "name", name.clone()),
+        ("CreateAgent", "name", name.clone()),
+        ("CreateAgent", "model", name.clone()),
+        ("CreateKey", "name", name.clone()),
+        ("CreateTool", "name", name.clone()),
+        (
+            "CreateUser",
+            "email",
+            json!({ "minLength": 3, "maxLength": 320, "pattern": "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$" }),
+        ),
+        ("RecordBody", "model", name),
+        ("RecordBody", "prompt_tokens", tokens.clone()),
+        ("RecordBody", "completion_tokens", tokens.clone()),
+        ("UsageBody", "prompt_tokens", tokens.clone()),
+        ("UsageBody", "completion_tokens", tokens),
+    ]
+}
+
+/// The names of a path template's parameters, in order.
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
+}
+
+/// OpenAPI links from each create to the operations on what it created: the new object's
+/// `id` fills the new path parameter, the create's own path parameters the others. Clients
+/// (and schemathesis's stateful phase) follow them.
+fn links(ops: &[Operation]) -> Vec<(usize, String, Value)> {
+    let mut out = Vec::new();
+    for (i, create) in ops.iter().enumerate() {
+        if create.method != "post" || !create.answers.iter().any(|(s, _)| *s == CREATED) {
+            continue;
+        }
+        let own = path_params(create.path);
+        let mut found = Map::new();
+        for target in ops {
+            let Some(rest) = target.path.strip_prefix(create.path).and_then(|r| r.strip_prefix("/{")) else {
+                continue;
+            };
+            let Some((new, _)) = rest.split_once('}') else { continue };
+            let params = path_params(target.path);
+            if params.iter().any(|p| *p != new && !own.contains(p)) {
+                continue;
+            }
+            let mut parameters = Map::new();
+            for p in params {
+                let from =
+                    if p == new { "$response.body#/id".to_owned() } else { format!("$request.path.{p}") };
+                parameters.insert(p.to_owned(), json!(from));
+            }
+            found.insert(target.id.to_owned(), json!({ "operationId": target.id, "parameters": parameters }));
+        }
+        if !found.is_empty() {
+            out.push((i, CREATED.to_owned(), Value::Object(found)));
+        }
+    }
+    out
+}
+
+/// The finished document.
+pub fn document(doc: utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
+    let mut components = doc["components"]["schemas"].as_object().cloned().unwrap_or_default();
+    for (name, field, values) in BODY_ENUMS {
+        if let Some(property) = components.get_mut(name).and_then(|s| s["properties"].get_mut(field)) {
+            let nullable = property["type"].as_array().is_some_and(|t| t.iter().any(|t| t == "null"));
+            *property = if nullable {
+                json!({ "type": ["string", "null"], "enum": values.iter().map(|v| json!(v)).chain([Value::Null]).collect::<Vec<_>>() })
+            } else {
+                json!({ "type": "string", "enum": values })
+            };
+        }
+    }
+    for (name, field, bounds) in body_constraints() {
+        if let (Some(property), Value::Object(bounds)) =
+            (components.get_mut(name).and_then(|s| s["properties"].get_mut(field)), bounds)
+            && let Some(property) = property.as_object_mut()
+        {
+            property.extend(bounds);
+        }
+    }
+    components.extend(schemas());
+    doc["components"]["schemas"] = Value::Object(components);
+    doc["components"]["securitySchemes"] = json!({ "bearer": { "type": "http", "scheme": "bearer", "description": "an API key: tnt_<id>_<secret>, or the operator key" } });
+    let problem = json!({
+        "description": "Problem (RFC 9457)",
+        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } },
+    });
+    let ops = operations();
+    let links = links(&ops);
+    for (i, op) in ops.iter().enumerate() {
+        let Some(entry) = doc["paths"].get_mut(op.path).and_then(|p| p.get_mut(op.method)) else { continue };
+        entry["operationId"] = json!(op.id);
+        entry["security"] = json!([{ "bearer": [] }]);
+        let mut responses = Map::new();
+        for (status, schema) in op.answers {
+            let description = entry["responses"][*status]["description"].as_str().unwrap_or("OK").to_owned();
+            responses.insert(
+                (*status).to_owned(),
+                json!({
+                    "description": description,
+                    "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } },
+                }),
+            );
+        }
+        if op.answers.is_empty() {
+            // The export: one JSON object a line.
+            responses.insert(
+                OK.into(),
+                json!({
+                    "description": "JSON Lines: a header, one line per event, a trailer",
+                    "content": { "application/x-ndjson": { "schema": { "type": "string" } } },
+                }),
+            );
+        }
+        for (_, status, found) in links.iter().filter(|(from, _, _)| *from == i) {
+            if let Some(answer) = responses.get_mut(status) {
+                answer["links"] = found.clone();
+            }
+        }
+        responses.insert("default".into(), problem.clone());
+        entry["responses"] = Value::Object(responses);
+        let mut parameters = entry["parameters"].as_array().cloned().unwrap_or_default();
+        parameters.retain(|p| p["in"] != "query");
+        parameters.extend(query_parameters(op.query));
+        for p in &mut parameters {
+            if p["in"] == "path" {
+                p["schema"] = json!({ "type": "string", "format": "uuid" });
+            }
+        }
+        entry["parameters"] = Value::Array(parameters);
+    }
+    doc
+}
