@@ -100,6 +100,7 @@ impl Application {
             gates: Default::default(),
             key_cache: Default::default(),
             idempotency,
+            denials: Default::default(),
         });
         if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
             // Shown once: only its keyed hash is kept.

@@ -29,6 +29,8 @@ pub(crate) struct SealedBatch {
     pub(crate) idempotency: Option<(String, [u8; 32])>,
     pub(crate) recorded_at: i64,
     pub(crate) quota: Option<crate::model::AppendQuota>,
+    /// Bytes not counted to the tenant; see [`crate::model::AppendRequest::uncharged`].
+    pub(crate) uncharged: bool,
 }
 
 /// Bytes of plaintext a sealed payload stands for: its length without nonce and tag.

@@ -111,6 +111,9 @@ pub struct AppendRequest {
     /// Limits decided under the tenant's head lock, with the append: exact however many
     /// appends race. `None` checks none (platform work, recorded history).
     pub quota: Option<AppendQuota>,
+    /// Stored without counting its bytes to the tenant (and checking no limit): the audit
+    /// record of a refused request, which must not spend its target's limits.
+    pub uncharged: bool,
 }
 
 /// The tenant's limits an append must stay within, checked and counted atomically with it.
@@ -147,6 +150,7 @@ impl AppendRequest {
             recorded_at: None,
             metadata: None,
             quota: None,
+            uncharged: false,
         }
     }
 
@@ -175,6 +179,14 @@ impl AppendRequest {
 
     pub fn with_quota(mut self, quota: AppendQuota) -> Self {
         self.quota = Some(quota);
+        self
+    }
+
+    /// Stored without counting toward the tenant's stored bytes or calls, and checked
+    /// against no limit.
+    pub fn uncharged(mut self) -> Self {
+        self.uncharged = true;
+        self.quota = None;
         self
     }
 

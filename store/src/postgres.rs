@@ -212,7 +212,11 @@ impl Backend for Postgres {
         .bind(batch.recorded_at)
         .bind(key)
         .bind(hash)
-        .bind(batch.quota.map(|q| q.setting()).unwrap_or_default())
+        .bind(if batch.uncharged {
+            "uncharged".to_owned()
+        } else {
+            batch.quota.map(|q| q.setting()).unwrap_or_default()
+        })
         .fetch_one(&self.pool)
         .await;
         match row {

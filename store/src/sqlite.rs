@@ -207,7 +207,12 @@ impl Backend for Sqlite {
         .fetch_optional(&mut *tx)
         .await?;
         let (stored, day, day_calls) = head.as_ref().map_or((0, 0, 0), |h| (h.2, h.3, h.4));
-        let stored = stored + batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>();
+        let added = if batch.uncharged {
+            0
+        } else {
+            batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>()
+        };
+        let stored = stored + added;
         let (day, day_calls) = match batch.quota {
             Some(q) if q.counts_as_call && q.day == day => (day, day_calls + 1),
             Some(q) if q.counts_as_call => (q.day, 1),

@@ -297,6 +297,7 @@ impl EventStore {
             idempotency: request.idempotency_key.clone().zip(request_hash),
             recorded_at: request.recorded_at.unwrap_or_else(chrono::Utc::now).timestamp_millis(),
             quota: request.quota,
+            uncharged: request.uncharged,
         };
         let attempt = match self.backend.append(tenant, &batch).await {
             // A retry arrives after its first attempt moved the stream on: the conflict is

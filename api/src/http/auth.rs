@@ -141,10 +141,20 @@ async fn record_denial(state: &AppState, caller: &Caller, tenant: TenantId, acti
     if !matches!(state.store.head(&ctx).await, Ok(Some(_))) {
         return;
     }
-    let reason = match caller.tenant {
+    let Some(folded) =
+        state.denials.admit(tenant, &caller.actor.to_string(), &action, std::time::Instant::now())
+    else {
+        return;
+    };
+    let mut reason = match caller.tenant {
         Some(own) => format!("key of tenant {own}"),
         None => "role may not act on this tenant".to_owned(),
     };
+    if folded > 0 {
+        reason.push_str(&format!(
+            " ({folded} more like it refused in the minute before, not recorded one by one)"
+        ));
+    }
     let event = Event::AccessDenied(AccessDenied {
         action: action.chars().take(300).collect(),
         target: None,
@@ -156,7 +166,11 @@ async fn record_denial(state: &AppState, caller: &Caller, tenant: TenantId, acti
         Err(_) => return,
     };
     if let Err(e) =
-        state.store.append(&ctx, AppendRequest::to_stream(audit, ExpectedVersion::Any, vec![new])).await
+        // Recorded without charging the target: a refusal spends none of its limits.
+        state
+            .store
+            .append(&ctx, AppendRequest::to_stream(audit, ExpectedVersion::Any, vec![new]).uncharged())
+            .await
     {
         tracing::warn!(error = %e, %tenant, "could not record a denied request");
     }

@@ -19,6 +19,7 @@ use tenantry_app::{Commands, Written};
 pub mod access;
 pub mod auth;
 pub mod commands;
+pub mod denials;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -69,6 +70,8 @@ pub struct Shared {
     /// Tenant keys as last read, in use while changes to them are heard.
     pub key_cache: key_cache::KeyCache,
     pub purger: crate::compliance::Purger,
+    /// Refused requests, coalesced before they are audited.
+    pub denials: denials::Denials,
     /// First answers to `Idempotency-Key`s.
     pub idempotency: idempotency::Idempotency,
 }

@@ -60,6 +60,11 @@ impl Projector for Quotas {
         };
         let mut deltas: BTreeMap<String, Delta> = BTreeMap::new();
         for e in events {
+            // The audit record of a refused request is stored uncharged: neither bytes nor a
+            // call of its target.
+            if matches!(e.event, Event::AccessDenied(_)) {
+                continue;
+            }
             deltas.entry("all".into()).or_default().bytes += e.payload_bytes as i64;
             // A command's events share its request id: count the command once.
             if last_request.as_deref() != Some(e.metadata.request_id.as_str()) {
