@@ -17,19 +17,45 @@ use crate::http::{self, AppState, ServeRole};
 use crate::settings::{Settings, StoreSettings};
 use tenantry_app::Commands;
 
-/// Open the store the settings describe: create the data directory and master key on first
-/// start, run migrations.
-pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<EventStore> {
-    Ok(open_store_with_key(settings).await?.0)
+/// Whether opening a store may create it: only `serve` makes a data directory or a master
+/// key; every other command meets a missing one with an error naming the path, so a typo in
+/// `--data-dir` is not a fresh, empty store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    CreateIfMissing,
+    Existing,
 }
 
-async fn open_store_with_key(settings: &StoreSettings) -> anyhow::Result<(EventStore, MasterKey)> {
+/// Open an existing store the settings describe and run migrations.
+pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<EventStore> {
+    Ok(open_store_with_key(settings, Opening::Existing).await?.0)
+}
+
+async fn open_store_with_key(
+    settings: &StoreSettings,
+    opening: Opening,
+) -> anyhow::Result<(EventStore, MasterKey)> {
     let url = settings.database_url();
+    let key_path = settings.master_key_path();
+    if opening == Opening::Existing {
+        let database = settings.data_dir.join("tenantry.db");
+        if settings.database_url.is_none() && !database.exists() {
+            anyhow::bail!(
+                "no store at {}: no such database (check --data-dir; only `tenantry serve` creates one)",
+                database.display()
+            );
+        }
+        if !key_path.exists() {
+            anyhow::bail!(
+                "no master key at {} (check --data-dir or --master-key-file; only `tenantry serve` creates one)",
+                key_path.display()
+            );
+        }
+    }
     if settings.database_url.is_none() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
     }
-    let key_path = settings.master_key_path();
     if let Some(parent) = key_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -50,19 +76,19 @@ async fn open_store_with_key(settings: &StoreSettings) -> anyhow::Result<(EventS
 
 /// Open the store and the read side over it.
 pub async fn open_read_side(settings: &StoreSettings) -> anyhow::Result<Projections> {
-    Ok(open_all(settings).await?.0)
+    Ok(open_all(settings, Opening::Existing).await?.0)
 }
 
 /// The read side and the hasher of API key secrets (for the CLI).
 pub async fn open_read_side_with_hasher(
     settings: &StoreSettings,
 ) -> anyhow::Result<(Projections, KeyHasher)> {
-    let (projections, master) = open_all(settings).await?;
+    let (projections, master) = open_all(settings, Opening::Existing).await?;
     Ok((projections, KeyHasher::new(&master)))
 }
 
-async fn open_all(settings: &StoreSettings) -> anyhow::Result<(Projections, MasterKey)> {
-    let (store, master) = open_store_with_key(settings).await?;
+async fn open_all(settings: &StoreSettings, opening: Opening) -> anyhow::Result<(Projections, MasterKey)> {
+    let (store, master) = open_store_with_key(settings, opening).await?;
     let prices = settings.prices()?;
     Ok((tenantry_projections::open(store, &settings.database_url(), prices).await?, master))
 }
@@ -82,7 +108,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let (projections, master) = open_all(&settings.store).await?;
+        let (projections, master) = open_all(&settings.store, Opening::CreateIfMissing).await?;
         let plans = PlanCatalog::default();
         let store = projections.store().clone();
         let commands = Commands::new(store.clone(), plans);

@@ -634,11 +634,44 @@ async fn the_command_line_exports_verifies_replays_and_purges(pg: Option<Harness
     let (ok, _, err) = run(with(&["purge", "--tenant", &unknown]));
     assert!(!ok && err.contains("does not exist"), "{err}");
 
-    let (ok, out, err) = run(with(&["purge", "--tenant", &t]));
+    // On a terminal the slug is asked for first: a wrong one purges nothing.
+    let mut line =
+        vec![env!("CARGO_BIN_EXE_tenantry").to_owned(), "purge".into(), "--tenant".into(), t.clone()];
+    line.extend(flags.iter().map(|f| f.to_string()));
+    let typed = |answer: &str| {
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &line.join(" "), "/dev/null"])
+            .env("TENANTRY_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("{answer}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, out) = typed("not-the-slug");
+    assert!(!ok && out.contains("Type its slug") && out.contains("nothing was purged"), "{out}");
+    let (ok, out, _) = run(with(&["export", "--tenant", &t]));
+    assert!(ok && !out.is_empty(), "still there");
+    let (ok, out, err) = run(with(&["purge", "--tenant", &t, "--yes"]));
     assert!(ok, "{err}");
     assert!(out.starts_with(&format!("purged: tenant {t}, {head} events")), "{out}");
     let (ok, out, _) = run(with(&["purge", "--tenant", &t]));
     assert!(ok && out.starts_with("already purged"), "{out}");
+
+    // Only `serve` makes a store: a mistyped data directory is an error naming it, and
+    // nothing is created there.
+    let typo = dir.path().join("tenantry-dtaa");
+    let typo_arg = typo.display().to_string();
+    for args in
+        [vec!["status", "--data-dir", &typo_arg], vec!["export", "--tenant", &t, "--data-dir", &typo_arg]]
+    {
+        let (ok, _, err) = tenantry(&args);
+        assert!(!ok && err.contains(&typo_arg), "{args:?}: {err}");
+        assert!(!typo.exists(), "{args:?} made {typo_arg}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
 //! `tenantry purge`: the GDPR purge of a whole tenant, step by step, resumable.
 
+use std::io::IsTerminal;
+
 use anyhow::bail;
 use clap::Args;
 use tenantry_domain::{TenantContext, TenantId};
@@ -13,6 +15,9 @@ pub struct PurgeArgs {
     /// The tenant to purge. Run again after an interruption: it carries on where it stopped.
     #[arg(long)]
     pub tenant: TenantId,
+    /// Purge without asking for the tenant's slug first (on a terminal it is asked for).
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub store: StoreSettings,
 }
@@ -20,6 +25,9 @@ pub struct PurgeArgs {
 pub async fn run(args: PurgeArgs) -> anyhow::Result<()> {
     let projections = open_read_side(&args.store).await?;
     let purger = Purger::new(projections, None, args.store.broker().await?);
+    if !args.yes && std::io::stdin().is_terminal() {
+        confirm(&purger, args.tenant).await?;
+    }
     let report = match purger.request(&TenantContext::system(args.tenant), args.tenant).await {
         Err(PurgeError::UnknownTenant(t)) => bail!("tenant {t} does not exist (no events, never purged)"),
         Err(PurgeError::Platform) => bail!("the platform log cannot be purged"),
@@ -32,6 +40,23 @@ pub async fn run(args: PurgeArgs) -> anyhow::Result<()> {
     let progress = |r: &PurgeReport| eprintln!("purge {}: at step {}", r.tenant_id, r.step.as_str());
     let report = purger.run(args.tenant, &progress).await?;
     print_done("purged", &report);
+    Ok(())
+}
+
+/// Ask for the tenant's slug, typed back, before anything is deleted.
+async fn confirm(purger: &Purger, tenant: TenantId) -> anyhow::Result<()> {
+    let Some(slug) = purger.slug_of(tenant).await? else {
+        // Already purged, or unknown: `request` says which, and deletes nothing more.
+        return Ok(());
+    };
+    eprint!(
+        "This deletes tenant {tenant} for good: its key, events and read models.\nType its slug to go on: "
+    );
+    let mut typed = String::new();
+    std::io::stdin().read_line(&mut typed)?;
+    if typed.trim() != slug {
+        bail!("the slug typed is not the tenant's: nothing was purged");
+    }
     Ok(())
 }
 

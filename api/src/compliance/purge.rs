@@ -301,6 +301,12 @@ impl Purger {
         }
     }
 
+    /// The tenant's slug, as the command line asks it typed back before a purge (`None`
+    /// when there is no readable log: unknown, or purged already).
+    pub async fn slug_of(&self, tenant: TenantId) -> Result<Option<String>, PurgeError> {
+        self.slug(&TenantContext::system(tenant)).await
+    }
+
     /// The tenant's slug, from its first event (`None` once the log is unreadable).
     async fn slug(&self, ctx: &TenantContext) -> Result<Option<String>, PurgeError> {
         use futures::TryStreamExt;
