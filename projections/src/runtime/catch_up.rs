@@ -1,287 +1,12 @@
-//! The projector runtime: each projector consumes each tenant's log in position order and
-//! writes its rows and its checkpoint in one transaction.
+//! Catching projectors up: one tenant (all projectors together, or one by one), many tenants in one pass, the live loop, and read-your-writes waits.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
-use sqlx::{AnyConnection, Row};
-use tenantry_domain::{TenantContext, TenantId};
-use tenantry_store::{EventStore, RecordedEvent, StoreError};
-use tokio::sync::broadcast::error::RecvError;
-
-use crate::db::{ReadDb, Val, exec};
-use crate::error::ProjectionError;
-
-/// Events applied per transaction.
-pub const BATCH: u32 = 1_000;
-/// Tenants caught up in one transaction by [`Projections::catch_up_many`].
-const TOGETHER: usize = 256;
-/// How often the live runner looks at every tenant even when nothing woke it.
-pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
-
-/// A read model fed by tenant logs.
-///
-/// `apply` writes inside the transaction it is handed; the runtime writes the checkpoint in
-/// that same transaction, so a page of events takes effect exactly once or not at all.
-///
-/// ```
-/// use async_trait::async_trait;
-/// use sqlx::AnyConnection;
-/// use tenantry_projections::{ProjectionError, Projector};
-/// use tenantry_store::RecordedEvent;
-///
-/// /// Counts nothing, remembers nothing: the smallest projector.
-/// struct Nothing;
-///
-/// #[async_trait]
-/// impl Projector for Nothing {
-///     fn name(&self) -> &'static str {
-///         "nothing"
-///     }
-///     async fn apply(&self, _: &mut AnyConnection, _: &str, _: &[RecordedEvent]) -> Result<(), ProjectionError> {
-///         Ok(())
-///     }
-///     async fn clear(&self, _: &mut AnyConnection, _: &str) -> Result<u64, ProjectionError> {
-///         Ok(0)
-///     }
-/// }
-/// ```
-#[async_trait]
-pub trait Projector: Send + Sync + 'static {
-    /// The checkpoint key. Persisted: never renamed.
-    fn name(&self) -> &'static str;
-
-    /// Apply consecutive events of one tenant (`tenant` is its id as text), in order.
-    async fn apply(
-        &self,
-        conn: &mut AnyConnection,
-        tenant: &str,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError>;
-
-    /// Apply pages of several tenants (each in position order, past its checkpoint) in the
-    /// transaction it is handed. One tenant after another unless a projector writes them in
-    /// fewer statements.
-    async fn apply_many(
-        &self,
-        conn: &mut AnyConnection,
-        pages: &[(&str, &[RecordedEvent])],
-    ) -> Result<(), ProjectionError> {
-        for (tenant, events) in pages {
-            self.apply(conn, tenant, events).await?;
-        }
-        Ok(())
-    }
-
-    /// Delete every row this projector holds for the tenant; returns the rows deleted.
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError>;
-}
-
-/// One projector's standing, for `tenantry status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectorStatus {
-    pub projector: String,
-    pub tenants: u64,
-    pub tenants_behind: u64,
-    pub lag_events: u64,
-    pub stalled: Vec<Stall>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stall {
-    pub tenant: String,
-    pub position: u64,
-    pub reason: String,
-}
-
-/// How a joint catch-up ended.
-enum Together {
-    Done(u64),
-    /// A checkpoint moved under us; the events applied so far.
-    Raced(u64),
-}
-
-/// Progress of a long job, reported as it goes.
-pub trait Progress: Send + Sync {
-    /// A new phase with a known amount of work.
-    fn start(&self, label: &str, total: u64);
-    fn advance(&self, done: u64);
-    fn finish(&self);
-}
-
-/// Progress that goes nowhere.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Silent;
-
-impl Progress for Silent {
-    fn start(&self, _: &str, _: u64) {}
-    fn advance(&self, _: u64) {}
-    fn finish(&self) {}
-}
-
-/// The projectors of one deployment over one store.
-#[derive(Clone)]
-pub struct Projections {
-    store: EventStore,
-    db: ReadDb,
-    projectors: Arc<Vec<Arc<dyn Projector>>>,
-    /// Bumped after every commit of this process, so waiters wake at once.
-    applied: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Per tenant, the position at which this process last saw every projector standing
-    /// together, none stalled: a hint that spares the checkpoint and stall reads of a
-    /// catch-up. The conditional checkpoint update stays the judge; a stale hint is a race.
-    /// Guards only the map; never held across an await.
-    together: Arc<std::sync::Mutex<HashMap<TenantId, u64>>>,
-}
-
-impl std::fmt::Debug for Projections {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<_> = self.projectors.iter().map(|p| p.name()).collect();
-        f.debug_struct("Projections").field("projectors", &names).finish_non_exhaustive()
-    }
-}
-
-fn tenant_key(tenant: TenantId) -> String {
-    tenant.to_string()
-}
-
-/// Errors that stop one tenant for good (until rebuilt), not the runner.
-fn is_tenant_fault(err: &StoreError) -> bool {
-    matches!(err, StoreError::Codec { .. } | StoreError::KeyDestroyed { .. } | StoreError::Tampered { .. })
-}
-
-/// Whether applying a tenant's events failed on what those events hold (a value the
-/// database refuses: SQLSTATE class 22, data exceptions such as an invalid byte sequence or
-/// a numeric overflow; a constraint the rows break; a stored value that does not parse)
-/// rather than on the database being unwell. Such a failure repeats on every attempt, so it
-/// stalls that projector for that tenant instead of every pass for everyone.
-fn is_data_fault(err: &ProjectionError) -> bool {
-    match err {
-        ProjectionError::Database(sqlx::Error::Database(db)) => {
-            db.code().is_some_and(|c| c.starts_with("22"))
-                || !matches!(db.kind(), sqlx::error::ErrorKind::Other)
-        }
-        ProjectionError::Malformed(_) => true,
-        _ => false,
-    }
-}
+use super::*;
 
 impl Projections {
-    pub fn new(store: EventStore, db: ReadDb, projectors: Vec<Arc<dyn Projector>>) -> Self {
-        Self {
-            store,
-            db,
-            projectors: Arc::new(projectors),
-            applied: Arc::new(tokio::sync::watch::channel(0).0),
-            together: Default::default(),
-        }
-    }
-
-    fn hint(&self, tenant: TenantId) -> Option<u64> {
-        self.together.lock().ok()?.get(&tenant).copied()
-    }
-
-    /// Remember (or, with `None`, forget) where every projector stands for the tenant.
-    fn set_hint(&self, tenant: TenantId, at: Option<u64>) {
-        if let Ok(mut map) = self.together.lock() {
-            match at {
-                Some(at) => {
-                    // A bound on memory: a cleared map only costs reads.
-                    if map.len() >= 100_000 {
-                        map.clear();
-                    }
-                    map.insert(tenant, at);
-                }
-                None => {
-                    map.remove(&tenant);
-                }
-            }
-        }
-    }
-
-    pub fn db(&self) -> &ReadDb {
-        &self.db
-    }
-
-    pub fn store(&self) -> &EventStore {
-        &self.store
-    }
-
-    pub fn names(&self) -> Vec<&'static str> {
-        self.projectors.iter().map(|p| p.name()).collect()
-    }
-
-    /// The projector named `name`.
-    pub fn find(&self, name: &str) -> Result<Arc<dyn Projector>, ProjectionError> {
-        self.projectors
-            .iter()
-            .find(|p| p.name() == name)
-            .cloned()
-            .ok_or_else(|| ProjectionError::UnknownProjection(name.chars().take(64).collect()))
-    }
-
-    /// The position a projector has applied for a tenant (0 when none).
-    pub async fn checkpoint(&self, projector: &str, tenant: TenantId) -> Result<u64, ProjectionError> {
-        let row = sqlx::query(
-            "SELECT position FROM projection_checkpoints WHERE tenant_id = $1 AND projector = $2",
-        )
-        .bind(tenant_key(tenant))
-        .bind(projector)
-        .fetch_optional(self.db.pool())
-        .await?;
-        Ok(row.map_or(Ok(0), |r| r.try_get::<i64, _>(0))? as u64)
-    }
-
-    async fn stall(&self, projector: &str, tenant: TenantId) -> Result<Option<Stall>, ProjectionError> {
-        let row = sqlx::query(
-            "SELECT position, reason FROM projection_stalls WHERE tenant_id = $1 AND projector = $2",
-        )
-        .bind(tenant_key(tenant))
-        .bind(projector)
-        .fetch_optional(self.db.pool())
-        .await?;
-        Ok(match row {
-            Some(r) => Some(Stall {
-                tenant: tenant_key(tenant),
-                position: r.try_get::<i64, _>(0)? as u64,
-                reason: r.try_get(1)?,
-            }),
-            None => None,
-        })
-    }
-
-    async fn record_stall(
-        &self,
-        projector: &str,
-        tenant: TenantId,
-        position: u64,
-        reason: String,
-    ) -> Result<ProjectionError, ProjectionError> {
-        tracing::error!(projector, %tenant, position, reason, "projection stalled for this tenant");
-        let mut conn = self.db.pool().acquire().await?;
-        exec(
-            &mut conn,
-            "INSERT INTO projection_stalls (tenant_id, projector, position, reason, since) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (tenant_id, projector) DO UPDATE SET position = excluded.position, reason = excluded.reason",
-            vec![
-                tenant_key(tenant).into(),
-                projector.into(),
-                position.into(),
-                reason.clone().into(),
-                chrono::Utc::now().timestamp_millis().into(),
-            ],
-        )
-        .await?;
-        Ok(ProjectionError::Stalled { projector: projector.to_owned(), tenant, position, reason })
-    }
-
     /// Bring one projector up to the tenant's head. Returns the events applied. A stalled
     /// tenant is left alone (its stall stays visible in [`Projections::status`]).
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id, projector = projector.name()), err)]
-    async fn catch_up_one(
+    pub(super) async fn catch_up_one(
         &self,
         ctx: &TenantContext,
         projector: &Arc<dyn Projector>,
@@ -360,7 +85,7 @@ impl Projections {
         }
     }
 
-    async fn catch_up_together(
+    pub(super) async fn catch_up_together(
         &self,
         ctx: &TenantContext,
         projectors: &[Arc<dyn Projector>],
@@ -517,7 +242,11 @@ impl Projections {
 
     /// [`Projections::catch_up`] for each tenant, `width` at once. A stalled tenant is left
     /// behind (its stall is recorded); the first other error is returned once all are done.
-    async fn catch_up_each(&self, tenants: Vec<TenantId>, width: usize) -> Result<u64, ProjectionError> {
+    pub(super) async fn catch_up_each(
+        &self,
+        tenants: Vec<TenantId>,
+        width: usize,
+    ) -> Result<u64, ProjectionError> {
         let results: Vec<_> = futures::stream::iter(tenants)
             .map(|t| async move { self.catch_up(&TenantContext::system(t)).await })
             .buffer_unordered(width)
@@ -537,7 +266,7 @@ impl Projections {
 
     /// One pass over tenants whose every projector stands at the given position. Returns the
     /// events applied and the tenants left for the tenant-by-tenant path.
-    async fn catch_up_pass(
+    pub(super) async fn catch_up_pass(
         &self,
         from: &[(TenantContext, u64)],
     ) -> Result<(u64, Vec<TenantId>), ProjectionError> {
@@ -630,7 +359,7 @@ impl Projections {
     }
 
     /// Every (tenant, head) whose checkpoints are behind, for any projector.
-    async fn behind(&self) -> Result<Vec<TenantId>, ProjectionError> {
+    pub(super) async fn behind(&self) -> Result<Vec<TenantId>, ProjectionError> {
         let checkpoints = self.all_checkpoints().await?;
         let mut out = Vec::new();
         let mut heads = std::pin::pin!(self.store.every_tenant_head(None));
@@ -647,7 +376,7 @@ impl Projections {
         Ok(out)
     }
 
-    async fn all_checkpoints(&self) -> Result<HashMap<(String, String), u64>, ProjectionError> {
+    pub(super) async fn all_checkpoints(&self) -> Result<HashMap<(String, String), u64>, ProjectionError> {
         let rows = sqlx::query("SELECT tenant_id, projector, position FROM projection_checkpoints")
             .fetch_all(self.db.pool())
             .await?;
@@ -748,188 +477,5 @@ impl Projections {
             )
             .await;
         }
-    }
-
-    /// Rebuild projectors for one tenant from position 0 in one transaction, reading the log
-    /// once for all of them: queries see the old rows until the new ones are complete, then
-    /// all of them at once.
-    async fn rebuild_tenant(
-        &self,
-        projectors: &[Arc<dyn Projector>],
-        tenant: TenantId,
-        progress: &dyn Progress,
-    ) -> Result<u64, ProjectionError> {
-        self.set_hint(tenant, None);
-        let ctx = TenantContext::system(tenant);
-        let key = tenant_key(tenant);
-        let mut tx = self.db.pool().begin().await?;
-        for p in projectors {
-            for table in ["projection_checkpoints", "projection_stalls"] {
-                exec(
-                    &mut tx,
-                    &format!("DELETE FROM {table} WHERE tenant_id = $1 AND projector = $2"),
-                    vec![key.clone().into(), p.name().into()],
-                )
-                .await?;
-            }
-            p.clear(&mut tx, &key).await?;
-        }
-        let mut position = 0;
-        // The log streams with read-ahead: the next page is fetched and decoded while this
-        // one is written.
-        let mut pages = std::pin::pin!(self.store.read_log(&ctx, 0).try_chunks(BATCH as usize));
-        while let Some(page) = pages.try_next().await.map_err(|e| ProjectionError::Store(e.1))? {
-            let Some(last) = page.last().map(|e| e.position) else { break };
-            if let Some((i, _)) =
-                page.iter().enumerate().find(|(i, e)| e.position != position + 1 + *i as u64)
-            {
-                return Err(ProjectionError::Stalled {
-                    projector: "rebuild".to_owned(),
-                    tenant,
-                    position: position + 1 + i as u64,
-                    reason: "hole in the log".into(),
-                });
-            }
-            for p in projectors {
-                p.apply(&mut tx, &key, &page).await?;
-            }
-            progress.advance(page.len() as u64);
-            position = last;
-        }
-        if position > 0 {
-            for p in projectors {
-                exec(
-                    &mut tx,
-                    "INSERT INTO projection_checkpoints (tenant_id, projector, position) VALUES ($1, $2, $3)",
-                    vec![key.clone().into(), p.name().into(), position.into()],
-                )
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        self.applied.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(position)
-    }
-
-    /// Rebuild projections from position 0: `projector` or all, `tenant` or all, reading each
-    /// tenant's log once. A rebuild of all tenants records how far it got and resumes there
-    /// when run again after an interruption. Returns the events read.
-    pub async fn rebuild(
-        &self,
-        projector: Option<&str>,
-        tenant: Option<TenantId>,
-        progress: &dyn Progress,
-    ) -> Result<u64, ProjectionError> {
-        let projectors: Vec<Arc<dyn Projector>> = match projector {
-            Some(name) => vec![self.find(name)?],
-            None => self.projectors.iter().cloned().collect(),
-        };
-        // The resume point of a rebuild of several projectors is kept under one job name.
-        let job = projector.unwrap_or("*");
-        if let Some(t) = tenant {
-            let total = self.store.head(&TenantContext::system(t)).await?.map_or(0, |h| h.position);
-            progress.start(&format!("rebuild {job} for {t}"), total);
-            let applied = self.rebuild_tenant(&projectors, t, progress).await?;
-            progress.finish();
-            return Ok(applied);
-        }
-        let resume = sqlx::query("SELECT through_tenant FROM projection_rebuilds WHERE projector = $1")
-            .bind(job)
-            .fetch_optional(self.db.pool())
-            .await?
-            .map(|r| r.try_get::<String, _>(0))
-            .transpose()?
-            .and_then(|t| t.parse::<TenantId>().ok());
-        let total = self
-            .store
-            .every_tenant_head(resume)
-            .try_fold(0, |total, (_, head)| async move { Ok(total + head) })
-            .await?;
-        progress.start(&format!("rebuild {job}"), total);
-        let mut applied = 0;
-        let mut heads = std::pin::pin!(self.store.every_tenant_head(resume));
-        while let Some((t, _)) = heads.try_next().await? {
-            applied += self.rebuild_tenant(&projectors, t, progress).await?;
-            let mut conn = self.db.pool().acquire().await?;
-            exec(
-                &mut conn,
-                "INSERT INTO projection_rebuilds (projector, through_tenant) VALUES ($1, $2)
-                 ON CONFLICT (projector) DO UPDATE SET through_tenant = excluded.through_tenant",
-                vec![job.into(), tenant_key(t).into()],
-            )
-            .await?;
-        }
-        let mut conn = self.db.pool().acquire().await?;
-        exec(&mut conn, "DELETE FROM projection_rebuilds WHERE projector = $1", vec![Val::from(job)]).await?;
-        progress.finish();
-        Ok(applied)
-    }
-
-    /// Delete every read-model row of a tenant, with its checkpoints and stalls, inside the
-    /// caller's transaction (so it can record the purge's progress in the same commit).
-    /// Deleting the checkpoints first waits for a projector that is applying a page for this
-    /// tenant. Call it after the tenant's log is gone, or a projector would build the rows
-    /// again. Returns the rows deleted.
-    pub async fn purge_tenant(
-        &self,
-        conn: &mut AnyConnection,
-        tenant: TenantId,
-    ) -> Result<u64, ProjectionError> {
-        self.set_hint(tenant, None);
-        let key = tenant_key(tenant);
-        let mut deleted = 0;
-        for table in ["projection_checkpoints", "projection_stalls"] {
-            deleted +=
-                exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![key.clone().into()])
-                    .await?;
-        }
-        for p in self.projectors.iter() {
-            deleted += p.clear(conn, &key).await?;
-        }
-        Ok(deleted)
-    }
-
-    /// Per projector: tenants behind, lag in events, stalled tenants with their reason.
-    pub async fn status(&self) -> Result<Vec<ProjectorStatus>, ProjectionError> {
-        let checkpoints = self.all_checkpoints().await?;
-        let stalls = sqlx::query(
-            "SELECT tenant_id, projector, position, reason FROM projection_stalls ORDER BY tenant_id",
-        )
-        .fetch_all(self.db.pool())
-        .await?;
-        let mut out: Vec<ProjectorStatus> = self
-            .projectors
-            .iter()
-            .map(|p| ProjectorStatus {
-                projector: p.name().to_owned(),
-                tenants: 0,
-                tenants_behind: 0,
-                lag_events: 0,
-                stalled: Vec::new(),
-            })
-            .collect();
-        let mut heads = std::pin::pin!(self.store.every_tenant_head(None));
-        while let Some((tenant, head)) = heads.try_next().await? {
-            let key = tenant_key(tenant);
-            for s in out.iter_mut() {
-                let at = checkpoints.get(&(key.clone(), s.projector.clone())).copied().unwrap_or(0);
-                s.tenants += 1;
-                if at < head {
-                    s.tenants_behind += 1;
-                    s.lag_events += head - at;
-                }
-            }
-        }
-        for r in &stalls {
-            let projector: String = r.try_get(1)?;
-            if let Some(s) = out.iter_mut().find(|s| s.projector == projector) {
-                s.stalled.push(Stall {
-                    tenant: r.try_get(0)?,
-                    position: r.try_get::<i64, _>(2)? as u64,
-                    reason: r.try_get(3)?,
-                });
-            }
-        }
-        Ok(out)
     }
 }

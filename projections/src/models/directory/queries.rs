@@ -1,294 +1,14 @@
-//! Tenants, agents, tools, users and API keys as they stand now.
+//! The directory's rows as queries read them: tenants, partners, agents, tools, users and
+//! API keys, and the key lookup of authentication.
 
-use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::Settings;
-use tenantry_domain::{Event, LimitOverrides, Limits, Plan, PlanCatalog, Role, TenantContext};
-use tenantry_store::RecordedEvent;
+use tenantry_domain::{LimitOverrides, Limits, Plan, PlanCatalog, Role, TenantContext};
 
-use super::{Page, id_cursor, int, opt_text, page_size, text};
-use crate::db::{ReadDb, Val, exec};
+use crate::db::ReadDb;
 use crate::error::ProjectionError;
-use crate::runtime::Projector;
-
-/// Persisted projector name.
-pub const NAME: &str = "directory";
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Directory;
-
-fn json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-#[async_trait]
-impl Projector for Directory {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut AnyConnection,
-        tenant: &str,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
-        for e in events {
-            let at = e.recorded_at.timestamp_millis();
-            let t = || Val::from(tenant);
-            match &e.event {
-                Event::TenantCreated(c) => {
-                    exec(
-                        conn,
-                        "INSERT INTO dir_tenants (tenant_id, slug, name, plan, status, partner_id, settings, limits,
-                                                  created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $8)",
-                        vec![
-                            t(),
-                            c.slug.as_str().into(),
-                            c.name.as_str().into(),
-                            c.plan.as_str().into(),
-                            c.partner_id.map(|p| p.to_string()).into(),
-                            json(&c.settings).into(),
-                            json(&c.limits).into(),
-                            at.into(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::TenantUpdated(u) => {
-                    let limits = match u.limits {
-                        Some(new) => {
-                            let row = sqlx::query("SELECT limits FROM dir_tenants WHERE tenant_id = $1")
-                                .bind(tenant)
-                                .fetch_optional(&mut *conn)
-                                .await?;
-                            let old: LimitOverrides = match row {
-                                Some(r) => serde_json::from_str(&text(&r, "limits")?)
-                                    .map_err(|e| ProjectionError::Malformed(e.to_string()))?,
-                                None => LimitOverrides::default(),
-                            };
-                            Some(json(&old.merge(new)))
-                        }
-                        None => None,
-                    };
-                    exec(
-                        conn,
-                        "UPDATE dir_tenants SET name = COALESCE($1, name), plan = COALESCE($2, plan),
-                                settings = COALESCE($3, settings), limits = COALESCE($4, limits), updated_at = $5
-                         WHERE tenant_id = $6",
-                        vec![
-                            u.name.as_deref().into(),
-                            u.plan.map(|p| p.as_str()).into(),
-                            u.settings.as_ref().map(json).into(),
-                            limits.into(),
-                            at.into(),
-                            t(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::TenantSuspended(_) | Event::TenantResumed(_) => {
-                    let status =
-                        if matches!(e.event, Event::TenantSuspended(_)) { "suspended" } else { "active" };
-                    exec(
-                        conn,
-                        "UPDATE dir_tenants SET status = $1, updated_at = $2 WHERE tenant_id = $3",
-                        vec![status.into(), at.into(), t()],
-                    )
-                    .await?;
-                }
-                Event::AgentCreated(a) => {
-                    exec(
-                        conn,
-                        "INSERT INTO dir_agents (tenant_id, agent_id, name, model, system_prompt, tool_ids, archived,
-                                                 created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
-                        vec![
-                            t(),
-                            a.agent_id.to_string().into(),
-                            a.name.as_str().into(),
-                            a.model.as_str().into(),
-                            a.system_prompt.as_str().into(),
-                            json(&a.tool_ids).into(),
-                            at.into(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::AgentUpdated(a) => {
-                    exec(
-                        conn,
-                        "UPDATE dir_agents SET name = COALESCE($1, name), model = COALESCE($2, model),
-                                system_prompt = COALESCE($3, system_prompt), tool_ids = COALESCE($4, tool_ids),
-                                updated_at = $5
-                         WHERE tenant_id = $6 AND agent_id = $7",
-                        vec![
-                            a.name.as_deref().into(),
-                            a.model.as_deref().into(),
-                            a.system_prompt.as_deref().into(),
-                            a.tool_ids.as_ref().map(json).into(),
-                            at.into(),
-                            t(),
-                            a.agent_id.to_string().into(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::AgentArchived(a) => {
-                    exec(
-                        conn,
-                        "UPDATE dir_agents SET archived = 1, updated_at = $1 WHERE tenant_id = $2 AND agent_id = $3",
-                        vec![at.into(), t(), a.agent_id.to_string().into()],
-                    )
-                    .await?;
-                }
-                Event::ToolRegistered(x) => {
-                    exec(
-                        conn,
-                        "INSERT INTO dir_tools (tenant_id, tool_id, name, description, endpoint, parameters, enabled,
-                                                removed, created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
-                        vec![
-                            t(),
-                            x.tool_id.to_string().into(),
-                            x.name.as_str().into(),
-                            x.description.as_str().into(),
-                            x.endpoint.as_str().into(),
-                            x.parameters.as_str().into(),
-                            x.enabled.into(),
-                            at.into(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::ToolUpdated(x) => {
-                    exec(
-                        conn,
-                        "UPDATE dir_tools SET description = COALESCE($1, description), endpoint = COALESCE($2, endpoint),
-                                parameters = COALESCE($3, parameters), enabled = COALESCE($4, enabled)
-                         WHERE tenant_id = $5 AND tool_id = $6",
-                        vec![
-                            x.description.as_deref().into(),
-                            x.endpoint.as_deref().into(),
-                            x.parameters.as_deref().into(),
-                            x.enabled.into(),
-                            t(),
-                            x.tool_id.to_string().into(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::ToolRemoved(x) => {
-                    exec(
-                        conn,
-                        "UPDATE dir_tools SET removed = 1 WHERE tenant_id = $1 AND tool_id = $2",
-                        vec![t(), x.tool_id.to_string().into()],
-                    )
-                    .await?;
-                }
-                Event::UserAdded(u) => {
-                    exec(
-                        conn,
-                        "INSERT INTO dir_users (tenant_id, user_id, email, role, removed, created_at)
-                         VALUES ($1, $2, $3, $4, 0, $5)",
-                        vec![
-                            t(),
-                            u.user_id.to_string().into(),
-                            u.email.as_str().into(),
-                            u.role.as_str().into(),
-                            at.into(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::UserUpdated(u) => {
-                    exec(
-                        conn,
-                        "UPDATE dir_users SET email = COALESCE($1, email), role = COALESCE($2, role)
-                         WHERE tenant_id = $3 AND user_id = $4",
-                        vec![
-                            u.email.as_ref().map(|e| e.as_str()).into(),
-                            u.role.map(|r| r.as_str()).into(),
-                            t(),
-                            u.user_id.to_string().into(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::UserRemoved(u) => {
-                    exec(
-                        conn,
-                        "UPDATE dir_users SET removed = 1 WHERE tenant_id = $1 AND user_id = $2",
-                        vec![t(), u.user_id.to_string().into()],
-                    )
-                    .await?;
-                }
-                Event::UserErased(u) => {
-                    exec(
-                        conn,
-                        "UPDATE dir_users SET removed = 1, email = $1 WHERE tenant_id = $2 AND user_id = $3",
-                        vec![tenantry_domain::personal::ERASED.into(), t(), u.user_id.to_string().into()],
-                    )
-                    .await?;
-                }
-                Event::ApiKeyIssued(k) => {
-                    exec(
-                        conn,
-                        "INSERT INTO dir_api_keys (tenant_id, key_id, name, role, secret_hash, revoked, created_at,
-                                                   user_id)
-                         VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
-                        vec![
-                            t(),
-                            k.key_id.to_string().into(),
-                            k.name.as_str().into(),
-                            k.role.as_str().into(),
-                            hex::encode(&k.secret_hash).into(),
-                            at.into(),
-                            k.user_id.map(|u| u.to_string()).into(),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::ApiKeyRevoked(k) => {
-                    exec(
-                        conn,
-                        "UPDATE dir_api_keys SET revoked = 1 WHERE tenant_id = $1 AND key_id = $2",
-                        vec![t(), k.key_id.to_string().into()],
-                    )
-                    .await?;
-                }
-                Event::ConversationOpened(_)
-                | Event::MessageAppended(_)
-                | Event::UsageRecorded(_)
-                | Event::AccessDenied(_)
-                | Event::TenantPurged(_)
-                | Event::SlugClaimed(_)
-                | Event::SlugReleased(_) => {}
-                Event::PartnerCreated(p) => {
-                    exec(
-                        conn,
-                        "INSERT INTO dir_partners (tenant_id, partner_id, name, created_at) VALUES ($1, $2, $3, $4)",
-                        vec![t(), p.partner_id.to_string().into(), p.name.as_str().into(), at.into()],
-                    )
-                    .await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
-        let mut deleted = 0;
-        for table in ["dir_tenants", "dir_agents", "dir_tools", "dir_users", "dir_api_keys", "dir_partners"] {
-            deleted +=
-                exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![tenant.into()]).await?;
-        }
-        Ok(deleted)
-    }
-}
+use crate::models::{Page, id_cursor, int, opt_text, page_size, text};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantRow {
@@ -302,9 +22,9 @@ pub struct TenantRow {
     #[serde(serialize_with = "settings_view")]
     pub settings: Settings,
     pub limits: LimitOverrides,
-    #[serde(with = "super::time")]
+    #[serde(with = "crate::models::time")]
     pub created_at: i64,
-    #[serde(with = "super::time")]
+    #[serde(with = "crate::models::time")]
     pub updated_at: i64,
 }
 
@@ -378,7 +98,7 @@ pub struct PartnerRow {
     #[serde(rename = "id")]
     pub partner_id: String,
     pub name: String,
-    #[serde(with = "super::time")]
+    #[serde(with = "crate::models::time")]
     pub created_at: i64,
 }
 
@@ -455,9 +175,9 @@ pub struct AgentRow {
     pub system_prompt: String,
     pub tool_ids: Vec<String>,
     pub archived: bool,
-    #[serde(with = "super::time")]
+    #[serde(with = "crate::models::time")]
     pub created_at: i64,
-    #[serde(with = "super::time")]
+    #[serde(with = "crate::models::time")]
     pub updated_at: i64,
 }
 
@@ -522,7 +242,7 @@ pub struct ToolRow {
     /// The JSON Schema of the tool's parameters, as registered.
     pub parameters: serde_json::Value,
     pub enabled: bool,
-    #[serde(with = "super::time")]
+    #[serde(with = "crate::models::time")]
     pub created_at: i64,
 }
 
@@ -577,7 +297,7 @@ pub struct UserRow {
     pub user_id: String,
     pub email: String,
     pub role: String,
-    #[serde(with = "super::time")]
+    #[serde(with = "crate::models::time")]
     pub created_at: i64,
 }
 
@@ -630,7 +350,7 @@ pub struct ApiKeyRow {
     pub name: String,
     pub role: String,
     pub revoked: bool,
-    #[serde(with = "super::time")]
+    #[serde(with = "crate::models::time")]
     pub created_at: i64,
 }
 
