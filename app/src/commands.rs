@@ -51,6 +51,10 @@ pub enum CommandError {
 pub struct Written {
     pub position: u64,
     pub events: usize,
+    /// The version of the command's own stream after it (its first stream's).
+    pub stream_version: u64,
+    /// When the events were recorded (Unix milliseconds); 0 when nothing was written.
+    pub recorded_at: i64,
 }
 
 /// Folded states by (tenant, stream), with the version they stand at. Events never change,
@@ -262,16 +266,28 @@ impl Commands {
                 decided => decided?,
             };
             let Some(Decision { request, remember }) = decided else {
-                return Ok(Written { position: self.head(ctx).await?, events: 0 });
+                return Ok(Written {
+                    position: self.head(ctx).await?,
+                    events: 0,
+                    stream_version: 0,
+                    recorded_at: 0,
+                });
             };
             let events = request.event_count();
+            let stream_version = request.writes.first().map_or(0, |w| {
+                let before = match w.expected {
+                    ExpectedVersion::Exact(v) => v,
+                    _ => 0,
+                };
+                before + w.events.len() as u64
+            });
             match self.store.append(ctx, request).await {
-                Ok(AppendOutcome { last_position, deduplicated, .. }) => {
+                Ok(AppendOutcome { last_position, deduplicated, recorded_at, .. }) => {
                     if !deduplicated {
                         metrics::counter!("tenantry_events_appended_total").increment(events as u64);
                         remember.into_iter().for_each(|f| f());
                     }
-                    return Ok(Written { position: last_position, events });
+                    return Ok(Written { position: last_position, events, stream_version, recorded_at });
                 }
                 Err(StoreError::Conflict { .. }) => {
                     metrics::counter!("tenantry_command_conflicts_total").increment(1);
@@ -496,7 +512,12 @@ impl Commands {
             .store
             .append(&TenantContext { tenant_id: TenantId::PLATFORM, ..ctx.clone() }, request)
             .await?;
-        Ok(Written { position: out.last_position, events: 1 })
+        Ok(Written {
+            position: out.last_position,
+            events: 1,
+            stream_version: 0,
+            recorded_at: out.recorded_at,
+        })
     }
 
     /// Whether this process knows `key` (or the user it acts as) to be retired: revoked,

@@ -207,6 +207,8 @@ pub struct AppendOutcome {
     pub last_position: u64,
     /// True when this was a retry: nothing was written, the first result is returned.
     pub deduplicated: bool,
+    /// The recording time of the events written (Unix milliseconds); 0 for a retry.
+    pub recorded_at: i64,
 }
 
 /// The head of a tenant's log.

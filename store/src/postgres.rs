@@ -224,6 +224,7 @@ impl Backend for Postgres {
                 first_position: first as u64,
                 last_position: last as u64,
                 deduplicated: false,
+                recorded_at: batch.recorded_at,
             })),
             Ok((_, _, _, stream, actual)) => {
                 let stream = stream.unwrap_or_default();

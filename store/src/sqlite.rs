@@ -312,6 +312,7 @@ impl Backend for Sqlite {
             first_position: head.position + 1,
             last_position: plan.head.position,
             deduplicated: false,
+            recorded_at: batch.recorded_at,
         };
         if let Some((key, hash)) = &batch.idempotency {
             let inserted = sqlx::query(

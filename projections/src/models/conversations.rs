@@ -342,6 +342,32 @@ pub async fn message(
     row.as_ref().map(|r| Ok((opt_text(r, "owner")?, MessageRow::try_from(r)?))).transpose()
 }
 
+impl MessageRow {
+    /// The row this read model makes of a message just appended at `stream_version` of its
+    /// conversation and recorded at `recorded_at` (Unix milliseconds): what a read of it will
+    /// show, known without waiting for the projector.
+    pub fn appended(
+        m: &tenantry_domain::command::AppendMessage,
+        stream_version: u64,
+        recorded_at: i64,
+    ) -> Self {
+        let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Self {
+            // As the projector numbers it: the conversation's first event opens it.
+            seq: i64::try_from(stream_version).unwrap_or(i64::MAX) - 1,
+            message_id: m.message_id.to_string(),
+            role: m.role.as_str().to_owned(),
+            content: m.content.clone(),
+            model: m.model.clone(),
+            usage: m.usage.map(|u| MessageUsage {
+                prompt_tokens: tokens(u.prompt_tokens),
+                completion_tokens: tokens(u.completion_tokens),
+            }),
+            created_at: recorded_at,
+        }
+    }
+}
+
 impl TryFrom<&AnyRow> for MessageRow {
     type Error = ProjectionError;
     fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {

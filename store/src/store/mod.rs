@@ -381,6 +381,7 @@ impl EventStore {
                 first_position: stored.first_position,
                 last_position: stored.last_position,
                 deduplicated: true,
+                recorded_at: 0,
             }),
             Some(_) => Err(StoreError::IdempotencyMismatch { key: key.clone() }),
             None => Err(StoreError::InvalidIdempotencyKey),
@@ -403,7 +404,7 @@ impl EventStore {
             }
             return Err(StoreError::DuplicateEvent { event_id: ids[0] });
         }
-        Ok(AppendOutcome { first_position: *first, last_position: *last, deduplicated: true })
+        Ok(AppendOutcome { first_position: *first, last_position: *last, deduplicated: true, recorded_at: 0 })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::command::{AppendMessage as AppendMessageCommand, OpenConversation as OpenCommand};
@@ -78,7 +78,7 @@ pub async fn append(
     AppJson(body): AppJson<AppendMessage>,
 ) -> Result<Response, ApiError> {
     let id = MessageId::new();
-    let command = ConversationCommand::AppendMessage(AppendMessageCommand {
+    let message = AppendMessageCommand {
         conversation_id: conversation,
         message_id: id,
         role: body.role,
@@ -87,13 +87,18 @@ pub async fn append(
         usage: body
             .usage
             .map(|u| TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
-    });
-    let out = state.commands.conversation(&ctx, conversation, &command).await?;
-    let (thread, key) = (conversation.to_string(), id.to_string());
-    let location = format!("/v1/tenants/{}/conversations/{thread}/messages/{key}", ctx.tenant_id);
-    let read = || async {
-        Ok(conversations::message(&ctx, state.projections.db(), &thread, &key).await?.map(|(_, m)| m))
     };
-    let created = (StatusCode::CREATED, out, location);
-    object(&state, &ctx, conversations::NAME, created, key.clone(), read, json!({})).await
+    let command = ConversationCommand::AppendMessage(message.clone());
+    let out = state.commands.conversation(&ctx, conversation, &command).await?;
+    // The row is known from the append itself: a message, the hot path, does not wait for
+    // the read model to answer as a read of it will.
+    let row = conversations::MessageRow::appended(&message, out.stream_version, out.recorded_at);
+    let location = format!("/v1/tenants/{}/conversations/{conversation}/messages/{id}", ctx.tenant_id);
+    let mut response = (StatusCode::CREATED, axum::Json(row)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("tenantry-position", axum::http::HeaderValue::from(out.position));
+    if let Ok(location) = axum::http::HeaderValue::try_from(location) {
+        headers.insert(axum::http::header::LOCATION, location);
+    }
+    Ok(response)
 }
