@@ -1,0 +1,211 @@
+//! The schemas of what the API answers, written once here and checked against live answers
+//! by schemathesis in CI.
+
+use serde_json::{Map, Value, json};
+
+fn nullable(kind: &str) -> Value {
+    json!({ "type": [kind, "null"] })
+}
+
+fn time() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+
+/// An object schema with every property required and no others.
+fn object(properties: Value) -> Value {
+    let required: Vec<&String> = properties.as_object().map(|p| p.keys().collect()).unwrap_or_default();
+    json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
+}
+
+fn page(item: &str) -> Value {
+    object(json!({
+        "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } },
+        "next_cursor": nullable("string"),
+    }))
+}
+
+fn with_key(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    s["properties"]["key"] = json!({ "type": "string", "description": "the secret, shown once" });
+    if let Some(r) = s["required"].as_array_mut() {
+        r.push(json!("key"));
+    }
+    s
+}
+
+pub(super) const ROLES: [&str; 2] = ["admin", "user"];
+pub(super) const PLANS: [&str; 3] = ["starter", "professional", "enterprise"];
+pub(super) const MESSAGE_ROLES: [&str; 4] = ["user", "assistant", "tool", "system"];
+
+pub(super) fn schemas() -> Map<String, Value> {
+    let settings = object(json!({
+        "agent_name": nullable("string"),
+        "system_prompt": nullable("string"),
+        "default_model": nullable("string"),
+        "allowed_models": { "type": "array", "items": { "type": "string" } },
+        "feature_flags": { "type": "object", "additionalProperties": { "type": "boolean" } },
+    }));
+    let tenant = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "slug": { "type": "string" },
+        "name": { "type": "string" },
+        "plan": { "type": "string", "enum": PLANS },
+        "status": { "type": "string", "enum": ["active", "suspended"] },
+        "partner_id": nullable("string"),
+        "settings": { "$ref": "#/components/schemas/Settings" },
+        "limits": { "type": "object", "additionalProperties": { "type": ["integer", "null"] } },
+        "created_at": time(),
+        "updated_at": time(),
+    }));
+    let partner = object(
+        json!({ "id": { "type": "string", "format": "uuid" }, "name": { "type": "string" }, "created_at": time() }),
+    );
+    let api_key = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "name": { "type": "string" },
+        "role": { "type": "string", "enum": ROLES },
+        "revoked": { "type": "boolean" },
+        "created_at": time(),
+    }));
+    let agent = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "name": { "type": "string" },
+        "model": { "type": "string" },
+        "system_prompt": { "type": "string", "description": "empty for a user key" },
+        "tool_ids": { "type": "array", "items": { "type": "string" } },
+        "archived": { "type": "boolean" },
+        "created_at": time(),
+        "updated_at": time(),
+    }));
+    let user = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "email": { "type": "string" },
+        "role": { "type": "string", "enum": ROLES },
+        "created_at": time(),
+    }));
+    let tool = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "name": { "type": "string" },
+        "description": { "type": "string" },
+        "endpoint": { "type": "string" },
+        "parameters": { "type": "object", "description": "the JSON Schema registered" },
+        "enabled": { "type": "boolean" },
+        "created_at": time(),
+    }));
+    let conversation = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "agent_id": { "type": "string" },
+        "user_id": nullable("string"),
+        "title": nullable("string"),
+        "message_count": { "type": "integer", "minimum": 0 },
+        "created_at": time(),
+        "last_message_at": time(),
+    }));
+    let message = object(json!({
+        "seq": { "type": "integer", "minimum": 1 },
+        "id": { "type": "string", "format": "uuid" },
+        "role": { "type": "string", "enum": MESSAGE_ROLES },
+        "content": { "type": "string" },
+        "model": nullable("string"),
+        "usage": { "oneOf": [
+            { "type": "null" },
+            object(json!({ "prompt_tokens": { "type": "integer" }, "completion_tokens": { "type": "integer" } })),
+        ] },
+        "created_at": time(),
+    }));
+    let audit = object(json!({
+        "position": { "type": "integer" },
+        "at": time(),
+        "actor": { "type": "string" },
+        "role": { "type": "string" },
+        "action": { "type": "string" },
+        "target": nullable("string"),
+        "outcome": { "type": "string" },
+        "reason": nullable("string"),
+        "request_id": { "type": "string" },
+        "source_ip": nullable("string"),
+    }));
+    let quota = object(json!({
+        "limit": { "type": "string" },
+        "used": { "type": "integer" },
+        "max": { "type": "integer" },
+        "remaining": { "type": "integer" },
+        "resets_at": { "type": ["string", "null"], "format": "date-time" },
+    }));
+    let usage_line = object(json!({
+        "day": nullable("string"),
+        "model": { "type": "string" },
+        "prompt_tokens": { "type": "integer" },
+        "completion_tokens": { "type": "integer" },
+        "requests": { "type": "integer" },
+        "cost": { "type": "string", "description": "exact decimal" },
+        "unpriced": { "type": "boolean" },
+    }));
+    let usage = object(json!({
+        "from": { "type": "string", "format": "date" },
+        "to": { "type": "string", "format": "date" },
+        "by_day": { "type": "array", "items": { "$ref": "#/components/schemas/UsageLine" } },
+        "by_model": { "type": "array", "items": { "$ref": "#/components/schemas/UsageLine" } },
+        "total_tokens": { "type": "integer" },
+        "total_cost": { "type": "string" },
+    }));
+    let problem = json!({
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "code", "detail"],
+        "properties": {
+            "type": { "type": "string" },
+            "title": { "type": "string" },
+            "status": { "type": "integer" },
+            "code": { "type": "string", "enum": [
+                "bad_request", "invalid_cursor", "unauthorized", "forbidden", "not_found",
+                "method_not_allowed", "request_timeout", "conflict", "payload_too_large", "uri_too_long",
+                "validation_failed", "idempotency_key_reused", "limit_exceeded", "headers_too_large",
+                "unavailable", "internal"
+            ] },
+            "detail": { "type": "string" },
+            "field": { "type": "string", "description": "the field at fault, where there is one" },
+            "limit": { "type": "string" },
+            "max": { "type": "integer" },
+        },
+    });
+    let mut out = Map::new();
+    for (name, schema) in [
+        ("Problem", problem),
+        ("Settings", settings),
+        ("Tenant", tenant.clone()),
+        ("TenantPage", page("Tenant")),
+        ("Partner", partner.clone()),
+        ("PartnerWithKey", with_key(&partner)),
+        ("PartnerPage", page("Partner")),
+        ("ApiKey", api_key.clone()),
+        ("ApiKeyWithKey", with_key(&api_key)),
+        ("ApiKeyPage", page("ApiKey")),
+        ("Agent", agent),
+        ("AgentPage", page("Agent")),
+        ("User", user),
+        ("UserPage", page("User")),
+        ("Tool", tool),
+        ("ToolPage", page("Tool")),
+        ("Conversation", conversation),
+        ("ConversationPage", page("Conversation")),
+        ("Message", message),
+        ("MessagePage", page("Message")),
+        ("AuditEntry", audit),
+        ("AuditPage", page("AuditEntry")),
+        ("Quota", quota),
+        ("QuotaPage", page("Quota")),
+        ("UsageLine", usage_line),
+        ("UsageReport", usage),
+        ("Accepted", object(json!({ "id": { "type": "string" } }))),
+        ("Written", object(json!({ "id": { "type": "string" }, "position": { "type": "integer" } }))),
+        ("Recorded", object(json!({ "position": { "type": "integer" }, "recorded": { "type": "boolean" } }))),
+        (
+            "Purge",
+            json!({ "type": "object", "required": ["step"], "properties": { "step": { "type": "string" } } }),
+        ),
+    ] {
+        out.insert(name.to_owned(), schema);
+    }
+    out
+}
