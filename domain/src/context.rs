@@ -29,6 +29,13 @@ impl Role {
         }
     }
 
+    /// The role an [`Role::as_str`] name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::SuperAdmin, Self::PartnerAdmin, Self::Admin, Self::User]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+
     /// Whether this role may manage the tenant's directory (agents, tools, users, keys).
     pub const fn can_administer(self) -> bool {
         !matches!(self, Self::User)

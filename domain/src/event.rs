@@ -12,6 +12,28 @@ use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, PartnerId, ToolId
 use crate::limits::{LimitOverrides, Plan};
 use crate::personal::Personal;
 
+/// Whether a tenant is open to its own keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+impl TenantStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    /// The status an [`TenantStatus::as_str`] name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Active, Self::Suspended].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 /// Tenant configuration that tenant admins may change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -157,6 +179,11 @@ pub enum MessageRole {
 }
 
 impl MessageRole {
+    /// The role an [`MessageRole::as_str`] name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::User, Self::Assistant, Self::Tool, Self::System].into_iter().find(|r| r.as_str() == name)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",

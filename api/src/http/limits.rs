@@ -182,7 +182,11 @@ async fn tenant_limits(state: &AppState, tenant: TenantId) -> Result<Option<(u64
     let row = directory::tenant(&TenantContext::system(tenant), state.projections.db()).await?;
     Ok(row.map(|row| {
         let limits = row.effective_limits(&state.plans);
-        (limits.requests_per_minute, limits.max_concurrent_requests, row.status == "suspended")
+        (
+            limits.requests_per_minute,
+            limits.max_concurrent_requests,
+            row.status == tenantry_domain::event::TenantStatus::Suspended,
+        )
     }))
 }
 

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::AnyConnection;
+use tenantry_domain::event::TenantStatus;
 use tenantry_domain::{Event, LimitOverrides};
 use tenantry_store::RecordedEvent;
 
@@ -92,8 +93,12 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::TenantSuspended(_) | Event::TenantResumed(_) => {
-                    let status =
-                        if matches!(e.event, Event::TenantSuspended(_)) { "suspended" } else { "active" };
+                    let status = if matches!(e.event, Event::TenantSuspended(_)) {
+                        TenantStatus::Suspended
+                    } else {
+                        TenantStatus::Active
+                    }
+                    .as_str();
                     exec(
                         conn,
                         "UPDATE dir_tenants SET status = $1, updated_at = $2 WHERE tenant_id = $3",

@@ -3,12 +3,18 @@
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use tenantry_domain::event::Settings;
+use tenantry_domain::event::{Settings, TenantStatus};
 use tenantry_domain::{LimitOverrides, Limits, Plan, PlanCatalog, Role, TenantContext};
 
 use crate::db::ReadDb;
 use crate::error::ProjectionError;
 use crate::models::{Page, id_cursor, int, opt_text, page_size, text};
+
+/// A column written from an enum's `as_str`, read back as that enum.
+fn parsed<T>(r: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T, ProjectionError> {
+    let value = text(r, col)?;
+    parse(&value).ok_or_else(|| ProjectionError::Malformed(format!("{col}: `{value}`")))
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantRow {
@@ -16,8 +22,8 @@ pub struct TenantRow {
     pub tenant_id: String,
     pub slug: String,
     pub name: String,
-    pub plan: String,
-    pub status: String,
+    pub plan: Plan,
+    pub status: TenantStatus,
     pub partner_id: Option<String>,
     #[serde(serialize_with = "settings_view")]
     pub settings: Settings,
@@ -57,9 +63,7 @@ fn settings_view<S: serde::Serializer>(settings: &Settings, s: S) -> Result<S::O
 impl TenantRow {
     /// The tenant's limits: its plan's defaults with its overrides applied.
     pub fn effective_limits(&self, plans: &PlanCatalog) -> Limits {
-        // The plan column is written from `Plan::as_str`; any other value is not stored.
-        let plan = Plan::parse(&self.plan).unwrap_or(Plan::Starter);
-        self.limits.apply_to(plans.limits(plan))
+        self.limits.apply_to(plans.limits(self.plan))
     }
 }
 
@@ -71,8 +75,8 @@ impl TryFrom<&AnyRow> for TenantRow {
             tenant_id: text(r, "tenant_id")?,
             slug: text(r, "slug")?,
             name: text(r, "name")?,
-            plan: text(r, "plan")?,
-            status: text(r, "status")?,
+            plan: parsed(r, "plan", Plan::parse)?,
+            status: parsed(r, "status", TenantStatus::parse)?,
             partner_id: opt_text(r, "partner_id")?,
             settings: serde_json::from_str(&text(r, "settings")?).map_err(parse)?,
             limits: serde_json::from_str(&text(r, "limits")?).map_err(parse)?,
@@ -296,7 +300,7 @@ pub struct UserRow {
     #[serde(rename = "id")]
     pub user_id: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     #[serde(with = "crate::models::time")]
     pub created_at: i64,
 }
@@ -307,7 +311,7 @@ impl TryFrom<&AnyRow> for UserRow {
         Ok(Self {
             user_id: text(r, "user_id")?,
             email: text(r, "email")?,
-            role: text(r, "role")?,
+            role: parsed(r, "role", Role::parse)?,
             created_at: int(r, "created_at")?,
         })
     }
@@ -348,7 +352,7 @@ pub struct ApiKeyRow {
     #[serde(rename = "id")]
     pub key_id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub revoked: bool,
     #[serde(with = "crate::models::time")]
     pub created_at: i64,
@@ -395,7 +399,7 @@ impl TryFrom<&AnyRow> for ApiKeyRow {
         Ok(Self {
             key_id: text(r, "key_id")?,
             name: text(r, "name")?,
-            role: text(r, "role")?,
+            role: parsed(r, "role", Role::parse)?,
             revoked: int(r, "revoked")? != 0,
             created_at: int(r, "created_at")?,
         })
