@@ -120,10 +120,11 @@ async fn the_golden_log_projects_to_the_expected_read_models(h: &Harness) {
         conversations::threads(&ctx, db, &Default::default(), page.next_cursor.as_deref(), 1).await.unwrap();
     assert_eq!(next.items[0].title.as_deref(), Some("Refund"));
     assert_eq!(next.items[0].message_count, 2);
-    let msgs = conversations::messages(&ctx, db, &next.items[0].conversation_id, None, 50).await.unwrap();
+    let id = next.items[0].conversation_id.parse().unwrap();
+    let msgs = conversations::messages(&ctx, db, id, None, 50).await.unwrap();
     assert_eq!(msgs.items.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(), ["user", "assistant"]);
     assert!(matches!(
-        conversations::messages(&ctx, db, "x", Some("not-a-number"), 5).await,
+        conversations::messages(&ctx, db, id, Some("not-a-number"), 5).await,
         Err(ProjectionError::InvalidCursor)
     ));
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use tenantry_domain::personal::ERASED;
-use tenantry_domain::{Event, TenantContext};
+use tenantry_domain::{ConversationId, Event, MessageId, TenantContext};
 use tenantry_store::RecordedEvent;
 
 use super::{Page, id_cursor, int, opt_int, opt_text, page_size, text};
@@ -275,12 +275,12 @@ pub async fn threads(
 pub async fn thread(
     ctx: &TenantContext,
     db: &ReadDb,
-    conversation: &str,
+    conversation: ConversationId,
 ) -> Result<Option<ThreadRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM conv_threads WHERE tenant_id = $1 AND conversation_id = $2")
         .bind(tenant.to_string())
-        .bind(conversation)
+        .bind(conversation.to_string())
         .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(ThreadRow::try_from).transpose()
@@ -312,7 +312,7 @@ pub struct MessageUsage {
 pub async fn messages(
     ctx: &TenantContext,
     db: &ReadDb,
-    conversation: &str,
+    conversation: ConversationId,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Page<MessageRow>, ProjectionError> {
@@ -326,8 +326,8 @@ pub async fn messages(
 pub async fn message(
     ctx: &TenantContext,
     db: &ReadDb,
-    conversation: &str,
-    message: &str,
+    conversation: ConversationId,
+    message: MessageId,
 ) -> Result<Option<(Option<String>, MessageRow)>, ProjectionError> {
     let row = sqlx::query(
         "SELECT t.user_id AS owner, m.* FROM conv_messages m
@@ -335,8 +335,8 @@ pub async fn message(
          WHERE m.tenant_id = $1 AND m.conversation_id = $2 AND m.message_id = $3",
     )
     .bind(ctx.tenant_id.to_string())
-    .bind(conversation)
-    .bind(message)
+    .bind(conversation.to_string())
+    .bind(message.to_string())
     .fetch_optional(db.readers())
     .await?;
     row.as_ref().map(|r| Ok((opt_text(r, "owner")?, MessageRow::try_from(r)?))).transpose()
@@ -393,7 +393,7 @@ impl TryFrom<&AnyRow> for MessageRow {
 pub async fn thread_messages(
     ctx: &TenantContext,
     db: &ReadDb,
-    conversation: &str,
+    conversation: ConversationId,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Option<(Option<String>, Page<MessageRow>)>, ProjectionError> {
@@ -414,7 +414,7 @@ pub async fn thread_messages(
          ORDER BY m.seq",
     )
     .bind(tenant.to_string())
-    .bind(conversation)
+    .bind(conversation.to_string())
     .bind(after)
     .bind(page_size(limit))
     .fetch_all(db.readers())

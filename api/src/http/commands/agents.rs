@@ -89,9 +89,9 @@ async fn agent(
     out: Written,
     id: AgentId,
 ) -> Result<Response, ApiError> {
-    let (id, location) = (id.to_string(), format!("/v1/tenants/{}/agents/{id}", ctx.tenant_id));
-    let read = || directory::agent(ctx, state.projections.db(), &id);
-    object(state, ctx, directory::NAME, (status, out, location), id.clone(), read, json!({})).await
+    let location = format!("/v1/tenants/{}/agents/{id}", ctx.tenant_id);
+    let read = || directory::agent(ctx, state.projections.db(), id);
+    object(state, ctx, directory::NAME, (status, out, location), id.to_string(), read, json!({})).await
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/agents/{agent_id}", tag = "agents", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("agent_id" = String, Path, description = "agent id (UUID)")), responses((status = 200, description = "Done: `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]

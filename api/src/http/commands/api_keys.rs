@@ -51,10 +51,10 @@ pub async fn create(
     });
     let out = state.commands.tenant(&ctx, &command).await?;
     // The key works once authentication's read model has it: the answer waits for that.
-    let (id, location) = (key_id.to_string(), format!("/v1/tenants/{}/api-keys/{key_id}", ctx.tenant_id));
-    let read = || directory::api_key(&ctx, state.projections.db(), &id);
+    let location = format!("/v1/tenants/{}/api-keys/{key_id}", ctx.tenant_id);
+    let read = || directory::api_key(&ctx, state.projections.db(), key_id);
     let created = (StatusCode::CREATED, out, location);
-    object(&state, &ctx, directory::NAME, created, id.clone(), read, json!({ "key": token })).await
+    object(&state, &ctx, directory::NAME, created, key_id.to_string(), read, json!({ "key": token })).await
 }
 
 /// `DELETE /v1/tenants/{id}/api-keys/{key_id}`: effective before the answer.

@@ -64,10 +64,10 @@ pub async fn open(
         title: body.title,
     });
     let out = state.commands.conversation(&ctx, id, &command).await?;
-    let (key, location) = (id.to_string(), format!("/v1/tenants/{}/conversations/{id}", ctx.tenant_id));
-    let read = || conversations::thread(&ctx, state.projections.db(), &key);
+    let location = format!("/v1/tenants/{}/conversations/{id}", ctx.tenant_id);
+    let read = || conversations::thread(&ctx, state.projections.db(), id);
     let created = (StatusCode::CREATED, out, location);
-    object(&state, &ctx, conversations::NAME, created, key.clone(), read, json!({})).await
+    object(&state, &ctx, conversations::NAME, created, id.to_string(), read, json!({})).await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages", request_body = AppendMessage, tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]

@@ -167,9 +167,9 @@ async fn user(
     out: Written,
     id: UserId,
 ) -> Result<Response, ApiError> {
-    let (id, location) = (id.to_string(), format!("/v1/tenants/{}/users/{id}", ctx.tenant_id));
-    let read = || directory::user(ctx, state.projections.db(), &id);
-    object(state, ctx, directory::NAME, (status, out, location), id.clone(), read, json!({})).await
+    let location = format!("/v1/tenants/{}/users/{id}", ctx.tenant_id);
+    let read = || directory::user(ctx, state.projections.db(), id);
+    object(state, ctx, directory::NAME, (status, out, location), id.to_string(), read, json!({})).await
 }
 
 /// The tool as `GET` shows it, after a write.
@@ -180,7 +180,7 @@ async fn tool(
     out: Written,
     id: ToolId,
 ) -> Result<Response, ApiError> {
-    let (id, location) = (id.to_string(), format!("/v1/tenants/{}/tools/{id}", ctx.tenant_id));
-    let read = || directory::tool(ctx, state.projections.db(), &id);
-    object(state, ctx, directory::NAME, (status, out, location), id.clone(), read, json!({})).await
+    let location = format!("/v1/tenants/{}/tools/{id}", ctx.tenant_id);
+    let read = || directory::tool(ctx, state.projections.db(), id);
+    object(state, ctx, directory::NAME, (status, out, location), id.to_string(), read, json!({})).await
 }

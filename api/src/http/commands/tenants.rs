@@ -298,7 +298,7 @@ pub async fn create_partner(
         tenants::create_partner(&state.commands, state.projections.db(), &state.keys, &ctx, &body.name)
             .await?;
     let (id, location) = (partner.partner_id.to_string(), format!("/v1/partners/{}", partner.partner_id));
-    let read = || directory::partner(state.projections.db(), &id);
+    let read = || directory::partner(state.projections.db(), partner.partner_id);
     let created = (StatusCode::CREATED, partner.written, location);
     object(&state, &ctx, directory::NAME, created, id.clone(), read, json!({ "key": partner.key })).await
 }

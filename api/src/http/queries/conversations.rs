@@ -74,7 +74,7 @@ pub async fn one(
     AppPath((_, conversation)): AppPath<(TenantId, ConversationId)>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, conversations::NAME, &ctx, min).await?;
-    let row = visible_thread(&ctx, &state, &conversation.to_string()).await?;
+    let row = visible_thread(&ctx, &state, conversation).await?;
     Ok(Json(json!(row)))
 }
 
@@ -88,8 +88,7 @@ pub async fn messages(
 ) -> Result<Response, ApiError> {
     caught_up(&state, conversations::NAME, &ctx, min).await?;
     let db = state.projections.db();
-    let id = conversation.to_string();
-    let (owner, page) = conversations::thread_messages(&ctx, db, &id, p.cursor(), p.limit()?)
+    let (owner, page) = conversations::thread_messages(&ctx, db, conversation, p.cursor(), p.limit()?)
         .await?
         .ok_or(ApiError::NotFound)?;
     match own_user(&ctx)? {
@@ -107,10 +106,9 @@ pub async fn message(
     AppPath((_, conversation, message)): AppPath<(TenantId, ConversationId, MessageId)>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, conversations::NAME, &ctx, min).await?;
-    let (owner, row) =
-        conversations::message(&ctx, state.projections.db(), &conversation.to_string(), &message.to_string())
-            .await?
-            .ok_or(ApiError::NotFound)?;
+    let (owner, row) = conversations::message(&ctx, state.projections.db(), conversation, message)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     match own_user(&ctx)? {
         Some(me) if owner.as_deref() != Some(me.as_str()) => Err(ApiError::NotFound),
         _ => Ok(Json(json!(row))),
@@ -130,7 +128,7 @@ fn own_user(ctx: &TenantContext) -> Result<Option<String>, ApiError> {
 async fn visible_thread(
     ctx: &TenantContext,
     state: &AppState,
-    id: &str,
+    id: ConversationId,
 ) -> Result<conversations::ThreadRow, ApiError> {
     let row = conversations::thread(ctx, state.projections.db(), id).await?.ok_or(ApiError::NotFound)?;
     match own_user(ctx)? {

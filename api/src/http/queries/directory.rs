@@ -51,8 +51,7 @@ pub async fn get_user(
     AppPath((_, user)): AppPath<(TenantId, UserId)>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let row =
-        directory::user(&ctx, state.projections.db(), &user.to_string()).await?.ok_or(ApiError::NotFound)?;
+    let row = directory::user(&ctx, state.projections.db(), user).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!(row)))
 }
 
@@ -76,8 +75,7 @@ pub async fn get_tool(
     AppPath((_, tool)): AppPath<(TenantId, ToolId)>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let row =
-        directory::tool(&ctx, state.projections.db(), &tool.to_string()).await?.ok_or(ApiError::NotFound)?;
+    let row = directory::tool(&ctx, state.projections.db(), tool).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!(row)))
 }
 
@@ -167,9 +165,7 @@ pub async fn get_key(
     AppPath((_, key)): AppPath<(TenantId, ApiKeyId)>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let row = directory::api_key(&ctx, state.projections.db(), &key.to_string())
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let row = directory::api_key(&ctx, state.projections.db(), key).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!(row)))
 }
 
@@ -191,8 +187,7 @@ pub async fn get_partner(
             ));
         }
     }
-    let row =
-        directory::partner(state.projections.db(), &partner.to_string()).await?.ok_or(ApiError::NotFound)?;
+    let row = directory::partner(state.projections.db(), partner).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!(row)))
 }
 
@@ -217,9 +212,7 @@ pub async fn get_agent(
     AppPath((_, agent)): AppPath<(TenantId, AgentId)>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
-    let mut row = directory::agent(&ctx, state.projections.db(), &agent.to_string())
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let mut row = directory::agent(&ctx, state.projections.db(), agent).await?.ok_or(ApiError::NotFound)?;
     hide_prompt(&ctx, &mut row);
     Ok(Json(json!(row)))
 }

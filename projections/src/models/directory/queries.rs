@@ -4,7 +4,10 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::{Settings, TenantStatus};
-use tenantry_domain::{LimitOverrides, Limits, Plan, PlanCatalog, Role, TenantContext};
+use tenantry_domain::{
+    AgentId, ApiKeyId, LimitOverrides, Limits, PartnerId, Plan, PlanCatalog, Role, TenantContext, ToolId,
+    UserId,
+};
 
 use crate::db::ReadDb;
 use crate::error::ProjectionError;
@@ -129,12 +132,12 @@ pub async fn partners(
 }
 
 /// One partner, from the platform's log.
-pub async fn partner(db: &ReadDb, partner: &str) -> Result<Option<PartnerRow>, ProjectionError> {
+pub async fn partner(db: &ReadDb, partner: PartnerId) -> Result<Option<PartnerRow>, ProjectionError> {
     let row = sqlx::query(
         "SELECT partner_id, name, created_at FROM dir_partners WHERE tenant_id = $1 AND partner_id = $2",
     )
     .bind(tenantry_domain::TenantId::PLATFORM.to_string())
-    .bind(partner)
+    .bind(partner.to_string())
     .fetch_optional(db.readers())
     .await?;
     row.as_ref().map(PartnerRow::try_from).transpose()
@@ -225,12 +228,12 @@ pub async fn agents(
 pub async fn agent(
     ctx: &TenantContext,
     db: &ReadDb,
-    agent: &str,
+    agent: AgentId,
 ) -> Result<Option<AgentRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_agents WHERE tenant_id = $1 AND agent_id = $2")
         .bind(tenant.to_string())
-        .bind(agent)
+        .bind(agent.to_string())
         .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(AgentRow::try_from).transpose()
@@ -285,11 +288,15 @@ pub async fn tools(
     Ok(Page::from_rows(rows, limit, |r: &ToolRow| r.tool_id.clone()))
 }
 
-pub async fn tool(ctx: &TenantContext, db: &ReadDb, tool: &str) -> Result<Option<ToolRow>, ProjectionError> {
+pub async fn tool(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    tool: ToolId,
+) -> Result<Option<ToolRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_tools WHERE tenant_id = $1 AND tool_id = $2 AND removed = 0")
         .bind(tenant.to_string())
-        .bind(tool)
+        .bind(tool.to_string())
         .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(ToolRow::try_from).transpose()
@@ -336,11 +343,15 @@ pub async fn users(
     Ok(Page::from_rows(rows, limit, |r: &UserRow| r.user_id.clone()))
 }
 
-pub async fn user(ctx: &TenantContext, db: &ReadDb, user: &str) -> Result<Option<UserRow>, ProjectionError> {
+pub async fn user(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    user: UserId,
+) -> Result<Option<UserRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_users WHERE tenant_id = $1 AND user_id = $2 AND removed = 0")
         .bind(tenant.to_string())
-        .bind(user)
+        .bind(user.to_string())
         .fetch_optional(db.readers())
         .await?;
     row.as_ref().map(UserRow::try_from).transpose()
@@ -381,13 +392,13 @@ pub async fn api_keys(
 pub async fn api_key(
     ctx: &TenantContext,
     db: &ReadDb,
-    key: &str,
+    key: ApiKeyId,
 ) -> Result<Option<ApiKeyRow>, ProjectionError> {
     let row = sqlx::query(
         "SELECT key_id, name, role, revoked, created_at FROM dir_api_keys WHERE tenant_id = $1 AND key_id = $2",
     )
     .bind(ctx.tenant_id.to_string())
-    .bind(key)
+    .bind(key.to_string())
     .fetch_optional(db.readers())
     .await?;
     row.as_ref().map(ApiKeyRow::try_from).transpose()
