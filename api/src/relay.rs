@@ -15,10 +15,9 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, stream};
 use futures::{StreamExt, TryStreamExt};
-use sqlx::Row;
 use tenantry_domain::{TenantContext, TenantId};
 use tenantry_projections::Projections;
-use tenantry_projections::db::exec;
+use tenantry_projections::purges;
 use tenantry_store::{EventStore, SealedCommit, SealedRecord};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
@@ -114,23 +113,7 @@ impl Relay {
         if positions.is_empty() {
             return Ok(());
         }
-        let mut sql = "INSERT INTO relay_positions (tenant_id, position) VALUES ".to_owned();
-        let mut vals = Vec::with_capacity(positions.len() * 2);
-        for (i, (tenant, position)) in positions.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
-            vals.push(tenant.to_string().into());
-            vals.push((*position).into());
-        }
-        sql.push_str(
-            " ON CONFLICT (tenant_id) DO UPDATE SET position =
-                 CASE WHEN relay_positions.position > excluded.position THEN relay_positions.position
-                      ELSE excluded.position END",
-        );
-        let mut conn = self.projections.db().pool().acquire().await?;
-        exec(&mut conn, &sql, vals).await?;
+        purges::record_relay_positions(self.projections.db(), positions).await?;
         if let Ok(mut known) = self.known.lock() {
             for (tenant, position) in positions {
                 let entry = known.entry(*tenant).or_insert(0);
@@ -141,17 +124,7 @@ impl Relay {
     }
 
     async fn published(&self, tenant: Option<TenantId>) -> anyhow::Result<HashMap<String, u64>> {
-        let pool = self.projections.db().pool();
-        let rows = match tenant {
-            Some(t) => {
-                sqlx::query("SELECT tenant_id, position FROM relay_positions WHERE tenant_id = $1")
-                    .bind(t.to_string())
-                    .fetch_all(pool)
-                    .await?
-            }
-            None => sqlx::query("SELECT tenant_id, position FROM relay_positions").fetch_all(pool).await?,
-        };
-        rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? as u64))).collect()
+        Ok(purges::relay_positions(self.projections.db(), tenant).await?)
     }
 
     /// Publish events that follow `done` without a gap, every message first, then every

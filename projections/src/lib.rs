@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod models;
 pub mod platform;
+pub mod purges;
 pub mod runtime;
 
 use std::sync::Arc;

@@ -19,11 +19,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::Row;
 use tenantry_domain::event::TenantPurged;
 use tenantry_domain::{Event, EventId, StreamId, TenantContext, TenantId};
 use tenantry_projections::Projections;
-use tenantry_projections::db::{Val, exec};
+use tenantry_projections::purges::{self, Recorded};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 use crate::relay::Broker;
@@ -138,23 +137,15 @@ impl Purger {
 
     /// The recorded state of the tenant's purge, if one was ever requested.
     pub async fn status(&self, tenant: TenantId) -> Result<Option<PurgeReport>, PurgeError> {
-        let row = sqlx::query(
-            "SELECT step, requested_by, requested_at, events_deleted, rows_deleted, finished_at
-             FROM tenant_purges WHERE tenant_id = $1",
-        )
-        .bind(tenant.to_string())
-        .fetch_optional(self.projections.db().pool())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let step: String = row.try_get(0)?;
+        let Some(r) = purges::find(self.projections.db(), tenant).await? else { return Ok(None) };
         Ok(Some(PurgeReport {
             tenant_id: tenant,
-            step: PurgeStep::parse(&step).ok_or_else(|| PurgeError::Record(tenant, step.clone()))?,
-            requested_by: row.try_get(1)?,
-            requested_at: ms(row.try_get(2)?),
-            events_deleted: row.try_get::<i64, _>(3)? as u64,
-            rows_deleted: row.try_get::<i64, _>(4)? as u64,
-            finished_at: row.try_get::<Option<i64>, _>(5)?.map(ms),
+            step: PurgeStep::parse(&r.step).ok_or_else(|| PurgeError::Record(tenant, r.step.clone()))?,
+            requested_by: r.requested_by,
+            requested_at: ms(r.requested_at),
+            events_deleted: r.events_deleted,
+            rows_deleted: r.rows_deleted,
+            finished_at: r.finished_at.map(ms),
         }))
     }
 
@@ -170,21 +161,15 @@ impl Purger {
         if self.store.head(&TenantContext::system(tenant)).await?.is_none() {
             return Err(PurgeError::UnknownTenant(tenant));
         }
-        let mut conn = self.projections.db().pool().acquire().await?;
-        exec(
-            &mut conn,
-            "INSERT INTO tenant_purges (tenant_id, requested_by, requested_at, step) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id) DO NOTHING",
-            vec![
-                tenant.to_string().into(),
-                by.actor.to_string().into(),
-                Utc::now().timestamp_millis().into(),
-                PurgeStep::Requested.as_str().into(),
-            ],
+        let at = Utc::now().timestamp_millis();
+        purges::request(
+            self.projections.db(),
+            tenant,
+            &by.actor.to_string(),
+            at,
+            PurgeStep::Requested.as_str(),
         )
         .await?;
-        // SQLite's read pool has one connection: give it back before reading.
-        drop(conn);
         self.status(tenant).await?.ok_or_else(|| PurgeError::Record(tenant, "missing".into()))
     }
 
@@ -195,19 +180,13 @@ impl Purger {
         step: PurgeStep,
         counts: Option<(&str, u64)>,
     ) -> Result<(), PurgeError> {
-        let mut vals: Vec<Val> = vec![step.as_str().into(), tenant.to_string().into()];
-        let sql = match counts {
-            Some((column, n)) => {
-                vals.push(n.into());
-                format!("UPDATE tenant_purges SET step = $1, {column} = $3 WHERE tenant_id = $2")
-            }
-            None if step == PurgeStep::Done => {
-                vals.push(Utc::now().timestamp_millis().into());
-                "UPDATE tenant_purges SET step = $1, finished_at = $3 WHERE tenant_id = $2".to_owned()
-            }
-            None => "UPDATE tenant_purges SET step = $1 WHERE tenant_id = $2".to_owned(),
+        let recorded = match counts {
+            Some(("events_deleted", n)) => Recorded::EventsDeleted(n),
+            Some((_, n)) => Recorded::RowsDeleted(n),
+            None if step == PurgeStep::Done => Recorded::FinishedAt(Utc::now().timestamp_millis()),
+            None => Recorded::Nothing,
         };
-        exec(conn, &sql, vals).await?;
+        purges::advance(conn, tenant, step.as_str(), recorded).await?;
         Ok(())
     }
 
@@ -277,14 +256,7 @@ impl Purger {
                             .map_err(|e| PurgeError::Broker(e.to_string()))?;
                         tracing::info!(tenant_id = %tenant, messages = purged, "purged from the broker");
                     }
-                    let mut conn = self.projections.db().pool().acquire().await?;
-                    exec(
-                        &mut conn,
-                        "DELETE FROM relay_positions WHERE tenant_id = $1",
-                        vec![tenant.to_string().into()],
-                    )
-                    .await?;
-                    drop(conn);
+                    purges::forget_relay_position(self.projections.db(), tenant).await?;
                     // Kept answers to idempotency keys may hold the tenant's data.
                     tenantry_store::idempotency::IdempotencyRecords::new(self.store.database().clone())
                         .forget_tenant(tenant)
@@ -373,17 +345,11 @@ impl Purger {
 
     /// Resume every purge left unfinished by an earlier process, in the background.
     pub async fn resume_all(&self) -> Result<usize, PurgeError> {
-        let rows = sqlx::query("SELECT tenant_id FROM tenant_purges WHERE step <> $1")
-            .bind(PurgeStep::Done.as_str())
-            .fetch_all(self.projections.db().pool())
-            .await?;
         let mut resumed = 0;
-        for row in rows {
-            if let Ok(tenant) = row.try_get::<String, _>(0)?.parse::<TenantId>() {
-                tracing::info!(tenant_id = %tenant, "resuming an unfinished purge");
-                self.spawn(tenant);
-                resumed += 1;
-            }
+        for tenant in purges::unfinished(self.projections.db(), PurgeStep::Done.as_str()).await? {
+            tracing::info!(tenant_id = %tenant, "resuming an unfinished purge");
+            self.spawn(tenant);
+            resumed += 1;
         }
         Ok(resumed)
     }
