@@ -117,7 +117,11 @@ impl Application {
             tenantry_store::idempotency::IdempotencyRecords::new(store.database().clone()),
         );
         let state = AppState::new(http::Shared {
-            purger: Purger::new(projections.clone(), Some(commands.clone()), broker.clone()),
+            purger: Purger::new(
+                projections.clone(),
+                Some(commands.clone()),
+                crate::compliance::broker(broker.clone()),
+            ),
             commands,
             keys: KeyHasher::new(&master),
             store,

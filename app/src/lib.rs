@@ -14,6 +14,7 @@
 pub mod commands;
 pub mod error;
 pub mod keys;
+pub mod purge;
 pub mod tenants;
 
 pub use commands::{CommandError, Commands, Written};

@@ -24,7 +24,7 @@ pub struct PurgeArgs {
 
 pub async fn run(args: PurgeArgs) -> anyhow::Result<()> {
     let projections = open_read_side(&args.store).await?;
-    let purger = Purger::new(projections, None, args.store.broker().await?);
+    let purger = Purger::new(projections, None, crate::compliance::broker(args.store.broker().await?));
     if !args.yes && std::io::stdin().is_terminal() {
         confirm(&purger, args.tenant).await?;
     }

@@ -25,8 +25,7 @@ use tenantry_projections::Projections;
 use tenantry_projections::purges::{self, Recorded};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
 
-use crate::relay::Broker;
-use tenantry_app::Commands;
+use crate::Commands;
 
 /// Where a purge stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,6 +81,13 @@ fn step_str<S: serde::Serializer>(step: &PurgeStep, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(step.as_str())
 }
 
+/// The broker a tenant's messages are published to, as the purge needs it: delete every
+/// message of the tenant, answering how many went.
+#[async_trait::async_trait]
+pub trait BrokerPurge: Send + Sync + std::fmt::Debug {
+    async fn purge_tenant(&self, tenant: TenantId) -> Result<u64, String>;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PurgeError {
     #[error("tenant {0} does not exist")]
@@ -93,7 +99,7 @@ pub enum PurgeError {
     #[error(transparent)]
     Projection(#[from] tenantry_projections::ProjectionError),
     #[error(transparent)]
-    Command(#[from] tenantry_app::CommandError),
+    Command(#[from] crate::CommandError),
     /// The broker could not be reached or refused; the purge resumes at this step.
     #[error("broker: {0}")]
     Broker(String),
@@ -113,7 +119,7 @@ pub struct Purger {
     store: EventStore,
     projections: Projections,
     commands: Option<Commands>,
-    broker: Option<Broker>,
+    broker: Option<Arc<dyn BrokerPurge>>,
     // Tenants being purged by this process: a second request does not start a second run.
     running: Arc<Mutex<HashSet<TenantId>>>,
 }
@@ -125,7 +131,11 @@ fn ms(at: i64) -> DateTime<Utc> {
 impl Purger {
     /// `commands`, when given, has its cached states of a purged tenant dropped; `broker`,
     /// when given, has the tenant's messages deleted.
-    pub fn new(projections: Projections, commands: Option<Commands>, broker: Option<Broker>) -> Self {
+    pub fn new(
+        projections: Projections,
+        commands: Option<Commands>,
+        broker: Option<Arc<dyn BrokerPurge>>,
+    ) -> Self {
         Self {
             store: projections.store().clone(),
             projections,
