@@ -520,6 +520,39 @@ impl Commands {
         })
     }
 
+    /// The audit record of a request refused on the tenant of `ctx` (another tenant's key, a
+    /// role that may not act there): an `access.denied` event on the tenant's `audit` stream,
+    /// stored **uncharged** (a refusal spends none of its target's limits). A tenant without a
+    /// log gets none: `None`.
+    pub async fn record_refusal(
+        &self,
+        ctx: &TenantContext,
+        action: &str,
+        reason: String,
+    ) -> Result<Option<Written>, CommandError> {
+        if self.store.head(ctx).await?.is_none() {
+            return Ok(None);
+        }
+        let event = Event::AccessDenied(tenantry_domain::event::AccessDenied {
+            action: action.chars().take(300).collect(),
+            target: None,
+            reason,
+        });
+        let request = AppendRequest::to_stream(
+            StreamId::audit(),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(EventId::new(), &event)?],
+        )
+        .uncharged();
+        let out = self.store.append(ctx, request).await?;
+        Ok(Some(Written {
+            position: out.last_position,
+            events: 1,
+            stream_version: 0,
+            recorded_at: out.recorded_at,
+        }))
+    }
+
     /// Whether this process knows `key` (or the user it acts as) to be retired: revoked,
     /// removed or erased. Read from the states this process holds,
     /// never the read models, so a retirement answered here holds from that moment on,

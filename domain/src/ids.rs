@@ -116,6 +116,11 @@ impl StreamId {
         Self(format!("conversation-{id}"))
     }
 
+    /// The records of refused requests: nothing is decided on it.
+    pub fn audit() -> Self {
+        Self("audit".to_owned())
+    }
+
     /// Usage of one calendar month (`usage-2026-11`): the monthly token limit is decided on it.
     pub fn usage(year: i32, month: u32) -> Self {
         Self(format!("usage-{year:04}-{month:02}"))

@@ -127,9 +127,6 @@ impl FromRequestParts<AppState> for Administering {
 
 /// Write an `access.denied` event to the target tenant's log, when that tenant exists.
 async fn record_denial(state: &AppState, caller: &Caller, tenant: TenantId, action: String) {
-    use tenantry_domain::Event;
-    use tenantry_domain::event::AccessDenied;
-    use tenantry_store::{AppendRequest, ExpectedVersion, NewEvent};
     let ctx = TenantContext {
         tenant_id: tenant,
         actor: caller.actor.clone(),
@@ -138,9 +135,6 @@ async fn record_denial(state: &AppState, caller: &Caller, tenant: TenantId, acti
         request_id: caller.request_id,
         source_ip: caller.source_ip.clone(),
     };
-    if !matches!(state.store.head(&ctx).await, Ok(Some(_))) {
-        return;
-    }
     let Some(folded) =
         state.denials.admit(tenant, &caller.actor.to_string(), &action, std::time::Instant::now())
     else {
@@ -155,23 +149,7 @@ async fn record_denial(state: &AppState, caller: &Caller, tenant: TenantId, acti
             " ({folded} more like it refused in the minute before, not recorded one by one)"
         ));
     }
-    let event = Event::AccessDenied(AccessDenied {
-        action: action.chars().take(300).collect(),
-        target: None,
-        reason,
-    });
-    let Ok(new) = NewEvent::new(tenantry_domain::EventId::new(), &event) else { return };
-    let audit: tenantry_domain::StreamId = match "audit".parse() {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    if let Err(e) =
-        // Recorded without charging the target: a refusal spends none of its limits.
-        state
-            .store
-            .append(&ctx, AppendRequest::to_stream(audit, ExpectedVersion::Any, vec![new]).uncharged())
-            .await
-    {
+    if let Err(e) = state.commands.record_refusal(&ctx, &action, reason).await {
         tracing::warn!(error = %e, %tenant, "could not record a denied request");
     }
 }
