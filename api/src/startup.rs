@@ -113,9 +113,7 @@ impl Application {
         let store = projections.store().clone();
         let commands = Commands::new(store.clone(), plans);
         let broker = settings.store.broker().await?;
-        let idempotency = http::idempotency::Idempotency::new(
-            tenantry_store::idempotency::IdempotencyRecords::new(store.database().clone()),
-        );
+        let idempotency = http::idempotency::Idempotency::new(store.idempotency());
         let state = AppState::new(http::Shared {
             purger: Purger::new(
                 projections.clone(),

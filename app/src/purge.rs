@@ -268,9 +268,7 @@ impl Purger {
                     }
                     purges::forget_relay_position(self.projections.db(), tenant).await?;
                     // Kept answers to idempotency keys may hold the tenant's data.
-                    tenantry_store::idempotency::IdempotencyRecords::new(self.store.database().clone())
-                        .forget_tenant(tenant)
-                        .await?;
+                    self.store.idempotency().forget_tenant(tenant).await?;
                     self.advance_now(tenant, PurgeStep::BrokerPurged, None).await?;
                 }
                 PurgeStep::BrokerPurged => {

@@ -88,8 +88,6 @@ pub async fn erase_user(
     let out = commands.tenant(ctx, &TenantCommand::EraseUser(EraseUser { user_id })).await?;
     // Cached states held the person's email, and kept answers to idempotency keys may.
     commands.forget_tenant(ctx.tenant_id);
-    tenantry_store::idempotency::IdempotencyRecords::new(store.database().clone())
-        .forget_tenant(ctx.tenant_id)
-        .await?;
+    store.idempotency().forget_tenant(ctx.tenant_id).await?;
     Ok(out)
 }

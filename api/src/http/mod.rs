@@ -149,8 +149,22 @@ pub(crate) fn written(
     if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
         obj.extend(more);
     }
+    answer(status, body, written.position, None)
+}
+
+/// A write's answer: `body` with `Tenantry-Position` and, for an object, its `Location`.
+pub(crate) fn answer(
+    status: StatusCode,
+    body: impl serde::Serialize,
+    position: u64,
+    location: Option<String>,
+) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert("tenantry-position", HeaderValue::from(written.position));
+    let headers = response.headers_mut();
+    headers.insert("tenantry-position", HeaderValue::from(position));
+    if let Some(Ok(location)) = location.map(HeaderValue::try_from) {
+        headers.insert(axum::http::header::LOCATION, location);
+    }
     response
 }
 
@@ -183,13 +197,7 @@ where
     if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
         obj.extend(more);
     }
-    let mut response = (status, axum::Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert("tenantry-position", HeaderValue::from(out.position));
-    if let Ok(location) = HeaderValue::try_from(location) {
-        headers.insert(axum::http::header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(answer(status, body, out.position, Some(location)))
 }
 
 /// Read-your-writes: wait (bounded) until `projector` has the position the caller asked for.

@@ -17,6 +17,12 @@ use crate::db::{ReadDb, Val, exec, insert_many};
 use crate::error::ProjectionError;
 use crate::runtime::Projector;
 
+/// A message's `seq` from its version in the conversation's stream: the first event opens
+/// the conversation, so its messages count from 1.
+fn seq(stream_version: u64) -> i64 {
+    i64::try_from(stream_version).unwrap_or(i64::MAX) - 1
+}
+
 /// Persisted projector name.
 pub const NAME: &str = "conversations";
 
@@ -63,8 +69,7 @@ impl Projector for Conversations {
                         rows.messages.push(vec![
                             (*tenant).into(),
                             id.as_str().into(),
-                            // The conversation's first event opens it: its messages count from 1.
-                            (e.stream_version - 1).into(),
+                            seq(e.stream_version).into(),
                             m.message_id.to_string().into(),
                             m.role.as_str().into(),
                             m.content.as_str().into(),
@@ -353,8 +358,7 @@ impl MessageRow {
     ) -> Self {
         let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         Self {
-            // As the projector numbers it: the conversation's first event opens it.
-            seq: i64::try_from(stream_version).unwrap_or(i64::MAX) - 1,
+            seq: seq(stream_version),
             message_id: m.message_id.to_string(),
             role: m.role.as_str().to_owned(),
             content: m.content.clone(),

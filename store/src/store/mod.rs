@@ -105,6 +105,11 @@ impl EventStore {
         &self.database
     }
 
+    /// The kept answers of HTTP idempotency keys, in this store's database.
+    pub fn idempotency(&self) -> crate::idempotency::IdempotencyRecords {
+        crate::idempotency::IdempotencyRecords::new(self.database.clone())
+    }
+
     /// Tell every process (on PostgreSQL, channel `tenantry_auth`, the one the key triggers
     /// of migration 0012 use) that the tenant's keys or users changed, without waiting for a
     /// read model to write it. SQLite serves one process: nothing to tell.

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::command::{AppendMessage as AppendMessageCommand, OpenConversation as OpenCommand};
@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use crate::http::auth::Scoped;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, AppPath};
-use crate::http::{AppState, object};
+use crate::http::{AppState, answer, object};
 use tenantry_projections::models::conversations;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -94,11 +94,5 @@ pub async fn append(
     // the read model to answer as a read of it will.
     let row = conversations::MessageRow::appended(&message, out.stream_version, out.recorded_at);
     let location = format!("/v1/tenants/{}/conversations/{conversation}/messages/{id}", ctx.tenant_id);
-    let mut response = (StatusCode::CREATED, axum::Json(row)).into_response();
-    let headers = response.headers_mut();
-    headers.insert("tenantry-position", axum::http::HeaderValue::from(out.position));
-    if let Ok(location) = axum::http::HeaderValue::try_from(location) {
-        headers.insert(axum::http::header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(answer(StatusCode::CREATED, row, out.position, Some(location)))
 }
