@@ -90,6 +90,11 @@ pub struct Settings {
     #[arg(long, env = "TENANTRY_BOOTSTRAP_KEY", hide_env_values = true)]
     pub bootstrap_key: Option<String>,
 
+    /// JSON file of the identity providers whose tokens (JWTs) are taken as credentials:
+    /// `{"issuers": [{"issuer", "audience", "jwks_file" | "jwks_url", "tenant_claim", …}]}`.
+    #[arg(long, env = "TENANTRY_OIDC_CONFIG")]
+    pub oidc_config: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub connections: ConnectionSettings,
 }

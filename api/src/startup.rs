@@ -114,6 +114,10 @@ impl Application {
         let commands = Commands::new(store.clone(), plans);
         let broker = settings.store.broker().await?;
         let idempotency = http::idempotency::Idempotency::new(store.idempotency());
+        let oidc = match &settings.oidc_config {
+            Some(path) => Some(http::oidc::Oidc::load(path).await?),
+            None => None,
+        };
         let state = AppState::new(http::Shared {
             purger: Purger::new(
                 projections.clone(),
@@ -129,6 +133,8 @@ impl Application {
             key_cache: Default::default(),
             idempotency,
             denials: Default::default(),
+            oidc,
+            last_used: Default::default(),
         });
         if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
             // Shown once: only its keyed hash is kept.

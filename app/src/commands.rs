@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Datelike;
 use futures::TryStreamExt;
-use tenantry_domain::command::RecordUsage;
+use tenantry_domain::command::{ProvisionUser, RecordUsage};
 use tenantry_domain::conversation::{self, ConversationCommand, ConversationState, UsageState};
 use tenantry_domain::slug::{self, SlugState};
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
@@ -469,6 +469,22 @@ impl Commands {
         self.slug(slug, |state| Ok(slug::decide_release(state, tenant))).await
     }
 
+    /// The tenant holding `slug`, from this process's state of its claim stream (read anew
+    /// when that shows no holder). A slug freed and claimed again elsewhere may show its old
+    /// holder here until read anew: that tenant is purged, so nothing opens through it.
+    pub async fn slug_holder(&self, slug: &str) -> Result<Option<TenantId>, CommandError> {
+        let ctx = &TenantContext::system(TenantId::PLATFORM);
+        let stream = &slug::claim_stream(slug);
+        for reading in [Reading::Cached, Reading::Fresh] {
+            let (state, _) =
+                self.fold(ctx, stream, &self.caches.slugs, reading, SlugState::default, slug::evolve).await?;
+            if state.holder.is_some() {
+                return Ok(state.holder);
+            }
+        }
+        Ok(None)
+    }
+
     /// A decision on the claim stream of `slug`, in the platform's log.
     async fn slug(
         &self,
@@ -554,13 +570,47 @@ impl Commands {
     }
 
     /// Whether this process knows `key` (or the user it acts as) to be retired: revoked,
-    /// removed or erased. Read from the states this process holds,
+    /// removed or erased, or the presented secret (checked by `opens` against a stored
+    /// hash) replaced by a rotation and past its grace. Read from the states this process holds,
     /// never the read models, so a retirement answered here holds from that moment on,
     /// whatever a projector does. `false` when the tenant is not held here.
-    pub fn retired(&self, tenant: TenantId, key: ApiKeyId, user: Option<UserId>) -> bool {
+    pub fn retired(
+        &self,
+        tenant: TenantId,
+        key: ApiKeyId,
+        user: Option<UserId>,
+        opens: impl Fn(&[u8]) -> bool,
+    ) -> bool {
         let Some((_, state)) = self.caches.tenants.get(tenant, &StreamId::tenant()) else { return false };
-        state.api_keys.get(&key).copied().unwrap_or(false)
-            || user.and_then(|u| state.users.get(&u)).is_some_and(|u| u.removed)
+        if user.and_then(|u| state.users.get(&u)).is_some_and(|u| u.removed) {
+            return true;
+        }
+        state.api_keys.get(&key).is_some_and(|k| {
+            k.revoked || !k.hashes_at(chrono::Utc::now()).into_iter().any(&opens)
+        })
+    }
+
+    /// The user an identity provider's subject is in the tenant of `ctx`: found in the
+    /// tenant's state, or provisioned (one `user.added`) on the subject's first token. A
+    /// subject whose user was removed or erased is refused with
+    /// [`Rejection::IdentityRetired`].
+    pub async fn identity_user(
+        &self,
+        ctx: &TenantContext,
+        command: ProvisionUser,
+    ) -> Result<UserId, CommandError> {
+        let known = |state: &TenantState| match state.identity_user(&command.digest) {
+            Some((user, entry)) if entry.removed => Some(Err(Rejection::IdentityRetired(user).into())),
+            Some((user, _)) => Some(Ok(user)),
+            None => None,
+        };
+        let (state, _) = self.tenant_state(ctx, Reading::Cached).await?;
+        if let Some(found) = known(&state) {
+            return found;
+        }
+        self.tenant(ctx, &TenantCommand::ProvisionUser(command.clone())).await?;
+        let (state, _) = self.tenant_state(ctx, Reading::Fresh).await?;
+        known(&state).unwrap_or(Err(CommandError::Contended))
     }
 
     /// Read the tenant's stream on from what this process holds, so [`Commands::retired`]

@@ -9,6 +9,7 @@ use tenantry_domain::ApiKeyId;
 #[derive(Clone)]
 pub struct KeyHasher {
     key: [u8; 32],
+    identities: [u8; 32],
 }
 
 impl std::fmt::Debug for KeyHasher {
@@ -19,12 +20,27 @@ impl std::fmt::Debug for KeyHasher {
 
 impl KeyHasher {
     pub fn new(master: &tenantry_store::MasterKey) -> Self {
-        Self { key: *master.derive("api-keys") }
+        Self { key: *master.derive("api-keys"), identities: *master.derive("identities") }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+        Self::mac_with(&self.key)
+    }
+
+    fn mac_with(key: &[u8; 32]) -> Hmac<Sha256> {
+        <Hmac<Sha256> as Mac>::new_from_slice(key)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    }
+
+    /// The keyed hash that finds an identity provider's subject among a tenant's users,
+    /// without the subject itself (which is erasable personal data).
+    pub fn identity(&self, issuer: &str, subject: &str) -> Vec<u8> {
+        let mut mac = Self::mac_with(&self.identities);
+        // Lengths first, so no two (issuer, subject) pairs hash the same bytes.
+        mac.update(&(issuer.len() as u64).to_be_bytes());
+        mac.update(issuer.as_bytes());
+        mac.update(subject.as_bytes());
+        mac.finalize().into_bytes().to_vec()
     }
 
     pub fn hash(&self, secret: &str) -> Vec<u8> {
@@ -43,8 +59,13 @@ impl KeyHasher {
     /// A new key: its id, the full token to hand out once, and the hash to store.
     pub fn issue(&self) -> (ApiKeyId, String, Vec<u8>) {
         let id = ApiKeyId::new();
+        let (token, hash) = self.secret_for(id);
+        (id, token, hash)
+    }
+
+    /// A new secret for key `id` (issued or rotated): the full token and the hash to store.
+    pub fn secret_for(&self, id: ApiKeyId) -> (String, Vec<u8>) {
         let secret = hex::encode(rand::random::<[u8; 32]>());
-        let token = format!("tnt_{}_{secret}", id.as_uuid().simple());
-        (id, token, self.hash(&secret))
+        (format!("tnt_{}_{secret}", id.as_uuid().simple()), self.hash(&secret))
     }
 }

@@ -47,7 +47,7 @@ pub mod v1 {
 
     impl From<UserAdded> for crate::event::UserAdded {
         fn from(v1: UserAdded) -> Self {
-            Self { user_id: v1.user_id, email: v1.email.into(), role: v1.role }
+            Self { user_id: v1.user_id, email: v1.email.into(), role: v1.role, identity: None }
         }
     }
 
@@ -127,6 +127,8 @@ pub mod v1 {
                 role: v1.role,
                 secret_hash: v1.secret_hash,
                 user_id: None,
+                scopes: Vec::new(),
+                expires_at: None,
             }
         }
     }
@@ -149,6 +151,54 @@ pub mod v1 {
                 system_prompt: v1.system_prompt,
                 tool_ids: Vec::new(),
             }
+        }
+    }
+}
+
+/// Shapes of schema version 2, kept so old events still decode.
+pub mod v2 {
+    use serde::{Deserialize, Serialize};
+
+    use crate::context::Role;
+    use crate::ids::{ApiKeyId, UserId};
+    use crate::personal::Personal;
+
+    /// `apikey.issued` v2, before keys had scopes and an expiry.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ApiKeyIssued {
+        pub key_id: ApiKeyId,
+        pub name: String,
+        pub role: Role,
+        #[serde(default)]
+        pub secret_hash: Vec<u8>,
+        pub user_id: Option<UserId>,
+    }
+
+    impl From<ApiKeyIssued> for crate::event::ApiKeyIssued {
+        fn from(v2: ApiKeyIssued) -> Self {
+            Self {
+                key_id: v2.key_id,
+                name: v2.name,
+                role: v2.role,
+                secret_hash: v2.secret_hash,
+                user_id: v2.user_id,
+                scopes: Vec::new(),
+                expires_at: None,
+            }
+        }
+    }
+
+    /// `user.added` v2, before users could come from an identity provider.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserAdded {
+        pub user_id: UserId,
+        pub email: Personal,
+        pub role: Role,
+    }
+
+    impl From<UserAdded> for crate::event::UserAdded {
+        fn from(v2: UserAdded) -> Self {
+            Self { user_id: v2.user_id, email: v2.email, role: v2.role, identity: None }
         }
     }
 }
@@ -272,9 +322,9 @@ events! {
     ToolRegistered => "tool.registered" v 1,
     ToolUpdated => "tool.updated" v 1,
     ToolRemoved => "tool.removed" v 1,
-    ApiKeyIssued => "apikey.issued" v 2,
+    ApiKeyIssued => "apikey.issued" v 3,
     ApiKeyRevoked => "apikey.revoked" v 1,
-    UserAdded => "user.added" v 2,
+    UserAdded => "user.added" v 3,
     UserUpdated => "user.updated" v 2,
     UserRemoved => "user.removed" v 1,
     ConversationOpened => "conversation.opened" v 2,
@@ -286,6 +336,7 @@ events! {
     PartnerCreated => "partner.created" v 1,
     SlugClaimed => "slug.claimed" v 1,
     SlugReleased => "slug.released" v 1,
+    ApiKeyRotated => "apikey.rotated" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,
@@ -325,7 +376,9 @@ macro_rules! older {
 older! {
     AgentCreated v 1 => v1::AgentCreated,
     ApiKeyIssued v 1 => v1::ApiKeyIssued,
+    ApiKeyIssued v 2 => v2::ApiKeyIssued,
     UserAdded v 1 => v1::UserAdded,
+    UserAdded v 2 => v2::UserAdded,
     UserUpdated v 1 => v1::UserUpdated,
     ConversationOpened v 1 => v1::ConversationOpened,
     MessageAppended v 1 => v1::MessageAppended,

@@ -10,6 +10,7 @@ use crate::context::Role;
 use crate::event::{MessageRole, Settings, TokenUsage};
 use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, PartnerId, ToolId, UserId};
 use crate::limits::{LimitOverrides, Plan};
+use crate::scope::Scope;
 
 /// A change to one field of a JSON Merge Patch (RFC 7396): absent keeps the value, `null`
 /// clears it, a value replaces it.
@@ -165,6 +166,11 @@ pub struct IssueApiKey {
     /// Keyed hash of the secret the caller made; the secret itself never reaches here.
     pub secret_hash: Vec<u8>,
     pub user_id: Option<UserId>,
+    /// Empty: all the role allows.
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the command is made: an expiry must lie after it.
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,10 +178,34 @@ pub struct RevokeApiKey {
     pub key_id: ApiKeyId,
 }
 
+/// Give a key a new secret; the old one keeps working for `grace_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateApiKey {
+    pub key_id: ApiKeyId,
+    /// Keyed hash of the new secret.
+    pub secret_hash: Vec<u8>,
+    pub grace_seconds: u64,
+    pub now: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddUser {
     pub user_id: UserId,
     pub email: String,
+    pub role: Role,
+}
+
+/// A user an identity provider vouches for, on their first token. Made again for a subject
+/// already known, it writes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionUser {
+    pub user_id: UserId,
+    pub issuer: String,
+    pub subject: String,
+    /// Keyed hash of issuer and subject, made by the caller (it holds the key).
+    pub digest: Vec<u8>,
+    /// The token's email claim, when it has a usable one.
+    pub email: Option<String>,
     pub role: Role,
 }
 

@@ -120,7 +120,8 @@ pub struct ToolRemoved {
     pub tool_id: ToolId,
 }
 
-/// Schema version 2: version 1 had no `user_id`.
+/// Schema version 3: `scopes` and `expires_at` (version 2 had neither; version 1 no
+/// `user_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyIssued {
     pub key_id: ApiKeyId,
@@ -132,6 +133,11 @@ pub struct ApiKeyIssued {
     pub secret_hash: Vec<u8>,
     /// The user a `user` key acts as: it reaches that user's conversations only.
     pub user_id: Option<UserId>,
+    /// [`crate::Scope`] names the key is narrowed to; empty: all its role allows.
+    pub scopes: Vec<String>,
+    /// When the key stops working, if ever.
+    #[serde(with = "chrono::serde::ts_milliseconds_option")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,12 +145,38 @@ pub struct ApiKeyRevoked {
     pub key_id: ApiKeyId,
 }
 
-/// Schema version 2: the email is [`Personal`] (version 1 held a plain string).
+/// A key was given a new secret. The previous secret keeps working until `grace_until`
+/// (not at all when `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRotated {
+    pub key_id: ApiKeyId,
+    /// Keyed hash of the new secret; exports leave it out, as for `apikey.issued`.
+    #[serde(default)]
+    pub secret_hash: Vec<u8>,
+    #[serde(with = "chrono::serde::ts_milliseconds_option")]
+    pub grace_until: Option<DateTime<Utc>>,
+}
+
+/// Schema version 3: `identity` for a user provisioned from an identity provider's token
+/// (version 2 had none); version 2 made the email [`Personal`] (version 1 held a string).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAdded {
     pub user_id: UserId,
     pub email: Personal,
     pub role: Role,
+    pub identity: Option<ExternalIdentity>,
+}
+
+/// The identity provider account a user was provisioned from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalIdentity {
+    /// The issuer (`iss`) that vouched for the user.
+    pub issuer: String,
+    /// The user's subject at that issuer: personal, unreadable once the user is erased.
+    pub subject: Personal,
+    /// Keyed hash of issuer and subject: how later tokens find the user, also after an
+    /// erasure (so an erased user's tokens stay refused).
+    pub digest: Vec<u8>,
 }
 
 /// Schema version 2: the email is [`Personal`].
@@ -310,6 +342,7 @@ pub enum Event {
     PartnerCreated(PartnerCreated),
     SlugClaimed(SlugClaimed),
     SlugReleased(SlugReleased),
+    ApiKeyRotated(ApiKeyRotated),
 }
 
 impl Event {
@@ -317,7 +350,7 @@ impl Event {
     pub fn has_personal_text(&self) -> bool {
         let text = |p: &Personal| matches!(p, Personal::Text(_));
         match self {
-            Self::UserAdded(e) => text(&e.email),
+            Self::UserAdded(e) => text(&e.email) || e.identity.as_ref().is_some_and(|i| text(&i.subject)),
             Self::UserUpdated(e) => e.email.as_ref().is_some_and(text),
             Self::ConversationOpened(e) => e.user_id.is_some() && e.title.as_ref().is_some_and(text),
             Self::MessageAppended(e) => e.author.is_some() && text(&e.content),
@@ -328,7 +361,13 @@ impl Event {
     /// The personal values the event carries, each with the person it belongs to.
     pub fn personal_mut(&mut self) -> Vec<(UserId, &mut Personal)> {
         match self {
-            Self::UserAdded(e) => vec![(e.user_id, &mut e.email)],
+            Self::UserAdded(e) => {
+                let mut values = vec![(e.user_id, &mut e.email)];
+                if let Some(identity) = e.identity.as_mut() {
+                    values.push((e.user_id, &mut identity.subject));
+                }
+                values
+            }
             Self::UserUpdated(e) => e.email.as_mut().map(|m| vec![(e.user_id, m)]).unwrap_or_default(),
             Self::ConversationOpened(e) => match (e.user_id, e.title.as_mut()) {
                 (Some(user), Some(title)) => vec![(user, title)],

@@ -16,6 +16,7 @@
 //! - [`partner`]: partners on the platform's log.
 //! - [`slug`]: one tenant per slug, decided on the platform log.
 //! - [`rejection`]: why a command is refused.
+//! - [`scope`]: what a tenant key may be narrowed to.
 //! - [`testing`]: a given/when/then harness for deciders.
 
 pub mod codec;
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod partner;
 pub mod personal;
 pub mod rejection;
+pub mod scope;
 pub mod slug;
 pub mod tenant;
 pub mod testing;
@@ -40,3 +42,4 @@ pub use ids::*;
 pub use limits::{LimitName, LimitOverrides, Limits, Plan, PlanCatalog};
 pub use personal::Personal;
 pub use rejection::Rejection;
+pub use scope::Scope;

@@ -33,6 +33,8 @@ pub enum Rejection {
     UserNotFound(UserId),
     #[error("user {0} already exists")]
     UserAlreadyExists(UserId),
+    #[error("user {0} was removed: their identity provider's tokens no longer open this tenant")]
+    IdentityRetired(UserId),
     #[error("email is already used by another user of this tenant")]
     EmailTaken,
     #[error("conversation {0} does not exist")]

@@ -126,20 +126,49 @@ fn event() -> impl Strategy<Value = Event> {
             ToolUpdated { tool_id, description: None, endpoint: None, parameters: None, enabled }
         )),
         id().prop_map(|tool_id| Event::ToolRemoved(ToolRemoved { tool_id })),
-        (id(), text(), role(), proptest::collection::vec(any::<u8>(), 0..40), proptest::option::of(id()))
-            .prop_map(|(key_id, name, role, secret_hash, user_id)| Event::ApiKeyIssued(ApiKeyIssued {
-                key_id,
-                name,
-                role,
-                secret_hash,
-                user_id
-            })),
+        (
+            id(),
+            text(),
+            role(),
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::option::of(id()),
+            proptest::collection::vec(text(), 0..3),
+            proptest::option::of(0i64..4_000_000_000_000),
+        )
+            .prop_map(|(key_id, name, role, secret_hash, user_id, scopes, expires)| {
+                Event::ApiKeyIssued(ApiKeyIssued {
+                    key_id,
+                    name,
+                    role,
+                    secret_hash,
+                    user_id,
+                    scopes,
+                    expires_at: expires.and_then(chrono::DateTime::from_timestamp_millis),
+                })
+            }),
         id().prop_map(|key_id| Event::ApiKeyRevoked(ApiKeyRevoked { key_id })),
-        (id(), personal(), role()).prop_map(|(user_id, email, role)| Event::UserAdded(UserAdded {
-            user_id,
-            email,
-            role
-        })),
+        (id(), proptest::collection::vec(any::<u8>(), 0..40), proptest::option::of(0i64..4_000_000_000_000))
+            .prop_map(|(key_id, secret_hash, until)| Event::ApiKeyRotated(ApiKeyRotated {
+                key_id,
+                secret_hash,
+                grace_until: until.and_then(chrono::DateTime::from_timestamp_millis),
+            })),
+        (
+            id(),
+            personal(),
+            role(),
+            proptest::option::of((text(), personal(), proptest::collection::vec(any::<u8>(), 32)))
+        )
+            .prop_map(|(user_id, email, role, identity)| Event::UserAdded(UserAdded {
+                user_id,
+                email,
+                role,
+                identity: identity.map(|(issuer, subject, digest)| ExternalIdentity {
+                    issuer,
+                    subject,
+                    digest
+                }),
+            })),
         id().prop_map(|user_id| Event::UserErased(UserErased { user_id })),
         (id(), proptest::option::of(personal()), proptest::option::of(role()))
             .prop_map(|(user_id, email, role)| Event::UserUpdated(UserUpdated { user_id, email, role })),
@@ -216,7 +245,44 @@ fn a_v1_api_key_decodes_as_a_key_acting_as_no_user() {
             name: "k".into(),
             role: Role::Admin,
             secret_hash: vec![1],
-            user_id: None
+            user_id: None,
+            scopes: vec![],
+            expires_at: None,
+        })
+    );
+}
+
+#[test]
+fn v2_keys_and_users_decode_unscoped_unexpiring_and_from_no_provider() {
+    let key = codec::v2::ApiKeyIssued {
+        key_id: ApiKeyId::new(),
+        name: "k".into(),
+        role: Role::User,
+        secret_hash: vec![1],
+        user_id: Some(UserId::new()),
+    };
+    let event = codec::decode(codec::types::ApiKeyIssued, 2, &codec::to_bytes(&key).unwrap()).unwrap();
+    assert_eq!(
+        event,
+        Event::ApiKeyIssued(ApiKeyIssued {
+            key_id: key.key_id,
+            name: "k".into(),
+            role: Role::User,
+            secret_hash: vec![1],
+            user_id: key.user_id,
+            scopes: vec![],
+            expires_at: None,
+        })
+    );
+    let user = codec::v2::UserAdded { user_id: UserId::new(), email: "a@x.io".into(), role: Role::Admin };
+    let event = codec::decode(codec::types::UserAdded, 2, &codec::to_bytes(&user).unwrap()).unwrap();
+    assert_eq!(
+        event,
+        Event::UserAdded(UserAdded {
+            user_id: user.user_id,
+            email: "a@x.io".into(),
+            role: Role::Admin,
+            identity: None
         })
     );
 }

@@ -64,6 +64,9 @@ fn command(step: &Step) -> TenantCommand {
             role: Role::Admin,
             secret_hash: vec![1],
             user_id: None,
+            scopes: vec![],
+            expires_at: None,
+            now: chrono::Utc::now(),
         }),
         Step::RevokeKey(n) => TenantCommand::RevokeApiKey(RevokeApiKey { key_id: ApiKeyId::from(id(n, 3)) }),
         Step::Limits(a, u, k) => TenantCommand::UpdateTenant(UpdateTenant {

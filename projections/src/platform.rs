@@ -2,7 +2,7 @@
 //! admins' keys. Only keyed hashes of secrets are stored.
 
 use sqlx::Row;
-use tenantry_domain::{PartnerId, Role, TenantId, UserId};
+use tenantry_domain::{PartnerId, Role, Scope, TenantId, UserId};
 
 use crate::db::ReadDb;
 use crate::error::ProjectionError;
@@ -21,6 +21,12 @@ pub struct KeyRecord {
     pub user: Option<UserId>,
     /// The partner of a partner_admin key.
     pub partner: Option<PartnerId>,
+    /// What a tenant key is narrowed to; empty: all its role allows.
+    pub scopes: Vec<Scope>,
+    /// When the key stops working (Unix ms).
+    pub expires_at: Option<i64>,
+    /// The secret before the key's last rotation, and until when it works (Unix ms).
+    pub previous: Option<(Vec<u8>, i64)>,
 }
 
 fn malformed(what: &str) -> ProjectionError {
@@ -50,6 +56,9 @@ pub async fn partner_key(db: &ReadDb, key_id: &str) -> Result<Option<KeyRecord>,
         tenant: None,
         user: None,
         partner: Some(partner),
+        scopes: Vec::new(),
+        expires_at: None,
+        previous: None,
     }))
 }
 

@@ -68,11 +68,20 @@ impl Serialize for Public<'_> {
         match self.0 {
             Event::ApiKeyIssued(k) => {
                 use serde::ser::SerializeStruct;
-                let mut st = s.serialize_struct("ApiKeyIssued", 4)?;
+                let mut st = s.serialize_struct("ApiKeyIssued", 6)?;
                 st.serialize_field("key_id", &k.key_id)?;
                 st.serialize_field("name", &k.name)?;
                 st.serialize_field("role", &k.role)?;
                 st.serialize_field("user_id", &k.user_id)?;
+                st.serialize_field("scopes", &k.scopes)?;
+                st.serialize_field("expires_at", &k.expires_at.map(|t| t.timestamp_millis()))?;
+                st.end()
+            }
+            Event::ApiKeyRotated(k) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("ApiKeyRotated", 2)?;
+                st.serialize_field("key_id", &k.key_id)?;
+                st.serialize_field("grace_until", &k.grace_until.map(|t| t.timestamp_millis()))?;
                 st.end()
             }
             other => other.serialize(s),

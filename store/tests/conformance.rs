@@ -547,8 +547,12 @@ async fn bad_input_is_a_typed_error_and_writes_nothing(store: &EventStore) {
     assert!(store.head(&ctx).await.unwrap().is_none(), "nothing written");
 
     // A stored event whose type this build does not know: a typed error naming its position.
-    let user =
-        Event::UserAdded(UserAdded { user_id: UserId::new(), email: "a@b.co".into(), role: Role::User });
+    let user = Event::UserAdded(UserAdded {
+        user_id: UserId::new(),
+        email: "a@b.co".into(),
+        role: Role::User,
+        identity: None,
+    });
     store
         .append(&ctx, AppendRequest::to_stream(s, ExpectedVersion::Any, vec![new_event(&user)]))
         .await
@@ -608,11 +612,13 @@ async fn personal_data_is_sealed_per_person_and_erased_alone(store: &EventStore)
             user_id: ann,
             email: "ann@x.example".into(),
             role: Role::User,
+            identity: None,
         })),
         new_event(&Event::UserAdded(UserAdded {
             user_id: bob,
             email: "bob@x.example".into(),
             role: Role::User,
+            identity: None,
         })),
     ];
     let message = |author: UserId, text: &str| {
@@ -709,6 +715,7 @@ async fn personal_data_is_sealed_per_person_and_erased_alone(store: &EventStore)
                     user_id: ann,
                     email: "ann@y.example".into(),
                     role: Role::User,
+                    identity: None,
                 }))],
             ),
         )

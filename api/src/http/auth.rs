@@ -1,10 +1,16 @@
-//! Credentials: API keys `tnt_<key id>_<secret>` of a tenant, and the bootstrap super_admin
-//! key. Only a keyed hash of a secret is stored; comparison is constant-time.
+//! Credentials: API keys `tnt_<key id>_<secret>` of a tenant, tokens (JWTs) of the
+//! identity providers `--oidc-config` trusts, and the bootstrap super_admin key. Only a
+//! keyed hash of a key's secret is stored; comparison is constant-time.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use tenantry_domain::{Actor, ApiKeyId, PartnerId, RequestId, Role, TenantContext, TenantId};
+use chrono::{DateTime, Utc};
+use tenantry_app::CommandError;
+use tenantry_domain::command::ProvisionUser;
+use tenantry_domain::{
+    Actor, ApiKeyId, PartnerId, Rejection, RequestId, Role, Scope, TenantContext, TenantId, UserId,
+};
 use tenantry_projections::models::directory;
 use tenantry_projections::platform;
 use uuid::Uuid;
@@ -32,6 +38,10 @@ pub struct Caller {
     pub key: Option<ApiKeyId>,
     pub request_id: RequestId,
     pub source_ip: Option<String>,
+    /// What a scoped key is narrowed to; empty: all its role allows.
+    pub scopes: Vec<Scope>,
+    /// When the credential stops working: a key's expiry, a token's `exp`.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Caller {
@@ -98,7 +108,19 @@ impl FromRequestParts<AppState> for Scoped {
             return Ok(Self(caller.acting_on(tenant)));
         }
         match caller.context(tenant) {
-            Ok(ctx) => Ok(Self(ctx)),
+            Ok(ctx) => {
+                let route =
+                    parts.extensions.get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
+                if let Some(route) = route {
+                    super::scopes::check(&caller.scopes, &parts.method, &route).map_err(|lacking| {
+                        match lacking {
+                            Some(scope) => ApiError::InsufficientScope(scope),
+                            None => ApiError::Forbidden("no scope of this key reaches this route".into()),
+                        }
+                    })?;
+                }
+                Ok(Self(ctx))
+            }
             Err(denied) => {
                 let action = format!("{} {}", parts.method, parts.uri.path());
                 record_denial(state, &caller, tenant, action).await;
@@ -176,6 +198,55 @@ async fn partner_key(
         key: Some(ApiKeyId::from_uuid(key_id)),
         request_id,
         source_ip,
+        scopes: Vec::new(),
+        expires_at: None,
+    })
+}
+
+/// A token of a trusted identity provider: its tenant from the tenant claim (an id or a
+/// slug), its user found, or provisioned on the subject's first token.
+async fn token_caller(
+    state: &AppState,
+    token: &str,
+    request_id: RequestId,
+    source_ip: Option<String>,
+) -> Result<Caller, ApiError> {
+    let oidc = state.oidc.as_ref().ok_or(ApiError::Unauthorized)?;
+    let verified = oidc.verify(token).await.map_err(|e| {
+        tracing::info!(reason = %e, "bearer token refused");
+        ApiError::Unauthorized
+    })?;
+    let tenant = match verified.tenant.parse::<TenantId>() {
+        Ok(id) => id,
+        Err(_) => state.commands.slug_holder(&verified.tenant).await?.ok_or(ApiError::Unauthorized)?,
+    };
+    let ctx = TenantContext { request_id, source_ip: source_ip.clone(), ..TenantContext::system(tenant) };
+    let command = ProvisionUser {
+        user_id: UserId::new(),
+        digest: state.keys.identity(&verified.issuer, &verified.subject),
+        issuer: verified.issuer,
+        subject: verified.subject,
+        email: verified.email,
+        role: verified.role,
+    };
+    let user = match state.commands.identity_user(&ctx, command).await {
+        Ok(user) => user,
+        // A purged tenant, or a person removed from it: the token opens nothing.
+        Err(CommandError::Rejected(Rejection::TenantNotFound | Rejection::IdentityRetired(_))) => {
+            return Err(ApiError::Unauthorized);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    Ok(Caller {
+        role: verified.role,
+        tenant: Some(tenant),
+        partner: None,
+        actor: Actor::User(user),
+        key: None,
+        request_id,
+        source_ip,
+        scopes: Vec::new(),
+        expires_at: DateTime::from_timestamp(verified.expires_at, 0),
     })
 }
 
@@ -185,7 +256,15 @@ async fn tenant_key(state: &AppState, key_id: Uuid) -> Result<Option<Option<Cach
     let found = directory::auth_key(state.projections.db(), &key_id.to_string()).await?;
     Ok(found.map(|key| {
         key.and_then(|k| {
-            Some(CachedKey { tenant: k.tenant?, secret_hash: k.secret_hash, role: k.role, user: k.user })
+            Some(CachedKey {
+                tenant: k.tenant?,
+                secret_hash: k.secret_hash,
+                role: k.role,
+                user: k.user,
+                scopes: k.scopes,
+                expires_at: k.expires_at,
+                previous: k.previous,
+            })
         })
     }))
 }
@@ -218,6 +297,9 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthorized)?;
         let request_id = RequestId::new();
         let source_ip = source_ip(parts);
+        if !token.starts_with("tnt_") && super::oidc::Oidc::looks_like_jwt(token) {
+            return token_caller(state, token, request_id, source_ip).await;
+        }
         if let Some((key_id, secret)) = parse_tenant_key(token) {
             let key = match state.key_cache.get(key_id) {
                 Some(key) => key,
@@ -233,15 +315,22 @@ impl FromRequestParts<AppState> for Caller {
                     }
                 }
             };
-            if !state.keys.verify(secret, &key.secret_hash) {
+            let now = Utc::now().timestamp_millis();
+            if key.expires_at.is_some_and(|at| now >= at) {
                 return Err(ApiError::Unauthorized);
             }
-            // The command side has the last word: a key revoked, or its user removed, is
-            // refused from the moment that command was answered, even while the read model
-            // above is behind or stalled.
-            if state.commands.retired(key.tenant, ApiKeyId::from_uuid(key_id), key.user) {
+            let opens = |hash: &[u8]| state.keys.verify(secret, hash);
+            let in_grace = || key.previous.as_ref().is_some_and(|(hash, until)| now < *until && opens(hash));
+            if !opens(&key.secret_hash) && !in_grace() {
                 return Err(ApiError::Unauthorized);
             }
+            // The command side has the last word: a key revoked or rotated, or its user
+            // removed, is refused from the moment that command was answered, even while the
+            // read model above is behind or stalled.
+            if state.commands.retired(key.tenant, ApiKeyId::from_uuid(key_id), key.user, opens) {
+                return Err(ApiError::Unauthorized);
+            }
+            state.last_used.touch(state, key.tenant, ApiKeyId::from_uuid(key_id));
             // A user key acts as its user: conversations are then decided and listed as theirs.
             let actor = match (key.role, key.user) {
                 (Role::User, Some(user)) => Actor::User(user),
@@ -255,6 +344,8 @@ impl FromRequestParts<AppState> for Caller {
                 key: Some(ApiKeyId::from_uuid(key_id)),
                 request_id,
                 source_ip,
+                scopes: key.scopes,
+                expires_at: key.expires_at.and_then(DateTime::from_timestamp_millis),
             });
         }
         let stored = platform::bootstrap_hash(state.projections.db()).await?.ok_or(ApiError::Unauthorized)?;
@@ -269,6 +360,8 @@ impl FromRequestParts<AppState> for Caller {
             key: None,
             request_id,
             source_ip,
+            scopes: Vec::new(),
+            expires_at: None,
         })
     }
 }

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// 403 `forbidden`: the role may not do this, or the key belongs to another tenant.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 `insufficient_scope`: the key's scopes do not include the one the route needs.
+    #[error("this key lacks the scope `{0}`")]
+    InsufficientScope(tenantry_domain::Scope),
     /// 404 `not_found`: no such object for this tenant (also another tenant's objects).
     #[error("not found")]
     NotFound,
@@ -86,7 +89,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } | Self::InvalidCursor => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -110,6 +113,7 @@ impl ApiError {
             Self::InvalidCursor => "invalid_cursor",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::InsufficientScope(_) => "insufficient_scope",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout => "request_timeout",
@@ -157,6 +161,7 @@ impl IntoResponse for ApiError {
                 retry_after = *r;
             }
             Self::Unavailable(_) => retry_after = Some(1),
+            Self::InsufficientScope(scope) => body["scope"] = json!(scope.as_str()),
             _ => {}
         }
         let mut response = (status, body.to_string()).into_response();
@@ -168,6 +173,13 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unauthorized) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tenantry\""));
         }
+        if let Self::InsufficientScope(scope) = &self
+            && let Ok(value) = HeaderValue::from_str(&format!(
+                "Bearer realm=\"tenantry\", error=\"insufficient_scope\", scope=\"{scope}\""
+            ))
+        {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
         if let Self::Internal(cause) = self {
             response.extensions_mut().insert(InternalCause(cause));
         }
@@ -178,6 +190,8 @@ impl IntoResponse for ApiError {
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         match r {
+            // Authentication maps this one to 401 itself; elsewhere it is a refusal.
+            Rejection::IdentityRetired(_) => Self::Forbidden(r.to_string()),
             Rejection::TenantNotFound
             | Rejection::AgentNotFound(_)
             | Rejection::ToolNotFound(_)

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tenantry_domain::{Role, TenantId, UserId};
+use tenantry_domain::{Role, Scope, TenantId, UserId};
 use uuid::Uuid;
 
 /// The channel the PostgreSQL trigger notifies (migration 0012).
@@ -33,6 +33,11 @@ pub struct CachedKey {
     pub secret_hash: Vec<u8>,
     pub role: Role,
     pub user: Option<UserId>,
+    pub scopes: Vec<Scope>,
+    /// Unix ms.
+    pub expires_at: Option<i64>,
+    /// The secret before the last rotation and until when it works (Unix ms).
+    pub previous: Option<(Vec<u8>, i64)>,
 }
 
 #[derive(Debug, Default)]
@@ -168,7 +173,15 @@ mod tests {
     use super::*;
 
     fn key(tenant: TenantId) -> CachedKey {
-        CachedKey { tenant, secret_hash: vec![1; 32], role: Role::Admin, user: None }
+        CachedKey {
+            tenant,
+            secret_hash: vec![1; 32],
+            role: Role::Admin,
+            user: None,
+            scopes: vec![],
+            expires_at: None,
+            previous: None,
+        }
     }
 
     #[test]

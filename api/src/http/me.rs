@@ -28,9 +28,13 @@ pub struct Me {
     /// The key's id; `null` for the bootstrap key.
     #[schema(value_type = Option<String>)]
     pub key_id: Option<String>,
-    /// When the credential stops working; keys do not expire yet, so always `null`.
+    /// When the credential stops working: a key's expiry, a token's `exp`; `null`: never.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<String>,
+    /// What a scoped key is narrowed to; empty: all its role allows.
+    pub scopes: Vec<String>,
+    /// `api_key`, `token` (from an identity provider) or `bootstrap`.
+    pub credential: &'static str,
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -39,6 +43,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(get, path = "/v1/me", tag = "identity", responses((status = 200, description = "The credential", body = Me), (status = "default", description = "Problem (RFC 9457): 401 or 429")))]
 pub async fn me(caller: Caller) -> Result<Json<Me>, ApiError> {
+    let credential = match (&caller.actor, caller.key) {
+        (_, Some(_)) => "api_key",
+        (Actor::User(_), None) => "token",
+        _ => "bootstrap",
+    };
     let (user_id, key_id) = match &caller.actor {
         Actor::User(u) => (Some(u.to_string()), caller.key.map(|k| k.to_string())),
         Actor::ApiKey(k) => (None, Some(k.to_string())),
@@ -50,6 +59,8 @@ pub async fn me(caller: Caller) -> Result<Json<Me>, ApiError> {
         partner_id: caller.partner.map(|p| p.to_string()),
         user_id,
         key_id,
-        expires_at: None,
+        expires_at: caller.expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        scopes: caller.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        credential,
     }))
 }

@@ -25,11 +25,14 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod key_cache;
+pub mod last_used;
 pub mod limits;
 pub mod me;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 pub mod queries;
+pub mod scopes;
 
 use error::ApiError;
 use extract::MinPosition;
@@ -74,6 +77,10 @@ pub struct Shared {
     pub denials: denials::Denials,
     /// First answers to `Idempotency-Key`s.
     pub idempotency: idempotency::Idempotency,
+    /// The identity providers whose tokens are taken, when configured.
+    pub oidc: Option<oidc::Oidc>,
+    /// When keys were last used, written at most once a minute each.
+    pub last_used: last_used::LastUsed,
 }
 
 /// Which routers a process serves.

@@ -39,6 +39,7 @@ fn settings(dir: &std::path::Path) -> Settings {
         connections: Default::default(),
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
+        oidc_config: None,
     }
 }
 

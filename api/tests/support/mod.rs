@@ -35,6 +35,7 @@ pub(crate) fn server_settings(
         connections: Default::default(),
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
+        oidc_config: None,
     }
 }
 

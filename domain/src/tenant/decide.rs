@@ -266,13 +266,44 @@ pub(super) fn issue_api_key(
         (_, Some(_)) => return Err(Rejection::invalid("user_id", "only a user key acts as a user")),
         (_, None) => {}
     }
+    if let Some(expires_at) = c.expires_at {
+        require(expires_at > c.now, Rejection::invalid("expires_at", "must lie in the future"))?;
+    }
     within(LimitName::MaxApiKeys, state.active_api_keys(), state.limits().max_api_keys)?;
+    let mut scopes = c.scopes.clone();
+    scopes.sort_unstable();
+    scopes.dedup();
     Ok(vec![Event::ApiKeyIssued(ApiKeyIssued {
         key_id: c.key_id,
         name: c.name.clone(),
         role: c.role,
         secret_hash: c.secret_hash.clone(),
         user_id: c.user_id,
+        scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        expires_at: c.expires_at,
+    })])
+}
+
+/// The longest time an old secret may keep working after a rotation: a week.
+pub const MAX_ROTATION_GRACE_SECONDS: u64 = 7 * 24 * 3600;
+
+pub(super) fn rotate_api_key(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &RotateApiKey,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(state.key_is_active(c.key_id), Rejection::ApiKeyNotFound(c.key_id))?;
+    require(
+        c.grace_seconds <= MAX_ROTATION_GRACE_SECONDS,
+        Rejection::invalid("grace_seconds", format!("at most {MAX_ROTATION_GRACE_SECONDS} (a week)")),
+    )?;
+    let grace_until = (c.grace_seconds > 0)
+        .then(|| c.now + chrono::Duration::seconds(i64::try_from(c.grace_seconds).unwrap_or(i64::MAX)));
+    Ok(vec![Event::ApiKeyRotated(ApiKeyRotated {
+        key_id: c.key_id,
+        secret_hash: c.secret_hash.clone(),
+        grace_until,
     })])
 }
 
@@ -282,7 +313,7 @@ pub(super) fn revoke_api_key(
     c: &RevokeApiKey,
 ) -> Result<Vec<Event>, Rejection> {
     open(ctx, state)?;
-    require(state.api_keys.get(&c.key_id) == Some(&false), Rejection::ApiKeyNotFound(c.key_id))?;
+    require(state.key_is_active(c.key_id), Rejection::ApiKeyNotFound(c.key_id))?;
     Ok(vec![Event::ApiKeyRevoked(ApiKeyRevoked { key_id: c.key_id })])
 }
 
@@ -301,6 +332,39 @@ pub(super) fn add_user(
         user_id: c.user_id,
         email: Personal::Text(c.email.clone()),
         role: c.role,
+        identity: None,
+    })])
+}
+
+/// The first token of a subject makes its user; later ones write nothing. A subject whose
+/// user was removed or erased is refused: removing a user stops their tokens.
+pub(super) fn provision_user(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &ProvisionUser,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    if let Some((user, entry)) = state.identity_user(&c.digest) {
+        require(!entry.removed, Rejection::IdentityRetired(user))?;
+        return Ok(vec![]);
+    }
+    require(!state.users.contains_key(&c.user_id), Rejection::UserAlreadyExists(c.user_id))?;
+    tenant_role("role", c.role)?;
+    validate::text("issuer", &c.issuer, 1, 512)?;
+    validate::text("subject", &c.subject, 1, 512)?;
+    require(!c.digest.is_empty(), Rejection::invalid("digest", "must not be empty"))?;
+    // The provider vouches for the address; only its shape is checked.
+    let email = c.email.clone().filter(|e| validate::email(e).is_ok()).unwrap_or_default();
+    within(LimitName::MaxUsers, state.active_users(), state.limits().max_users)?;
+    Ok(vec![Event::UserAdded(UserAdded {
+        user_id: c.user_id,
+        email: Personal::Text(email),
+        role: c.role,
+        identity: Some(ExternalIdentity {
+            issuer: c.issuer.clone(),
+            subject: Personal::Text(c.subject.clone()),
+            digest: c.digest.clone(),
+        }),
     })])
 }
 

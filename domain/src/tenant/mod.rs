@@ -13,6 +13,8 @@ use crate::rejection::Rejection;
 
 mod decide;
 
+pub use decide::MAX_ROTATION_GRACE_SECONDS;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentEntry {
     pub archived: bool,
@@ -25,6 +27,29 @@ pub struct UserEntry {
     pub removed: bool,
     /// Erased: removed, and their personal data unreadable for good.
     pub erased: bool,
+}
+
+/// A key as the command side knows it: enough to refuse a revoked key or a replaced secret
+/// before any read model has heard of the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub revoked: bool,
+    pub secret_hash: Vec<u8>,
+    /// The secret it had before its last rotation, and until when that one still works.
+    pub previous: Option<(Vec<u8>, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl KeyEntry {
+    /// The secret hashes that open this key at `now`.
+    pub fn hashes_at(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&[u8]> {
+        let mut hashes = vec![self.secret_hash.as_slice()];
+        if let Some((previous, until)) = &self.previous
+            && now < *until
+        {
+            hashes.push(previous);
+        }
+        hashes
+    }
 }
 
 /// What `decide` needs to know about a tenant; folded from its `tenant` stream.
@@ -42,9 +67,10 @@ pub struct TenantState {
     pub agents: BTreeMap<AgentId, AgentEntry>,
     /// Tool id to whether it was removed.
     pub tools: BTreeMap<ToolId, bool>,
-    /// Key id to whether it was revoked.
-    pub api_keys: BTreeMap<ApiKeyId, bool>,
+    pub api_keys: BTreeMap<ApiKeyId, KeyEntry>,
     pub users: BTreeMap<UserId, UserEntry>,
+    /// Identity digests ([`crate::event::ExternalIdentity::digest`]) to the user they made.
+    pub identities: BTreeMap<Vec<u8>, UserId>,
 }
 
 impl TenantState {
@@ -64,6 +90,7 @@ impl TenantState {
             tools: BTreeMap::new(),
             api_keys: BTreeMap::new(),
             users: BTreeMap::new(),
+            identities: BTreeMap::new(),
         }
     }
 
@@ -81,7 +108,7 @@ impl TenantState {
     }
 
     pub fn active_api_keys(&self) -> u64 {
-        self.api_keys.values().filter(|revoked| !**revoked).count() as u64
+        self.api_keys.values().filter(|k| !k.revoked).count() as u64
     }
 
     pub fn agent_is_active(&self, id: AgentId) -> bool {
@@ -90,6 +117,16 @@ impl TenantState {
 
     pub fn tool_is_active(&self, id: ToolId) -> bool {
         self.tools.get(&id).is_some_and(|removed| !removed)
+    }
+
+    pub fn key_is_active(&self, id: ApiKeyId) -> bool {
+        self.api_keys.get(&id).is_some_and(|k| !k.revoked)
+    }
+
+    /// The user an identity provider's subject was provisioned as, removed or not.
+    pub fn identity_user(&self, digest: &[u8]) -> Option<(UserId, &UserEntry)> {
+        let id = *self.identities.get(digest)?;
+        Some((id, self.users.get(&id)?))
     }
 }
 
@@ -108,7 +145,9 @@ pub enum TenantCommand {
     RemoveTool(RemoveTool),
     IssueApiKey(IssueApiKey),
     RevokeApiKey(RevokeApiKey),
+    RotateApiKey(RotateApiKey),
     AddUser(AddUser),
+    ProvisionUser(ProvisionUser),
     UpdateUser(UpdateUser),
     RemoveUser(RemoveUser),
     EraseUser(EraseUser),
@@ -146,7 +185,9 @@ pub fn decide(
         C::RemoveTool(c) => decide::remove_tool(ctx, state, c),
         C::IssueApiKey(c) => decide::issue_api_key(ctx, state, c),
         C::RevokeApiKey(c) => decide::revoke_api_key(ctx, state, c),
+        C::RotateApiKey(c) => decide::rotate_api_key(ctx, state, c),
         C::AddUser(c) => decide::add_user(ctx, state, c),
+        C::ProvisionUser(c) => decide::provision_user(ctx, state, c),
         C::UpdateUser(c) => decide::update_user(ctx, state, c),
         C::RemoveUser(c) => decide::remove_user(ctx, state, c),
         C::EraseUser(c) => decide::erase_user(ctx, state, c),
@@ -207,12 +248,26 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
             state.tools.insert(e.tool_id, true);
         }
         Event::ApiKeyIssued(e) => {
-            state.api_keys.insert(e.key_id, false);
+            state.api_keys.insert(
+                e.key_id,
+                KeyEntry { revoked: false, secret_hash: e.secret_hash.clone(), previous: None },
+            );
         }
         Event::ApiKeyRevoked(e) => {
-            state.api_keys.insert(e.key_id, true);
+            if let Some(key) = state.api_keys.get_mut(&e.key_id) {
+                key.revoked = true;
+            }
+        }
+        Event::ApiKeyRotated(e) => {
+            if let Some(key) = state.api_keys.get_mut(&e.key_id) {
+                let old = std::mem::replace(&mut key.secret_hash, e.secret_hash.clone());
+                key.previous = e.grace_until.map(|until| (old, until));
+            }
         }
         Event::UserAdded(e) => {
+            if let Some(identity) = &e.identity {
+                state.identities.insert(identity.digest.clone(), e.user_id);
+            }
             state.users.insert(
                 e.user_id,
                 UserEntry { email: e.email.clone(), role: e.role, removed: false, erased: false },

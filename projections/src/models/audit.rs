@@ -29,6 +29,7 @@ fn target(event: &Event) -> Option<String> {
         Event::ToolRemoved(e) => format!("tool:{}", e.tool_id),
         Event::ApiKeyIssued(e) => format!("apikey:{}", e.key_id),
         Event::ApiKeyRevoked(e) => format!("apikey:{}", e.key_id),
+        Event::ApiKeyRotated(e) => format!("apikey:{}", e.key_id),
         Event::UserAdded(e) => format!("user:{}", e.user_id),
         Event::UserUpdated(e) => format!("user:{}", e.user_id),
         Event::UserRemoved(e) => format!("user:{}", e.user_id),

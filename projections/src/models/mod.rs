@@ -85,4 +85,16 @@ pub mod time {
     pub fn serialize<S: Serializer>(millis: &i64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&rfc3339(*millis))
     }
+
+    /// The same for a time that may be absent (`null`).
+    pub mod option {
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(millis: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+            match millis {
+                Some(m) => s.serialize_str(&super::rfc3339(*m)),
+                None => s.serialize_none(),
+            }
+        }
+    }
 }

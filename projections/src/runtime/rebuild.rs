@@ -131,7 +131,8 @@ impl Projections {
         self.set_hint(tenant, None);
         let key = tenant_key(tenant);
         let mut deleted = 0;
-        for table in ["projection_checkpoints", "projection_stalls"] {
+        // `api_key_last_used` is no read model (a rebuild keeps it) but is the tenant's.
+        for table in ["projection_checkpoints", "projection_stalls", "api_key_last_used"] {
             deleted +=
                 exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![key.clone().into()])
                     .await?;

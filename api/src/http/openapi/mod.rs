@@ -128,6 +128,13 @@ fn operations() -> Vec<Operation> {
         ),
         op!("get", "/v1/tenants/{tenant_id}/api-keys/{key_id}", "getApiKey", [(OK, "ApiKey")], Query::None),
         op!(
+            "post",
+            "/v1/tenants/{tenant_id}/api-keys/{key_id}/rotate",
+            "rotateApiKey",
+            [(OK, "ApiKeyWithKey"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
             "delete",
             "/v1/tenants/{tenant_id}/api-keys/{key_id}",
             "revokeApiKey",
@@ -281,6 +288,16 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("CreateAgent", "name", name.clone()),
         ("CreateAgent", "model", name.clone()),
         ("CreateKey", "name", name.clone()),
+        (
+            "CreateKey",
+            "scopes",
+            json!({ "items": { "type": "string", "enum": tenantry_domain::Scope::ALL.map(|s| s.as_str()) } }),
+        ),
+        (
+            "Rotate",
+            "grace_seconds",
+            json!({ "minimum": 0, "maximum": tenantry_domain::tenant::MAX_ROTATION_GRACE_SECONDS }),
+        ),
         ("CreateTool", "name", name.clone()),
         (
             "CreateUser",
@@ -336,6 +353,20 @@ fn links(ops: &[Operation]) -> Vec<(usize, String, Value)> {
 }
 
 /// The finished document.
+/// The bearer scheme: the credentials taken, and the scopes a tenant key may be narrowed to.
+fn security_description() -> String {
+    let mut text = String::from(
+        "An API key (`tnt_<id>_<secret>`), the operator key, or a token (JWT) of an identity \
+         provider the server trusts (`--oidc-config`).\n\nScopes a tenant key may be narrowed to \
+         (a key without scopes may do all its role allows; each tenant operation names the scope \
+         it needs in `x-scope`):\n",
+    );
+    for scope in tenantry_domain::Scope::ALL {
+        text.push_str(&format!("\n- `{scope}`: {}", scope.describe()));
+    }
+    text
+}
+
 pub fn document(doc: utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
     let mut components = doc["components"]["schemas"].as_object().cloned().unwrap_or_default();
@@ -359,7 +390,11 @@ pub fn document(doc: utoipa::openapi::OpenApi) -> Value {
     }
     components.extend(schemas());
     doc["components"]["schemas"] = Value::Object(components);
-    doc["components"]["securitySchemes"] = json!({ "bearer": { "type": "http", "scheme": "bearer", "description": "an API key: tnt_<id>_<secret>, or the operator key" } });
+    doc["components"]["securitySchemes"] = json!({ "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": security_description(),
+    } });
     let problem = json!({
         "description": "Problem (RFC 9457)",
         "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } },
@@ -370,6 +405,14 @@ pub fn document(doc: utoipa::openapi::OpenApi) -> Value {
         let Some(entry) = doc["paths"].get_mut(op.path).and_then(|p| p.get_mut(op.method)) else { continue };
         entry["operationId"] = json!(op.id);
         entry["security"] = json!([{ "bearer": [] }]);
+        if let Some(Ok(scope)) =
+            super::scopes::needed(&op.method.to_ascii_uppercase().parse().unwrap_or_default(), op.path)
+        {
+            let said = entry["description"].as_str().unwrap_or_default().to_owned();
+            let line = format!("Scope a scoped key needs: `{scope}`.");
+            entry["description"] = json!(if said.is_empty() { line } else { format!("{said}\n\n{line}") });
+            entry["x-scope"] = json!(scope.as_str());
+        }
         let mut responses = Map::new();
         for (status, schema) in op.answers {
             let description = entry["responses"][*status]["description"].as_str().unwrap_or("OK").to_owned();

@@ -64,8 +64,12 @@ pub(super) fn schemas() -> Map<String, Value> {
         "id": { "type": "string", "format": "uuid" },
         "name": { "type": "string" },
         "role": { "type": "string", "enum": ROLES },
+        "scopes": { "type": "array", "items": { "type": "string", "enum": tenantry_domain::Scope::ALL.map(|s| s.as_str()) }, "description": "empty: all the role allows" },
         "revoked": { "type": "boolean" },
         "created_at": time(),
+        "expires_at": { "type": ["string", "null"], "format": "date-time" },
+        "rotated_at": { "type": ["string", "null"], "format": "date-time" },
+        "last_used_at": { "type": ["string", "null"], "format": "date-time", "description": "kept to the minute" },
     }));
     let agent = object(json!({
         "id": { "type": "string", "format": "uuid" },
@@ -81,6 +85,7 @@ pub(super) fn schemas() -> Map<String, Value> {
         "id": { "type": "string", "format": "uuid" },
         "email": { "type": "string" },
         "role": { "type": "string", "enum": ROLES },
+        "issuer": { "type": ["string", "null"], "description": "the identity provider the user came from" },
         "created_at": time(),
     }));
     let tool = object(json!({
@@ -158,7 +163,7 @@ pub(super) fn schemas() -> Map<String, Value> {
             "title": { "type": "string" },
             "status": { "type": "integer" },
             "code": { "type": "string", "enum": [
-                "bad_request", "invalid_cursor", "unauthorized", "forbidden", "not_found",
+                "bad_request", "invalid_cursor", "unauthorized", "forbidden", "insufficient_scope", "not_found",
                 "method_not_allowed", "request_timeout", "conflict", "payload_too_large", "uri_too_long",
                 "validation_failed", "idempotency_key_reused", "limit_exceeded", "headers_too_large",
                 "unavailable", "internal"
@@ -167,6 +172,7 @@ pub(super) fn schemas() -> Map<String, Value> {
             "field": { "type": "string", "description": "the field at fault, where there is one" },
             "limit": { "type": "string" },
             "max": { "type": "integer" },
+            "scope": { "type": "string", "description": "the scope the key lacks (`insufficient_scope`)" },
         },
     });
     let mut out = Map::new();

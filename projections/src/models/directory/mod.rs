@@ -198,14 +198,15 @@ impl Projector for Directory {
                 Event::UserAdded(u) => {
                     exec(
                         conn,
-                        "INSERT INTO dir_users (tenant_id, user_id, email, role, removed, created_at)
-                         VALUES ($1, $2, $3, $4, 0, $5)",
+                        "INSERT INTO dir_users (tenant_id, user_id, email, role, removed, created_at, issuer)
+                         VALUES ($1, $2, $3, $4, 0, $5, $6)",
                         vec![
                             t(),
                             u.user_id.to_string().into(),
                             u.email.as_str().into(),
                             u.role.as_str().into(),
                             at.into(),
+                            u.identity.as_ref().map(|i| i.issuer.as_str()).into(),
                         ],
                     )
                     .await?;
@@ -244,8 +245,8 @@ impl Projector for Directory {
                     exec(
                         conn,
                         "INSERT INTO dir_api_keys (tenant_id, key_id, name, role, secret_hash, revoked, created_at,
-                                                   user_id)
-                         VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
+                                                   user_id, scopes, expires_at)
+                         VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9)",
                         vec![
                             t(),
                             k.key_id.to_string().into(),
@@ -254,6 +255,24 @@ impl Projector for Directory {
                             hex::encode(&k.secret_hash).into(),
                             at.into(),
                             k.user_id.map(|u| u.to_string()).into(),
+                            (!k.scopes.is_empty()).then(|| k.scopes.join(" ")).into(),
+                            k.expires_at.map(|t| t.timestamp_millis()).into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::ApiKeyRotated(k) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_api_keys SET previous_hash = CASE WHEN $1 IS NULL THEN NULL ELSE secret_hash END,
+                                                 previous_until = $1, secret_hash = $2, rotated_at = $3
+                         WHERE tenant_id = $4 AND key_id = $5",
+                        vec![
+                            k.grace_until.map(|t| t.timestamp_millis()).into(),
+                            hex::encode(&k.secret_hash).into(),
+                            at.into(),
+                            t(),
+                            k.key_id.to_string().into(),
                         ],
                     )
                     .await?;

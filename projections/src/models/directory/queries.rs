@@ -5,13 +5,13 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::{Settings, TenantStatus};
 use tenantry_domain::{
-    AgentId, ApiKeyId, LimitOverrides, Limits, PartnerId, Plan, PlanCatalog, Role, TenantContext, ToolId,
-    UserId,
+    AgentId, ApiKeyId, LimitOverrides, Limits, PartnerId, Plan, PlanCatalog, Role, Scope, TenantContext,
+    TenantId, ToolId, UserId,
 };
 
 use crate::db::ReadDb;
 use crate::error::ProjectionError;
-use crate::models::{Page, id_cursor, int, opt_text, page_size, text};
+use crate::models::{Page, id_cursor, int, opt_int, opt_text, page_size, text};
 
 /// A column written from an enum's `as_str`, read back as that enum.
 fn parsed<T>(r: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T, ProjectionError> {
@@ -308,6 +308,8 @@ pub struct UserRow {
     pub user_id: String,
     pub email: String,
     pub role: Role,
+    /// The identity provider the user was provisioned from, if any.
+    pub issuer: Option<String>,
     #[serde(with = "crate::models::time")]
     pub created_at: i64,
 }
@@ -319,6 +321,7 @@ impl TryFrom<&AnyRow> for UserRow {
             user_id: text(r, "user_id")?,
             email: text(r, "email")?,
             role: parsed(r, "role", Role::parse)?,
+            issuer: opt_text(r, "issuer")?,
             created_at: int(r, "created_at")?,
         })
     }
@@ -364,10 +367,26 @@ pub struct ApiKeyRow {
     pub key_id: String,
     pub name: String,
     pub role: Role,
+    /// What the key is narrowed to; empty: all its role allows.
+    pub scopes: Vec<String>,
     pub revoked: bool,
     #[serde(with = "crate::models::time")]
     pub created_at: i64,
+    #[serde(with = "crate::models::time::option")]
+    pub expires_at: Option<i64>,
+    #[serde(with = "crate::models::time::option")]
+    pub rotated_at: Option<i64>,
+    /// When the key last opened a request (kept to the minute).
+    #[serde(with = "crate::models::time::option")]
+    pub last_used_at: Option<i64>,
 }
+
+/// The columns of an [`ApiKeyRow`], from `dir_api_keys k` joined with `api_key_last_used l`.
+const KEY_COLUMNS: &str =
+    "k.key_id, k.name, k.role, k.scopes, k.revoked, k.created_at, k.expires_at, k.rotated_at,
+     l.last_used_at
+     FROM dir_api_keys k
+     LEFT JOIN api_key_last_used l ON l.tenant_id = k.tenant_id AND l.key_id = k.key_id";
 
 pub async fn api_keys(
     ctx: &TenantContext,
@@ -376,10 +395,9 @@ pub async fn api_keys(
     limit: u32,
 ) -> Result<Page<ApiKeyRow>, ProjectionError> {
     let tenant = ctx.tenant_id;
-    let rows = sqlx::query(
-        "SELECT key_id, name, role, revoked, created_at FROM dir_api_keys
-         WHERE tenant_id = $1 AND key_id > $2 ORDER BY key_id LIMIT $3",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS} WHERE k.tenant_id = $1 AND k.key_id > $2 ORDER BY k.key_id LIMIT $3"
+    ))
     .bind(tenant.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
@@ -394,13 +412,11 @@ pub async fn api_key(
     db: &ReadDb,
     key: ApiKeyId,
 ) -> Result<Option<ApiKeyRow>, ProjectionError> {
-    let row = sqlx::query(
-        "SELECT key_id, name, role, revoked, created_at FROM dir_api_keys WHERE tenant_id = $1 AND key_id = $2",
-    )
-    .bind(ctx.tenant_id.to_string())
-    .bind(key.to_string())
-    .fetch_optional(db.readers())
-    .await?;
+    let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} WHERE k.tenant_id = $1 AND k.key_id = $2"))
+        .bind(ctx.tenant_id.to_string())
+        .bind(key.to_string())
+        .fetch_optional(db.readers())
+        .await?;
     row.as_ref().map(ApiKeyRow::try_from).transpose()
 }
 
@@ -411,8 +427,14 @@ impl TryFrom<&AnyRow> for ApiKeyRow {
             key_id: text(r, "key_id")?,
             name: text(r, "name")?,
             role: parsed(r, "role", Role::parse)?,
+            scopes: opt_text(r, "scopes")?
+                .map(|s| s.split(' ').map(str::to_owned).collect())
+                .unwrap_or_default(),
             revoked: int(r, "revoked")? != 0,
             created_at: int(r, "created_at")?,
+            expires_at: opt_int(r, "expires_at")?,
+            rotated_at: opt_int(r, "rotated_at")?,
+            last_used_at: opt_int(r, "last_used_at")?,
         })
     }
 }
@@ -427,7 +449,7 @@ pub async fn auth_key(
         // A user key stops working with its user: removed or erased.
         "SELECT k.tenant_id, k.secret_hash, k.role,
                 CASE WHEN k.revoked <> 0 OR COALESCE(u.removed, 0) <> 0 THEN 1 ELSE 0 END AS revoked,
-                k.user_id
+                k.user_id, k.scopes, k.expires_at, k.previous_hash, k.previous_until
          FROM dir_api_keys k
          LEFT JOIN dir_users u ON u.tenant_id = k.tenant_id AND u.user_id = k.user_id
          WHERE k.key_id = $1",
@@ -448,11 +470,44 @@ pub async fn auth_key(
         _ => return Err(malformed("role")),
     };
     let user = opt_text(&r, "user_id")?.and_then(|u| u.parse().ok());
+    let scopes = match opt_text(&r, "scopes")? {
+        Some(names) => names
+            .split(' ')
+            .map(Scope::parse)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("scope"))?,
+        None => Vec::new(),
+    };
+    let previous = match (opt_text(&r, "previous_hash")?, opt_int(&r, "previous_until")?) {
+        (Some(hash), Some(until)) => {
+            Some((hex::decode(hash).map_err(|_| malformed("previous hash"))?, until))
+        }
+        _ => None,
+    };
     Ok(Some(Some(crate::platform::KeyRecord {
         secret_hash,
         role,
         tenant: Some(tenant),
         user,
         partner: None,
+        scopes,
+        expires_at: opt_int(&r, "expires_at")?,
+        previous,
     })))
+}
+
+/// Note that a key opened a request at `at` (Unix ms). Callers write at most once a minute
+/// per key; the row keeps the latest time.
+pub async fn touch_key(db: &ReadDb, tenant: TenantId, key: ApiKeyId, at: i64) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO api_key_last_used (tenant_id, key_id, last_used_at) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id, key_id) DO UPDATE SET last_used_at = excluded.last_used_at
+         WHERE api_key_last_used.last_used_at < excluded.last_used_at",
+    )
+    .bind(tenant.to_string())
+    .bind(key.to_string())
+    .bind(at)
+    .execute(db.pool())
+    .await?;
+    Ok(())
 }
