@@ -585,9 +585,10 @@ impl Commands {
         if user.and_then(|u| state.users.get(&u)).is_some_and(|u| u.removed) {
             return true;
         }
-        state.api_keys.get(&key).is_some_and(|k| {
-            k.revoked || !k.hashes_at(chrono::Utc::now()).into_iter().any(&opens)
-        })
+        state
+            .api_keys
+            .get(&key)
+            .is_some_and(|k| k.revoked || !k.hashes_at(chrono::Utc::now()).into_iter().any(&opens))
     }
 
     /// The user an identity provider's subject is in the tenant of `ctx`: found in the

@@ -222,8 +222,10 @@ impl Oidc {
                 keys: RwLock::new(Vec::new()),
                 fetched: tokio::sync::Mutex::new(None),
             };
+            // The read at start does not count toward the once-a-minute refresh: a key the
+            // provider adds right after is still fetched on its first token.
             match issuer.read_keys(&client).await {
-                Ok(keys) => issuer.keep(keys, &mut *issuer.fetched.lock().await),
+                Ok(keys) => issuer.keep(keys, &mut None),
                 Err(e) if matches!(issuer.source, Source::Url(_)) => {
                     tracing::warn!(issuer = %issuer.config.issuer, error = %e, "JWKS not fetched; trying again on the first token")
                 }

@@ -17,6 +17,7 @@ mod lists;
 mod partners;
 mod quotas;
 mod rate;
+mod scoped_keys;
 mod slugs;
 mod stalls;
 #[path = "../support/mod.rs"]
