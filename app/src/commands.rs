@@ -592,14 +592,14 @@ impl Commands {
     }
 
     /// The user an identity provider's subject is in the tenant of `ctx`: found in the
-    /// tenant's state, or provisioned (one `user.added`) on the subject's first token. A
-    /// subject whose user was removed or erased is refused with
-    /// [`Rejection::IdentityRetired`].
+    /// tenant's state, or provisioned (one `user.added`) on the subject's first token, with
+    /// the position of that write. A subject whose user was removed or erased is refused
+    /// with [`Rejection::IdentityRetired`].
     pub async fn identity_user(
         &self,
         ctx: &TenantContext,
         command: ProvisionUser,
-    ) -> Result<UserId, CommandError> {
+    ) -> Result<(UserId, Option<u64>), CommandError> {
         let known = |state: &TenantState| match state.identity_user(&command.digest) {
             Some((user, entry)) if entry.removed => Some(Err(Rejection::IdentityRetired(user).into())),
             Some((user, _)) => Some(Ok(user)),
@@ -607,11 +607,12 @@ impl Commands {
         };
         let (state, _) = self.tenant_state(ctx, Reading::Cached).await?;
         if let Some(found) = known(&state) {
-            return found;
+            return found.map(|user| (user, None));
         }
-        self.tenant(ctx, &TenantCommand::ProvisionUser(command.clone())).await?;
+        let written = self.tenant(ctx, &TenantCommand::ProvisionUser(command.clone())).await?;
         let (state, _) = self.tenant_state(ctx, Reading::Fresh).await?;
-        known(&state).unwrap_or(Err(CommandError::Contended))
+        let user = known(&state).unwrap_or(Err(CommandError::Contended))?;
+        Ok((user, (written.events > 0).then_some(written.position)))
     }
 
     /// Read the tenant's stream on from what this process holds, so [`Commands::retired`]

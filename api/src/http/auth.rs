@@ -230,7 +230,20 @@ async fn token_caller(
         role: verified.role,
     };
     let user = match state.commands.identity_user(&ctx, command).await {
-        Ok(user) => user,
+        Ok((user, None)) => user,
+        Ok((user, Some(position))) => {
+            // A user just provisioned shows in the directory on their first answer.
+            let directory = tenantry_projections::models::directory::NAME;
+            match state.projections.wait_for(directory, tenant, position, super::MIN_POSITION_WAIT).await {
+                Ok(())
+                | Err(
+                    tenantry_projections::ProjectionError::NotCaughtUp { .. }
+                    | tenantry_projections::ProjectionError::Stalled { .. },
+                ) => {}
+                Err(e) => return Err(e.into()),
+            }
+            user
+        }
         // A purged tenant, or a person removed from it: the token opens nothing.
         Err(CommandError::Rejected(Rejection::TenantNotFound | Rejection::IdentityRetired(_))) => {
             return Err(ApiError::Unauthorized);

@@ -22,6 +22,7 @@ mod slugs;
 mod stalls;
 #[path = "../support/mod.rs"]
 mod support;
+mod tokens;
 mod walkthrough;
 
 use support::BOOTSTRAP;
