@@ -168,13 +168,43 @@ async fn serve_projects_live_and_the_cli_rebuilds_and_reports_status() {
     let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
-    let res = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/v1/tenants/{}", ctx.tenant_id))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let tenant_url = format!("http://127.0.0.1:{port}/v1/tenants/{}", ctx.tenant_id);
+    let status = |key: String| {
+        let url = tenant_url.clone();
+        async move { reqwest::Client::new().get(url).bearer_auth(key).send().await.unwrap().status() }
+    };
+    assert_eq!(status(key.clone()).await, reqwest::StatusCode::OK);
+
+    // The command line lists the tenant's keys (never a secret) and revokes one.
+    let scoped = tenantry(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            &ctx.tenant_id.to_string(),
+            "--role",
+            "admin",
+            "--scope",
+            "usage:write",
+        ],
+    );
+    let key_id = key.strip_prefix("tnt_").and_then(|k| k.split('_').next()).unwrap().to_owned();
+    let key_id = uuid::Uuid::parse_str(&key_id).unwrap().to_string();
+    let listed = tenantry(dir.path(), &["keys", "list", "--tenant", &ctx.tenant_id.to_string()]);
+    let line = listed.lines().find(|l| l.starts_with(&key_id)).unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.contains("active") && line.ends_with(" *"), "{line}");
+    assert!(listed.lines().any(|l| l.ends_with("usage:write")), "{listed}");
+    assert!(!listed.contains(key.rsplit('_').next().unwrap()), "a secret is never listed");
+    assert_eq!(
+        status(scoped.trim().to_owned()).await,
+        reqwest::StatusCode::FORBIDDEN,
+        "tenant:read is not held"
+    );
+    tenantry(dir.path(), &["keys", "revoke", "--tenant", &ctx.tenant_id.to_string(), &key_id]);
+    assert_eq!(status(key.clone()).await, reqwest::StatusCode::UNAUTHORIZED);
+    let listed = tenantry(dir.path(), &["keys", "list", "--tenant", &ctx.tenant_id.to_string()]);
+    assert!(listed.lines().any(|l| l.starts_with(&key_id) && l.contains("revoked")), "{listed}");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
