@@ -3,8 +3,9 @@
 //! Starts the server in this process on a fresh PostgreSQL database (SQLite with
 //! `TENANTRY_BENCH_ONLY=sqlite`), creates 100 tenants each with an admin key, an agent and a
 //! conversation, then drives it from a second process (wrk, 32 connections, 2 threads):
-//! append-message commands, then conversation and usage queries. Prints a table row per
-//! workload and the server's peak RSS.
+//! append-message commands, then conversation and usage queries, then the same queries
+//! authenticated by an identity provider's token (ES256, its JWKS loaded at start) instead of
+//! an API key. Prints a table row per workload and the server's peak RSS.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
 
@@ -64,8 +65,53 @@ fn wrk(base: &str, script: &str) -> (f64, f64) {
     (rate, p99)
 }
 
+/// An ES256 identity provider for the bench: the OIDC config file the server reads, and a
+/// function that signs a token for a tenant.
+fn identity_provider(dir: &std::path::Path) -> (std::path::PathBuf, impl Fn(&str) -> String) {
+    use p256::pkcs8::EncodePrivateKey;
+    let private = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let key = jsonwebtoken::EncodingKey::from_ec_der(private.to_pkcs8_der().unwrap().as_bytes());
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some("bench".into());
+    std::fs::write(dir.join("jwks.json"), json!({ "keys": [jwk] }).to_string()).unwrap();
+    let config = json!({ "issuers": [{ "issuer": "https://id.bench", "audience": "tenantry", "jwks_file": "jwks.json" }] });
+    std::fs::write(dir.join("oidc.json"), config.to_string()).unwrap();
+    let sign = move |tenant: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("bench".into());
+        let exp = chrono::Utc::now().timestamp() + 3600;
+        let claims = json!({ "iss": "https://id.bench", "aud": "tenantry", "sub": "bench-admin", "tenant_id": tenant, "roles": ["admin"], "exp": exp });
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    (dir.join("oidc.json"), sign)
+}
+
+/// The Lua table of targets (`{messages path, usage path, credential}` each) and the
+/// per-thread start. Each wrk thread has its own Lua state and counter: started at the same
+/// tenant, the two threads would walk the tenants in step and send every request to a tenant
+/// in pairs. Each thread starts half the tenants apart instead.
+fn lua_targets(table: &[String]) -> String {
+    format!(
+        "local targets = {{{}}}\nn = 0\nlocal threads = 0\n\
+         function setup(thread)\n  thread:set(\"first\", threads * {})\n  threads = threads + 1\nend\n\
+         function init(args)\n  n = first\nend\n",
+        table.join(",\n"),
+        TENANTS / 2
+    )
+}
+
+/// Conversation-message and usage queries, alternating, over the targets.
+fn queries(prelude: &str) -> String {
+    format!(
+        "{prelude}request = function()\n  n = n + 1\n  local t = targets[(n % #targets) + 1]\n  \
+         local path = (n % 2 == 0) and t[1] or t[2]\n  \
+         return wrk.format(\"GET\", path, {{[\"Authorization\"] = \"Bearer \" .. t[3]}})\nend\n"
+    )
+}
+
 async fn run(name: &str, database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
+    let (oidc_config, sign) = identity_provider(dir.path());
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         store: StoreSettings {
@@ -79,7 +125,7 @@ async fn run(name: &str, database_url: Option<String>) {
         connections: Default::default(),
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
-        oidc_config: None,
+        oidc_config: Some(oidc_config),
     };
     let app = Application::build(&settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -130,16 +176,7 @@ async fn run(name: &str, database_url: Option<String>) {
             format!("{{\"/v1/tenants/{t}/conversations/{c}/messages\", \"/v1/tenants/{t}/usage\", \"{k}\"}}")
         })
         .collect();
-    // Each wrk thread has its own Lua state and counter: started at the same tenant, the two
-    // threads would walk the tenants in step and send every request to a tenant in pairs.
-    // Each thread starts half the tenants apart instead.
-    let prelude = format!(
-        "local targets = {{{}}}\nn = 0\nlocal threads = 0\n\
-         function setup(thread)\n  thread:set(\"first\", threads * {})\n  threads = threads + 1\nend\n\
-         function init(args)\n  n = first\nend\n",
-        table.join(",\n"),
-        TENANTS / 2
-    );
+    let prelude = lua_targets(&table);
     let command = format!(
         "{prelude}request = function()\n  n = n + 1\n  local t = targets[(n % #targets) + 1]\n  \
          return wrk.format(\"POST\", t[1], {{[\"Authorization\"] = \"Bearer \" .. t[3], [\"Content-Type\"] = \"application/json\"}}, \
@@ -153,14 +190,31 @@ async fn run(name: &str, database_url: Option<String>) {
     let conflicts =
         metrics.lines().find(|l| l.starts_with("tenantry_command_conflicts_total")).unwrap_or("none");
     eprintln!("{name}: commands decided again after a conflict: {conflicts}");
-    let query = format!(
-        "{prelude}request = function()\n  n = n + 1\n  local t = targets[(n % #targets) + 1]\n  \
-         local path = (n % 2 == 0) and t[1] or t[2]\n  \
-         return wrk.format(\"GET\", path, {{[\"Authorization\"] = \"Bearer \" .. t[3]}})\nend\n"
-    );
-    let (rate, p99) = wrk(&base, &query);
+    let (rate, p99) = wrk(&base, &queries(&prelude));
     println!(
         "| {name} | conversation-message and usage queries, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |"
+    );
+    // The same queries with a token per tenant in place of the key. The first token of each
+    // tenant provisions its user; that is done before the run.
+    let mut tokens = Vec::new();
+    for (tenant, _, _) in &targets {
+        let token = sign(tenant);
+        let res = client.get(format!("{base}/v1/me")).bearer_auth(&token).send().await.unwrap();
+        assert!(res.status().is_success(), "token: {}", res.status());
+        tokens.push(token);
+    }
+    let table: Vec<String> = targets
+        .iter()
+        .zip(&tokens)
+        .map(|((t, _, c), token)| {
+            format!(
+                "{{\"/v1/tenants/{t}/conversations/{c}/messages\", \"/v1/tenants/{t}/usage\", \"{token}\"}}"
+            )
+        })
+        .collect();
+    let (rate, p99) = wrk(&base, &queries(&lua_targets(&table)));
+    println!(
+        "| {name} | the same queries with an ES256 token (JWKS held) instead of a key | {rate:.0} req/s, p99 {p99:.1} ms |"
     );
     println!("| {name} | server and benchmark process peak RSS | {:.0} MiB |", peak_rss_mib());
 }
