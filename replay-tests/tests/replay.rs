@@ -110,9 +110,17 @@ async fn the_golden_log_projects_to_the_expected_read_models(h: &Harness) {
     assert_eq!(agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["renamed-bot", "support"]);
     assert!(agents[0].tool_ids.len() == 2, "v1 agent upcast, then updated with tools");
     assert_eq!(directory::tools(&ctx, db, None, 50).await.unwrap().items.len(), 1);
-    assert_eq!(directory::users(&ctx, db, None, 50).await.unwrap().items.len(), 1);
+    let users = directory::users(&ctx, db, None, 50).await.unwrap().items;
+    assert_eq!(
+        users.iter().map(|u| (u.email.as_str(), u.issuer.as_deref())).collect::<Vec<_>>(),
+        [("ann@acme.example", None), ("carol@acme.example", Some("https://id.acme.example"))],
+        "a v3 user names the identity provider it came from"
+    );
     let keys = directory::api_keys(&ctx, db, None, 50).await.unwrap().items;
     assert!(keys[0].revoked);
+    let runtime = &keys[2];
+    assert_eq!(runtime.scopes, ["conversations:write", "usage:write"]);
+    assert_eq!((runtime.expires_at, runtime.rotated_at), (Some(1_798_761_600_000), Some(1_793_621_220_000)));
 
     let page = conversations::threads(&ctx, db, &Default::default(), None, 1).await.unwrap();
     assert_eq!(page.items[0].title, None, "newest first");
