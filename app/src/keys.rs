@@ -63,6 +63,12 @@ impl KeyHasher {
         (id, token, hash)
     }
 
+    /// A new key for operator `id`: the full token (`tnt_op_<id>_<secret>`) and the hash.
+    pub fn operator_secret(&self, id: tenantry_domain::OperatorId) -> (String, Vec<u8>) {
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        (format!("tnt_op_{}_{secret}", id.as_uuid().simple()), self.hash(&secret))
+    }
+
     /// A new secret for key `id` (issued or rotated): the full token and the hash to store.
     pub fn secret_for(&self, id: ApiKeyId) -> (String, Vec<u8>) {
         let secret = hex::encode(rand::random::<[u8; 32]>());

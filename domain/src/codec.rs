@@ -337,6 +337,9 @@ events! {
     SlugClaimed => "slug.claimed" v 1,
     SlugReleased => "slug.released" v 1,
     ApiKeyRotated => "apikey.rotated" v 1,
+    OperatorCreated => "operator.created" v 1,
+    OperatorRemoved => "operator.removed" v 1,
+    BootstrapKeyRetired => "bootstrap_key.retired" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

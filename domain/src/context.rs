@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ApiKeyId, PartnerId, RequestId, TenantId, UserId};
+use crate::ids::{ApiKeyId, OperatorId, PartnerId, RequestId, TenantId, UserId};
 
 /// What a credential may do. Ordered from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,6 +49,8 @@ pub enum Actor {
     ApiKey(ApiKeyId),
     /// A request made on behalf of a user of the tenant.
     User(UserId),
+    /// A named operator of the platform.
+    Operator(OperatorId),
     /// The platform itself (bootstrap key, CLI, background jobs).
     System,
 }
@@ -58,6 +60,7 @@ impl std::fmt::Display for Actor {
         match self {
             Self::ApiKey(id) => write!(f, "apikey:{id}"),
             Self::User(id) => write!(f, "user:{id}"),
+            Self::Operator(id) => write!(f, "operator:{id}"),
             Self::System => f.write_str("system"),
         }
     }
@@ -66,11 +69,12 @@ impl std::fmt::Display for Actor {
 impl std::str::FromStr for Actor {
     type Err = crate::ids::IdError;
 
-    /// The form [`Actor`] displays as: `system`, `apikey:<id>`, `user:<id>`.
+    /// The form [`Actor`] displays as: `system`, `apikey:<id>`, `user:<id>`, `operator:<id>`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.split_once(':') {
             Some(("apikey", id)) => Ok(Self::ApiKey(id.parse()?)),
             Some(("user", id)) => Ok(Self::User(id.parse()?)),
+            Some(("operator", id)) => Ok(Self::Operator(id.parse()?)),
             _ if text == "system" => Ok(Self::System),
             _ => Err(crate::ids::IdError::NotAUuid { kind: "actor", value: text.chars().take(64).collect() }),
         }

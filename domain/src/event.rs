@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::context::Role;
-use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, PartnerId, ToolId, UserId};
+use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, OperatorId, PartnerId, ToolId, UserId};
 use crate::limits::{LimitOverrides, Plan};
 use crate::personal::Personal;
 
@@ -315,6 +315,26 @@ pub struct SlugReleased {
     pub tenant_id: crate::ids::TenantId,
 }
 
+/// A named operator (a super_admin key) was created; kept in the platform log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorCreated {
+    pub operator_id: OperatorId,
+    pub name: String,
+    /// Keyed hash of the key's secret; exports leave it out.
+    #[serde(default)]
+    pub secret_hash: Vec<u8>,
+}
+
+/// An operator's key stops working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorRemoved {
+    pub operator_id: OperatorId,
+}
+
+/// The bootstrap key stops working: only named operators act for the platform from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapKeyRetired {}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -343,6 +363,9 @@ pub enum Event {
     SlugClaimed(SlugClaimed),
     SlugReleased(SlugReleased),
     ApiKeyRotated(ApiKeyRotated),
+    OperatorCreated(OperatorCreated),
+    OperatorRemoved(OperatorRemoved),
+    BootstrapKeyRetired(BootstrapKeyRetired),
 }
 
 impl Event {

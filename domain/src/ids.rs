@@ -87,6 +87,7 @@ uuid_id!(
     EventId, "event"
 );
 uuid_id!(PartnerId, "partner");
+uuid_id!(OperatorId, "operator");
 uuid_id!(AgentId, "agent");
 uuid_id!(ToolId, "tool");
 uuid_id!(UserId, "user");

@@ -14,6 +14,7 @@
 //! - [`conversation`]: conversations, messages and monthly usage, and a message that bills
 //!   its usage (a combined decision).
 //! - [`partner`]: partners on the platform's log.
+//! - [`operator`]: the platform's named operators and the bootstrap key's retirement.
 //! - [`slug`]: one tenant per slug, decided on the platform log.
 //! - [`rejection`]: why a command is refused.
 //! - [`scope`]: what a tenant key may be narrowed to.
@@ -26,6 +27,7 @@ pub mod conversation;
 pub mod event;
 pub mod ids;
 pub mod limits;
+pub mod operator;
 pub mod partner;
 pub mod personal;
 pub mod rejection;

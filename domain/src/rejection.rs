@@ -1,6 +1,6 @@
 //! Why a command was refused. Nouns, comparable, so tests assert them exactly.
 
-use crate::ids::{AgentId, ApiKeyId, ConversationId, ToolId, UserId};
+use crate::ids::{AgentId, ApiKeyId, ConversationId, OperatorId, ToolId, UserId};
 use crate::limits::LimitName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +35,12 @@ pub enum Rejection {
     UserAlreadyExists(UserId),
     #[error("user {0} was removed: their identity provider's tokens no longer open this tenant")]
     IdentityRetired(UserId),
+    #[error("operator {0} does not exist")]
+    OperatorNotFound(OperatorId),
+    #[error("operator {0} already exists")]
+    OperatorAlreadyExists(OperatorId),
+    #[error("the platform would have no key left: keep one operator, or the bootstrap key")]
+    LastWayIn,
     #[error("email is already used by another user of this tenant")]
     EmailTaken,
     #[error("conversation {0} does not exist")]

@@ -9,6 +9,7 @@ use tenantry_domain::event::*;
 use tenantry_domain::limits::{LimitName, LimitOverrides};
 use tenantry_domain::tenant::{self, TenantCommand};
 use tenantry_domain::*;
+use tenantry_domain::{operator, testing};
 
 mod common;
 use common::*;
@@ -322,4 +323,63 @@ fn provisioning_counts_against_max_users_ignores_a_bad_email_and_keeps_tenant_ro
     given(&[])
         .when(|s| tenant::decide(&ctx, s, &TenantCommand::ProvisionUser(provision(4))))
         .then_rejected(Rejection::TenantNotFound);
+}
+
+// ---- operators ----
+
+fn create_operator(id: OperatorId) -> operator::OperatorCommand {
+    operator::OperatorCommand::Create { operator_id: id, name: " ops-1 ".into(), secret_hash: vec![9] }
+}
+
+fn operators_given(
+    events: &[Event],
+) -> testing::Scenario<
+    operator::OperatorsState,
+    fn(operator::OperatorsState, &Event) -> operator::OperatorsState,
+> {
+    testing::Scenario::new(operator::OperatorsState::default(), operator::evolve as fn(_, &_) -> _)
+        .given(events)
+}
+
+#[test]
+fn operators_are_made_by_the_platform_alone_and_the_platform_keeps_a_way_in() {
+    let ctx = platform(TenantId::PLATFORM);
+    let (first, second) = (OperatorId::new(), OperatorId::new());
+    let created = |id| {
+        Event::OperatorCreated(OperatorCreated {
+            operator_id: id,
+            name: "ops-1".into(),
+            secret_hash: vec![9],
+        })
+    };
+    operators_given(&[]).when(|s| operator::decide(&ctx, s, &create_operator(first))).then(&[created(first)]);
+    operators_given(&[])
+        .when(|s| operator::decide(&admin(TenantId::new()), s, &create_operator(first)))
+        .then_rejected(Rejection::Forbidden);
+    operators_given(&[created(first)])
+        .when(|s| operator::decide(&ctx, s, &create_operator(first)))
+        .then_rejected(Rejection::OperatorAlreadyExists(first));
+    // The bootstrap key is retired only once an operator exists, and only once.
+    operators_given(&[])
+        .when(|s| operator::decide(&ctx, s, &operator::OperatorCommand::RetireBootstrap))
+        .then_rejected(Rejection::LastWayIn);
+    let retired = Event::BootstrapKeyRetired(BootstrapKeyRetired {});
+    operators_given(&[created(first)])
+        .when(|s| operator::decide(&ctx, s, &operator::OperatorCommand::RetireBootstrap))
+        .then(std::slice::from_ref(&retired));
+    operators_given(&[created(first), retired.clone()])
+        .when(|s| operator::decide(&ctx, s, &operator::OperatorCommand::RetireBootstrap))
+        .then(&[]);
+    // Then the last operator stays; with two, one may go, and once gone it is gone.
+    let remove = |id| operator::OperatorCommand::Remove { operator_id: id };
+    operators_given(&[created(first), retired.clone()])
+        .when(|s| operator::decide(&ctx, s, &remove(first)))
+        .then_rejected(Rejection::LastWayIn);
+    let removed = Event::OperatorRemoved(OperatorRemoved { operator_id: first });
+    operators_given(&[created(first), created(second), retired.clone()])
+        .when(|s| operator::decide(&ctx, s, &remove(first)))
+        .then(std::slice::from_ref(&removed));
+    operators_given(&[created(first), created(second), retired, removed])
+        .when(|s| operator::decide(&ctx, s, &remove(first)))
+        .then_rejected(Rejection::OperatorNotFound(first));
 }

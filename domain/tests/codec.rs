@@ -170,6 +170,13 @@ fn event() -> impl Strategy<Value = Event> {
                 }),
             })),
         id().prop_map(|user_id| Event::UserErased(UserErased { user_id })),
+        (id(), text(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
+            |(operator_id, name, secret_hash)| {
+                Event::OperatorCreated(OperatorCreated { operator_id, name, secret_hash })
+            }
+        ),
+        id().prop_map(|operator_id| Event::OperatorRemoved(OperatorRemoved { operator_id })),
+        Just(Event::BootstrapKeyRetired(BootstrapKeyRetired {})),
         (id(), proptest::option::of(personal()), proptest::option::of(role()))
             .prop_map(|(user_id, email, role)| Event::UserUpdated(UserUpdated { user_id, email, role })),
         id().prop_map(|user_id| Event::UserRemoved(UserRemoved { user_id })),

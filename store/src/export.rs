@@ -77,6 +77,13 @@ impl Serialize for Public<'_> {
                 st.serialize_field("expires_at", &k.expires_at.map(|t| t.timestamp_millis()))?;
                 st.end()
             }
+            Event::OperatorCreated(o) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("OperatorCreated", 2)?;
+                st.serialize_field("operator_id", &o.operator_id)?;
+                st.serialize_field("name", &o.name)?;
+                st.end()
+            }
             Event::ApiKeyRotated(k) => {
                 use serde::ser::SerializeStruct;
                 let mut st = s.serialize_struct("ApiKeyRotated", 2)?;

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use tenantry_app::CommandError;
 use tenantry_domain::command::ProvisionUser;
 use tenantry_domain::{
-    Actor, ApiKeyId, PartnerId, Rejection, RequestId, Role, Scope, TenantContext, TenantId, UserId,
+    Actor, ApiKeyId, OperatorId, PartnerId, Rejection, RequestId, Role, Scope, TenantContext, TenantId,
+    UserId,
 };
 use tenantry_projections::models::directory;
 use tenantry_projections::platform;
@@ -287,6 +288,39 @@ pub fn source_ip(parts: &Parts) -> Option<String> {
     parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string())
 }
 
+fn parse_operator_key(token: &str) -> Option<(OperatorId, &str)> {
+    let rest = token.strip_prefix("tnt_op_")?;
+    let (id, secret) = rest.split_once('_')?;
+    Some((OperatorId::from_uuid(Uuid::parse_str(id).ok()?), secret))
+}
+
+/// A named operator's key, checked against the platform's operators as the command side
+/// holds them: a removed operator is refused from the moment the removal is answered.
+async fn operator_caller(
+    state: &AppState,
+    operator: OperatorId,
+    secret: &str,
+    request_id: RequestId,
+    source_ip: Option<String>,
+) -> Result<Caller, ApiError> {
+    let operators = state.commands.operators_known().await?;
+    let entry = operators.live(operator).ok_or(ApiError::Unauthorized)?;
+    if !state.keys.verify(secret, &entry.secret_hash) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(Caller {
+        role: Role::SuperAdmin,
+        tenant: None,
+        partner: None,
+        actor: Actor::Operator(operator),
+        key: None,
+        request_id,
+        source_ip,
+        scopes: Vec::new(),
+        expires_at: None,
+    })
+}
+
 fn parse_tenant_key(token: &str) -> Option<(Uuid, &str)> {
     let rest = token.strip_prefix("tnt_")?;
     let (id, secret) = rest.split_once('_')?;
@@ -312,6 +346,9 @@ impl FromRequestParts<AppState> for Caller {
         let source_ip = source_ip(parts);
         if !token.starts_with("tnt_") && super::oidc::Oidc::looks_like_jwt(token) {
             return token_caller(state, token, request_id, source_ip).await;
+        }
+        if let Some((operator, secret)) = parse_operator_key(token) {
+            return operator_caller(state, operator, secret, request_id, source_ip).await;
         }
         if let Some((key_id, secret)) = parse_tenant_key(token) {
             let key = match state.key_cache.get(key_id) {
@@ -362,7 +399,7 @@ impl FromRequestParts<AppState> for Caller {
             });
         }
         let stored = platform::bootstrap_hash(state.projections.db()).await?.ok_or(ApiError::Unauthorized)?;
-        if !state.keys.verify(token, &stored) {
+        if !state.keys.verify(token, &stored) || state.commands.operators_known().await?.bootstrap_retired {
             return Err(ApiError::Unauthorized);
         }
         Ok(Caller {

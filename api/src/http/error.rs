@@ -197,7 +197,9 @@ impl From<Rejection> for ApiError {
             | Rejection::ToolNotFound(_)
             | Rejection::ApiKeyNotFound(_)
             | Rejection::UserNotFound(_)
-            | Rejection::ConversationNotFound(_) => Self::NotFound,
+            | Rejection::ConversationNotFound(_)
+            | Rejection::OperatorNotFound(_) => Self::NotFound,
+            Rejection::LastWayIn => Self::Conflict { detail: r.to_string(), field: None },
             Rejection::TenantSuspended => Self::Forbidden("tenant is suspended".into()),
             Rejection::Forbidden => Self::Forbidden("role may not do this".into()),
             Rejection::LimitReached { limit, max } => Self::LimitReached { limit, max, retry_after: None },
@@ -213,7 +215,8 @@ impl From<Rejection> for ApiError {
             | Rejection::ToolAlreadyExists(_)
             | Rejection::ApiKeyAlreadyExists(_)
             | Rejection::UserAlreadyExists(_)
-            | Rejection::ConversationAlreadyExists(_)) => {
+            | Rejection::ConversationAlreadyExists(_)
+            | Rejection::OperatorAlreadyExists(_)) => {
                 Self::Conflict { detail: other.to_string(), field: None }
             }
         }

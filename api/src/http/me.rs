@@ -13,6 +13,9 @@ use super::error::ApiError;
 /// What a credential stands for.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Me {
+    /// The operator a named operator key stands for.
+    #[schema(value_type = Option<String>)]
+    pub operator_id: Option<String>,
     /// `super_admin`, `partner_admin`, `admin` or `user`.
     #[schema(value_type = String)]
     pub role: Role,
@@ -33,7 +36,7 @@ pub struct Me {
     pub expires_at: Option<String>,
     /// What a scoped key is narrowed to; empty: all its role allows.
     pub scopes: Vec<String>,
-    /// `api_key`, `token` (from an identity provider) or `bootstrap`.
+    /// `api_key`, `token` (from an identity provider), `operator_key` or `bootstrap`.
     pub credential: &'static str,
 }
 
@@ -46,14 +49,19 @@ pub async fn me(caller: Caller) -> Result<Json<Me>, ApiError> {
     let credential = match (&caller.actor, caller.key) {
         (_, Some(_)) => "api_key",
         (Actor::User(_), None) => "token",
+        (Actor::Operator(_), None) => "operator_key",
         _ => "bootstrap",
     };
     let (user_id, key_id) = match &caller.actor {
         Actor::User(u) => (Some(u.to_string()), caller.key.map(|k| k.to_string())),
         Actor::ApiKey(k) => (None, Some(k.to_string())),
-        Actor::System => (None, None),
+        Actor::System | Actor::Operator(_) => (None, None),
     };
     Ok(Json(Me {
+        operator_id: match &caller.actor {
+            Actor::Operator(o) => Some(o.to_string()),
+            _ => None,
+        },
         role: caller.role,
         tenant_id: caller.tenant.map(|t| t.to_string()),
         partner_id: caller.partner.map(|p| p.to_string()),

@@ -31,6 +31,7 @@ pub mod me;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
+pub mod operators;
 pub mod queries;
 pub mod scopes;
 
@@ -112,6 +113,9 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
     if role != ServeRole::Queries {
         api = api.merge(commands::router());
     }
+    // Operators are managed by the platform alone: both sides in one router, served by
+    // every process.
+    api = api.merge(operators::router());
     if role != ServeRole::Commands {
         api = api.merge(queries::router()).merge(me::router());
     }

@@ -14,6 +14,7 @@ mod contract;
 mod idempotency;
 mod keys;
 mod lists;
+mod operators;
 mod partners;
 mod quotas;
 mod rate;

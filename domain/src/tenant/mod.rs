@@ -304,7 +304,10 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::TenantPurged(_)
         | Event::PartnerCreated(_)
         | Event::SlugClaimed(_)
-        | Event::SlugReleased(_) => {}
+        | Event::SlugReleased(_)
+        | Event::OperatorCreated(_)
+        | Event::OperatorRemoved(_)
+        | Event::BootstrapKeyRetired(_) => {}
     }
     state
 }

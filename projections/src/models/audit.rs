@@ -42,6 +42,9 @@ fn target(event: &Event) -> Option<String> {
         Event::PartnerCreated(e) => format!("partner:{}", e.partner_id),
         Event::SlugClaimed(e) => format!("tenant:{}", e.tenant_id),
         Event::SlugReleased(e) => format!("tenant:{}", e.tenant_id),
+        Event::OperatorCreated(e) => format!("operator:{}", e.operator_id),
+        Event::OperatorRemoved(e) => format!("operator:{}", e.operator_id),
+        Event::BootstrapKeyRetired(_) => "bootstrap_key".to_owned(),
         Event::TenantCreated(_)
         | Event::TenantUpdated(_)
         | Event::TenantSuspended(_)

@@ -56,6 +56,17 @@ fn operations() -> Vec<Operation> {
             Query::None
         ),
         op!("get", "/v1/partners/{partner_id}", "getPartner", [(OK, "Partner")], Query::None),
+        op!("get", "/v1/operators", "listOperators", [(OK, "OperatorPage")], Query::Page),
+        op!(
+            "post",
+            "/v1/operators",
+            "createOperator",
+            [(CREATED, "OperatorWithKey"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("get", "/v1/operators/{operator_id}", "getOperator", [(OK, "Operator")], Query::None),
+        op!("delete", "/v1/operators/{operator_id}", "removeOperator", [(OK, "Written")], Query::None),
+        op!("delete", "/v1/bootstrap-key", "retireBootstrapKey", [(OK, "Position")], Query::None),
         op!("get", "/v1/tenants", "listTenants", [(OK, "TenantPage")], Query::Page),
         op!("post", "/v1/tenants", "createTenant", [(CREATED, "Tenant"), ("202", "Accepted")], Query::None),
         op!("get", "/v1/tenants/{tenant_id}", "getTenant", [(OK, "Tenant")], Query::None),
@@ -285,6 +296,7 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("CreateTenant", "name", name.clone()),
         ("CreatePartner", "name", name.clone()),
+        ("CreateOperator", "name", name.clone()),
         ("CreateAgent", "name", name.clone()),
         ("CreateAgent", "model", name.clone()),
         ("CreateKey", "name", name.clone()),

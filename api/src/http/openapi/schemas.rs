@@ -60,6 +60,12 @@ pub(super) fn schemas() -> Map<String, Value> {
     let partner = object(
         json!({ "id": { "type": "string", "format": "uuid" }, "name": { "type": "string" }, "created_at": time() }),
     );
+    let operator = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "name": { "type": "string" },
+        "removed": { "type": "boolean" },
+        "created_at": time(),
+    }));
     let api_key = object(json!({
         "id": { "type": "string", "format": "uuid" },
         "name": { "type": "string" },
@@ -184,6 +190,10 @@ pub(super) fn schemas() -> Map<String, Value> {
         ("Partner", partner.clone()),
         ("PartnerWithKey", with_key(&partner)),
         ("PartnerPage", page("Partner")),
+        ("Operator", operator.clone()),
+        ("OperatorWithKey", with_key(&operator)),
+        ("OperatorPage", page("Operator")),
+        ("Position", object(json!({ "position": { "type": "integer" } }))),
         ("ApiKey", api_key.clone()),
         ("ApiKeyWithKey", with_key(&api_key)),
         ("ApiKeyPage", page("ApiKey")),

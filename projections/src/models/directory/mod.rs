@@ -292,6 +292,24 @@ impl Projector for Directory {
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}
+                Event::OperatorCreated(o) => {
+                    exec(
+                        conn,
+                        "INSERT INTO dir_operators (tenant_id, operator_id, name, removed, created_at)
+                         VALUES ($1, $2, $3, 0, $4)",
+                        vec![t(), o.operator_id.to_string().into(), o.name.as_str().into(), at.into()],
+                    )
+                    .await?;
+                }
+                Event::OperatorRemoved(o) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_operators SET removed = 1 WHERE tenant_id = $1 AND operator_id = $2",
+                        vec![t(), o.operator_id.to_string().into()],
+                    )
+                    .await?;
+                }
+                Event::BootstrapKeyRetired(_) => {}
                 Event::PartnerCreated(p) => {
                     exec(
                         conn,
@@ -307,7 +325,15 @@ impl Projector for Directory {
 
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
         let mut deleted = 0;
-        for table in ["dir_tenants", "dir_agents", "dir_tools", "dir_users", "dir_api_keys", "dir_partners"] {
+        for table in [
+            "dir_tenants",
+            "dir_agents",
+            "dir_tools",
+            "dir_users",
+            "dir_api_keys",
+            "dir_partners",
+            "dir_operators",
+        ] {
             deleted +=
                 exec(conn, &format!("DELETE FROM {table} WHERE tenant_id = $1"), vec![tenant.into()]).await?;
         }

@@ -5,8 +5,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::{Settings, TenantStatus};
 use tenantry_domain::{
-    AgentId, ApiKeyId, LimitOverrides, Limits, PartnerId, Plan, PlanCatalog, Role, Scope, TenantContext,
-    TenantId, ToolId, UserId,
+    AgentId, ApiKeyId, LimitOverrides, Limits, OperatorId, PartnerId, Plan, PlanCatalog, Role, Scope,
+    TenantContext, TenantId, ToolId, UserId,
 };
 
 use crate::db::ReadDb;
@@ -107,6 +107,60 @@ pub struct PartnerRow {
     pub name: String,
     #[serde(with = "crate::models::time")]
     pub created_at: i64,
+}
+
+/// A named operator of the platform; never its key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperatorRow {
+    #[serde(rename = "id")]
+    pub operator_id: String,
+    pub name: String,
+    pub removed: bool,
+    #[serde(with = "crate::models::time")]
+    pub created_at: i64,
+}
+
+impl TryFrom<&AnyRow> for OperatorRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            operator_id: text(r, "operator_id")?,
+            name: text(r, "name")?,
+            removed: int(r, "removed")? != 0,
+            created_at: int(r, "created_at")?,
+        })
+    }
+}
+
+/// The platform's operators in id order after `after`, removed ones included.
+pub async fn operators(
+    db: &ReadDb,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Page<OperatorRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT operator_id, name, removed, created_at FROM dir_operators
+         WHERE tenant_id = $1 AND operator_id > $2 ORDER BY operator_id LIMIT $3",
+    )
+    .bind(tenantry_domain::TenantId::PLATFORM.to_string())
+    .bind(id_cursor(after)?)
+    .bind(page_size(limit))
+    .fetch_all(db.readers())
+    .await?;
+    let rows = rows.iter().map(OperatorRow::try_from).collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(rows, limit, |o: &OperatorRow| o.operator_id.clone()))
+}
+
+/// One operator.
+pub async fn operator(db: &ReadDb, operator: OperatorId) -> Result<Option<OperatorRow>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT operator_id, name, removed, created_at FROM dir_operators WHERE tenant_id = $1 AND operator_id = $2",
+    )
+    .bind(tenantry_domain::TenantId::PLATFORM.to_string())
+    .bind(operator.to_string())
+    .fetch_optional(db.readers())
+    .await?;
+    row.as_ref().map(OperatorRow::try_from).transpose()
 }
 
 /// Partners in id order after `after`; only `only` when given (a partner admin's own).

@@ -20,6 +20,8 @@ use tenantry_store::{
     AppendOutcome, AppendQuota, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError,
 };
 
+mod operators;
+
 /// The tenant's stored-bytes and daily-calls limits, decided by the store with the append.
 fn quota(state: &TenantState) -> AppendQuota {
     let limits = state.limits();
@@ -131,6 +133,7 @@ struct Caches {
     conversations: StateCache<ConversationState>,
     usage: StateCache<UsageState>,
     slugs: StateCache<SlugState>,
+    operators: StateCache<tenantry_domain::operator::OperatorsState>,
 }
 
 /// How a command reads the streams it decides on.
@@ -185,6 +188,7 @@ impl Commands {
                 conversations: StateCache::new(),
                 usage: StateCache::new(),
                 slugs: StateCache::new(),
+                operators: StateCache::new(),
             }),
         }
     }
@@ -618,6 +622,9 @@ impl Commands {
     /// Read the tenant's stream on from what this process holds, so [`Commands::retired`]
     /// knows of a change another process made. A tenant not held here is left alone.
     pub async fn refresh_tenant(&self, tenant: TenantId) -> Result<(), CommandError> {
+        if tenant == TenantId::PLATFORM {
+            return self.refresh_operators().await;
+        }
         if self.caches.tenants.get(tenant, &StreamId::tenant()).is_none() {
             return Ok(());
         }
