@@ -29,6 +29,9 @@ const REFRESH_EVERY: Duration = Duration::from_secs(60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest token accepted: larger ones are not parsed at all.
 const MAX_TOKEN: usize = 16 * 1024;
+/// Tokens whose signature was checked, kept before the memo starts afresh (a bound on
+/// memory, not an LRU).
+const REMEMBERED_TOKENS: usize = 50_000;
 
 /// The file `--oidc-config` names.
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +147,11 @@ struct Issuer {
 pub struct Oidc {
     issuers: Vec<Issuer>,
     client: reqwest::Client,
+    /// Tokens already checked, by a SHA-256 of their bytes: the same token again is not
+    /// checked again until its `exp` (with the leeway) has passed. Whether its user may
+    /// still act is decided on every request all the same.
+    // Guards only the map; never held across an await.
+    checked: std::sync::Mutex<std::collections::HashMap<[u8; 32], Verified>>,
 }
 
 /// Whether a JWKS URL may be used: HTTPS, or HTTP to a loopback address.
@@ -233,7 +241,7 @@ impl Oidc {
             }
             issuers.push(issuer);
         }
-        Ok(Self { issuers, client })
+        Ok(Self { issuers, client, checked: Default::default() })
     }
 
     /// Whether `token` has the form of a JWT (three dot-separated parts).
@@ -246,6 +254,30 @@ impl Oidc {
         if token.len() > MAX_TOKEN {
             return Err(TokenError::Malformed("too long".into()));
         }
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        let live = |v: &Verified| now < v.expires_at.saturating_add(LEEWAY_SECONDS as i64);
+        if let Some(known) =
+            self.checked.lock().ok().and_then(|m| m.get(&digest).filter(|v| live(v)).cloned())
+        {
+            return Ok(known);
+        }
+        let verified = self.check(token).await?;
+        if let Ok(mut checked) = self.checked.lock() {
+            if checked.len() >= REMEMBERED_TOKENS {
+                checked.retain(|_, v| live(v));
+                if checked.len() >= REMEMBERED_TOKENS {
+                    checked.clear();
+                }
+            }
+            checked.insert(digest, verified.clone());
+        }
+        Ok(verified)
+    }
+
+    /// Check a token's signature and claims.
+    async fn check(&self, token: &str) -> Result<Verified, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         // The issuer is read before the signature is checked only to pick whose keys check it.
         let peek = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
