@@ -6,14 +6,16 @@
 //!
 //! # Layout
 //! - [`commands`]: [`Commands`], the command runner with its cache of folded stream states.
-//! - [`tenants`]: use cases that span more than one command (a tenant with its slug, a
-//!   partner with its key, the erasure of a person).
+//! - [`tenants`]: use cases that span more than one command (a tenant with its slug, the
+//!   erasure of a person).
+//! - [`partners`]: partners and their keys on the platform's log.
 //! - [`keys`]: [`keys::KeyHasher`], the keyed hash of API key secrets.
 //! - [`error`]: [`AppError`], typed to the edge.
 
 pub mod commands;
 pub mod error;
 pub mod keys;
+pub mod partners;
 pub mod purge;
 pub mod tenants;
 

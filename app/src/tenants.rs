@@ -1,15 +1,13 @@
-//! Use cases that take more than one command: a tenant with its slug, a partner with its
-//! key, the erasure of a person.
+//! Use cases that take more than one command: a tenant with its slug, the erasure of a
+//! person.
 
 use tenantry_domain::command::{CreateTenant, EraseUser};
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
-use tenantry_domain::{PartnerId, PlanCatalog, Rejection, TenantContext, TenantId, UserId, partner};
-use tenantry_projections::ReadDb;
+use tenantry_domain::{PlanCatalog, Rejection, TenantContext, UserId};
 use tenantry_store::EventStore;
 
 use crate::commands::{Commands, Written};
 use crate::error::AppError;
-use crate::keys::KeyHasher;
 
 /// Create a tenant under the slug it names. The slug is claimed on the platform's log
 /// before the tenant is created, so of two racing creates one wins; the command is checked
@@ -34,33 +32,6 @@ pub async fn create_tenant(
             Err(e.into())
         }
     }
-}
-
-/// A partner, and the partner_admin key that manages it: the secret is answered once.
-#[derive(Debug)]
-pub struct NewPartner {
-    pub partner_id: PartnerId,
-    pub written: Written,
-    pub key: String,
-}
-
-/// Create a partner on the platform's log, with its partner_admin key.
-pub async fn create_partner(
-    commands: &Commands,
-    db: &ReadDb,
-    hasher: &KeyHasher,
-    ctx: &TenantContext,
-    name: &str,
-) -> Result<NewPartner, AppError> {
-    let partner_id = PartnerId::new();
-    let platform = TenantContext { tenant_id: TenantId::PLATFORM, ..ctx.clone() };
-    let mut events = partner::decide_create(&platform, partner_id, name)?;
-    let event = events.pop().ok_or(Rejection::Forbidden)?;
-    let written = commands.platform_first(&platform, partner::stream(partner_id), event).await?;
-    let (key_id, key, hash) = hasher.issue();
-    tenantry_projections::platform::store_partner_key(db, &key_id.as_uuid().to_string(), &hash, partner_id)
-        .await?;
-    Ok(NewPartner { partner_id, written, key })
 }
 
 /// Erase one person: their data key is destroyed first, so what is theirs reads as

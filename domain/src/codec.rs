@@ -340,6 +340,11 @@ events! {
     OperatorCreated => "operator.created" v 1,
     OperatorRemoved => "operator.removed" v 1,
     BootstrapKeyRetired => "bootstrap_key.retired" v 1,
+    PartnerRenamed => "partner.renamed" v 1,
+    PartnerDeleted => "partner.deleted" v 1,
+    PartnerKeyIssued => "partner_key.issued" v 1,
+    PartnerKeyRevoked => "partner_key.revoked" v 1,
+    PartnerKeyRotated => "partner_key.rotated" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

@@ -302,6 +302,46 @@ pub struct PartnerCreated {
     pub name: String,
 }
 
+/// A partner's new name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerRenamed {
+    pub partner_id: PartnerId,
+    pub name: String,
+}
+
+/// A partner without tenants is gone: its keys stop working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerDeleted {
+    pub partner_id: PartnerId,
+}
+
+/// A partner_admin key of a partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerKeyIssued {
+    pub partner_id: PartnerId,
+    pub key_id: ApiKeyId,
+    /// Keyed hash of the secret; exports leave it out.
+    #[serde(default)]
+    pub secret_hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerKeyRevoked {
+    pub partner_id: PartnerId,
+    pub key_id: ApiKeyId,
+}
+
+/// A partner key's new secret; the old one works until `grace_until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerKeyRotated {
+    pub partner_id: PartnerId,
+    pub key_id: ApiKeyId,
+    #[serde(default)]
+    pub secret_hash: Vec<u8>,
+    #[serde(with = "chrono::serde::ts_milliseconds_option")]
+    pub grace_until: Option<DateTime<Utc>>,
+}
+
 /// A tenant took a slug; kept in the platform log, in a stream named by a hash of the slug
 /// (the slug itself is not stored there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +406,11 @@ pub enum Event {
     OperatorCreated(OperatorCreated),
     OperatorRemoved(OperatorRemoved),
     BootstrapKeyRetired(BootstrapKeyRetired),
+    PartnerRenamed(PartnerRenamed),
+    PartnerDeleted(PartnerDeleted),
+    PartnerKeyIssued(PartnerKeyIssued),
+    PartnerKeyRevoked(PartnerKeyRevoked),
+    PartnerKeyRotated(PartnerKeyRotated),
 }
 
 impl Event {

@@ -177,6 +177,28 @@ fn event() -> impl Strategy<Value = Event> {
         ),
         id().prop_map(|operator_id| Event::OperatorRemoved(OperatorRemoved { operator_id })),
         Just(Event::BootstrapKeyRetired(BootstrapKeyRetired {})),
+        (id(), text())
+            .prop_map(|(partner_id, name)| Event::PartnerRenamed(PartnerRenamed { partner_id, name })),
+        id().prop_map(|partner_id| Event::PartnerDeleted(PartnerDeleted { partner_id })),
+        (id(), id(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
+            |(partner_id, key_id, secret_hash)| {
+                Event::PartnerKeyIssued(PartnerKeyIssued { partner_id, key_id, secret_hash })
+            }
+        ),
+        (id(), id()).prop_map(|(partner_id, key_id)| Event::PartnerKeyRevoked(PartnerKeyRevoked {
+            partner_id,
+            key_id
+        })),
+        (id(), id(), proptest::option::of(0i64..4_000_000_000_000)).prop_map(
+            |(partner_id, key_id, until)| {
+                Event::PartnerKeyRotated(PartnerKeyRotated {
+                    partner_id,
+                    key_id,
+                    secret_hash: vec![3],
+                    grace_until: until.and_then(chrono::DateTime::from_timestamp_millis),
+                })
+            }
+        ),
         (id(), proptest::option::of(personal()), proptest::option::of(role()))
             .prop_map(|(user_id, email, role)| Event::UserUpdated(UserUpdated { user_id, email, role })),
         id().prop_map(|user_id| Event::UserRemoved(UserRemoved { user_id })),

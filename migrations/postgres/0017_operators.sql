@@ -7,3 +7,6 @@ CREATE TABLE dir_operators (
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, operator_id)
 );
+
+-- A deleted partner stays in the log; its row says so and listings leave it out.
+ALTER TABLE dir_partners ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;

@@ -84,18 +84,47 @@ pub async fn store_bootstrap(db: &ReadDb, secret_hash: &[u8]) -> Result<(), Proj
     Ok(())
 }
 
-/// Store a partner admin's key.
-pub async fn store_partner_key(
-    db: &ReadDb,
-    key_id: &str,
+/// Keep a partner key issued through the log (nothing when it is kept already).
+pub async fn keep_partner_key(
+    conn: &mut sqlx::AnyConnection,
+    key: tenantry_domain::ApiKeyId,
+    partner: PartnerId,
     secret_hash: &[u8],
+) -> Result<(), ProjectionError> {
+    crate::db::exec(
+        conn,
+        "INSERT INTO platform_keys (key_id, secret_hash, role, partner_id) VALUES ($1, $2, 'partner_admin', $3)
+         ON CONFLICT (key_id) DO NOTHING",
+        vec![key.as_uuid().to_string().into(), hex::encode(secret_hash).into(), partner.to_string().into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Forget a revoked partner key.
+pub async fn forget_partner_key(
+    conn: &mut sqlx::AnyConnection,
+    key: tenantry_domain::ApiKeyId,
+) -> Result<(), ProjectionError> {
+    crate::db::exec(
+        conn,
+        "DELETE FROM platform_keys WHERE key_id = $1 AND role = 'partner_admin'",
+        vec![key.as_uuid().to_string().into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Forget every key of a deleted partner.
+pub async fn forget_partner_keys(
+    conn: &mut sqlx::AnyConnection,
     partner: PartnerId,
 ) -> Result<(), ProjectionError> {
-    sqlx::query("INSERT INTO platform_keys (key_id, secret_hash, role, partner_id) VALUES ($1, $2, 'partner_admin', $3)")
-        .bind(key_id)
-        .bind(hex::encode(secret_hash))
-        .bind(partner.to_string())
-        .execute(db.pool())
-        .await?;
+    crate::db::exec(
+        conn,
+        "DELETE FROM platform_keys WHERE partner_id = $1 AND role = 'partner_admin'",
+        vec![partner.to_string().into()],
+    )
+    .await?;
     Ok(())
 }

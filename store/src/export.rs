@@ -84,6 +84,21 @@ impl Serialize for Public<'_> {
                 st.serialize_field("name", &o.name)?;
                 st.end()
             }
+            Event::PartnerKeyIssued(k) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("PartnerKeyIssued", 2)?;
+                st.serialize_field("partner_id", &k.partner_id)?;
+                st.serialize_field("key_id", &k.key_id)?;
+                st.end()
+            }
+            Event::PartnerKeyRotated(k) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("PartnerKeyRotated", 3)?;
+                st.serialize_field("partner_id", &k.partner_id)?;
+                st.serialize_field("key_id", &k.key_id)?;
+                st.serialize_field("grace_until", &k.grace_until.map(|t| t.timestamp_millis()))?;
+                st.end()
+            }
             Event::ApiKeyRotated(k) => {
                 use serde::ser::SerializeStruct;
                 let mut st = s.serialize_struct("ApiKeyRotated", 2)?;

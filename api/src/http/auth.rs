@@ -188,7 +188,17 @@ async fn partner_key(
     let key = platform::partner_key(state.projections.db(), &key_id.to_string())
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    if !state.keys.verify(secret, &key.secret_hash) {
+    let partner = key.partner.ok_or(ApiError::Unauthorized)?;
+    // The partner's stream has the last word: a key it holds opens with its current secret
+    // (or the previous one inside a rotation's grace), a revoked key or a deleted partner's
+    // not at all. A key made before keys were events opens with the secret kept for it.
+    let known = state.commands.partner_known(partner).await?;
+    let opens = |hash: &[u8]| state.keys.verify(secret, hash);
+    let valid = match known.keys.get(&ApiKeyId::from_uuid(key_id)) {
+        Some(entry) => !entry.revoked && entry.hashes_at(Utc::now()).into_iter().any(opens),
+        None => opens(&key.secret_hash),
+    };
+    if !known.live() || !valid {
         return Err(ApiError::Unauthorized);
     }
     Ok(Caller {

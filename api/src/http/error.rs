@@ -198,8 +198,11 @@ impl From<Rejection> for ApiError {
             | Rejection::ApiKeyNotFound(_)
             | Rejection::UserNotFound(_)
             | Rejection::ConversationNotFound(_)
-            | Rejection::OperatorNotFound(_) => Self::NotFound,
-            Rejection::LastWayIn => Self::Conflict { detail: r.to_string(), field: None },
+            | Rejection::OperatorNotFound(_)
+            | Rejection::PartnerNotFound(_) => Self::NotFound,
+            Rejection::LastWayIn | Rejection::PartnerHasTenants(_) => {
+                Self::Conflict { detail: r.to_string(), field: None }
+            }
             Rejection::TenantSuspended => Self::Forbidden("tenant is suspended".into()),
             Rejection::Forbidden => Self::Forbidden("role may not do this".into()),
             Rejection::LimitReached { limit, max } => Self::LimitReached { limit, max, retry_after: None },

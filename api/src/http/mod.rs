@@ -111,13 +111,10 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .build(),
     );
     if role != ServeRole::Queries {
-        api = api.merge(commands::router());
+        api = api.merge(commands::router()).merge(operators::commands());
     }
-    // Operators are managed by the platform alone: both sides in one router, served by
-    // every process.
-    api = api.merge(operators::router());
     if role != ServeRole::Commands {
-        api = api.merge(queries::router()).merge(me::router());
+        api = api.merge(queries::router()).merge(me::router()).merge(operators::queries());
     }
     api
 }

@@ -26,11 +26,17 @@ pub struct CreateOperator {
     pub name: String,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// The writes: create, remove, retire the bootstrap key.
+pub fn commands() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_operator, list_operators))
-        .routes(routes!(get_operator, remove_operator))
+        .routes(routes!(create_operator))
+        .routes(routes!(remove_operator))
         .routes(routes!(retire_bootstrap_key))
+}
+
+/// The reads.
+pub fn queries() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_operators)).routes(routes!(get_operator))
 }
 
 fn platform_only(caller: &Caller) -> Result<(), ApiError> {

@@ -21,6 +21,7 @@ use tenantry_store::{
 };
 
 mod operators;
+mod partners;
 
 /// The tenant's stored-bytes and daily-calls limits, decided by the store with the append.
 fn quota(state: &TenantState) -> AppendQuota {
@@ -86,6 +87,14 @@ impl<S: Clone> StateCache<S> {
         self.map.lock().ok()?.get(&(tenant, stream.as_str().to_owned())).cloned()
     }
 
+    /// The streams of `tenant` held here.
+    fn streams_of(&self, tenant: TenantId) -> Vec<String> {
+        self.map
+            .lock()
+            .map(|map| map.keys().filter(|(t, _)| *t == tenant).map(|(_, s)| s.clone()).collect())
+            .unwrap_or_default()
+    }
+
     fn forget(&self, tenant: TenantId) {
         if let Ok(mut map) = self.map.lock() {
             map.retain(|(t, _), _| *t != tenant);
@@ -134,6 +143,7 @@ struct Caches {
     usage: StateCache<UsageState>,
     slugs: StateCache<SlugState>,
     operators: StateCache<tenantry_domain::operator::OperatorsState>,
+    partners: StateCache<tenantry_domain::partner::PartnerState>,
 }
 
 /// How a command reads the streams it decides on.
@@ -189,6 +199,7 @@ impl Commands {
                 usage: StateCache::new(),
                 slugs: StateCache::new(),
                 operators: StateCache::new(),
+                partners: StateCache::new(),
             }),
         }
     }
@@ -623,7 +634,8 @@ impl Commands {
     /// knows of a change another process made. A tenant not held here is left alone.
     pub async fn refresh_tenant(&self, tenant: TenantId) -> Result<(), CommandError> {
         if tenant == TenantId::PLATFORM {
-            return self.refresh_operators().await;
+            self.refresh_operators().await?;
+            return self.refresh_partners().await;
         }
         if self.caches.tenants.get(tenant, &StreamId::tenant()).is_none() {
             return Ok(());

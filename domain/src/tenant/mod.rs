@@ -307,7 +307,12 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::SlugReleased(_)
         | Event::OperatorCreated(_)
         | Event::OperatorRemoved(_)
-        | Event::BootstrapKeyRetired(_) => {}
+        | Event::BootstrapKeyRetired(_)
+        | Event::PartnerRenamed(_)
+        | Event::PartnerDeleted(_)
+        | Event::PartnerKeyIssued(_)
+        | Event::PartnerKeyRevoked(_)
+        | Event::PartnerKeyRotated(_) => {}
     }
     state
 }

@@ -236,6 +236,94 @@ pub async fn usage(
     })
 }
 
+/// One tenant's line in its partner's usage report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantUsage {
+    pub tenant_id: String,
+    pub slug: String,
+    pub name: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub requests: i64,
+    /// Exact decimal.
+    pub cost: String,
+}
+
+/// A partner's usage: each of its tenants (those without usage too) and the total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartnerUsage {
+    pub partner_id: String,
+    pub from: String,
+    pub to: String,
+    pub tenants: Vec<TenantUsage>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub requests: i64,
+    pub total_cost: String,
+}
+
+/// The usage of every tenant of `partner` from day `from` to day `to` inclusive.
+pub async fn partner_usage(
+    db: &ReadDb,
+    partner: tenantry_domain::PartnerId,
+    from: &str,
+    to: &str,
+) -> Result<PartnerUsage, ProjectionError> {
+    let tenants =
+        sqlx::query("SELECT tenant_id, slug, name FROM dir_tenants WHERE partner_id = $1 ORDER BY slug")
+            .bind(partner.to_string())
+            .fetch_all(db.readers())
+            .await?;
+    let usage = sqlx::query(
+        "SELECT u.tenant_id, u.prompt_tokens, u.completion_tokens, u.cost_nanos, u.requests
+         FROM usage_daily u JOIN dir_tenants t ON t.tenant_id = u.tenant_id
+         WHERE t.partner_id = $1 AND u.day >= $2 AND u.day <= $3",
+    )
+    .bind(partner.to_string())
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.readers())
+    .await?;
+    // Per tenant: prompt, completion, requests, cost in nanos.
+    let mut sums: HashMap<String, [i64; 4]> = HashMap::new();
+    for r in &usage {
+        let line = sums.entry(text(r, "tenant_id")?).or_default();
+        for (sum, column) in
+            line.iter_mut().zip(["prompt_tokens", "completion_tokens", "requests", "cost_nanos"])
+        {
+            *sum = sum.saturating_add(int(r, column)?);
+        }
+    }
+    let mut total = [0i64; 4];
+    let mut lines = Vec::with_capacity(tenants.len());
+    for r in &tenants {
+        let id = text(r, "tenant_id")?;
+        let [p, c, n, cost] = sums.get(&id).copied().unwrap_or_default();
+        for (t, v) in total.iter_mut().zip([p, c, n, cost]) {
+            *t = t.saturating_add(v);
+        }
+        lines.push(TenantUsage {
+            tenant_id: id,
+            slug: text(r, "slug")?,
+            name: text(r, "name")?,
+            prompt_tokens: p,
+            completion_tokens: c,
+            requests: n,
+            cost: money(cost),
+        });
+    }
+    Ok(PartnerUsage {
+        partner_id: partner.to_string(),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        tenants: lines,
+        prompt_tokens: total[0],
+        completion_tokens: total[1],
+        requests: total[2],
+        total_cost: money(total[3]),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod conversations;
 pub mod directory;
+pub mod partners;
 pub mod tenants;
 pub mod usage;
 
@@ -20,4 +21,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(directory::router())
         .merge(conversations::router())
         .merge(usage::router())
+        .merge(partners::router())
 }

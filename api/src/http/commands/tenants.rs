@@ -295,8 +295,7 @@ pub async fn create_partner(
 ) -> Result<Response, ApiError> {
     let ctx = caller.acting_on(TenantId::PLATFORM);
     let partner =
-        tenants::create_partner(&state.commands, state.projections.db(), &state.keys, &ctx, &body.name)
-            .await?;
+        tenantry_app::partners::create_partner(&state.commands, &state.keys, &ctx, &body.name).await?;
     let (id, location) = (partner.partner_id.to_string(), format!("/v1/partners/{}", partner.partner_id));
     let read = || directory::partner(state.projections.db(), partner.partner_id);
     let created = (StatusCode::CREATED, partner.written, location);

@@ -56,6 +56,35 @@ fn operations() -> Vec<Operation> {
             Query::None
         ),
         op!("get", "/v1/partners/{partner_id}", "getPartner", [(OK, "Partner")], Query::None),
+        op!(
+            "patch",
+            "/v1/partners/{partner_id}",
+            "updatePartner",
+            [(OK, "Partner"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!("delete", "/v1/partners/{partner_id}", "deletePartner", [(OK, "Written")], Query::None),
+        op!(
+            "get",
+            "/v1/partners/{partner_id}/usage",
+            "getPartnerUsage",
+            [(OK, "PartnerUsage")],
+            Query::Period
+        ),
+        op!(
+            "post",
+            "/v1/partners/{partner_id}/keys/{key_id}/rotate",
+            "rotatePartnerKey",
+            [(OK, "RotatedKey")],
+            Query::None
+        ),
+        op!(
+            "delete",
+            "/v1/partners/{partner_id}/keys/{key_id}",
+            "revokePartnerKey",
+            [(OK, "Written")],
+            Query::None
+        ),
         op!("get", "/v1/operators", "listOperators", [(OK, "OperatorPage")], Query::Page),
         op!(
             "post",
@@ -297,6 +326,7 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("CreateTenant", "name", name.clone()),
         ("CreatePartner", "name", name.clone()),
         ("CreateOperator", "name", name.clone()),
+        ("PatchPartner", "name", name.clone()),
         ("CreateAgent", "name", name.clone()),
         ("CreateAgent", "model", name.clone()),
         ("CreateKey", "name", name.clone()),

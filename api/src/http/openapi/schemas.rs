@@ -160,6 +160,25 @@ pub(super) fn schemas() -> Map<String, Value> {
         "total_tokens": { "type": "integer" },
         "total_cost": { "type": "string" },
     }));
+    let tenant_usage = object(json!({
+        "tenant_id": { "type": "string", "format": "uuid" },
+        "slug": { "type": "string" },
+        "name": { "type": "string" },
+        "prompt_tokens": { "type": "integer" },
+        "completion_tokens": { "type": "integer" },
+        "requests": { "type": "integer" },
+        "cost": { "type": "string", "description": "exact decimal" },
+    }));
+    let partner_usage = object(json!({
+        "partner_id": { "type": "string", "format": "uuid" },
+        "from": { "type": "string", "format": "date" },
+        "to": { "type": "string", "format": "date" },
+        "tenants": { "type": "array", "items": { "$ref": "#/components/schemas/TenantUsage" } },
+        "prompt_tokens": { "type": "integer" },
+        "completion_tokens": { "type": "integer" },
+        "requests": { "type": "integer" },
+        "total_cost": { "type": "string", "description": "exact decimal" },
+    }));
     let problem = json!({
         "type": "object",
         "description": "RFC 9457 problem details",
@@ -213,6 +232,16 @@ pub(super) fn schemas() -> Map<String, Value> {
         ("QuotaPage", page("Quota")),
         ("UsageLine", usage_line),
         ("UsageReport", usage),
+        ("TenantUsage", tenant_usage),
+        ("PartnerUsage", partner_usage),
+        (
+            "RotatedKey",
+            object(json!({
+                "id": { "type": "string", "format": "uuid" },
+                "position": { "type": "integer" },
+                "key": { "type": "string", "description": "the new secret, shown once" },
+            })),
+        ),
         ("Accepted", object(json!({ "id": { "type": "string" } }))),
         ("Written", object(json!({ "id": { "type": "string" }, "position": { "type": "integer" } }))),
         ("Recorded", object(json!({ "position": { "type": "integer" }, "recorded": { "type": "boolean" } }))),

@@ -11,6 +11,7 @@ use tenantry_projections::models::MAX_PAGE;
 pub mod conversations;
 pub mod directory;
 pub mod export;
+pub mod partners;
 pub mod reports;
 
 /// Page parameters shared by list routes.
@@ -54,4 +55,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(conversations::router())
         .merge(reports::router())
         .merge(export::router())
+        .merge(partners::router())
 }

@@ -28,6 +28,20 @@ pub struct Period {
     pub to: Option<TimeBound>,
 }
 
+impl Period {
+    /// The first and last day asked for (`YYYY-MM-DD`): this month so far by default; 422
+    /// when `from` is after `to`.
+    pub fn days(&self) -> Result<(String, String), ApiError> {
+        let today = Utc::now().date_naive();
+        let from = self.from.as_ref().map_or_else(|| today.with_day(1).unwrap_or(today), |b| b.day());
+        let to = self.to.as_ref().map_or(today, |b| b.day());
+        if from > to {
+            return Err(ApiError::Unprocessable { field: "from".into(), reason: "after `to`".into() });
+        }
+        Ok((from.to_string(), to.to_string()))
+    }
+}
+
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -61,13 +75,8 @@ pub async fn usage(
     AppQuery(p): AppQuery<Period>,
 ) -> Result<Response, ApiError> {
     caught_up(&state, billing::NAME, &ctx, min).await?;
-    let today = Utc::now().date_naive();
-    let from = p.from.map_or_else(|| today.with_day(1).unwrap_or(today), TimeBound::day);
-    let to = p.to.map_or(today, TimeBound::day);
-    if from > to {
-        return Err(ApiError::Unprocessable { field: "from".into(), reason: "after `to`".into() });
-    }
-    let report = billing::usage(&ctx, state.projections.db(), &from.to_string(), &to.to_string()).await?;
+    let (from, to) = p.days()?;
+    let report = billing::usage(&ctx, state.projections.db(), &from, &to).await?;
     Ok(Json(report).into_response())
 }
 

@@ -309,7 +309,32 @@ impl Projector for Directory {
                     )
                     .await?;
                 }
-                Event::BootstrapKeyRetired(_) => {}
+                Event::BootstrapKeyRetired(_) | Event::PartnerKeyRotated(_) => {}
+                Event::PartnerRenamed(p) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_partners SET name = $1 WHERE tenant_id = $2 AND partner_id = $3",
+                        vec![p.name.as_str().into(), t(), p.partner_id.to_string().into()],
+                    )
+                    .await?;
+                }
+                Event::PartnerDeleted(p) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_partners SET deleted = 1 WHERE tenant_id = $1 AND partner_id = $2",
+                        vec![t(), p.partner_id.to_string().into()],
+                    )
+                    .await?;
+                    crate::platform::forget_partner_keys(conn, p.partner_id).await?;
+                }
+                // The platform's key table finds a partner key by its id; the partner's stream
+                // decides whether its secret opens it. Idempotent, so a rebuild may run it again.
+                Event::PartnerKeyIssued(k) => {
+                    crate::platform::keep_partner_key(conn, k.key_id, k.partner_id, &k.secret_hash).await?;
+                }
+                Event::PartnerKeyRevoked(k) => {
+                    crate::platform::forget_partner_key(conn, k.key_id).await?;
+                }
                 Event::PartnerCreated(p) => {
                     exec(
                         conn,

@@ -172,7 +172,7 @@ pub async fn partners(
 ) -> Result<Page<PartnerRow>, ProjectionError> {
     let rows = sqlx::query(
         "SELECT partner_id, name, created_at FROM dir_partners
-         WHERE tenant_id = $1 AND partner_id > $2 AND ($3 = '' OR partner_id = $3)
+         WHERE tenant_id = $1 AND deleted = 0 AND partner_id > $2 AND ($3 = '' OR partner_id = $3)
          ORDER BY partner_id LIMIT $4",
     )
     .bind(tenantry_domain::TenantId::PLATFORM.to_string())
@@ -185,10 +185,19 @@ pub async fn partners(
     Ok(Page::from_rows(rows, limit, |p: &PartnerRow| p.partner_id.clone()))
 }
 
+/// How many tenants a partner has (purged ones are gone from the directory).
+pub async fn partner_tenant_count(db: &ReadDb, partner: PartnerId) -> Result<u64, ProjectionError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM dir_tenants WHERE partner_id = $1")
+        .bind(partner.to_string())
+        .fetch_one(db.readers())
+        .await?;
+    Ok(u64::try_from(int(&row, "n")?).unwrap_or(0))
+}
+
 /// One partner, from the platform's log.
 pub async fn partner(db: &ReadDb, partner: PartnerId) -> Result<Option<PartnerRow>, ProjectionError> {
     let row = sqlx::query(
-        "SELECT partner_id, name, created_at FROM dir_partners WHERE tenant_id = $1 AND partner_id = $2",
+        "SELECT partner_id, name, created_at FROM dir_partners WHERE tenant_id = $1 AND partner_id = $2 AND deleted = 0",
     )
     .bind(tenantry_domain::TenantId::PLATFORM.to_string())
     .bind(partner.to_string())
