@@ -133,6 +133,7 @@ impl Application {
             key_cache: Default::default(),
             idempotency,
             denials: Default::default(),
+            reads: Default::default(),
             oidc,
             last_used: Default::default(),
         });

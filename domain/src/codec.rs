@@ -345,6 +345,7 @@ events! {
     PartnerKeyIssued => "partner_key.issued" v 1,
     PartnerKeyRevoked => "partner_key.revoked" v 1,
     PartnerKeyRotated => "partner_key.rotated" v 1,
+    DataRead => "data.read" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

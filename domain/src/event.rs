@@ -275,6 +275,17 @@ pub struct AccessDenied {
     pub reason: String,
 }
 
+/// The tenant's data was read from outside it: by the platform's operator or a partner's
+/// admin. Kept in the tenant's audit trail (who looked at what), charged to no one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRead {
+    /// What was read (`GET /v1/tenants/<id>/conversations` …): one record for a listing.
+    pub action: String,
+    /// The requests this record stands for: repeats within a minute are folded into the
+    /// next record.
+    pub reads: u64,
+}
+
 /// The tombstone of a purged tenant, kept in the platform log ([`crate::TenantId::PLATFORM`]).
 /// It holds no personal data: ids, who asked, when, and what was deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +422,7 @@ pub enum Event {
     PartnerKeyIssued(PartnerKeyIssued),
     PartnerKeyRevoked(PartnerKeyRevoked),
     PartnerKeyRotated(PartnerKeyRotated),
+    DataRead(DataRead),
 }
 
 impl Event {

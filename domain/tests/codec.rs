@@ -177,6 +177,7 @@ fn event() -> impl Strategy<Value = Event> {
         ),
         id().prop_map(|operator_id| Event::OperatorRemoved(OperatorRemoved { operator_id })),
         Just(Event::BootstrapKeyRetired(BootstrapKeyRetired {})),
+        (text(), 1u64..1000).prop_map(|(action, reads)| Event::DataRead(DataRead { action, reads })),
         (id(), text())
             .prop_map(|(partner_id, name)| Event::PartnerRenamed(PartnerRenamed { partner_id, name })),
         id().prop_map(|partner_id| Event::PartnerDeleted(PartnerDeleted { partner_id })),

@@ -106,10 +106,13 @@ impl FromRequestParts<AppState> for Scoped {
                 field: Some("tenant_id".into()),
             })?;
         if caller.partner_reaches(state, tenant).await {
-            return Ok(Self(caller.acting_on(tenant)));
+            let ctx = caller.acting_on(tenant);
+            record_read(state, parts, &ctx).await;
+            return Ok(Self(ctx));
         }
         match caller.context(tenant) {
             Ok(ctx) => {
+                record_read(state, parts, &ctx).await;
                 let route =
                     parts.extensions.get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
                 if let Some(route) = route {
@@ -145,6 +148,22 @@ impl FromRequestParts<AppState> for Administering {
             return Err(ApiError::Forbidden("a user key may not do this".into()));
         }
         Ok(Self(ctx))
+    }
+}
+
+/// A read of a tenant's data from outside it (the platform's operator, a partner's admin):
+/// recorded in the tenant's audit trail as `data.read`, one record for the request however
+/// many rows it lists, repeats of the same read within a minute folded into the next record.
+async fn record_read(state: &AppState, parts: &Parts, ctx: &TenantContext) {
+    let outside = matches!(ctx.role, Role::SuperAdmin | Role::PartnerAdmin);
+    if !outside || !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD) {
+        return;
+    }
+    let action = format!("{} {}", parts.method, parts.uri.path());
+    let now = std::time::Instant::now();
+    let Some(folded) = state.reads.admit(ctx.tenant_id, &ctx.actor.to_string(), &action, now) else { return };
+    if let Err(e) = state.commands.record_read(ctx, &action, folded + 1).await {
+        tracing::warn!(error = %e, tenant = %ctx.tenant_id, "could not record a read of a tenant's data");
     }
 }
 

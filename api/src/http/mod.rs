@@ -18,8 +18,8 @@ use tenantry_app::{Commands, Written};
 
 pub mod access;
 pub mod auth;
+pub mod coalesce;
 pub mod commands;
-pub mod denials;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -75,7 +75,10 @@ pub struct Shared {
     pub key_cache: key_cache::KeyCache,
     pub purger: crate::compliance::Purger,
     /// Refused requests, coalesced before they are audited.
-    pub denials: denials::Denials,
+    pub denials: coalesce::Coalescer,
+    /// Reads of a tenant's data by the platform or a partner, coalesced before they are
+    /// audited.
+    pub reads: coalesce::Coalescer,
     /// First answers to `Idempotency-Key`s.
     pub idempotency: idempotency::Idempotency,
     /// The identity providers whose tokens are taken, when configured.

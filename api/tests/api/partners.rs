@@ -165,6 +165,36 @@ async fn partner_lifecycle(api: Api) {
     let (s, _, _) = api.call(&key, M::GET, &format!("{usage}?from=2026-02-01&to=2026-01-01"), None).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 
+    // What the partner's admin reads of a tenant is in that tenant's audit trail, a listing
+    // read twice in a minute one record; the tenant's own reads are not recorded.
+    let agents = format!("/v1/tenants/{a}/agents");
+    for reader in [&key, &key, &tenant_admin] {
+        assert_eq!(api.call(reader, M::GET, &agents, None).await.0, StatusCode::OK);
+    }
+    let audit = format!("/v1/tenants/{a}/audit?actor=apikey:{}", key_id(&key));
+    let mut reads = Vec::new();
+    for _ in 0..200 {
+        let (_, page, _) = api.call(&tenant_admin, M::GET, &audit, None).await;
+        reads =
+            page["items"].as_array().unwrap().iter().filter(|e| e["outcome"] == "read").cloned().collect();
+        if reads.iter().any(|e| e["action"] == json!(format!("GET {agents}"))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let agent_reads: Vec<_> =
+        reads.iter().filter(|e| e["action"] == json!(format!("GET {agents}"))).collect();
+    assert_eq!(agent_reads.len(), 1, "{reads:?}");
+    let (_, own, _) = api
+        .call(
+            &tenant_admin,
+            M::GET,
+            &format!("/v1/tenants/{a}/audit?actor=apikey:{}", key_id(&tenant_admin)),
+            None,
+        )
+        .await;
+    assert!(own["items"].as_array().unwrap().iter().all(|e| e["outcome"] != "read"), "{own}");
+
     // Renamed by the platform or its own admins.
     let (s, renamed, _) = api
         .call(&key, M::PATCH, &format!("/v1/partners/{partner}"), Some(json!({"name": "Resell Two"})))

@@ -561,14 +561,38 @@ impl Commands {
         action: &str,
         reason: String,
     ) -> Result<Option<Written>, CommandError> {
-        if self.store.head(ctx).await?.is_none() {
-            return Ok(None);
-        }
         let event = Event::AccessDenied(tenantry_domain::event::AccessDenied {
             action: action.chars().take(300).collect(),
             target: None,
             reason,
         });
+        self.audit_uncharged(ctx, event).await
+    }
+
+    /// The audit record of a read of the tenant's data from outside it (the platform's
+    /// operator, a partner's admin), standing for `reads` requests: a `data.read` event on the
+    /// tenant's `audit` stream, uncharged like a refusal. A tenant without a log gets none.
+    pub async fn record_read(
+        &self,
+        ctx: &TenantContext,
+        action: &str,
+        reads: u64,
+    ) -> Result<Option<Written>, CommandError> {
+        let event = Event::DataRead(tenantry_domain::event::DataRead {
+            action: action.chars().take(300).collect(),
+            reads: reads.max(1),
+        });
+        self.audit_uncharged(ctx, event).await
+    }
+
+    async fn audit_uncharged(
+        &self,
+        ctx: &TenantContext,
+        event: Event,
+    ) -> Result<Option<Written>, CommandError> {
+        if self.store.head(ctx).await?.is_none() {
+            return Ok(None);
+        }
         let request = AppendRequest::to_stream(
             StreamId::audit(),
             ExpectedVersion::Any,

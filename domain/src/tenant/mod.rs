@@ -312,7 +312,8 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::PartnerDeleted(_)
         | Event::PartnerKeyIssued(_)
         | Event::PartnerKeyRevoked(_)
-        | Event::PartnerKeyRotated(_) => {}
+        | Event::PartnerKeyRotated(_)
+        | Event::DataRead(_) => {}
     }
     state
 }

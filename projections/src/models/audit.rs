@@ -38,6 +38,7 @@ fn target(event: &Event) -> Option<String> {
         Event::MessageAppended(e) => format!("conversation:{}", e.conversation_id),
         Event::UsageRecorded(e) => format!("model:{}", e.model),
         Event::AccessDenied(e) => return e.target.clone(),
+        Event::DataRead(_) => return None,
         Event::TenantPurged(e) => format!("tenant:{}", e.tenant_id),
         Event::PartnerCreated(e) => format!("partner:{}", e.partner_id),
         Event::PartnerRenamed(e) => format!("partner:{}", e.partner_id),
@@ -74,6 +75,11 @@ impl Projector for AuditLog {
             .map(|e| {
                 let (action, outcome, reason) = match &e.event {
                     Event::AccessDenied(d) => (d.action.clone(), "denied", Some(d.reason.clone())),
+                    Event::DataRead(r) => {
+                        let reason =
+                            (r.reads > 1).then(|| format!("{} reads folded into this record", r.reads));
+                        (r.action.clone(), "read", reason)
+                    }
                     other => (other.event_type().to_owned(), "ok", None),
                 };
                 vec![

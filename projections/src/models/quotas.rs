@@ -60,9 +60,9 @@ impl Projector for Quotas {
         };
         let mut deltas: BTreeMap<String, Delta> = BTreeMap::new();
         for e in events {
-            // The audit record of a refused request is stored uncharged: neither bytes nor a
-            // call of its target.
-            if matches!(e.event, Event::AccessDenied(_)) {
+            // The audit record of a refused request, or of a read from outside the tenant, is
+            // stored uncharged: neither bytes nor a call of the tenant.
+            if matches!(e.event, Event::AccessDenied(_) | Event::DataRead(_)) {
                 continue;
             }
             deltas.entry("all".into()).or_default().bytes += e.payload_bytes as i64;

@@ -289,6 +289,7 @@ impl Projector for Directory {
                 | Event::MessageAppended(_)
                 | Event::UsageRecorded(_)
                 | Event::AccessDenied(_)
+                | Event::DataRead(_)
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}

@@ -1,7 +1,8 @@
-//! Coalescing of refused requests before they reach the target's audit trail: the first
-//! refusal of a (tenant, credential, action) is recorded at once; repeats within a minute are
-//! counted, and the next one recorded after the minute says how many it stands for. A flood
-//! of refusals writes a line a minute, not a line a request.
+//! Coalescing of audit records of requests (refusals, and reads by the platform or a
+//! partner) before they reach the tenant's audit trail: the first of a (tenant, credential,
+//! action) is recorded at once; repeats within a minute are counted, and the next one
+//! recorded after the minute says how many it stands for. A flood writes a line a minute,
+//! not a line a request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,22 +10,22 @@ use std::time::{Duration, Instant};
 
 use tenantry_domain::TenantId;
 
-/// How long repeats of one refusal are folded into the next record.
+/// How long repeats of one record are folded into the next.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-/// Refusals kept before the map starts afresh (a bound on memory).
+/// Records kept before the map starts afresh (a bound on memory).
 const MAX_KEPT: usize = 100_000;
 
 type Key = (TenantId, String, String);
 
 #[derive(Debug, Default)]
-pub struct Denials {
+pub struct Coalescer {
     // Guards only the map; never held across an await.
     seen: Mutex<HashMap<Key, (Instant, u64)>>,
 }
 
-impl Denials {
-    /// Whether to record this refusal now, and how many earlier ones it stands for (`None`:
+impl Coalescer {
+    /// Whether to record this request now, and how many earlier ones it stands for (`None`:
     /// fold it into a later record).
     pub fn admit(&self, tenant: TenantId, actor: &str, action: &str, now: Instant) -> Option<u64> {
         let Ok(mut seen) = self.seen.lock() else { return Some(0) };
@@ -53,7 +54,7 @@ mod tests {
 
     #[test]
     fn a_flood_is_one_record_a_window_that_counts_the_rest() {
-        let d = Denials::default();
+        let d = Coalescer::default();
         let (t, t0) = (TenantId::new(), Instant::now());
         assert_eq!(d.admit(t, "key:a", "GET /x", t0), Some(0));
         for i in 1..=29 {
