@@ -94,6 +94,9 @@ pub enum PurgeError {
     UnknownTenant(TenantId),
     #[error("the platform log cannot be purged")]
     Platform,
+    /// The tenant has this many tenants below it, and the purge was not asked to cascade.
+    #[error("the tenant has {0} tenants below it")]
+    HasChildren(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -331,6 +334,31 @@ impl Purger {
             self.spawn(tenant);
         }
         Ok(report)
+    }
+
+    /// Purge a tenant and, with `cascade`, every tenant below it, each on its own (requested,
+    /// run in the background, resumed after a restart like any purge). Without `cascade`, a
+    /// tenant with tenants below it is refused. Returns the tenant's record and how many
+    /// tenants below it were asked to go.
+    pub async fn start_tree(
+        &self,
+        by: &TenantContext,
+        tenant: TenantId,
+        cascade: bool,
+    ) -> Result<(PurgeReport, usize), PurgeError> {
+        let below =
+            tenantry_projections::models::directory::descendants(self.projections.db(), tenant).await?;
+        if !below.is_empty() && !cascade {
+            return Err(PurgeError::HasChildren(below.len()));
+        }
+        for child in &below {
+            match self.start(by, *child).await {
+                // Gone already (purged on its own meanwhile).
+                Ok(_) | Err(PurgeError::UnknownTenant(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((self.start(by, tenant).await?, below.len()))
     }
 
     fn spawn(&self, tenant: TenantId) {

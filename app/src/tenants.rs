@@ -1,9 +1,9 @@
 //! Use cases that take more than one command: a tenant with its slug, the erasure of a
 //! person.
 
-use tenantry_domain::command::{CreateTenant, EraseUser};
+use tenantry_domain::command::{CreateTenant, EraseUser, Parent};
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
-use tenantry_domain::{PlanCatalog, Rejection, TenantContext, UserId};
+use tenantry_domain::{PlanCatalog, Rejection, TenantContext, TenantId, UserId};
 use tenantry_store::EventStore;
 
 use crate::commands::{Commands, Written};
@@ -17,8 +17,19 @@ pub async fn create_tenant(
     commands: &Commands,
     plans: PlanCatalog,
     ctx: &TenantContext,
-    command: CreateTenant,
+    mut command: CreateTenant,
+    parent_id: Option<TenantId>,
 ) -> Result<Written, AppError> {
+    // A child is decided on what its parent's own stream says of it.
+    if let Some(parent_id) = parent_id {
+        let parent = commands.tenant_now(&TenantContext::system(parent_id)).await?;
+        command.parent = Some(Parent {
+            tenant_id: parent_id,
+            exists: parent.exists,
+            ancestors: parent.ancestors,
+            partner_id: parent.partner_id,
+        });
+    }
     let slug = command.slug.clone();
     let command = TenantCommand::CreateTenant(command);
     tenant::decide(ctx, &TenantState::new(plans), &command)?;

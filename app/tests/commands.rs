@@ -24,6 +24,7 @@ async fn race(h: &Harness) {
         partner_id: None,
         settings: TenantSettings::default(),
         limits: LimitOverrides { max_agents: Some(5), max_users: Some(3), ..Default::default() },
+        parent: None,
     };
     commands.tenant(&platform, &TenantCommand::CreateTenant(created)).await.unwrap();
     let admin = TenantContext { role: Role::Admin, ..platform.clone() };
@@ -84,6 +85,7 @@ async fn two_nodes(h: &Harness) {
         partner_id: None,
         settings: TenantSettings::default(),
         limits: LimitOverrides { tokens_per_month: Some(100), ..Default::default() },
+        parent: None,
     };
     a.tenant(&platform, &TenantCommand::CreateTenant(created)).await.unwrap();
     let agent_id = AgentId::new();

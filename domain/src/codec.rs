@@ -155,6 +155,39 @@ pub mod v1 {
     }
 }
 
+/// `tenant.created` v1, before tenants had parents.
+pub mod v1_tenant {
+    use serde::{Deserialize, Serialize};
+
+    use crate::event::Settings;
+    use crate::ids::PartnerId;
+    use crate::limits::{LimitOverrides, Plan};
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TenantCreated {
+        pub slug: String,
+        pub name: String,
+        pub plan: Plan,
+        pub partner_id: Option<PartnerId>,
+        pub settings: Settings,
+        pub limits: LimitOverrides,
+    }
+
+    impl From<TenantCreated> for crate::event::TenantCreated {
+        fn from(v1: TenantCreated) -> Self {
+            Self {
+                slug: v1.slug,
+                name: v1.name,
+                plan: v1.plan,
+                partner_id: v1.partner_id,
+                settings: v1.settings,
+                limits: v1.limits,
+                ancestors: Vec::new(),
+            }
+        }
+    }
+}
+
 /// Shapes of schema version 2, kept so old events still decode.
 pub mod v2 {
     use serde::{Deserialize, Serialize};
@@ -312,7 +345,7 @@ macro_rules! events {
 }
 
 events! {
-    TenantCreated => "tenant.created" v 1,
+    TenantCreated => "tenant.created" v 2,
     TenantUpdated => "tenant.updated" v 1,
     TenantSuspended => "tenant.suspended" v 1,
     TenantResumed => "tenant.resumed" v 1,
@@ -383,6 +416,7 @@ macro_rules! older {
 }
 
 older! {
+    TenantCreated v 1 => v1_tenant::TenantCreated,
     AgentCreated v 1 => v1::AgentCreated,
     ApiKeyIssued v 1 => v1::ApiKeyIssued,
     ApiKeyIssued v 2 => v2::ApiKeyIssued,

@@ -50,6 +50,18 @@ pub struct CreateTenant {
     pub partner_id: Option<PartnerId>,
     pub settings: Settings,
     pub limits: LimitOverrides,
+    /// The tenant to create it under, as its own stream tells it.
+    pub parent: Option<Parent>,
+}
+
+/// A parent tenant as its stream tells it, for the decision on a child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parent {
+    pub tenant_id: crate::ids::TenantId,
+    /// Whether it exists (and is not purged).
+    pub exists: bool,
+    pub ancestors: Vec<crate::ids::TenantId>,
+    pub partner_id: Option<PartnerId>,
 }
 
 /// A merge patch of the tenant: absent fields stay. Limits merge by name.

@@ -45,6 +45,7 @@ pub struct Settings {
     pub feature_flags: Vec<(String, bool)>,
 }
 
+/// Schema version 2: `ancestors` (version 1 tenants have none: they are roots).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantCreated {
     pub slug: String,
@@ -53,6 +54,8 @@ pub struct TenantCreated {
     pub partner_id: Option<PartnerId>,
     pub settings: Settings,
     pub limits: LimitOverrides,
+    /// The tenants above this one, the root first and the parent last; empty for a root.
+    pub ancestors: Vec<crate::ids::TenantId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -79,7 +79,8 @@ fn event() -> impl Strategy<Value = Event> {
                 plan,
                 partner_id,
                 settings,
-                limits
+                limits,
+                ancestors: Vec::new(),
             })
         ),
         (

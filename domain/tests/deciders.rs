@@ -126,6 +126,7 @@ fn a_settings_patch_keeps_what_it_does_not_name_and_clears_what_is_null() {
         partner_id: None,
         settings: start.settings,
         limits: start.limits,
+        ancestors: Vec::new(),
     })];
     let patch = SettingsPatch {
         agent_name: Patch::Clear,

@@ -96,6 +96,7 @@ fn start(max: u64) -> TenantState {
                 max_api_keys: Some(max),
                 ..Default::default()
             },
+            ancestors: Vec::new(),
         }),
     )
 }

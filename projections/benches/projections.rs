@@ -63,6 +63,7 @@ async fn load_tenant(store: &EventStore, events: usize) {
         partner_id: None,
         settings: Settings::default(),
         limits: Default::default(),
+        ancestors: Vec::new(),
     });
     let mut directory = vec![new(&created)];
     let agents: Vec<AgentId> = (0..3).map(|_| AgentId::new()).collect();

@@ -201,6 +201,7 @@ async fn mixed_log(h: &Harness, tenants: usize, appends: usize) -> Vec<TenantId>
             partner_id: None,
             settings: Settings::default(),
             limits: Default::default(),
+            ancestors: Vec::new(),
         });
         let agent = AgentId::new();
         let agent_event = Event::AgentCreated(AgentCreated {

@@ -71,13 +71,31 @@ impl Caller {
         }
     }
 
-    /// Whether a partner admin reaches `tenant`: the tenant was created under its partner.
-    /// Decided on the tenant's own stream, not a read model, so a tenant it has just created
-    /// is reachable at once.
-    async fn partner_reaches(&self, state: &AppState, tenant: TenantId) -> bool {
-        let Some(partner) = self.partner.filter(|_| self.role == Role::PartnerAdmin) else { return false };
-        let owner = state.commands.tenant_now(&TenantContext::system(tenant)).await;
-        matches!(owner, Ok(t) if t.exists && t.partner_id == Some(partner))
+    /// Whether a partner admin reaches `tenant` (created under its partner), or a tenant
+    /// admin reaches it from above (its own tenant is one of the tenant's ancestors): the
+    /// domain's rule, decided on the tenant's own stream, so a tenant just created is
+    /// reachable at once. Ancestors and partner never change after creation, so the state
+    /// this process holds decides it.
+    async fn reaches_from_outside(&self, state: &AppState, tenant: TenantId) -> bool {
+        let outside = match self.role {
+            Role::PartnerAdmin => self.partner.is_some(),
+            Role::Admin => self.tenant.is_some_and(|own| own != tenant),
+            Role::SuperAdmin | Role::User => false,
+        };
+        if !outside {
+            return false;
+        }
+        let reaches = |t: &tenantry_domain::tenant::TenantState| {
+            tenantry_domain::tenant::reaches(&self.acting_on(tenant), self.tenant, t)
+        };
+        match state.commands.tenant_known(tenant).await {
+            Ok(known) if known.exists => reaches(&known),
+            // Created elsewhere since this process last read it: read it now.
+            Ok(_) => {
+                matches!(state.commands.tenant_now(&TenantContext::system(tenant)).await, Ok(t) if reaches(&t))
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -105,24 +123,16 @@ impl FromRequestParts<AppState> for Scoped {
                 detail: e.to_string(),
                 field: Some("tenant_id".into()),
             })?;
-        if caller.partner_reaches(state, tenant).await {
+        if caller.reaches_from_outside(state, tenant).await {
             let ctx = caller.acting_on(tenant);
-            record_read(state, parts, &ctx).await;
+            check_scope(&caller, parts)?;
+            record_read(state, parts, &ctx, caller.tenant).await;
             return Ok(Self(ctx));
         }
         match caller.context(tenant) {
             Ok(ctx) => {
-                record_read(state, parts, &ctx).await;
-                let route =
-                    parts.extensions.get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
-                if let Some(route) = route {
-                    super::scopes::check(&caller.scopes, &parts.method, &route).map_err(|lacking| {
-                        match lacking {
-                            Some(scope) => ApiError::InsufficientScope(scope),
-                            None => ApiError::Forbidden("no scope of this key reaches this route".into()),
-                        }
-                    })?;
-                }
+                check_scope(&caller, parts)?;
+                record_read(state, parts, &ctx, caller.tenant).await;
                 Ok(Self(ctx))
             }
             Err(denied) => {
@@ -151,11 +161,21 @@ impl FromRequestParts<AppState> for Administering {
     }
 }
 
-/// A read of a tenant's data from outside it (the platform's operator, a partner's admin):
-/// recorded in the tenant's audit trail as `data.read`, one record for the request however
-/// many rows it lists, repeats of the same read within a minute folded into the next record.
-async fn record_read(state: &AppState, parts: &Parts, ctx: &TenantContext) {
-    let outside = matches!(ctx.role, Role::SuperAdmin | Role::PartnerAdmin);
+/// Whether the caller's scopes reach the route of this request.
+fn check_scope(caller: &Caller, parts: &Parts) -> Result<(), ApiError> {
+    let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() else { return Ok(()) };
+    super::scopes::check(&caller.scopes, &parts.method, route.as_str()).map_err(|lacking| match lacking {
+        Some(scope) => ApiError::InsufficientScope(scope),
+        None => ApiError::Forbidden("no scope of this key reaches this route".into()),
+    })
+}
+
+/// A read of a tenant's data from outside it (the platform's operator, a partner's admin,
+/// an admin of a tenant above it; `own` is the caller's own tenant): recorded in the
+/// tenant's audit trail as `data.read`, one record for the request however many rows it
+/// lists, repeats of the same read within a minute folded into the next record.
+async fn record_read(state: &AppState, parts: &Parts, ctx: &TenantContext, own: Option<TenantId>) {
+    let outside = own != Some(ctx.tenant_id);
     if !outside || !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD) {
         return;
     }

@@ -11,6 +11,7 @@ use tenantry::{Application, Settings};
 mod client;
 mod connections;
 mod contract;
+mod hierarchy;
 mod idempotency;
 mod keys;
 mod lists;
@@ -126,6 +127,7 @@ async fn serve_projects_live_and_the_cli_rebuilds_and_reports_status() {
         partner_id: None,
         settings: TenantSettings::default(),
         limits: Default::default(),
+        ancestors: Vec::new(),
     });
     let out = store
         .append(

@@ -668,6 +668,12 @@ impl Commands {
         Ok(())
     }
 
+    /// The tenant as this process holds it (read once when not held). What never changes
+    /// after creation (its ancestors, its partner) is right in it whatever other processes do.
+    pub async fn tenant_known(&self, tenant: TenantId) -> Result<Arc<TenantState>, CommandError> {
+        Ok(self.tenant_state(&TenantContext::system(tenant), Reading::Cached).await?.0)
+    }
+
     /// The tenant as `decide` sees it now, read to the end of its stream.
     pub async fn tenant_now(&self, ctx: &TenantContext) -> Result<TenantState, CommandError> {
         Ok(self.tenant_state(ctx, Reading::Fresh).await?.0.as_ref().clone())

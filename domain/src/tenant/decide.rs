@@ -54,20 +54,47 @@ pub(super) fn create_tenant(
     require(is_platform(ctx.role), Rejection::Forbidden)?;
     // A partner admin creates tenants under its own partner only.
     if ctx.role == Role::PartnerAdmin {
-        require(ctx.partner_id.is_some() && c.partner_id == ctx.partner_id, Rejection::Forbidden)?;
+        let partner = c.partner_id.or(c.parent.as_ref().and_then(|p| p.partner_id));
+        require(ctx.partner_id.is_some() && partner == ctx.partner_id, Rejection::Forbidden)?;
     }
     require(!state.exists, Rejection::TenantAlreadyExists)?;
     validate::slug(&c.slug)?;
     validate::text("name", &c.name, 1, 200)?;
     validate::settings(&c.settings)?;
     validate::limits(&c.limits)?;
+    let mut ancestors = Vec::new();
+    let mut partner_id = c.partner_id;
+    if let Some(parent) = &c.parent {
+        require(parent.exists, Rejection::invalid("parent_id", "no such tenant"))?;
+        require(
+            parent.ancestors.len() + 1 < super::MAX_DEPTH,
+            Rejection::invalid(
+                "parent_id",
+                format!("a tenant tree is at most {} levels deep", super::MAX_DEPTH),
+            ),
+        )?;
+        if ctx.role == Role::PartnerAdmin {
+            require(parent.partner_id == ctx.partner_id, Rejection::Forbidden)?;
+        }
+        // A child is its parent's partner's, whatever the caller says.
+        match (c.partner_id, parent.partner_id) {
+            (Some(asked), Some(theirs)) if asked != theirs => {
+                return Err(Rejection::invalid("partner_id", "a child tenant has its parent's partner"));
+            }
+            (Some(_), None) => return Err(Rejection::invalid("partner_id", "the parent has no partner")),
+            _ => partner_id = parent.partner_id,
+        }
+        ancestors = parent.ancestors.clone();
+        ancestors.push(parent.tenant_id);
+    }
     Ok(vec![Event::TenantCreated(TenantCreated {
         slug: c.slug.clone(),
         name: c.name.clone(),
         plan: c.plan,
-        partner_id: c.partner_id,
+        partner_id,
         settings: c.settings.clone(),
         limits: c.limits,
+        ancestors,
     })])
 }
 

@@ -15,6 +15,9 @@ mod decide;
 
 pub use decide::MAX_ROTATION_GRACE_SECONDS;
 
+/// The most levels a tree of tenants has: a root and three levels below it.
+pub const MAX_DEPTH: usize = 4;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentEntry {
     pub archived: bool,
@@ -61,6 +64,8 @@ pub struct TenantState {
     pub name: String,
     pub plan: Plan,
     pub partner_id: Option<PartnerId>,
+    /// The tenants above this one, the root first; empty for a root.
+    pub ancestors: Vec<crate::ids::TenantId>,
     pub settings: Settings,
     pub overrides: LimitOverrides,
     pub suspended: bool,
@@ -83,6 +88,7 @@ impl TenantState {
             name: String::new(),
             plan: Plan::Starter,
             partner_id: None,
+            ancestors: Vec::new(),
             settings: Settings::default(),
             overrides: LimitOverrides::default(),
             suspended: false,
@@ -195,13 +201,18 @@ pub fn decide(
 }
 
 /// Whether the caller reaches this tenant: the platform operator every tenant, a partner
-/// admin the tenants created under its partner, a tenant's own keys their tenant. Decided on
-/// the tenant's own stream, so a tenant just created is reachable at once.
+/// admin the tenants created under its partner, a tenant's own keys their tenant, and an
+/// admin of a tenant above it (never a user, never up or sideways). Decided on the tenant's
+/// own stream, so a tenant just created is reachable at once.
 pub fn reaches(ctx: &TenantContext, own_tenant: Option<crate::ids::TenantId>, state: &TenantState) -> bool {
     match ctx.role {
         Role::SuperAdmin => true,
         Role::PartnerAdmin => state.exists && ctx.partner_id.is_some() && state.partner_id == ctx.partner_id,
-        Role::Admin | Role::User => own_tenant == Some(ctx.tenant_id),
+        Role::Admin => {
+            own_tenant == Some(ctx.tenant_id)
+                || (state.exists && own_tenant.is_some_and(|own| state.ancestors.contains(&own)))
+        }
+        Role::User => own_tenant == Some(ctx.tenant_id),
     }
 }
 
@@ -214,6 +225,7 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
             state.name = e.name.clone();
             state.plan = e.plan;
             state.partner_id = e.partner_id;
+            state.ancestors = e.ancestors.clone();
             state.settings = e.settings.clone();
             state.overrides = e.limits;
         }

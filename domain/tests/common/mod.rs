@@ -31,6 +31,7 @@ pub(crate) fn create_cmd(limits: LimitOverrides) -> CreateTenant {
         partner_id: None,
         settings: Settings::default(),
         limits,
+        parent: None,
     }
 }
 
@@ -43,6 +44,7 @@ pub(crate) fn created(limits: LimitOverrides) -> Event {
         partner_id: c.partner_id,
         settings: c.settings,
         limits: c.limits,
+        ancestors: Vec::new(),
     })
 }
 

@@ -178,59 +178,69 @@ pub async fn usage(
     from: &str,
     to: &str,
 ) -> Result<UsageReport, ProjectionError> {
-    let tenant = ctx.tenant_id;
-    let rows = sqlx::query(
-        "SELECT day, model, prompt_tokens, completion_tokens, cost_nanos, unpriced, requests FROM usage_daily
-         WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, model",
-    )
-    .bind(tenant.to_string())
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.readers())
-    .await?;
-    let mut by_day = Vec::with_capacity(rows.len());
-    let mut models: BTreeMap<String, (i64, i64, i64, i64, bool)> = BTreeMap::new();
-    let (mut total_tokens, mut total_cost) = (0i64, 0i64);
-    for r in &rows {
-        let (model, p, c, cost, unpriced, n) = (
-            text(r, "model")?,
-            int(r, "prompt_tokens")?,
-            int(r, "completion_tokens")?,
-            int(r, "cost_nanos")?,
-            int(r, "unpriced")? != 0,
-            int(r, "requests")?,
+    usage_of(db, &[ctx.tenant_id], from, to).await
+}
+
+/// The usage of several tenants together (a tenant and those below it), as one report.
+pub async fn usage_of(
+    db: &ReadDb,
+    tenants: &[tenantry_domain::TenantId],
+    from: &str,
+    to: &str,
+) -> Result<UsageReport, ProjectionError> {
+    // (prompt, completion, cost in nanos, requests, unpriced), by (day, model) and by model.
+    type Sums = (i64, i64, i64, i64, bool);
+    let add = |m: &mut Sums, p: i64, c: i64, cost: i64, n: i64, unpriced: bool| {
+        *m = (
+            m.0.saturating_add(p),
+            m.1.saturating_add(c),
+            m.2.saturating_add(cost),
+            m.3.saturating_add(n),
+            m.4 || unpriced,
         );
-        let m = models.entry(model.clone()).or_default();
-        *m = (m.0 + p, m.1 + c, m.2 + cost, m.3 + n, m.4 || unpriced);
-        total_tokens += p + c;
-        total_cost += cost;
-        by_day.push(UsageLine {
-            day: Some(text(r, "day")?),
-            model,
-            prompt_tokens: p,
-            completion_tokens: c,
-            requests: n,
-            cost: money(cost),
-            unpriced,
-        });
+    };
+    let mut days: BTreeMap<(String, String), Sums> = BTreeMap::new();
+    let mut models: BTreeMap<String, Sums> = BTreeMap::new();
+    let (mut total_tokens, mut total_cost) = (0i64, 0i64);
+    for tenant in tenants {
+        let rows = sqlx::query(
+            "SELECT day, model, prompt_tokens, completion_tokens, cost_nanos, unpriced, requests FROM usage_daily
+             WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, model",
+        )
+        .bind(tenant.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(db.readers())
+        .await?;
+        for r in &rows {
+            let (model, p, c, cost, unpriced, n) = (
+                text(r, "model")?,
+                int(r, "prompt_tokens")?,
+                int(r, "completion_tokens")?,
+                int(r, "cost_nanos")?,
+                int(r, "unpriced")? != 0,
+                int(r, "requests")?,
+            );
+            add(models.entry(model.clone()).or_default(), p, c, cost, n, unpriced);
+            add(days.entry((text(r, "day")?, model)).or_default(), p, c, cost, n, unpriced);
+            total_tokens = total_tokens.saturating_add(p.saturating_add(c));
+            total_cost = total_cost.saturating_add(cost);
+        }
     }
-    let by_model = models
-        .into_iter()
-        .map(|(model, (p, c, cost, n, unpriced))| UsageLine {
-            day: None,
-            model,
-            prompt_tokens: p,
-            completion_tokens: c,
-            requests: n,
-            cost: money(cost),
-            unpriced,
-        })
-        .collect();
+    let line = |day: Option<String>, model: String, (p, c, cost, n, unpriced): Sums| UsageLine {
+        day,
+        model,
+        prompt_tokens: p,
+        completion_tokens: c,
+        requests: n,
+        cost: money(cost),
+        unpriced,
+    };
     Ok(UsageReport {
         from: from.to_owned(),
         to: to.to_owned(),
-        by_day,
-        by_model,
+        by_day: days.into_iter().map(|((day, model), sums)| line(Some(day), model, sums)).collect(),
+        by_model: models.into_iter().map(|(model, sums)| line(None, model, sums)).collect(),
         total_tokens,
         total_cost: money(total_cost),
     })

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use crate::compliance::{PurgeError, PurgeStep};
 use crate::http::auth::{Caller, Scoped};
 use crate::http::error::ApiError;
-use crate::http::extract::{AppJson, AppPath};
+use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::{AppState, keys_retired, object, written};
 use tenantry_app::Written;
 use tenantry_domain::TenantContext;
@@ -58,6 +58,9 @@ pub struct CreateTenant {
     pub plan: Option<Plan>,
     #[schema(value_type = Option<String>)]
     pub partner_id: Option<PartnerId>,
+    /// The tenant to create it under (at most 4 levels deep); it then has its parent's partner.
+    #[schema(value_type = Option<String>)]
+    pub parent_id: Option<TenantId>,
     pub settings: Option<SettingsBody>,
     /// Absent limits keep the plan's value.
     /// Overrides by name: `max_agents`, `max_users`, `max_api_keys`, `api_calls_per_day`,
@@ -162,8 +165,9 @@ pub async fn create(
         partner_id,
         settings: body.settings.map(Into::into).unwrap_or_default(),
         limits: body.limits.unwrap_or_default(),
+        parent: None,
     };
-    let out = tenants::create_tenant(&state.commands, state.plans, &ctx, command).await?;
+    let out = tenants::create_tenant(&state.commands, state.plans, &ctx, command, body.parent_id).await?;
     tenant_object(&state, &ctx, StatusCode::CREATED, out).await
 }
 
@@ -251,16 +255,40 @@ pub async fn resume(State(state): State<AppState>, Scoped(ctx): Scoped) -> Resul
 /// while it runs (in the background, resumed on restart if the process dies) and 200 with
 /// the counts once done; asking again is how to follow it.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 202, description = "Purge under way: `step`"), (status = 200, description = "Purged: `step` is `done`, with counts"), (status = "default", description = "Problem (RFC 9457): 401, 403, 404 or 429")))]
-pub async fn purge_tenant(State(state): State<AppState>, Scoped(ctx): Scoped) -> Result<Response, ApiError> {
+pub async fn purge_tenant(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppQuery(p): AppQuery<PurgeParams>,
+) -> Result<Response, ApiError> {
     if ctx.role != Role::SuperAdmin {
         return Err(ApiError::Forbidden("only the platform operator may purge a tenant".into()));
     }
-    let report = state.purger.start(&ctx, ctx.tenant_id).await.map_err(|e| match e {
-        PurgeError::UnknownTenant(_) | PurgeError::Platform => ApiError::NotFound,
-        other => ApiError::internal(other),
-    })?;
+    let cascade = p.cascade.unwrap_or(false);
+    let (report, below) =
+        state.purger.start_tree(&ctx, ctx.tenant_id, cascade).await.map_err(|e| match e {
+            PurgeError::UnknownTenant(_) | PurgeError::Platform => ApiError::NotFound,
+            PurgeError::HasChildren(n) => ApiError::Conflict {
+                detail: format!(
+                    "the tenant has {n} tenants below it: purge them first, or ask with ?cascade=true"
+                ),
+                field: Some("cascade".into()),
+            },
+            other => ApiError::internal(other),
+        })?;
     let status = if report.step == PurgeStep::Done { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((status, Json(json!(report))).into_response())
+    let mut body = json!(report);
+    body["descendants"] = json!(below);
+    Ok((status, Json(body)).into_response())
+}
+
+/// `DELETE /v1/tenants/{id}`: whether the tenants below it go too.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PurgeParams {
+    /// `true`: purge every tenant below this one as well (each resumably, on its own).
+    /// Without it, a tenant with tenants below it is 409.
+    pub cascade: Option<bool>,
 }
 
 /// `POST /v1/tenants/{id}/users/{user_id}/erase` (admin): erase one person. Their data key

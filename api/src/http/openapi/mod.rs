@@ -33,6 +33,8 @@ enum Query {
     Threads,
     Audit,
     Period,
+    Usage,
+    Purge,
 }
 
 const CREATED: &str = "201";
@@ -111,7 +113,7 @@ fn operations() -> Vec<Operation> {
             "/v1/tenants/{tenant_id}",
             "purgeTenant",
             [(OK, "Purge"), ("202", "Purge")],
-            Query::None
+            Query::Purge
         ),
         op!(
             "post",
@@ -276,7 +278,7 @@ fn operations() -> Vec<Operation> {
             [(OK, "Message")],
             Query::None
         ),
-        op!("get", "/v1/tenants/{tenant_id}/usage", "getUsage", [(OK, "UsageReport")], Query::Period),
+        op!("get", "/v1/tenants/{tenant_id}/usage", "getUsage", [(OK, "UsageReport")], Query::Usage),
         op!(
             "post",
             "/v1/tenants/{tenant_id}/usage",
@@ -297,6 +299,8 @@ fn query_parameters(query: Query) -> Vec<Value> {
         Query::Threads => ThreadParams::into_params(|| Some(ParameterIn::Query)),
         Query::Audit => AuditParams::into_params(|| Some(ParameterIn::Query)),
         Query::Period => Period::into_params(|| Some(ParameterIn::Query)),
+        Query::Usage => crate::http::queries::reports::UsageParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Purge => crate::http::commands::tenants::PurgeParams::into_params(|| Some(ParameterIn::Query)),
     };
     params.into_iter().filter_map(|p| serde_json::to_value(p).ok()).collect()
 }

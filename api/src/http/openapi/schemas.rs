@@ -52,6 +52,7 @@ pub(super) fn schemas() -> Map<String, Value> {
         "plan": { "type": "string", "enum": PLANS },
         "status": { "type": "string", "enum": ["active", "suspended"] },
         "partner_id": nullable("string"),
+        "parent_id": { "type": ["string", "null"], "description": "the tenant it was created under" },
         "settings": { "$ref": "#/components/schemas/Settings" },
         "limits": { "type": "object", "additionalProperties": { "type": ["integer", "null"] } },
         "created_at": time(),

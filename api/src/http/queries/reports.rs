@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{Datelike, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantry_projections::models::{audit, billing, quotas};
+use tenantry_projections::models::{audit, billing, directory, quotas};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -26,6 +26,22 @@ pub struct Period {
     /// Last day, inclusive (a date or an RFC 3339 time); today when absent.
     #[param(value_type = Option<String>)]
     pub to: Option<TimeBound>,
+}
+
+/// `GET …/usage`: a period, and whether the tenants below this one count too.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// First day (a date, or an RFC 3339 time on that UTC day); the first of this month
+    /// when absent.
+    #[param(value_type = Option<String>)]
+    pub from: Option<TimeBound>,
+    /// Last day, inclusive (a date or an RFC 3339 time); today when absent.
+    #[param(value_type = Option<String>)]
+    pub to: Option<TimeBound>,
+    /// `true`: the usage of this tenant and every tenant below it, together.
+    pub include_descendants: Option<bool>,
 }
 
 impl Period {
@@ -72,11 +88,16 @@ pub async fn usage(
     State(state): State<AppState>,
     Administering(ctx): Administering,
     min: MinPosition,
-    AppQuery(p): AppQuery<Period>,
+    AppQuery(p): AppQuery<UsageParams>,
 ) -> Result<Response, ApiError> {
     caught_up(&state, billing::NAME, &ctx, min).await?;
-    let (from, to) = p.days()?;
-    let report = billing::usage(&ctx, state.projections.db(), &from, &to).await?;
+    let period = Period { from: p.from, to: p.to };
+    let (from, to) = period.days()?;
+    let mut tenants = vec![ctx.tenant_id];
+    if p.include_descendants.unwrap_or(false) {
+        tenants.extend(directory::descendants(state.projections.db(), ctx.tenant_id).await?);
+    }
+    let report = billing::usage_of(state.projections.db(), &tenants, &from, &to).await?;
     Ok(Json(report).into_response())
 }
 

@@ -45,8 +45,8 @@ impl Projector for Directory {
                     exec(
                         conn,
                         "INSERT INTO dir_tenants (tenant_id, slug, name, plan, status, partner_id, settings, limits,
-                                                  created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $8)",
+                                                  created_at, updated_at, parent_id, ancestors)
+                         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $8, $9, $10)",
                         vec![
                             t(),
                             c.slug.as_str().into(),
@@ -56,6 +56,8 @@ impl Projector for Directory {
                             json(&c.settings).into(),
                             json(&c.limits).into(),
                             at.into(),
+                            c.ancestors.last().map(|p| p.to_string()).into(),
+                            c.ancestors.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ").into(),
                         ],
                     )
                     .await?;

@@ -28,6 +28,8 @@ pub struct TenantRow {
     pub plan: Plan,
     pub status: TenantStatus,
     pub partner_id: Option<String>,
+    /// The tenant it was created under, if any.
+    pub parent_id: Option<String>,
     #[serde(serialize_with = "settings_view")]
     pub settings: Settings,
     pub limits: LimitOverrides,
@@ -81,6 +83,7 @@ impl TryFrom<&AnyRow> for TenantRow {
             plan: parsed(r, "plan", Plan::parse)?,
             status: parsed(r, "status", TenantStatus::parse)?,
             partner_id: opt_text(r, "partner_id")?,
+            parent_id: opt_text(r, "parent_id")?,
             settings: serde_json::from_str(&text(r, "settings")?).map_err(parse)?,
             limits: serde_json::from_str(&text(r, "limits")?).map_err(parse)?,
             created_at: int(r, "created_at")?,
@@ -215,6 +218,17 @@ impl TryFrom<&AnyRow> for PartnerRow {
             created_at: int(r, "created_at")?,
         })
     }
+}
+
+/// Every tenant below `tenant` (children, their children …), in id order.
+pub async fn descendants(db: &ReadDb, tenant: TenantId) -> Result<Vec<TenantId>, ProjectionError> {
+    let rows = sqlx::query("SELECT tenant_id FROM dir_tenants WHERE ancestors LIKE $1 ORDER BY tenant_id")
+        .bind(format!("%{tenant}%"))
+        .fetch_all(db.readers())
+        .await?;
+    rows.iter()
+        .map(|r| text(r, "tenant_id")?.parse().map_err(|_| ProjectionError::Malformed("tenant id".into())))
+        .collect()
 }
 
 pub async fn tenants(
