@@ -9,6 +9,7 @@
 //! - [`codec`]: the persisted type strings, postcard encoding, upcasting of old versions.
 //! - [`command`]: one type per command, apart from the events.
 //! - [`limits`]: plans, limits and overrides.
+//! - [`inherit`]: what a tenant below others inherits of their settings and limits.
 //! - [`personal`]: personal data of one person, sealed with that person's key.
 //! - [`tenant`]: the tenant aggregate (lifecycle and directory) and its limits.
 //! - [`conversation`]: conversations, messages and monthly usage, and a message that bills
@@ -26,6 +27,7 @@ pub mod context;
 pub mod conversation;
 pub mod event;
 pub mod ids;
+pub mod inherit;
 pub mod limits;
 pub mod operator;
 pub mod partner;

@@ -180,8 +180,15 @@ impl Gates {
 /// A tenant's request limits and whether it is suspended, from the directory.
 async fn tenant_limits(state: &AppState, tenant: TenantId) -> Result<Option<(u64, u64, bool)>, ApiError> {
     let row = directory::tenant(&TenantContext::system(tenant), state.projections.db()).await?;
+    // A tenant below others has the limits it inherits from them unless it sets its own.
+    let inherited = match &row {
+        Some(r) if !r.ancestors.is_empty() => {
+            directory::effective(state.projections.db(), tenant, &state.plans).await?.map(|e| e.limits)
+        }
+        _ => None,
+    };
     Ok(row.map(|row| {
-        let limits = row.effective_limits(&state.plans);
+        let limits = inherited.unwrap_or_else(|| row.effective_limits(&state.plans));
         (
             limits.requests_per_minute,
             limits.max_concurrent_requests,

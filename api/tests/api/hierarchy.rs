@@ -160,6 +160,71 @@ async fn children_keep_their_partner(api: Api) {
     assert_eq!(s, StatusCode::FORBIDDEN, "not under another partner's tenant");
 }
 
+/// A child has its ancestors' settings and limits unless it sets its own; `?effective=true`
+/// says which tenant each came from, and the inherited limits hold.
+async fn settings_and_limits_flow_down(api: Api) {
+    let body = json!({"slug": "flow-root", "name": "R",
+        "settings": {"agent_name": "Ava", "system_prompt": "root", "feature_flags": {"beta": true, "chat": true}},
+        "limits": {"max_agents": 1, "max_users": 40}});
+    let (root, _) = api.create(BOOTSTRAP, "/v1/tenants", body).await;
+    let root = root["id"].as_str().unwrap().to_owned();
+    let body = json!({"slug": "flow-child", "name": "C", "parent_id": root,
+        "settings": {"system_prompt": "child", "feature_flags": {"beta": false}}, "limits": {"max_users": 5}});
+    let (child, _) = api.create(BOOTSTRAP, "/v1/tenants", body).await;
+    let child = child["id"].as_str().unwrap().to_owned();
+    let (k, _) = api
+        .create(BOOTSTRAP, &format!("/v1/tenants/{child}/api-keys"), json!({"name": "a", "role": "admin"}))
+        .await;
+    let key = k["key"].as_str().unwrap().to_owned();
+
+    let (s, own, _) = api.call(&key, M::GET, &format!("/v1/tenants/{child}/settings"), None).await;
+    assert_eq!((s, own["agent_name"].clone()), (StatusCode::OK, Value::Null), "its own settings: {own}");
+    let (s, e, _) =
+        api.call(&key, M::GET, &format!("/v1/tenants/{child}/settings?effective=true"), None).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(e["settings"]["agent_name"], "Ava");
+    assert_eq!(e["settings"]["system_prompt"], "child");
+    assert_eq!(e["settings"]["feature_flags"], json!({"beta": false, "chat": true}));
+    assert_eq!(e["settings_from"]["agent_name"], json!(root));
+    assert_eq!(e["settings_from"]["system_prompt"], json!(child));
+    assert_eq!(e["settings_from"]["default_model"], Value::Null);
+    assert_eq!(e["feature_flags_from"], json!({"beta": child, "chat": root}));
+    assert_eq!((e["limits"]["max_agents"].as_u64(), e["limits"]["max_users"].as_u64()), (Some(1), Some(5)));
+    assert_eq!(
+        (e["limits_from"]["max_agents"].clone(), e["limits_from"]["max_users"].clone()),
+        (json!(root), json!(child))
+    );
+    assert_eq!(e["limits_from"]["max_api_keys"], Value::Null, "from the plan");
+
+    // The inherited limit holds for the child's commands.
+    let agents = format!("/v1/tenants/{child}/agents");
+    api.create(&key, &agents, json!({"name": "one", "model": "m"})).await;
+    let (s, p, _) = api.call(&key, M::POST, &agents, Some(json!({"name": "two", "model": "m"}))).await;
+    assert_eq!((s, p["limit"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("max_agents")), "{p}");
+    // Set on the child itself, its own value wins.
+    let (s, _, _) = api
+        .call(
+            BOOTSTRAP,
+            M::PATCH,
+            &format!("/v1/tenants/{child}"),
+            Some(json!({"limits": {"max_agents": 2}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    api.create(&key, &agents, json!({"name": "two", "model": "m"})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_limits_flow_down_on_sqlite() {
+    settings_and_limits_flow_down(Api::start(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_limits_flow_down_on_postgres() {
+    let Some(h) = Harness::postgres().await else { return };
+    settings_and_limits_flow_down(Api::start(Some(h.url.clone())).await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_form_trees_on_sqlite() {
     tenants_form_trees(Api::start(None).await).await;

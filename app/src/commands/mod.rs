@@ -242,7 +242,29 @@ impl Commands {
         Ok((state, version))
     }
 
+    /// The tenant's state for a decision: as folded from its stream, with the limit
+    /// overrides it inherits from the tenants above it (their states as this process holds
+    /// them, read anew when the decision is read anew).
     async fn tenant_state(
+        &self,
+        ctx: &TenantContext,
+        reading: Reading,
+    ) -> Result<(Arc<TenantState>, u64), StoreError> {
+        let (state, version) = self.tenant_folded(ctx, reading).await?;
+        if state.ancestors.is_empty() {
+            return Ok((state, version));
+        }
+        let mut above = Vec::with_capacity(state.ancestors.len());
+        for ancestor in state.ancestors.iter().rev() {
+            let (a, _) = self.tenant_folded(&TenantContext::system(*ancestor), reading).await?;
+            above.push(a.overrides);
+        }
+        let mut state = Arc::unwrap_or_clone(state);
+        state.inherited = tenantry_domain::inherit::inherited_limits(&above);
+        Ok((Arc::new(state), version))
+    }
+
+    async fn tenant_folded(
         &self,
         ctx: &TenantContext,
         reading: Reading,

@@ -68,6 +68,9 @@ pub struct TenantState {
     pub ancestors: Vec<crate::ids::TenantId>,
     pub settings: Settings,
     pub overrides: LimitOverrides,
+    /// The overrides it inherits from the tenants above it, nearest first; set by whoever
+    /// decides on it (the stream alone does not know them). Its own overrides win.
+    pub inherited: LimitOverrides,
     pub suspended: bool,
     pub agents: BTreeMap<AgentId, AgentEntry>,
     /// Tool id to whether it was removed.
@@ -91,6 +94,7 @@ impl TenantState {
             ancestors: Vec::new(),
             settings: Settings::default(),
             overrides: LimitOverrides::default(),
+            inherited: LimitOverrides::default(),
             suspended: false,
             agents: BTreeMap::new(),
             tools: BTreeMap::new(),
@@ -100,9 +104,9 @@ impl TenantState {
         }
     }
 
-    /// The plan's limits with this tenant's overrides applied.
+    /// The plan's limits with the inherited overrides, then this tenant's own, applied.
     pub fn limits(&self) -> Limits {
-        self.overrides.apply_to(self.plans.limits(self.plan))
+        self.inherited.merge(self.overrides).apply_to(self.plans.limits(self.plan))
     }
 
     pub fn active_agents(&self) -> u64 {

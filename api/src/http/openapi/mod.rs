@@ -35,6 +35,7 @@ enum Query {
     Period,
     Usage,
     Purge,
+    Settings,
 }
 
 const CREATED: &str = "201";
@@ -129,7 +130,13 @@ fn operations() -> Vec<Operation> {
             [(OK, "Tenant"), ("202", "Accepted")],
             Query::None
         ),
-        op!("get", "/v1/tenants/{tenant_id}/settings", "getSettings", [(OK, "Settings")], Query::None),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/settings",
+            "getSettings",
+            [(OK, "SettingsAnswer")],
+            Query::Settings
+        ),
         op!(
             "patch",
             "/v1/tenants/{tenant_id}/settings",
@@ -301,6 +308,9 @@ fn query_parameters(query: Query) -> Vec<Value> {
         Query::Period => Period::into_params(|| Some(ParameterIn::Query)),
         Query::Usage => crate::http::queries::reports::UsageParams::into_params(|| Some(ParameterIn::Query)),
         Query::Purge => crate::http::commands::tenants::PurgeParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Settings => {
+            crate::http::queries::directory::SettingsParams::into_params(|| Some(ParameterIn::Query))
+        }
     };
     params.into_iter().filter_map(|p| serde_json::to_value(p).ok()).collect()
 }

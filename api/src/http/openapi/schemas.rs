@@ -37,6 +37,35 @@ pub(super) const ROLES: [&str; 2] = ["admin", "user"];
 pub(super) const PLANS: [&str; 3] = ["starter", "professional", "enterprise"];
 pub(super) const MESSAGE_ROLES: [&str; 4] = ["user", "assistant", "tool", "system"];
 
+/// `GET …/settings?effective=true`: what the tenant has in effect, and where each value
+/// came from (a tenant id; `null` for the default, or the plan for a limit).
+fn effective_settings() -> Value {
+    let source = json!({ "type": ["string", "null"], "format": "uuid" });
+    let limit_names = [
+        "max_agents",
+        "max_users",
+        "max_api_keys",
+        "api_calls_per_day",
+        "tokens_per_month",
+        "storage_bytes",
+        "requests_per_minute",
+        "max_concurrent_requests",
+    ];
+    let limits: Map<String, Value> =
+        limit_names.iter().map(|n| ((*n).to_owned(), json!({ "type": "integer", "minimum": 0 }))).collect();
+    object(json!({
+        "settings": { "$ref": "#/components/schemas/Settings" },
+        "settings_from": {
+            "type": "object",
+            "additionalProperties": source.clone(),
+            "description": "agent_name, system_prompt, default_model, allowed_models",
+        },
+        "feature_flags_from": { "type": "object", "additionalProperties": { "type": "string", "format": "uuid" } },
+        "limits": object(Value::Object(limits)),
+        "limits_from": { "type": "object", "additionalProperties": source },
+    }))
+}
+
 pub(super) fn schemas() -> Map<String, Value> {
     let settings = object(json!({
         "agent_name": nullable("string"),
@@ -233,6 +262,14 @@ pub(super) fn schemas() -> Map<String, Value> {
         ("QuotaPage", page("Quota")),
         ("UsageLine", usage_line),
         ("UsageReport", usage),
+        ("EffectiveSettings", effective_settings()),
+        (
+            "SettingsAnswer",
+            json!({ "oneOf": [
+                { "$ref": "#/components/schemas/Settings" },
+                { "$ref": "#/components/schemas/EffectiveSettings" },
+            ] }),
+        ),
         ("TenantUsage", tenant_usage),
         ("PartnerUsage", partner_usage),
         (

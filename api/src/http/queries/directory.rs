@@ -139,10 +139,33 @@ pub async fn get_settings(
     State(state): State<AppState>,
     Administering(ctx): Administering,
     min: MinPosition,
+    AppQuery(p): AppQuery<SettingsParams>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state, directory::NAME, &ctx, min).await?;
+    if p.effective.unwrap_or(false) {
+        let e = directory::effective(state.projections.db(), ctx.tenant_id, &state.plans)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        return Ok(Json(json!({
+            "settings": directory::SettingsView::from(&e.settings),
+            "settings_from": e.settings_from,
+            "feature_flags_from": e.feature_flags_from,
+            "limits": e.limits,
+            "limits_from": e.limits_from,
+        })));
+    }
     let row = directory::tenant(&ctx, state.projections.db()).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!(directory::SettingsView::from(&row.settings))))
+}
+
+/// `GET …/settings`: the tenant's own settings, or what it has in effect.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SettingsParams {
+    /// `true`: the settings and limits in effect, inherited from the tenants above unless set
+    /// here, each with the tenant it came from (`null`: the default, or the plan for a limit).
+    pub effective: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api-keys", tag = "directory", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]

@@ -30,6 +30,9 @@ pub struct TenantRow {
     pub partner_id: Option<String>,
     /// The tenant it was created under, if any.
     pub parent_id: Option<String>,
+    /// The tenants above it, the root first.
+    #[serde(skip)]
+    pub ancestors: Vec<TenantId>,
     #[serde(serialize_with = "settings_view")]
     pub settings: Settings,
     pub limits: LimitOverrides,
@@ -66,10 +69,39 @@ fn settings_view<S: serde::Serializer>(settings: &Settings, s: S) -> Result<S::O
 }
 
 impl TenantRow {
-    /// The tenant's limits: its plan's defaults with its overrides applied.
+    /// The tenant's limits: its plan's defaults with its overrides applied (a tenant below
+    /// others inherits theirs too: see [`effective`]).
     pub fn effective_limits(&self, plans: &PlanCatalog) -> Limits {
         self.limits.apply_to(plans.limits(self.plan))
     }
+}
+
+/// The effective settings and limits of a tenant: inherited from the tenants above it
+/// unless it sets them itself, each with where it came from. `None` for no such tenant.
+pub async fn effective(
+    db: &ReadDb,
+    tenant: TenantId,
+    plans: &PlanCatalog,
+) -> Result<Option<tenantry_domain::inherit::Effective>, ProjectionError> {
+    let Some(row) = self::tenant(&TenantContext::system(tenant), db).await? else { return Ok(None) };
+    let mut rows = Vec::with_capacity(row.ancestors.len() + 1);
+    for ancestor in &row.ancestors {
+        // An ancestor purged meanwhile passes nothing on.
+        if let Some(above) = self::tenant(&TenantContext::system(*ancestor), db).await? {
+            rows.push((*ancestor, above));
+        }
+    }
+    let plan = row.plan;
+    rows.push((tenant, row));
+    let path: Vec<tenantry_domain::inherit::Level<'_>> = rows
+        .iter()
+        .map(|(id, r)| tenantry_domain::inherit::Level {
+            tenant: *id,
+            settings: &r.settings,
+            limits: &r.limits,
+        })
+        .collect();
+    Ok(Some(tenantry_domain::inherit::effective(&path, plans.limits(plan))))
 }
 
 impl TryFrom<&AnyRow> for TenantRow {
@@ -84,6 +116,10 @@ impl TryFrom<&AnyRow> for TenantRow {
             status: parsed(r, "status", TenantStatus::parse)?,
             partner_id: opt_text(r, "partner_id")?,
             parent_id: opt_text(r, "parent_id")?,
+            ancestors: text(r, "ancestors")?
+                .split_whitespace()
+                .map(|a| a.parse().map_err(|_| ProjectionError::Malformed("tenant ancestors".into())))
+                .collect::<Result<_, _>>()?,
             settings: serde_json::from_str(&text(r, "settings")?).map_err(parse)?,
             limits: serde_json::from_str(&text(r, "limits")?).map_err(parse)?,
             created_at: int(r, "created_at")?,
