@@ -209,6 +209,9 @@ async fn partner_lifecycle(api: Api) {
     let id = key_id(&key);
     let rotate = format!("/v1/partners/{partner}/keys/{id}/rotate");
     assert_eq!(api.call(&other_key, M::POST, &rotate, Some(json!({}))).await.0, StatusCode::FORBIDDEN);
+    let revoke = format!("/v1/partners/{partner}/keys/{id}");
+    assert_eq!(api.call(&other_key, M::DELETE, &revoke, None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(api.call(&tenant_admin, M::DELETE, &revoke, None).await.0, StatusCode::FORBIDDEN);
     let (s, rotated, _) = api.call(&key, M::POST, &rotate, Some(json!({}))).await;
     assert_eq!(s, StatusCode::OK, "{rotated}");
     let new_key = rotated["key"].as_str().unwrap().to_owned();
