@@ -119,6 +119,9 @@ pub fn decide_append(
     validate::text("content", &c.content, 0, MAX_MESSAGE_CHARS)?;
     if let Some(model) = &c.model {
         validate::model("model", model)?;
+        if !tenant.allows_model(model) {
+            return Err(Rejection::ModelNotAllowed(model.clone()));
+        }
     }
     if let Some(usage) = &c.usage {
         validate::usage(usage)?;

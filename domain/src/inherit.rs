@@ -35,6 +35,24 @@ pub struct Effective {
     pub limits_from: BTreeMap<String, Source>,
 }
 
+/// The settings in effect for a tenant whose ancestors have `above` in effect: each of its
+/// own values where it sets one, theirs otherwise; feature flags merge by name.
+pub fn merge_settings(above: &Settings, own: &Settings) -> Settings {
+    let mut flags: BTreeMap<String, bool> = above.feature_flags.iter().cloned().collect();
+    flags.extend(own.feature_flags.iter().cloned());
+    Settings {
+        agent_name: own.agent_name.clone().or_else(|| above.agent_name.clone()),
+        system_prompt: own.system_prompt.clone().or_else(|| above.system_prompt.clone()),
+        default_model: own.default_model.clone().or_else(|| above.default_model.clone()),
+        allowed_models: if own.allowed_models.is_empty() {
+            above.allowed_models.clone()
+        } else {
+            own.allowed_models.clone()
+        },
+        feature_flags: flags.into_iter().collect(),
+    }
+}
+
 /// The overrides a tenant inherits from `above` (its parent first, then up to the root):
 /// each limit from the nearest tenant that overrides it.
 pub fn inherited_limits(above: &[LimitOverrides]) -> LimitOverrides {

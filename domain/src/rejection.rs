@@ -55,6 +55,8 @@ pub enum Rejection {
     RequestIdReused(String),
     #[error("slug `{0}` is taken")]
     SlugTaken(String),
+    #[error("model `{0}` is not among the tenant's allowed_models")]
+    ModelNotAllowed(String),
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }

@@ -87,12 +87,34 @@ pub(crate) fn tool_parameters(parameters: &str) -> Result<(), Rejection> {
     }
 }
 
+/// The variables a system prompt may hold, filled in when the runtime reads it.
+pub const PROMPT_VARIABLES: [&str; 3] = ["tenant.name", "tenant.slug", "agent.name"];
+
+/// Every `{{…}}` of a prompt names a known variable (422 naming the first unknown one).
+pub(crate) fn prompt_variables(field: &'static str, prompt: &str) -> Result<(), Rejection> {
+    let mut rest = prompt;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err(Rejection::invalid(field, "a `{{` without its `}}`"));
+        };
+        let name = after[..end].trim();
+        if !PROMPT_VARIABLES.contains(&name) {
+            let shown: String = name.chars().take(64).collect();
+            return Err(Rejection::invalid(field, format!("unknown variable `{{{{{shown}}}}}`")));
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
 pub(crate) fn settings(s: &Settings) -> Result<(), Rejection> {
     if let Some(name) = &s.agent_name {
         text("settings.agent_name", name, 0, 200)?;
     }
     if let Some(prompt) = &s.system_prompt {
         system_prompt("settings.system_prompt", prompt)?;
+        prompt_variables("settings.system_prompt", prompt)?;
     }
     if let Some(default) = &s.default_model {
         model("settings.default_model", default)?;

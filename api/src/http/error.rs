@@ -58,6 +58,9 @@ pub enum ApiError {
     /// 422 `validation_failed`: well-formed but invalid.
     #[error("invalid {field}: {reason}")]
     Unprocessable { field: String, reason: String },
+    /// 422 `model_not_allowed`: a model outside the tenant's `allowed_models`.
+    #[error("{0}")]
+    ModelNotAllowed(String),
     /// 422 `idempotency_key_reused`: a key (or request id) seen before with other content.
     #[error("{detail}")]
     IdempotencyKeyReused { detail: String, field: Option<String> },
@@ -96,7 +99,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
-            Self::Unprocessable { .. } | Self::IdempotencyKeyReused { .. } => {
+            Self::Unprocessable { .. } | Self::IdempotencyKeyReused { .. } | Self::ModelNotAllowed(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::LimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -122,6 +125,7 @@ impl ApiError {
             Self::UriTooLong => "uri_too_long",
             Self::Unprocessable { .. } => "validation_failed",
             Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            Self::ModelNotAllowed(_) => "model_not_allowed",
             Self::LimitReached { .. } => "limit_exceeded",
             Self::HeadersTooLarge => "headers_too_large",
             Self::Unavailable(_) => "unavailable",
@@ -135,6 +139,7 @@ impl ApiError {
             | Self::Conflict { field, .. }
             | Self::IdempotencyKeyReused { field, .. } => field.as_deref(),
             Self::Unprocessable { field, .. } => Some(field),
+            Self::ModelNotAllowed(_) => Some("model"),
             _ => None,
         }
     }
@@ -207,6 +212,7 @@ impl From<Rejection> for ApiError {
             Rejection::Forbidden => Self::Forbidden("role may not do this".into()),
             Rejection::LimitReached { limit, max } => Self::LimitReached { limit, max, retry_after: None },
             Rejection::Invalid { field, reason } => Self::Unprocessable { field: field.into(), reason },
+            Rejection::ModelNotAllowed(_) => Self::ModelNotAllowed(r.to_string()),
             Rejection::RequestIdReused(_) => {
                 Self::IdempotencyKeyReused { detail: r.to_string(), field: Some("request_id".into()) }
             }

@@ -9,6 +9,7 @@ use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
 
 mod client;
+mod configuration;
 mod connections;
 mod contract;
 mod hierarchy;

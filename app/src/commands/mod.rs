@@ -255,12 +255,17 @@ impl Commands {
             return Ok((state, version));
         }
         let mut above = Vec::with_capacity(state.ancestors.len());
-        for ancestor in state.ancestors.iter().rev() {
+        let mut settings = tenantry_domain::event::Settings::default();
+        // Root first, so each level's settings win over those above it.
+        for ancestor in &state.ancestors {
             let (a, _) = self.tenant_folded(&TenantContext::system(*ancestor), reading).await?;
+            settings = tenantry_domain::inherit::merge_settings(&settings, &a.settings);
             above.push(a.overrides);
         }
+        above.reverse();
         let mut state = Arc::unwrap_or_clone(state);
         state.inherited = tenantry_domain::inherit::inherited_limits(&above);
+        state.inherited_settings = settings;
         Ok((Arc::new(state), version))
     }
 

@@ -160,19 +160,36 @@ pub(super) fn create_agent(
     require(!state.agents.contains_key(&c.agent_id), Rejection::AgentAlreadyExists(c.agent_id))?;
     within(LimitName::MaxAgents, state.active_agents(), state.limits().max_agents)?;
     validate::agent_name(&c.name)?;
-    validate::model("model", &c.model)?;
+    // An agent without a model uses the tenant's default one.
+    let model = match (c.model.is_empty(), state.settings_in_effect().default_model) {
+        (false, _) => c.model.clone(),
+        (true, Some(default)) => default,
+        (true, None) => {
+            return Err(Rejection::invalid("model", "no model given and no default_model in effect"));
+        }
+    };
+    validate::model("model", &model)?;
+    require(state.allows_model(&model), Rejection::ModelNotAllowed(model.clone()))?;
     validate::system_prompt("system_prompt", &c.system_prompt)?;
+    validate::prompt_variables("system_prompt", &c.system_prompt)?;
     validate::tool_ids(&c.tool_ids)?;
-    for tool in &c.tool_ids {
-        require(state.tool_is_active(*tool), Rejection::ToolNotFound(*tool))?;
-    }
+    attachable(state, &c.tool_ids)?;
     Ok(vec![Event::AgentCreated(AgentCreated {
         agent_id: c.agent_id,
         name: c.name.clone(),
-        model: c.model.clone(),
+        model,
         system_prompt: c.system_prompt.clone(),
         tool_ids: c.tool_ids.clone(),
     })])
+}
+
+/// Tools an agent may have: registered, not removed, enabled.
+fn attachable(state: &TenantState, tools: &[crate::ids::ToolId]) -> Result<(), Rejection> {
+    for tool in tools {
+        let entry = state.tools.get(tool).filter(|t| !t.removed).ok_or(Rejection::ToolNotFound(*tool))?;
+        require(entry.enabled, Rejection::invalid("tool_ids", format!("tool {tool} is disabled")))?;
+    }
+    Ok(())
 }
 
 pub(super) fn update_agent(
@@ -187,15 +204,15 @@ pub(super) fn update_agent(
     }
     if let Some(model) = &c.model {
         validate::model("model", model)?;
+        require(state.allows_model(model), Rejection::ModelNotAllowed(model.clone()))?;
     }
     if let Some(prompt) = &c.system_prompt {
         validate::system_prompt("system_prompt", prompt)?;
+        validate::prompt_variables("system_prompt", prompt)?;
     }
     if let Some(tools) = &c.tool_ids {
         validate::tool_ids(tools)?;
-        for tool in tools {
-            require(state.tool_is_active(*tool), Rejection::ToolNotFound(*tool))?;
-        }
+        attachable(state, tools)?;
     }
     Ok(vec![Event::AgentUpdated(AgentUpdated {
         agent_id: c.agent_id,

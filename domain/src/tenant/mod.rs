@@ -23,6 +23,12 @@ pub struct AgentEntry {
     pub archived: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolEntry {
+    pub removed: bool,
+    pub enabled: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserEntry {
     pub email: Personal,
@@ -71,10 +77,11 @@ pub struct TenantState {
     /// The overrides it inherits from the tenants above it, nearest first; set by whoever
     /// decides on it (the stream alone does not know them). Its own overrides win.
     pub inherited: LimitOverrides,
+    /// The settings in effect above it, set the same way. Its own settings win.
+    pub inherited_settings: Settings,
     pub suspended: bool,
     pub agents: BTreeMap<AgentId, AgentEntry>,
-    /// Tool id to whether it was removed.
-    pub tools: BTreeMap<ToolId, bool>,
+    pub tools: BTreeMap<ToolId, ToolEntry>,
     pub api_keys: BTreeMap<ApiKeyId, KeyEntry>,
     pub users: BTreeMap<UserId, UserEntry>,
     /// Identity digests ([`crate::event::ExternalIdentity::digest`]) to the user they made.
@@ -95,6 +102,7 @@ impl TenantState {
             settings: Settings::default(),
             overrides: LimitOverrides::default(),
             inherited: LimitOverrides::default(),
+            inherited_settings: Settings::default(),
             suspended: false,
             agents: BTreeMap::new(),
             tools: BTreeMap::new(),
@@ -126,7 +134,22 @@ impl TenantState {
     }
 
     pub fn tool_is_active(&self, id: ToolId) -> bool {
-        self.tools.get(&id).is_some_and(|removed| !removed)
+        self.tools.get(&id).is_some_and(|t| !t.removed)
+    }
+
+    /// The settings in effect: its own, over what it inherits.
+    pub fn settings_in_effect(&self) -> Settings {
+        crate::inherit::merge_settings(&self.inherited_settings, &self.settings)
+    }
+
+    /// Whether `model` may be used here: any when no `allowed_models` are in effect.
+    pub fn allows_model(&self, model: &str) -> bool {
+        let allowed = if self.settings.allowed_models.is_empty() {
+            &self.inherited_settings.allowed_models
+        } else {
+            &self.settings.allowed_models
+        };
+        allowed.is_empty() || allowed.iter().any(|m| m == model)
     }
 
     pub fn key_is_active(&self, id: ApiKeyId) -> bool {
@@ -258,10 +281,17 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
             }
         }
         Event::ToolRegistered(e) => {
-            state.tools.insert(e.tool_id, false);
+            state.tools.insert(e.tool_id, ToolEntry { removed: false, enabled: e.enabled });
+        }
+        Event::ToolUpdated(e) => {
+            if let (Some(tool), Some(enabled)) = (state.tools.get_mut(&e.tool_id), e.enabled) {
+                tool.enabled = enabled;
+            }
         }
         Event::ToolRemoved(e) => {
-            state.tools.insert(e.tool_id, true);
+            if let Some(tool) = state.tools.get_mut(&e.tool_id) {
+                tool.removed = true;
+            }
         }
         Event::ApiKeyIssued(e) => {
             state.api_keys.insert(
@@ -312,7 +342,6 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
             }
         }
         Event::AgentUpdated(_)
-        | Event::ToolUpdated(_)
         | Event::ConversationOpened(_)
         | Event::MessageAppended(_)
         | Event::UsageRecorded(_)

@@ -23,7 +23,9 @@ use tenantry_projections::models::directory;
 #[serde(deny_unknown_fields)]
 pub struct CreateAgent {
     pub name: String,
-    pub model: String,
+    /// The model to call; the tenant's `default_model` when absent. Must be among the
+    /// tenant's `allowed_models` when it has any (422 `model_not_allowed`).
+    pub model: Option<String>,
     #[serde(default)]
     pub system_prompt: String,
     #[serde(default)]
@@ -55,7 +57,7 @@ pub async fn create(
     let command = TenantCommand::CreateAgent(command::CreateAgent {
         agent_id,
         name: body.name,
-        model: body.model,
+        model: body.model.unwrap_or_default(),
         system_prompt: body.system_prompt,
         tool_ids: body.tool_ids,
     });

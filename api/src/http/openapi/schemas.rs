@@ -220,7 +220,7 @@ pub(super) fn schemas() -> Map<String, Value> {
             "code": { "type": "string", "enum": [
                 "bad_request", "invalid_cursor", "unauthorized", "forbidden", "insufficient_scope", "not_found",
                 "method_not_allowed", "request_timeout", "conflict", "payload_too_large", "uri_too_long",
-                "validation_failed", "idempotency_key_reused", "limit_exceeded", "headers_too_large",
+                "validation_failed", "model_not_allowed", "idempotency_key_reused", "limit_exceeded", "headers_too_large",
                 "unavailable", "internal"
             ] },
             "detail": { "type": "string" },

@@ -1,0 +1,188 @@
+//! The tenant's configuration enforced: allowed models and the default model, tools an agent
+//! may have, the variables a system prompt may hold; a child tenant's inherited ones too.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use tenantry_domain::command::*;
+use tenantry_domain::conversation::{self, ConversationState};
+use tenantry_domain::event::*;
+use tenantry_domain::limits::{LimitOverrides, Plan};
+use tenantry_domain::tenant::{self, TenantCommand};
+use tenantry_domain::*;
+
+mod common;
+use common::*;
+
+fn configured(allowed: &[&str], default: Option<&str>) -> Event {
+    Event::TenantCreated(TenantCreated {
+        slug: "acme".into(),
+        name: "Acme".into(),
+        plan: Plan::Starter,
+        partner_id: None,
+        settings: Settings {
+            allowed_models: allowed.iter().map(|m| (*m).to_owned()).collect(),
+            default_model: default.map(Into::into),
+            ..Default::default()
+        },
+        limits: LimitOverrides::default(),
+        ancestors: vec![],
+    })
+}
+
+fn agent(model: &str) -> CreateAgent {
+    CreateAgent { model: model.into(), ..agent_cmd(AgentId::new()) }
+}
+
+#[test]
+fn agents_use_allowed_models_and_the_default_when_they_name_none() {
+    let ctx = admin(TenantId::new());
+    let past = [configured(&["small", "large"], Some("small"))];
+    given(&past)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::CreateAgent(agent("huge"))))
+        .then_rejected(Rejection::ModelNotAllowed("huge".into()));
+    let unnamed = agent("");
+    let decided = tenant::decide(&ctx, &state_of(&past), &TenantCommand::CreateAgent(unnamed)).unwrap();
+    assert!(matches!(&decided[0], Event::AgentCreated(a) if a.model == "small"), "{decided:?}");
+    given(&[configured(&[], None)])
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::CreateAgent(agent(""))))
+        .then_rejected(Rejection::invalid("model", "no model given and no default_model in effect"));
+    // Any model when none are listed.
+    assert!(
+        tenant::decide(&ctx, &state_of(&[configured(&[], None)]), &TenantCommand::CreateAgent(agent("huge")))
+            .is_ok()
+    );
+    // An update keeps to the list too.
+    let a = agent("large");
+    let created = tenant::decide(&ctx, &state_of(&past), &TenantCommand::CreateAgent(a.clone())).unwrap();
+    let mut history = past.to_vec();
+    history.extend(created);
+    let change = UpdateAgent {
+        agent_id: a.agent_id,
+        name: None,
+        model: Some("huge".into()),
+        system_prompt: None,
+        tool_ids: None,
+    };
+    given(&history)
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::UpdateAgent(change.clone())))
+        .then_rejected(Rejection::ModelNotAllowed("huge".into()));
+}
+
+#[test]
+fn a_child_tenant_keeps_to_the_models_it_inherits_unless_it_lists_its_own() {
+    let ctx = admin(TenantId::new());
+    let mut child = state_of(&[configured(&[], None)]);
+    child.inherited_settings = Settings {
+        allowed_models: vec!["small".into()],
+        default_model: Some("small".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        tenant::decide(&ctx, &child, &TenantCommand::CreateAgent(agent("large"))),
+        Err(Rejection::ModelNotAllowed("large".into()))
+    );
+    let mut own = state_of(&[configured(&["large"], None)]);
+    own.inherited_settings = child.inherited_settings.clone();
+    assert!(tenant::decide(&ctx, &own, &TenantCommand::CreateAgent(agent("large"))).is_ok());
+}
+
+#[test]
+fn only_enabled_tools_are_attached() {
+    let ctx = admin(TenantId::new());
+    let (on, off, gone) = (ToolId::new(), ToolId::new(), ToolId::new());
+    let disabled = |id| match tool_registered(id) {
+        Event::ToolRegistered(t) => Event::ToolRegistered(ToolRegistered { enabled: false, ..t }),
+        other => other,
+    };
+    let past = [
+        configured(&[], None),
+        tool_registered(on),
+        disabled(off),
+        tool_registered(gone),
+        Event::ToolRemoved(ToolRemoved { tool_id: gone }),
+    ];
+    let with = |tools: Vec<ToolId>| TenantCommand::CreateAgent(CreateAgent { tool_ids: tools, ..agent("m") });
+    assert!(tenant::decide(&ctx, &state_of(&past), &with(vec![on])).is_ok());
+    given(&past)
+        .when(|s| tenant::decide(&ctx, s, &with(vec![on, off])))
+        .then_rejected(Rejection::invalid("tool_ids", format!("tool {off} is disabled")));
+    given(&past)
+        .when(|s| tenant::decide(&ctx, s, &with(vec![gone])))
+        .then_rejected(Rejection::ToolNotFound(gone));
+    // Enabled again, it may be attached.
+    let mut later = past.to_vec();
+    later.push(Event::ToolUpdated(ToolUpdated {
+        tool_id: off,
+        description: None,
+        endpoint: None,
+        parameters: None,
+        enabled: Some(true),
+    }));
+    assert!(tenant::decide(&ctx, &state_of(&later), &with(vec![off])).is_ok());
+}
+
+#[test]
+fn a_system_prompt_holds_known_variables_only() {
+    let ctx = admin(TenantId::new());
+    let prompt = |p: &str| TenantCommand::CreateAgent(CreateAgent { system_prompt: p.into(), ..agent("m") });
+    let state = state_of(&[configured(&[], None)]);
+    assert!(
+        tenant::decide(
+            &ctx,
+            &state,
+            &prompt("You are {{agent.name}} of {{ tenant.name }} ({{tenant.slug}}).")
+        )
+        .is_ok()
+    );
+    given(&[configured(&[], None)])
+        .when(|s| tenant::decide(&ctx, s, &prompt("Hello {{user.email}}")))
+        .then_rejected(Rejection::invalid("system_prompt", "unknown variable `{{user.email}}`"));
+    given(&[configured(&[], None)])
+        .when(|s| tenant::decide(&ctx, s, &prompt("Hello {{tenant.name")))
+        .then_rejected(Rejection::invalid("system_prompt", "a `{{` without its `}}`"));
+    // The tenant's own default prompt keeps to the same variables.
+    let bad = UpdateTenant {
+        settings: Some(SettingsPatch {
+            system_prompt: Patch::Set("{{secret}}".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    given(&[configured(&[], None)])
+        .when(|s| tenant::decide(&platform(TenantId::new()), s, &TenantCommand::UpdateTenant(bad.clone())))
+        .then_rejected(Rejection::invalid("settings.system_prompt", "unknown variable `{{secret}}`"));
+}
+
+#[test]
+fn a_message_naming_a_model_keeps_to_the_list() {
+    let t = TenantId::new();
+    let (agent_id, conv) = (AgentId::new(), ConversationId::new());
+    let tenant = state_of(&[configured(&["small"], None), agent_created(agent_id)]);
+    let ctx = admin(t);
+    let opened = conversation::decide(
+        &ctx,
+        &tenant,
+        &ConversationState::default(),
+        &conversation::ConversationCommand::Open(OpenConversation {
+            conversation_id: conv,
+            agent_id,
+            user_id: None,
+            title: None,
+        }),
+    )
+    .unwrap();
+    let state = opened.iter().fold(ConversationState::default(), conversation::evolve);
+    let message = |model: &str| AppendMessage {
+        conversation_id: conv,
+        message_id: MessageId::new(),
+        role: MessageRole::Assistant,
+        content: "hi".into(),
+        model: Some(model.into()),
+        usage: None,
+    };
+    assert_eq!(
+        conversation::decide_append(&ctx, &tenant, &state, &message("large")),
+        Err(Rejection::ModelNotAllowed("large".into()))
+    );
+    assert!(conversation::decide_append(&ctx, &tenant, &state, &message("small")).is_ok());
+}
