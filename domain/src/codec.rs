@@ -379,6 +379,9 @@ events! {
     PartnerKeyRevoked => "partner_key.revoked" v 1,
     PartnerKeyRotated => "partner_key.rotated" v 1,
     DataRead => "data.read" v 1,
+    CredentialAdded => "credential.added" v 1,
+    CredentialRotated => "credential.rotated" v 1,
+    CredentialRemoved => "credential.removed" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

@@ -190,6 +190,27 @@ pub struct RevokeApiKey {
     pub key_id: ApiKeyId,
 }
 
+/// A model provider's credential for the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddCredential {
+    pub credential_id: crate::ids::CredentialId,
+    pub provider: String,
+    pub name: String,
+    pub secret: String,
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateCredential {
+    pub credential_id: crate::ids::CredentialId,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoveCredential {
+    pub credential_id: crate::ids::CredentialId,
+}
+
 /// Give a key a new secret; the old one keeps working for `grace_seconds`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotateApiKey {

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::context::Role;
-use crate::ids::{AgentId, ApiKeyId, ConversationId, MessageId, OperatorId, PartnerId, ToolId, UserId};
+use crate::ids::{
+    AgentId, ApiKeyId, ConversationId, CredentialId, MessageId, OperatorId, PartnerId, ToolId, UserId,
+};
 use crate::limits::{LimitOverrides, Plan};
 use crate::personal::Personal;
 
@@ -389,6 +391,32 @@ pub struct OperatorRemoved {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootstrapKeyRetired {}
 
+/// A model provider's credential of the tenant. The secret lives in the log only, encrypted
+/// with the tenant's key like every payload (so a purge shreds it); read models keep its last
+/// characters and a fingerprint, exports leave it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialAdded {
+    pub credential_id: CredentialId,
+    /// `openai`, `anthropic`, `azure_openai`, `google` or `custom`.
+    pub provider: String,
+    pub name: String,
+    #[serde(default)]
+    pub secret: String,
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRotated {
+    pub credential_id: CredentialId,
+    #[serde(default)]
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRemoved {
+    pub credential_id: CredentialId,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -426,6 +454,9 @@ pub enum Event {
     PartnerKeyRevoked(PartnerKeyRevoked),
     PartnerKeyRotated(PartnerKeyRotated),
     DataRead(DataRead),
+    CredentialAdded(CredentialAdded),
+    CredentialRotated(CredentialRotated),
+    CredentialRemoved(CredentialRemoved),
 }
 
 impl Event {

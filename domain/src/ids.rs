@@ -94,6 +94,7 @@ uuid_id!(UserId, "user");
 uuid_id!(ApiKeyId, "api key");
 uuid_id!(ConversationId, "conversation");
 uuid_id!(MessageId, "message");
+uuid_id!(CredentialId, "credential");
 uuid_id!(RequestId, "request");
 
 /// A stream inside a tenant's log (`tenant`, `agent-<id>`, `conversation-<id>` …).

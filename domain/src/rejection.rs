@@ -1,6 +1,6 @@
 //! Why a command was refused. Nouns, comparable, so tests assert them exactly.
 
-use crate::ids::{AgentId, ApiKeyId, ConversationId, OperatorId, PartnerId, ToolId, UserId};
+use crate::ids::{AgentId, ApiKeyId, ConversationId, CredentialId, OperatorId, PartnerId, ToolId, UserId};
 use crate::limits::LimitName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +35,8 @@ pub enum Rejection {
     UserAlreadyExists(UserId),
     #[error("user {0} was removed: their identity provider's tokens no longer open this tenant")]
     IdentityRetired(UserId),
+    #[error("credential {0} does not exist")]
+    CredentialNotFound(CredentialId),
     #[error("partner {0} does not exist")]
     PartnerNotFound(PartnerId),
     #[error("the partner still has {0} tenants: purge or move them first")]

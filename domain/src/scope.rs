@@ -15,6 +15,8 @@ pub enum Scope {
     UsersWrite,
     KeysRead,
     KeysWrite,
+    CredentialsRead,
+    CredentialsWrite,
     ConversationsRead,
     ConversationsWrite,
     UsageRead,
@@ -26,7 +28,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in the order the API documents them.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 20] = [
         Self::TenantRead,
         Self::SettingsRead,
         Self::SettingsWrite,
@@ -38,6 +40,8 @@ impl Scope {
         Self::UsersWrite,
         Self::KeysRead,
         Self::KeysWrite,
+        Self::CredentialsRead,
+        Self::CredentialsWrite,
         Self::ConversationsRead,
         Self::ConversationsWrite,
         Self::UsageRead,
@@ -60,6 +64,8 @@ impl Scope {
             Self::UsersWrite => "users:write",
             Self::KeysRead => "keys:read",
             Self::KeysWrite => "keys:write",
+            Self::CredentialsRead => "credentials:read",
+            Self::CredentialsWrite => "credentials:write",
             Self::ConversationsRead => "conversations:read",
             Self::ConversationsWrite => "conversations:write",
             Self::UsageRead => "usage:read",
@@ -84,6 +90,8 @@ impl Scope {
             Self::UsersWrite => "add, change, remove and erase users",
             Self::KeysRead => "list and read API keys",
             Self::KeysWrite => "issue, rotate and revoke API keys",
+            Self::CredentialsRead => "list and read provider credentials (never their secrets)",
+            Self::CredentialsWrite => "add, rotate and remove provider credentials",
             Self::ConversationsRead => "list and read conversations and messages",
             Self::ConversationsWrite => "open conversations and append messages",
             Self::UsageRead => "read usage and cost reports",

@@ -179,6 +179,22 @@ fn event() -> impl Strategy<Value = Event> {
         id().prop_map(|operator_id| Event::OperatorRemoved(OperatorRemoved { operator_id })),
         Just(Event::BootstrapKeyRetired(BootstrapKeyRetired {})),
         (text(), 1u64..1000).prop_map(|(action, reads)| Event::DataRead(DataRead { action, reads })),
+        (id(), text(), text(), proptest::option::of(text())).prop_map(
+            |(credential_id, name, secret, base_url)| {
+                Event::CredentialAdded(CredentialAdded {
+                    credential_id,
+                    provider: "custom".into(),
+                    name,
+                    secret,
+                    base_url,
+                })
+            }
+        ),
+        (id(), text()).prop_map(|(credential_id, secret)| Event::CredentialRotated(CredentialRotated {
+            credential_id,
+            secret
+        })),
+        id().prop_map(|credential_id| Event::CredentialRemoved(CredentialRemoved { credential_id })),
         (id(), text())
             .prop_map(|(partner_id, name)| Event::PartnerRenamed(PartnerRenamed { partner_id, name })),
         id().prop_map(|partner_id| Event::PartnerDeleted(PartnerDeleted { partner_id })),

@@ -186,3 +186,52 @@ fn a_message_naming_a_model_keeps_to_the_list() {
     );
     assert!(conversation::decide_append(&ctx, &tenant, &state, &message("small")).is_ok());
 }
+
+#[test]
+fn credentials_are_added_rotated_and_removed_and_never_printed() {
+    let ctx = admin(TenantId::new());
+    let id = CredentialId::new();
+    let add = AddCredential {
+        credential_id: id,
+        provider: "anthropic".into(),
+        name: "main".into(),
+        secret: "sk-ant-123".into(),
+        base_url: None,
+    };
+    let added = Event::CredentialAdded(CredentialAdded {
+        credential_id: id,
+        provider: "anthropic".into(),
+        name: "main".into(),
+        secret: "sk-ant-123".into(),
+        base_url: None,
+    });
+    given(&[configured(&[], None)])
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::AddCredential(add.clone())))
+        .then(std::slice::from_ref(&added));
+    let unknown =
+        AddCredential { provider: "acme".into(), credential_id: CredentialId::new(), ..add.clone() };
+    given(&[configured(&[], None)])
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::AddCredential(unknown.clone())))
+        .then_rejected(Rejection::invalid(
+            "provider",
+            "one of openai, anthropic, azure_openai, google, custom",
+        ));
+    let user = TenantContext { role: Role::User, ..ctx.clone() };
+    given(&[configured(&[], None)])
+        .when(|s| tenant::decide(&user, s, &TenantCommand::AddCredential(add.clone())))
+        .then_rejected(Rejection::Forbidden);
+    let rotate = RotateCredential { credential_id: id, secret: "sk-ant-456".into() };
+    given(&[configured(&[], None), added.clone()])
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::RotateCredential(rotate.clone())))
+        .then(&[Event::CredentialRotated(CredentialRotated {
+            credential_id: id,
+            secret: "sk-ant-456".into(),
+        })]);
+    let removed = Event::CredentialRemoved(CredentialRemoved { credential_id: id });
+    given(&[configured(&[], None), added.clone(), removed.clone()])
+        .when(|s| tenant::decide(&ctx, s, &TenantCommand::RotateCredential(rotate.clone())))
+        .then_rejected(Rejection::CredentialNotFound(id));
+    let state = state_of(&[configured(&[], None), added]);
+    assert_eq!(state.credentials[&id].secret, "sk-ant-123");
+    assert!(!format!("{state:?}").contains("sk-ant-123"), "a state printed shows no secret");
+}

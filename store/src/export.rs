@@ -99,6 +99,21 @@ impl Serialize for Public<'_> {
                 st.serialize_field("grace_until", &k.grace_until.map(|t| t.timestamp_millis()))?;
                 st.end()
             }
+            Event::CredentialAdded(c) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("CredentialAdded", 4)?;
+                st.serialize_field("credential_id", &c.credential_id)?;
+                st.serialize_field("provider", &c.provider)?;
+                st.serialize_field("name", &c.name)?;
+                st.serialize_field("base_url", &c.base_url)?;
+                st.end()
+            }
+            Event::CredentialRotated(c) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("CredentialRotated", 1)?;
+                st.serialize_field("credential_id", &c.credential_id)?;
+                st.end()
+            }
             Event::ApiKeyRotated(k) => {
                 use serde::ser::SerializeStruct;
                 let mut st = s.serialize_struct("ApiKeyRotated", 2)?;

@@ -204,7 +204,8 @@ impl From<Rejection> for ApiError {
             | Rejection::UserNotFound(_)
             | Rejection::ConversationNotFound(_)
             | Rejection::OperatorNotFound(_)
-            | Rejection::PartnerNotFound(_) => Self::NotFound,
+            | Rejection::PartnerNotFound(_)
+            | Rejection::CredentialNotFound(_) => Self::NotFound,
             Rejection::LastWayIn | Rejection::PartnerHasTenants(_) => {
                 Self::Conflict { detail: r.to_string(), field: None }
             }

@@ -20,6 +20,7 @@ pub mod access;
 pub mod auth;
 pub mod coalesce;
 pub mod commands;
+pub mod credentials;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -114,10 +115,14 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .build(),
     );
     if role != ServeRole::Queries {
-        api = api.merge(commands::router()).merge(operators::commands());
+        api = api.merge(commands::router()).merge(operators::commands()).merge(credentials::commands());
     }
     if role != ServeRole::Commands {
-        api = api.merge(queries::router()).merge(me::router()).merge(operators::queries());
+        api = api
+            .merge(queries::router())
+            .merge(me::router())
+            .merge(operators::queries())
+            .merge(credentials::queries());
     }
     api
 }
@@ -237,15 +242,25 @@ pub(crate) async fn keys_retired(
 ) -> Result<(), ApiError> {
     state.key_cache.forget_tenant(ctx.tenant_id);
     state.store.announce_key_change(ctx.tenant_id).await?;
-    let projector = tenantry_projections::models::directory::NAME;
+    settled(state, ctx, tenantry_projections::models::directory::NAME, position).await?;
+    state.key_cache.forget_tenant(ctx.tenant_id);
+    Ok(())
+}
+
+/// After a write whose effect holds already: wait (bounded) for `projector` to show it, so
+/// the next read agrees, but do not fail when it is behind or stalled.
+pub(crate) async fn settled(
+    state: &AppState,
+    ctx: &TenantContext,
+    projector: &str,
+    position: u64,
+) -> Result<(), ApiError> {
     match state.projections.wait_for(projector, ctx.tenant_id, position, MIN_POSITION_WAIT).await {
         Ok(())
         | Err(
             tenantry_projections::ProjectionError::NotCaughtUp { .. }
             | tenantry_projections::ProjectionError::Stalled { .. },
-        ) => {}
-        Err(e) => return Err(e.into()),
+        ) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    state.key_cache.forget_tenant(ctx.tenant_id);
-    Ok(())
 }

@@ -15,6 +15,7 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
     ("tools", Scope::ToolsRead, Scope::ToolsWrite),
     ("users", Scope::UsersRead, Scope::UsersWrite),
     ("api-keys", Scope::KeysRead, Scope::KeysWrite),
+    ("credentials", Scope::CredentialsRead, Scope::CredentialsWrite),
     ("conversations", Scope::ConversationsRead, Scope::ConversationsWrite),
     ("usage", Scope::UsageRead, Scope::UsageWrite),
     ("audit", Scope::AuditRead, Scope::AuditRead),

@@ -39,6 +39,11 @@ impl Api {
         Self { base, client: Client::new(), projections, _stop: stop, _dir: dir }
     }
 
+    /// The data directory of a server made by [`Api::start`].
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub(crate) async fn call(
         &self,
         key: &str,

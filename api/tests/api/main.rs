@@ -12,6 +12,7 @@ mod client;
 mod configuration;
 mod connections;
 mod contract;
+mod credentials;
 mod hierarchy;
 mod idempotency;
 mod keys;

@@ -286,6 +286,14 @@ async fn walkthrough(api: Api) {
         )
         .await;
     let spare_key = spare["id"].as_str().unwrap().to_owned();
+    let (credential, _) = api
+        .create(
+            &key_a,
+            &format!("/v1/tenants/{ta}/credentials"),
+            json!({"provider": "openai", "name": "acme-openai", "secret": "sk-acme-secret-1234"}),
+        )
+        .await;
+    assert_eq!((credential["last4"].as_str(), credential.get("secret")), (Some("1234"), None));
     // Every tenant route of the OpenAPI description, with A's ids: adding a route with a
     // parameter this table does not know fails the test until it is covered.
     let ids = [
@@ -296,6 +304,7 @@ async fn walkthrough(api: Api) {
         ("tool_id", tool.clone()),
         ("key_id", spare_key.clone()),
         ("message_id", msg["id"].as_str().unwrap().to_owned()),
+        ("credential_id", credential["id"].as_str().unwrap().to_owned()),
     ];
     let doc = serde_json::to_value(tenantry::http::openapi()).unwrap();
     let mut a_paths = Vec::new();
@@ -350,9 +359,18 @@ async fn walkthrough(api: Api) {
     for (method, path) in &a_paths {
         // Tenant-wide reports, settings and usage records are for administrators.
         let user_may = *method == M::GET
-            && !["/api-keys", "/users", "/audit", "/export", "/usage", "/quotas", "/settings"]
-                .iter()
-                .any(|p| path.contains(p))
+            && ![
+                "/api-keys",
+                "/users",
+                "/audit",
+                "/export",
+                "/usage",
+                "/quotas",
+                "/settings",
+                "/credentials",
+            ]
+            .iter()
+            .any(|p| path.contains(p))
             || (*method == M::POST && (path.ends_with("/conversations") || path.ends_with("/messages")));
         let (s, _, _) = api.call(&key_user, method.clone(), path, Some(json!({}))).await;
         if user_may {

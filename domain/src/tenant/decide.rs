@@ -456,3 +456,78 @@ pub(super) fn erase_user(
     }
     Ok(vec![Event::UserErased(UserErased { user_id: c.user_id })])
 }
+
+fn credential_secret(secret: &str) -> Result<(), Rejection> {
+    validate::text("secret", secret, 1, 4096)?;
+    require(
+        !secret.chars().any(char::is_whitespace),
+        Rejection::invalid("secret", "no spaces or line breaks"),
+    )
+}
+
+pub(super) fn add_credential(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &AddCredential,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(
+        !state.credentials.contains_key(&c.credential_id),
+        Rejection::invalid("credential_id", "already used"),
+    )?;
+    require(
+        super::PROVIDERS.contains(&c.provider.as_str()),
+        Rejection::invalid("provider", format!("one of {}", super::PROVIDERS.join(", "))),
+    )?;
+    validate::text("name", &c.name, 1, 200)?;
+    credential_secret(&c.secret)?;
+    if let Some(url) = &c.base_url {
+        validate::text("base_url", url, 1, 2048)?;
+        require(
+            url.starts_with("https://") || url.starts_with("http://"),
+            Rejection::invalid("base_url", "an http(s) URL"),
+        )?;
+    }
+    let live = state.credentials.values().filter(|c| !c.removed).count() as u64;
+    require(
+        live < super::MAX_CREDENTIALS,
+        Rejection::invalid("credentials", format!("at most {}", super::MAX_CREDENTIALS)),
+    )?;
+    Ok(vec![Event::CredentialAdded(CredentialAdded {
+        credential_id: c.credential_id,
+        provider: c.provider.clone(),
+        name: c.name.clone(),
+        secret: c.secret.clone(),
+        base_url: c.base_url.clone(),
+    })])
+}
+
+pub(super) fn rotate_credential(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &RotateCredential,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(
+        state.credentials.get(&c.credential_id).is_some_and(|k| !k.removed),
+        Rejection::CredentialNotFound(c.credential_id),
+    )?;
+    credential_secret(&c.secret)?;
+    Ok(vec![Event::CredentialRotated(CredentialRotated {
+        credential_id: c.credential_id,
+        secret: c.secret.clone(),
+    })])
+}
+
+pub(super) fn remove_credential(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &RemoveCredential,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    require(
+        state.credentials.get(&c.credential_id).is_some_and(|k| !k.removed),
+        Rejection::CredentialNotFound(c.credential_id),
+    )?;
+    Ok(vec![Event::CredentialRemoved(CredentialRemoved { credential_id: c.credential_id })])
+}

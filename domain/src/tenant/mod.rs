@@ -23,6 +23,34 @@ pub struct AgentEntry {
     pub archived: bool,
 }
 
+/// A provider credential as the command side holds it (secret included: it never leaves
+/// the command side but through the runtime configuration, and is never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CredentialEntry {
+    pub provider: String,
+    pub name: String,
+    pub secret: String,
+    pub base_url: Option<String>,
+    pub removed: bool,
+}
+
+impl std::fmt::Debug for CredentialEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialEntry")
+            .field("provider", &self.provider)
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("removed", &self.removed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The providers a credential may be for.
+pub const PROVIDERS: [&str; 5] = ["openai", "anthropic", "azure_openai", "google", "custom"];
+
+/// Credentials a tenant keeps at most.
+pub const MAX_CREDENTIALS: u64 = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ToolEntry {
     pub removed: bool,
@@ -84,6 +112,7 @@ pub struct TenantState {
     pub tools: BTreeMap<ToolId, ToolEntry>,
     pub api_keys: BTreeMap<ApiKeyId, KeyEntry>,
     pub users: BTreeMap<UserId, UserEntry>,
+    pub credentials: BTreeMap<crate::ids::CredentialId, CredentialEntry>,
     /// Identity digests ([`crate::event::ExternalIdentity::digest`]) to the user they made.
     pub identities: BTreeMap<Vec<u8>, UserId>,
 }
@@ -108,6 +137,7 @@ impl TenantState {
             tools: BTreeMap::new(),
             api_keys: BTreeMap::new(),
             users: BTreeMap::new(),
+            credentials: BTreeMap::new(),
             identities: BTreeMap::new(),
         }
     }
@@ -184,6 +214,9 @@ pub enum TenantCommand {
     UpdateUser(UpdateUser),
     RemoveUser(RemoveUser),
     EraseUser(EraseUser),
+    AddCredential(AddCredential),
+    RotateCredential(RotateCredential),
+    RemoveCredential(RemoveCredential),
 }
 
 impl TenantCommand {
@@ -224,6 +257,9 @@ pub fn decide(
         C::UpdateUser(c) => decide::update_user(ctx, state, c),
         C::RemoveUser(c) => decide::remove_user(ctx, state, c),
         C::EraseUser(c) => decide::erase_user(ctx, state, c),
+        C::AddCredential(c) => decide::add_credential(ctx, state, c),
+        C::RotateCredential(c) => decide::rotate_credential(ctx, state, c),
+        C::RemoveCredential(c) => decide::remove_credential(ctx, state, c),
     }
 }
 
@@ -359,6 +395,28 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::PartnerKeyRevoked(_)
         | Event::PartnerKeyRotated(_)
         | Event::DataRead(_) => {}
+        Event::CredentialAdded(e) => {
+            state.credentials.insert(
+                e.credential_id,
+                CredentialEntry {
+                    provider: e.provider.clone(),
+                    name: e.name.clone(),
+                    secret: e.secret.clone(),
+                    base_url: e.base_url.clone(),
+                    removed: false,
+                },
+            );
+        }
+        Event::CredentialRotated(e) => {
+            if let Some(c) = state.credentials.get_mut(&e.credential_id) {
+                c.secret = e.secret.clone();
+            }
+        }
+        Event::CredentialRemoved(e) => {
+            if let Some(c) = state.credentials.get_mut(&e.credential_id) {
+                c.removed = true;
+            }
+        }
     }
     state
 }

@@ -190,6 +190,41 @@ fn operations() -> Vec<Operation> {
             [(OK, "Written")],
             Query::None
         ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/credentials",
+            "listCredentials",
+            [(OK, "CredentialPage")],
+            Query::Page
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/credentials",
+            "createCredential",
+            [(CREATED, "Credential"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/credentials/{credential_id}",
+            "getCredential",
+            [(OK, "Credential")],
+            Query::None
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/credentials/{credential_id}/rotate",
+            "rotateCredential",
+            [(OK, "Credential"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/credentials/{credential_id}",
+            "removeCredential",
+            [(OK, "Written")],
+            Query::None
+        ),
         op!("get", "/v1/tenants/{tenant_id}/users", "listUsers", [(OK, "UserPage")], Query::Page),
         op!(
             "post",
@@ -316,7 +351,8 @@ fn query_parameters(query: Query) -> Vec<Value> {
 }
 
 /// Request-body fields that take a fixed set of values, as enums.
-const BODY_ENUMS: [(&str, &str, &[&str]); 7] = [
+const BODY_ENUMS: [(&str, &str, &[&str]); 8] = [
+    ("CreateCredential", "provider", &tenantry_domain::tenant::PROVIDERS),
     ("CreateUser", "role", &ROLES),
     ("PatchUser", "role", &ROLES),
     ("CreateKey", "role", &ROLES),
@@ -341,6 +377,9 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("CreatePartner", "name", name.clone()),
         ("CreateOperator", "name", name.clone()),
         ("PatchPartner", "name", name.clone()),
+        ("CreateCredential", "name", name.clone()),
+        ("CreateCredential", "secret", json!({ "minLength": 1, "maxLength": 4096, "pattern": "^\\S+$" })),
+        ("RotateCredentialBody", "secret", json!({ "minLength": 1, "maxLength": 4096, "pattern": "^\\S+$" })),
         ("CreateAgent", "name", name.clone()),
         ("CreateAgent", "model", name.clone()),
         ("CreateKey", "name", name.clone()),

@@ -90,6 +90,16 @@ pub(super) fn schemas() -> Map<String, Value> {
     let partner = object(
         json!({ "id": { "type": "string", "format": "uuid" }, "name": { "type": "string" }, "created_at": time() }),
     );
+    let credential = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "provider": { "type": "string", "enum": tenantry_domain::tenant::PROVIDERS },
+        "name": { "type": "string" },
+        "last4": { "type": "string", "description": "the secret's last four characters" },
+        "fingerprint": { "type": "string", "description": "the first 16 hex digits of the secret's SHA-256" },
+        "base_url": nullable("string"),
+        "created_at": time(),
+        "rotated_at": { "type": ["string", "null"], "format": "date-time" },
+    }));
     let operator = object(json!({
         "id": { "type": "string", "format": "uuid" },
         "name": { "type": "string" },
@@ -239,6 +249,8 @@ pub(super) fn schemas() -> Map<String, Value> {
         ("Partner", partner.clone()),
         ("PartnerWithKey", with_key(&partner)),
         ("PartnerPage", page("Partner")),
+        ("Credential", credential),
+        ("CredentialPage", page("Credential")),
         ("Operator", operator.clone()),
         ("OperatorWithKey", with_key(&operator)),
         ("OperatorPage", page("Operator")),

@@ -313,6 +313,48 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::BootstrapKeyRetired(_) | Event::PartnerKeyRotated(_) => {}
+                Event::CredentialAdded(c) => {
+                    exec(
+                        conn,
+                        "INSERT INTO dir_credentials (tenant_id, credential_id, provider, name, last4, fingerprint,
+                                                      base_url, removed, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+                        vec![
+                            t(),
+                            c.credential_id.to_string().into(),
+                            c.provider.as_str().into(),
+                            c.name.as_str().into(),
+                            last4(&c.secret).into(),
+                            fingerprint(&c.secret).into(),
+                            c.base_url.as_deref().into(),
+                            at.into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::CredentialRotated(c) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_credentials SET last4 = $1, fingerprint = $2, rotated_at = $3
+                         WHERE tenant_id = $4 AND credential_id = $5",
+                        vec![
+                            last4(&c.secret).into(),
+                            fingerprint(&c.secret).into(),
+                            at.into(),
+                            t(),
+                            c.credential_id.to_string().into(),
+                        ],
+                    )
+                    .await?;
+                }
+                Event::CredentialRemoved(c) => {
+                    exec(
+                        conn,
+                        "UPDATE dir_credentials SET removed = 1 WHERE tenant_id = $1 AND credential_id = $2",
+                        vec![t(), c.credential_id.to_string().into()],
+                    )
+                    .await?;
+                }
                 Event::PartnerRenamed(p) => {
                     exec(
                         conn,
@@ -367,4 +409,17 @@ impl Projector for Directory {
         }
         Ok(deleted)
     }
+}
+
+/// The last four characters of a secret, as shown to tell credentials apart.
+fn last4(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    chars[chars.len().saturating_sub(4)..].iter().collect()
+}
+
+/// The first 16 hex digits of a secret's SHA-256: tells whether two secrets are the same
+/// without holding either.
+fn fingerprint(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(secret.as_bytes())[..8])
 }

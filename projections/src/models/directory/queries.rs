@@ -5,8 +5,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::{Settings, TenantStatus};
 use tenantry_domain::{
-    AgentId, ApiKeyId, LimitOverrides, Limits, OperatorId, PartnerId, Plan, PlanCatalog, Role, Scope,
-    TenantContext, TenantId, ToolId, UserId,
+    AgentId, ApiKeyId, CredentialId, LimitOverrides, Limits, OperatorId, PartnerId, Plan, PlanCatalog, Role,
+    Scope, TenantContext, TenantId, ToolId, UserId,
 };
 
 use crate::db::ReadDb;
@@ -623,4 +623,73 @@ pub async fn touch_key(db: &ReadDb, tenant: TenantId, key: ApiKeyId, at: i64) ->
     .execute(db.pool())
     .await?;
     Ok(())
+}
+
+/// A model provider credential as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CredentialRow {
+    #[serde(rename = "id")]
+    pub credential_id: String,
+    pub provider: String,
+    pub name: String,
+    /// The secret's last four characters.
+    pub last4: String,
+    /// The first 16 hex digits of the secret's SHA-256.
+    pub fingerprint: String,
+    pub base_url: Option<String>,
+    #[serde(with = "crate::models::time")]
+    pub created_at: i64,
+    #[serde(with = "crate::models::time::option")]
+    pub rotated_at: Option<i64>,
+}
+
+impl TryFrom<&AnyRow> for CredentialRow {
+    type Error = ProjectionError;
+    fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            credential_id: text(r, "credential_id")?,
+            provider: text(r, "provider")?,
+            name: text(r, "name")?,
+            last4: text(r, "last4")?,
+            fingerprint: text(r, "fingerprint")?,
+            base_url: opt_text(r, "base_url")?,
+            created_at: int(r, "created_at")?,
+            rotated_at: opt_int(r, "rotated_at")?,
+        })
+    }
+}
+
+/// The tenant's credentials (not removed) in id order after `after`.
+pub async fn credentials(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Page<CredentialRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT * FROM dir_credentials WHERE tenant_id = $1 AND removed = 0 AND credential_id > $2
+         ORDER BY credential_id LIMIT $3",
+    )
+    .bind(ctx.tenant_id.to_string())
+    .bind(id_cursor(after)?)
+    .bind(page_size(limit))
+    .fetch_all(db.readers())
+    .await?;
+    let rows = rows.iter().map(CredentialRow::try_from).collect::<Result<_, _>>()?;
+    Ok(Page::from_rows(rows, limit, |c: &CredentialRow| c.credential_id.clone()))
+}
+
+pub async fn credential(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    credential: CredentialId,
+) -> Result<Option<CredentialRow>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT * FROM dir_credentials WHERE tenant_id = $1 AND credential_id = $2 AND removed = 0",
+    )
+    .bind(ctx.tenant_id.to_string())
+    .bind(credential.to_string())
+    .fetch_optional(db.readers())
+    .await?;
+    row.as_ref().map(CredentialRow::try_from).transpose()
 }
