@@ -18,6 +18,7 @@
 //! - [`operator`]: the platform's named operators and the bootstrap key's retirement.
 //! - [`slug`]: one tenant per slug, decided on the platform log.
 //! - [`rejection`]: why a command is refused.
+//! - [`runtime`]: what an agent runtime is handed (prompt variables filled in, the provider).
 //! - [`scope`]: what a tenant key may be narrowed to.
 //! - [`testing`]: a given/when/then harness for deciders.
 
@@ -33,6 +34,7 @@ pub mod operator;
 pub mod partner;
 pub mod personal;
 pub mod rejection;
+pub mod runtime;
 pub mod scope;
 pub mod slug;
 pub mod tenant;

@@ -34,6 +34,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod operators;
 pub mod queries;
+pub mod runtime;
 pub mod scopes;
 
 use error::ApiError;
@@ -122,7 +123,8 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(queries::router())
             .merge(me::router())
             .merge(operators::queries())
-            .merge(credentials::queries());
+            .merge(credentials::queries())
+            .merge(runtime::router());
     }
     api
 }

@@ -28,6 +28,10 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
 /// is refused there rather than let through.
 pub fn needed(method: &Method, route: &str) -> Option<Result<Scope, ()>> {
     let rest = route.strip_prefix("/v1/tenants/{tenant_id}")?;
+    // What an agent runtime reads (secrets included) is a scope of its own.
+    if rest.ends_with("/runtime") {
+        return Some(Ok(Scope::RuntimeRead));
+    }
     let section = rest.trim_start_matches('/').split('/').next().unwrap_or_default();
     let read = method == Method::GET || method == Method::HEAD;
     Some(

@@ -21,6 +21,7 @@ mod operators;
 mod partners;
 mod quotas;
 mod rate;
+mod runtime;
 mod scoped_keys;
 mod slugs;
 mod stalls;

@@ -368,6 +368,7 @@ async fn walkthrough(api: Api) {
                 "/quotas",
                 "/settings",
                 "/credentials",
+                "/runtime",
             ]
             .iter()
             .any(|p| path.contains(p))

@@ -130,7 +130,13 @@ pub async fn quotas(
 ) -> Result<Option<Vec<Quota>>, ProjectionError> {
     let tenant = ctx.tenant_id;
     let Some(row) = directory::tenant(ctx, db).await? else { return Ok(None) };
-    let limits = row.effective_limits(plans);
+    // A tenant below others has the limits it inherits unless it sets its own.
+    let limits = match row.ancestors.is_empty() {
+        true => row.effective_limits(plans),
+        false => directory::effective(db, tenant, plans)
+            .await?
+            .map_or_else(|| row.effective_limits(plans), |e| e.limits),
+    };
     let key = tenant.to_string();
     let counters = sqlx::query(
         "SELECT period, api_calls, tokens, bytes FROM quota_counters WHERE tenant_id = $1 AND period IN ($2, $3, 'all')",

@@ -192,6 +192,13 @@ fn operations() -> Vec<Operation> {
         ),
         op!(
             "get",
+            "/v1/tenants/{tenant_id}/agents/{agent_id}/runtime",
+            "getAgentRuntime",
+            [(OK, "AgentRuntime")],
+            Query::None
+        ),
+        op!(
+            "get",
             "/v1/tenants/{tenant_id}/credentials",
             "listCredentials",
             [(OK, "CredentialPage")],

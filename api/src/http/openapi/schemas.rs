@@ -100,6 +100,33 @@ pub(super) fn schemas() -> Map<String, Value> {
         "created_at": time(),
         "rotated_at": { "type": ["string", "null"], "format": "date-time" },
     }));
+    let runtime_credential = {
+        let mut c = credential.clone();
+        c["properties"]["secret"] = json!({ "type": ["string", "null"], "description": "only for a key with `runtime:read`, or the operator" });
+        if let Some(required) = c["required"].as_array_mut() {
+            required.push(json!("secret"));
+        }
+        c
+    };
+    let runtime_tool = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "name": { "type": "string" },
+        "description": { "type": "string" },
+        "endpoint": { "type": "string" },
+        "parameters": { "type": "object" },
+    }));
+    let runtime = object(json!({
+        "agent": { "$ref": "#/components/schemas/Agent" },
+        "model": { "type": "string" },
+        "system_prompt": { "type": "string", "description": "with its variables filled in" },
+        "tools": { "type": "array", "items": runtime_tool },
+        "feature_flags": { "type": "object", "additionalProperties": { "type": "boolean" } },
+        "credential": { "oneOf": [{ "type": "null" }, runtime_credential] },
+        "remaining": object(json!({
+            "tokens_per_month": { "type": ["integer", "null"] },
+            "api_calls_per_day": { "type": ["integer", "null"] },
+        })),
+    }));
     let operator = object(json!({
         "id": { "type": "string", "format": "uuid" },
         "name": { "type": "string" },
@@ -250,6 +277,7 @@ pub(super) fn schemas() -> Map<String, Value> {
         ("PartnerWithKey", with_key(&partner)),
         ("PartnerPage", page("Partner")),
         ("Credential", credential),
+        ("AgentRuntime", runtime),
         ("CredentialPage", page("Credential")),
         ("Operator", operator.clone()),
         ("OperatorWithKey", with_key(&operator)),

@@ -1,0 +1,117 @@
+//! What an agent runtime reads: the agent as configured for its tenant, in one answer, with
+//! the provider's secret for runtime keys only.
+
+use std::time::Duration;
+
+use reqwest::{Method as M, StatusCode};
+use serde_json::{Value, json};
+use tenantry_store::testing::Harness;
+
+use crate::client::Api;
+use crate::support::BOOTSTRAP;
+
+async fn the_runtime_reads_its_agent(api: Api) {
+    let body = json!({"slug": "rt", "name": "Runtime Co", "settings": {
+        "default_model": "gpt-4o", "system_prompt": "You are {{agent.name}} of {{tenant.name}} ({{tenant.slug}}).",
+        "feature_flags": {"beta": true}}});
+    let (t, _) = api.create(BOOTSTRAP, "/v1/tenants", body).await;
+    let t = t["id"].as_str().unwrap().to_owned();
+    let (k, _) = api
+        .create(BOOTSTRAP, &format!("/v1/tenants/{t}/api-keys"), json!({"name": "a", "role": "admin"}))
+        .await;
+    let admin = k["key"].as_str().unwrap().to_owned();
+    let tool = |name: &str| json!({"name": name, "description": "d", "endpoint": "https://t.example/x", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}});
+    let (search, _) = api.create(&admin, &format!("/v1/tenants/{t}/tools"), tool("search")).await;
+    let (calc, _) = api.create(&admin, &format!("/v1/tenants/{t}/tools"), tool("calc")).await;
+    let (agent, _) = api
+        .create(
+            &admin,
+            &format!("/v1/tenants/{t}/agents"),
+            json!({"name": "Ava", "tool_ids": [search["id"], calc["id"]]}),
+        )
+        .await;
+    // A tool disabled after it was attached is left out of what the runtime gets.
+    let calc_path = format!("/v1/tenants/{t}/tools/{}", calc["id"].as_str().unwrap());
+    let (s, _, _) = api.call(&admin, M::PATCH, &calc_path, Some(json!({"enabled": false}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (cred, position) = api
+        .create(
+            &admin,
+            &format!("/v1/tenants/{t}/credentials"),
+            json!({"provider": "openai", "name": "main", "secret": "sk-runtime-secret-9999"}),
+        )
+        .await;
+    let runtime = format!("/v1/tenants/{t}/agents/{}/runtime", agent["id"].as_str().unwrap());
+
+    let (s, r) = api.get_at(&admin, &runtime, position).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["model"], "gpt-4o", "the default model");
+    assert_eq!(r["system_prompt"], "You are Ava of Runtime Co (rt).");
+    let names: Vec<Value> = r["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, [json!("search")]);
+    assert_eq!(r["tools"][0]["parameters"]["properties"]["q"]["type"], "string");
+    assert_eq!(r["feature_flags"], json!({"beta": true}));
+    assert_eq!(r["credential"]["id"], cred["id"]);
+    assert_eq!(r["credential"]["secret"], Value::Null, "no secret without runtime:read");
+    assert!(r["remaining"]["tokens_per_month"].as_u64().unwrap() > 0);
+
+    // A runtime key gets the secret, and that is audited.
+    let (k, _) = api
+        .create(
+            BOOTSTRAP,
+            &format!("/v1/tenants/{t}/api-keys"),
+            json!({"name": "rt", "role": "admin", "scopes": ["runtime:read"]}),
+        )
+        .await;
+    let runtime_key = k["key"].as_str().unwrap().to_owned();
+    let (s, r, _) = api.call(&runtime_key, M::GET, &runtime, None).await;
+    assert_eq!(
+        (s, r["credential"]["secret"].as_str()),
+        (StatusCode::OK, Some("sk-runtime-secret-9999")),
+        "{r}"
+    );
+    let mut audited = false;
+    for _ in 0..200 {
+        let (_, page, _) = api.call(&admin, M::GET, &format!("/v1/tenants/{t}/audit"), None).await;
+        audited = page["items"].as_array().unwrap().iter().any(|e| {
+            e["outcome"] == "read" && e["action"].as_str().is_some_and(|a| a.contains("secret of credential"))
+        });
+        if audited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(audited, "the secret's read is in the audit trail");
+    // Other keys: a key narrowed elsewhere is refused naming the scope; a user key too.
+    let (k, _) = api
+        .create(
+            BOOTSTRAP,
+            &format!("/v1/tenants/{t}/api-keys"),
+            json!({"name": "ag", "role": "admin", "scopes": ["agents:read"]}),
+        )
+        .await;
+    let (s, p, _) = api.call(k["key"].as_str().unwrap(), M::GET, &runtime, None).await;
+    assert_eq!((s, p["scope"].as_str()), (StatusCode::FORBIDDEN, Some("runtime:read")));
+    let (u, _) = api
+        .create(&admin, &format!("/v1/tenants/{t}/users"), json!({"email": "u@rt.io", "role": "user"}))
+        .await;
+    let (uk, _) = api
+        .create(
+            &admin,
+            &format!("/v1/tenants/{t}/api-keys"),
+            json!({"name": "u", "role": "user", "user_id": u["id"]}),
+        )
+        .await;
+    assert_eq!(api.call(uk["key"].as_str().unwrap(), M::GET, &runtime, None).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_reads_its_agent_on_sqlite() {
+    the_runtime_reads_its_agent(Api::start(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_reads_its_agent_on_postgres() {
+    let Some(h) = Harness::postgres().await else { return };
+    the_runtime_reads_its_agent(Api::start(Some(h.url.clone())).await).await;
+}
