@@ -175,10 +175,7 @@ pub fn evolve(mut state: PartnerState, event: &Event) -> PartnerState {
         Event::PartnerRenamed(e) => state.name = e.name.clone(),
         Event::PartnerDeleted(_) => state.deleted = true,
         Event::PartnerKeyIssued(e) => {
-            state.keys.insert(
-                e.key_id,
-                KeyEntry { revoked: false, secret_hash: e.secret_hash.clone(), previous: None },
-            );
+            state.keys.insert(e.key_id, KeyEntry::issued(&e.secret_hash));
         }
         Event::PartnerKeyRevoked(e) => {
             if let Some(key) = state.keys.get_mut(&e.key_id) {
@@ -187,8 +184,7 @@ pub fn evolve(mut state: PartnerState, event: &Event) -> PartnerState {
         }
         Event::PartnerKeyRotated(e) => {
             if let Some(key) = state.keys.get_mut(&e.key_id) {
-                let old = std::mem::replace(&mut key.secret_hash, e.secret_hash.clone());
-                key.previous = e.grace_until.map(|until| (old, until));
+                key.rotate(&e.secret_hash, e.grace_until);
             }
         }
         _ => {}

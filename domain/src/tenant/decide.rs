@@ -502,16 +502,22 @@ pub(super) fn add_credential(
     })])
 }
 
+/// The tenant is open to the caller and has this credential, not removed.
+fn live_credential(
+    ctx: &TenantContext,
+    state: &TenantState,
+    id: crate::ids::CredentialId,
+) -> Result<(), Rejection> {
+    open(ctx, state)?;
+    require(state.credentials.get(&id).is_some_and(|k| !k.removed), Rejection::CredentialNotFound(id))
+}
+
 pub(super) fn rotate_credential(
     ctx: &TenantContext,
     state: &TenantState,
     c: &RotateCredential,
 ) -> Result<Vec<Event>, Rejection> {
-    open(ctx, state)?;
-    require(
-        state.credentials.get(&c.credential_id).is_some_and(|k| !k.removed),
-        Rejection::CredentialNotFound(c.credential_id),
-    )?;
+    live_credential(ctx, state, c.credential_id)?;
     credential_secret(&c.secret)?;
     Ok(vec![Event::CredentialRotated(CredentialRotated {
         credential_id: c.credential_id,
@@ -524,10 +530,6 @@ pub(super) fn remove_credential(
     state: &TenantState,
     c: &RemoveCredential,
 ) -> Result<Vec<Event>, Rejection> {
-    open(ctx, state)?;
-    require(
-        state.credentials.get(&c.credential_id).is_some_and(|k| !k.removed),
-        Rejection::CredentialNotFound(c.credential_id),
-    )?;
+    live_credential(ctx, state, c.credential_id)?;
     Ok(vec![Event::CredentialRemoved(CredentialRemoved { credential_id: c.credential_id })])
 }

@@ -77,6 +77,17 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
+    /// A key just issued with this secret.
+    pub fn issued(secret_hash: &[u8]) -> Self {
+        Self { revoked: false, secret_hash: secret_hash.to_vec(), previous: None }
+    }
+
+    /// The key with a new secret; the old one opens it until `grace_until`, if given.
+    pub fn rotate(&mut self, secret_hash: &[u8], grace_until: Option<chrono::DateTime<chrono::Utc>>) {
+        let old = std::mem::replace(&mut self.secret_hash, secret_hash.to_vec());
+        self.previous = grace_until.map(|until| (old, until));
+    }
+
     /// The secret hashes that open this key at `now`.
     pub fn hashes_at(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&[u8]> {
         let mut hashes = vec![self.secret_hash.as_slice()];
@@ -330,10 +341,7 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
             }
         }
         Event::ApiKeyIssued(e) => {
-            state.api_keys.insert(
-                e.key_id,
-                KeyEntry { revoked: false, secret_hash: e.secret_hash.clone(), previous: None },
-            );
+            state.api_keys.insert(e.key_id, KeyEntry::issued(&e.secret_hash));
         }
         Event::ApiKeyRevoked(e) => {
             if let Some(key) = state.api_keys.get_mut(&e.key_id) {
@@ -342,8 +350,7 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         }
         Event::ApiKeyRotated(e) => {
             if let Some(key) = state.api_keys.get_mut(&e.key_id) {
-                let old = std::mem::replace(&mut key.secret_hash, e.secret_hash.clone());
-                key.previous = e.grace_until.map(|until| (old, until));
+                key.rotate(&e.secret_hash, e.grace_until);
             }
         }
         Event::UserAdded(e) => {
