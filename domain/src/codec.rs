@@ -382,6 +382,8 @@ events! {
     CredentialAdded => "credential.added" v 1,
     CredentialRotated => "credential.rotated" v 1,
     CredentialRemoved => "credential.removed" v 1,
+    ConversationRetitled => "conversation.retitled" v 1,
+    ConversationArchived => "conversation.archived" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

@@ -270,6 +270,20 @@ pub struct OpenConversation {
     pub title: Option<String>,
 }
 
+/// A merge patch of a conversation's title: kept, cleared or set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetitleConversation {
+    pub conversation_id: ConversationId,
+    pub title: Patch<String>,
+}
+
+/// Put a conversation away (`archived`), or take it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveConversation {
+    pub conversation_id: ConversationId,
+    pub archived: bool,
+}
+
 /// Append a message; with `usage` (which needs `model`) it also bills the tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendMessage {

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::command::{AppendMessage, OpenConversation, RecordUsage};
+use crate::command::{
+    AppendMessage, ArchiveConversation, OpenConversation, RecordUsage, RetitleConversation,
+};
 use crate::context::{Actor, Role, TenantContext};
 use crate::event::*;
 use crate::ids::{AgentId, ConversationId, MessageId, UserId};
@@ -25,12 +27,15 @@ pub struct ConversationState {
     pub user_id: Option<UserId>,
     pub messages: u64,
     pub message_ids: BTreeSet<MessageId>,
+    pub archived: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConversationCommand {
     Open(OpenConversation),
     AppendMessage(AppendMessage),
+    Retitle(RetitleConversation),
+    Archive(ArchiveConversation),
 }
 
 /// A user may only touch its own conversations; admins every one of their tenant.
@@ -62,7 +67,62 @@ pub fn decide(
     match command {
         ConversationCommand::Open(c) => decide_open(ctx, tenant, state, c),
         ConversationCommand::AppendMessage(c) => decide_append(ctx, tenant, state, c),
+        ConversationCommand::Retitle(c) => decide_retitle(ctx, tenant, state, c),
+        ConversationCommand::Archive(c) => decide_archive(ctx, tenant, state, c),
     }
+}
+
+/// The conversation exists and the caller may touch it (its owner, or an admin).
+fn reachable(
+    ctx: &TenantContext,
+    tenant: &TenantState,
+    state: &ConversationState,
+    id: ConversationId,
+) -> Result<(), Rejection> {
+    open_tenant(tenant)?;
+    if state.id != Some(id) || !may_use(ctx, state.user_id) {
+        return Err(Rejection::ConversationNotFound(id));
+    }
+    Ok(())
+}
+
+pub fn decide_retitle(
+    ctx: &TenantContext,
+    tenant: &TenantState,
+    state: &ConversationState,
+    c: &RetitleConversation,
+) -> Result<Vec<Event>, Rejection> {
+    reachable(ctx, tenant, state, c.conversation_id)?;
+    let title = match &c.title {
+        crate::command::Patch::Keep => return Ok(vec![]),
+        crate::command::Patch::Clear => None,
+        crate::command::Patch::Set(title) => {
+            validate::text("title", title, 0, 500)?;
+            Some(Personal::Text(title.clone()))
+        }
+    };
+    Ok(vec![Event::ConversationRetitled(ConversationRetitled {
+        conversation_id: c.conversation_id,
+        user_id: state.user_id,
+        title,
+    })])
+}
+
+/// Archiving an archived conversation (or unarchiving a live one) writes nothing.
+pub fn decide_archive(
+    ctx: &TenantContext,
+    tenant: &TenantState,
+    state: &ConversationState,
+    c: &ArchiveConversation,
+) -> Result<Vec<Event>, Rejection> {
+    reachable(ctx, tenant, state, c.conversation_id)?;
+    if state.archived == c.archived {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::ConversationArchived(ConversationArchived {
+        conversation_id: c.conversation_id,
+        archived: c.archived,
+    })])
 }
 
 pub fn decide_open(
@@ -115,6 +175,9 @@ pub fn decide_append(
     // Retrying the same message id is a no-op, not a second message.
     if state.message_ids.contains(&c.message_id) {
         return Ok(vec![]);
+    }
+    if state.archived {
+        return Err(Rejection::ConversationArchived(c.conversation_id));
     }
     validate::text("content", &c.content, 0, MAX_MESSAGE_CHARS)?;
     if let Some(model) = &c.model {
@@ -193,6 +256,7 @@ pub fn evolve(mut state: ConversationState, event: &Event) -> ConversationState 
             state.messages += 1;
             state.message_ids.insert(e.message_id);
         }
+        Event::ConversationArchived(e) => state.archived = e.archived,
         _ => {}
     }
     state

@@ -206,6 +206,22 @@ pub struct ConversationOpened {
     pub title: Option<Personal>,
 }
 
+/// A conversation's new title (`None`: no title). Personal of `user_id` when it has one, as
+/// at its opening.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRetitled {
+    pub conversation_id: ConversationId,
+    pub user_id: Option<UserId>,
+    pub title: Option<Personal>,
+}
+
+/// A conversation is put away (`archived`) or taken back (`!archived`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationArchived {
+    pub conversation_id: ConversationId,
+    pub archived: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageRole {
@@ -457,6 +473,8 @@ pub enum Event {
     CredentialAdded(CredentialAdded),
     CredentialRotated(CredentialRotated),
     CredentialRemoved(CredentialRemoved),
+    ConversationRetitled(ConversationRetitled),
+    ConversationArchived(ConversationArchived),
 }
 
 impl Event {
@@ -467,6 +485,7 @@ impl Event {
             Self::UserAdded(e) => text(&e.email) || e.identity.as_ref().is_some_and(|i| text(&i.subject)),
             Self::UserUpdated(e) => e.email.as_ref().is_some_and(text),
             Self::ConversationOpened(e) => e.user_id.is_some() && e.title.as_ref().is_some_and(text),
+            Self::ConversationRetitled(e) => e.user_id.is_some() && e.title.as_ref().is_some_and(text),
             Self::MessageAppended(e) => e.author.is_some() && text(&e.content),
             _ => false,
         }
@@ -488,6 +507,10 @@ impl Event {
                 _ => vec![],
             },
             Self::MessageAppended(e) => e.author.map(|a| vec![(a, &mut e.content)]).unwrap_or_default(),
+            Self::ConversationRetitled(e) => match (e.user_id, e.title.as_mut()) {
+                (Some(user), Some(title)) => vec![(user, title)],
+                _ => vec![],
+            },
             _ => vec![],
         }
     }

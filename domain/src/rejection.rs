@@ -53,6 +53,8 @@ pub enum Rejection {
     ConversationNotFound(ConversationId),
     #[error("conversation {0} already exists")]
     ConversationAlreadyExists(ConversationId),
+    #[error("conversation {0} is archived: unarchive it to add to it")]
+    ConversationArchived(ConversationId),
     #[error("request id {0} was recorded before with other content")]
     RequestIdReused(String),
     #[error("slug `{0}` is taken")]

@@ -195,6 +195,14 @@ fn event() -> impl Strategy<Value = Event> {
             secret
         })),
         id().prop_map(|credential_id| Event::CredentialRemoved(CredentialRemoved { credential_id })),
+        (id(), proptest::option::of(id()), proptest::option::of(personal())).prop_map(
+            |(conversation_id, user_id, title)| {
+                Event::ConversationRetitled(ConversationRetitled { conversation_id, user_id, title })
+            }
+        ),
+        (id(), any::<bool>()).prop_map(|(conversation_id, archived)| {
+            Event::ConversationArchived(ConversationArchived { conversation_id, archived })
+        }),
         (id(), text())
             .prop_map(|(partner_id, name)| Event::PartnerRenamed(PartnerRenamed { partner_id, name })),
         id().prop_map(|partner_id| Event::PartnerDeleted(PartnerDeleted { partner_id })),

@@ -235,3 +235,50 @@ fn credentials_are_added_rotated_and_removed_and_never_printed() {
     assert_eq!(state.credentials[&id].secret, "sk-ant-123");
     assert!(!format!("{state:?}").contains("sk-ant-123"), "a state printed shows no secret");
 }
+
+#[test]
+fn a_conversation_is_retitled_by_patch_and_closed_while_archived() {
+    let t = TenantId::new();
+    let (agent_id, conv, owner) = (AgentId::new(), ConversationId::new(), UserId::new());
+    let tenant = state_of(&[configured(&[], None), agent_created(agent_id), user_added(owner, "o@x.io")]);
+    let ctx = admin(t);
+    let opened = Event::ConversationOpened(ConversationOpened {
+        conversation_id: conv,
+        agent_id,
+        user_id: Some(owner),
+        title: Some("first".into()),
+    });
+    let state = [opened].iter().fold(ConversationState::default(), conversation::evolve);
+    let retitle = |title| RetitleConversation { conversation_id: conv, title };
+    assert_eq!(conversation::decide_retitle(&ctx, &tenant, &state, &retitle(Patch::Keep)), Ok(vec![]));
+    assert_eq!(
+        conversation::decide_retitle(&ctx, &tenant, &state, &retitle(Patch::Set("second".into()))),
+        Ok(vec![Event::ConversationRetitled(ConversationRetitled {
+            conversation_id: conv,
+            user_id: Some(owner),
+            title: Some("second".into()),
+        })]),
+        "the title stays its owner's"
+    );
+    let stranger = TenantContext { role: Role::User, actor: Actor::User(UserId::new()), ..ctx.clone() };
+    assert_eq!(
+        conversation::decide_retitle(&stranger, &tenant, &state, &retitle(Patch::Clear)),
+        Err(Rejection::ConversationNotFound(conv))
+    );
+    let archive = |archived| ArchiveConversation { conversation_id: conv, archived };
+    let archived = conversation::decide_archive(&ctx, &tenant, &state, &archive(true)).unwrap();
+    let state = archived.iter().fold(state, conversation::evolve);
+    assert_eq!(conversation::decide_archive(&ctx, &tenant, &state, &archive(true)), Ok(vec![]), "once");
+    let message = AppendMessage {
+        conversation_id: conv,
+        message_id: MessageId::new(),
+        role: MessageRole::User,
+        content: "hi".into(),
+        model: None,
+        usage: None,
+    };
+    assert_eq!(
+        conversation::decide_append(&ctx, &tenant, &state, &message),
+        Err(Rejection::ConversationArchived(conv))
+    );
+}

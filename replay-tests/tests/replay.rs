@@ -126,7 +126,8 @@ async fn the_golden_log_projects_to_the_expected_read_models(h: &Harness) {
     assert_eq!(page.items[0].title, None, "newest first");
     let next =
         conversations::threads(&ctx, db, &Default::default(), page.next_cursor.as_deref(), 1).await.unwrap();
-    assert_eq!(next.items[0].title.as_deref(), Some("Refund"));
+    assert_eq!(next.items[0].title.as_deref(), Some("Refund (done)"), "retitled");
+    assert!(next.items[0].archived);
     assert_eq!(next.items[0].message_count, 2);
     let id = next.items[0].conversation_id.parse().unwrap();
     let msgs = conversations::messages(&ctx, db, id, None, 50).await.unwrap();

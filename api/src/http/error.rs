@@ -206,7 +206,7 @@ impl From<Rejection> for ApiError {
             | Rejection::OperatorNotFound(_)
             | Rejection::PartnerNotFound(_)
             | Rejection::CredentialNotFound(_) => Self::NotFound,
-            Rejection::LastWayIn | Rejection::PartnerHasTenants(_) => {
+            Rejection::LastWayIn | Rejection::PartnerHasTenants(_) | Rejection::ConversationArchived(_) => {
                 Self::Conflict { detail: r.to_string(), field: None }
             }
             Rejection::TenantSuspended => Self::Forbidden("tenant is suspended".into()),

@@ -401,7 +401,9 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::PartnerKeyIssued(_)
         | Event::PartnerKeyRevoked(_)
         | Event::PartnerKeyRotated(_)
-        | Event::DataRead(_) => {}
+        | Event::DataRead(_)
+        | Event::ConversationRetitled(_)
+        | Event::ConversationArchived(_) => {}
         Event::CredentialAdded(e) => {
             state.credentials.insert(
                 e.credential_id,

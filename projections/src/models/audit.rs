@@ -36,6 +36,8 @@ fn target(event: &Event) -> Option<String> {
         Event::UserErased(e) => format!("user:{}", e.user_id),
         Event::ConversationOpened(e) => format!("conversation:{}", e.conversation_id),
         Event::MessageAppended(e) => format!("conversation:{}", e.conversation_id),
+        Event::ConversationRetitled(e) => format!("conversation:{}", e.conversation_id),
+        Event::ConversationArchived(e) => format!("conversation:{}", e.conversation_id),
         Event::UsageRecorded(e) => format!("model:{}", e.model),
         Event::AccessDenied(e) => return e.target.clone(),
         Event::DataRead(_) => return None,

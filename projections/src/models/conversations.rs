@@ -82,6 +82,29 @@ impl Projector for Conversations {
                         entry.0 += 1;
                         entry.1 = entry.1.max(at);
                     }
+                    Event::ConversationRetitled(c) => {
+                        // The thread may be among the rows gathered so far.
+                        rows.flush(conn).await?;
+                        exec(
+                            conn,
+                            "UPDATE conv_threads SET title = $1 WHERE tenant_id = $2 AND conversation_id = $3",
+                            vec![
+                                c.title.as_ref().map(|t| t.as_str()).into(),
+                                (*tenant).into(),
+                                c.conversation_id.to_string().into(),
+                            ],
+                        )
+                        .await?;
+                    }
+                    Event::ConversationArchived(c) => {
+                        rows.flush(conn).await?;
+                        exec(
+                            conn,
+                            "UPDATE conv_threads SET archived = $1 WHERE tenant_id = $2 AND conversation_id = $3",
+                            vec![i64::from(c.archived).into(), (*tenant).into(), c.conversation_id.to_string().into()],
+                        )
+                        .await?;
+                    }
                     Event::UserErased(u) => {
                         // Rows gathered so far go in first, so the erasure reaches them too.
                         rows.flush(conn).await?;
@@ -215,6 +238,8 @@ pub struct ThreadRow {
     pub user_id: Option<String>,
     pub title: Option<String>,
     pub message_count: i64,
+    /// Put away: closed to new messages until taken back.
+    pub archived: bool,
     #[serde(with = "super::time")]
     pub created_at: i64,
     #[serde(with = "super::time")]
@@ -230,6 +255,7 @@ impl TryFrom<&AnyRow> for ThreadRow {
             user_id: opt_text(r, "user_id")?,
             title: opt_text(r, "title")?,
             message_count: int(r, "message_count")?,
+            archived: int(r, "archived")? != 0,
             created_at: int(r, "created_at")?,
             last_message_at: int(r, "last_message_at")?,
         })

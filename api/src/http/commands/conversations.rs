@@ -5,7 +5,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use tenantry_domain::command::{AppendMessage as AppendMessageCommand, OpenConversation as OpenCommand};
+use tenantry_domain::command::{
+    AppendMessage as AppendMessageCommand, ArchiveConversation, OpenConversation as OpenCommand, Patch,
+    RetitleConversation,
+};
 use tenantry_domain::conversation::ConversationCommand;
 use tenantry_domain::event::{MessageRole, TokenUsage};
 use tenantry_domain::{AgentId, ConversationId, MessageId, TenantId, UserId};
@@ -46,8 +49,86 @@ pub struct AppendMessage {
     pub usage: Option<UsageBody>,
 }
 
+/// A JSON Merge Patch of a conversation: `title` absent stays, `null` clears it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchConversation {
+    #[serde(default, deserialize_with = "super::tenants::nullable")]
+    #[schema(value_type = Option<String>)]
+    pub title: Option<Option<String>>,
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(open)).routes(routes!(append))
+    OpenApiRouter::new()
+        .routes(routes!(open))
+        .routes(routes!(append))
+        .routes(routes!(retitle))
+        .routes(routes!(archive))
+        .routes(routes!(unarchive))
+}
+
+/// A command on one conversation answered with the conversation as `GET` shows it.
+async fn changed(
+    state: &AppState,
+    ctx: &tenantry_domain::TenantContext,
+    id: ConversationId,
+    command: ConversationCommand,
+) -> Result<Response, ApiError> {
+    let out = state.commands.conversation(ctx, id, &command).await?;
+    let location = format!("/v1/tenants/{}/conversations/{id}", ctx.tenant_id);
+    let read = || conversations::thread(ctx, state.projections.db(), id);
+    object(state, ctx, conversations::NAME, (StatusCode::OK, out, location), id.to_string(), read, json!({}))
+        .await
+}
+
+/// `PATCH …/conversations/{id}`: its title (the conversation's owner, or an admin).
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}", request_body = PatchConversation, tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "The conversation"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 413, 422 or 429")))]
+pub async fn retitle(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, id)): AppPath<(TenantId, ConversationId)>,
+    AppJson(body): AppJson<PatchConversation>,
+) -> Result<Response, ApiError> {
+    let title = Patch::from_nullable(body.title);
+    changed(
+        &state,
+        &ctx,
+        id,
+        ConversationCommand::Retitle(RetitleConversation { conversation_id: id, title }),
+    )
+    .await
+}
+
+/// `POST …/conversations/{id}/archive`: closed to new messages until unarchived.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/archive", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "The conversation"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404 or 429")))]
+pub async fn archive(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, id)): AppPath<(TenantId, ConversationId)>,
+) -> Result<Response, ApiError> {
+    changed(
+        &state,
+        &ctx,
+        id,
+        ConversationCommand::Archive(ArchiveConversation { conversation_id: id, archived: true }),
+    )
+    .await
+}
+
+/// `POST …/conversations/{id}/unarchive`.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/unarchive", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "The conversation"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404 or 429")))]
+pub async fn unarchive(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, id)): AppPath<(TenantId, ConversationId)>,
+) -> Result<Response, ApiError> {
+    changed(
+        &state,
+        &ctx,
+        id,
+        ConversationCommand::Archive(ArchiveConversation { conversation_id: id, archived: false }),
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations", request_body = OpenConversation, tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]

@@ -108,7 +108,7 @@ pub struct SettingsPatchBody {
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
-fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

@@ -307,6 +307,27 @@ fn operations() -> Vec<Operation> {
             Query::None
         ),
         op!(
+            "patch",
+            "/v1/tenants/{tenant_id}/conversations/{conversation_id}",
+            "updateConversation",
+            [(OK, "Conversation"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/conversations/{conversation_id}/archive",
+            "archiveConversation",
+            [(OK, "Conversation"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/conversations/{conversation_id}/unarchive",
+            "unarchiveConversation",
+            [(OK, "Conversation"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
             "get",
             "/v1/tenants/{tenant_id}/conversations/{conversation_id}/messages",
             "listMessages",

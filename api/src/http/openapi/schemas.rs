@@ -176,6 +176,7 @@ pub(super) fn schemas() -> Map<String, Value> {
         "user_id": nullable("string"),
         "title": nullable("string"),
         "message_count": { "type": "integer", "minimum": 0 },
+        "archived": { "type": "boolean" },
         "created_at": time(),
         "last_message_at": time(),
     }));

@@ -292,6 +292,8 @@ impl Projector for Directory {
                 | Event::UsageRecorded(_)
                 | Event::AccessDenied(_)
                 | Event::DataRead(_)
+                | Event::ConversationRetitled(_)
+                | Event::ConversationArchived(_)
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}
