@@ -5,7 +5,8 @@
 //! conversation, then drives it from a second process (wrk, 32 connections, 2 threads):
 //! append-message commands, then conversation and usage queries, then the same queries
 //! authenticated by an identity provider's token (ES256, its JWKS loaded at start) instead of
-//! an API key. Prints a table row per workload and the server's peak RSS.
+//! an API key, then reads of each agent's runtime configuration. Prints a table row per
+//! workload and the server's peak RSS.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
 
@@ -132,6 +133,7 @@ async fn run(name: &str, database_url: Option<String>) {
     tokio::spawn(app.run_until(std::future::pending()));
     let client = reqwest::Client::new();
     let mut targets = Vec::new();
+    let mut agents = Vec::new();
     for i in 0..TENANTS {
         let limits = json!({"requests_per_minute": 1_000_000, "max_concurrent_requests": 64, "tokens_per_month": 1_000_000_000_000u64});
         let t = post(
@@ -169,6 +171,7 @@ async fn run(name: &str, database_url: Option<String>) {
         )
         .await;
         targets.push((tenant, key, conv["id"].as_str().unwrap().to_owned()));
+        agents.push(agent["id"].as_str().unwrap().to_owned());
     }
     let table: Vec<String> = targets
         .iter()
@@ -215,6 +218,19 @@ async fn run(name: &str, database_url: Option<String>) {
     let (rate, p99) = wrk(&base, &queries(&lua_targets(&table)));
     println!(
         "| {name} | the same queries with an ES256 token (JWKS held) instead of a key | {rate:.0} req/s, p99 {p99:.1} ms |"
+    );
+    // What an agent runtime reads before each turn: the agent's runtime configuration.
+    let table: Vec<String> = targets
+        .iter()
+        .zip(&agents)
+        .map(|((t, k, _), a)| {
+            let path = format!("/v1/tenants/{t}/agents/{a}/runtime");
+            format!("{{\"{path}\", \"{path}\", \"{k}\"}}")
+        })
+        .collect();
+    let (rate, p99) = wrk(&base, &queries(&lua_targets(&table)));
+    println!(
+        "| {name} | agent runtime configuration reads (`GET …/agents/{{id}}/runtime`) | {rate:.0} req/s, p99 {p99:.1} ms |"
     );
     println!("| {name} | server and benchmark process peak RSS | {:.0} MiB |", peak_rss_mib());
 }
