@@ -250,6 +250,27 @@ async fn identity_providers_sign_users_in(database_url: Option<String>) {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(api.call(&bob, M::GET, &users, None).await.0, StatusCode::FORBIDDEN);
+
+    // Erasing a person stops their tokens too; a purged tenant's tokens open nothing.
+    let (s, me, _) = api.call(&hs, M::GET, "/v1/me", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let erin = me["user_id"].as_str().unwrap().to_owned();
+    let (s, _, _) =
+        api.call(BOOTSTRAP, M::POST, &format!("/v1/tenants/{globex_id}/users/{erin}/erase"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(api.call(&hs, M::GET, "/v1/me", None).await.0, StatusCode::UNAUTHORIZED, "erased");
+    let gina = sign(&rsa, &claims("gina", &acme_id, &["user"]));
+    let (s, _, _) = api.call(BOOTSTRAP, M::DELETE, &format!("/v1/tenants/{acme_id}"), None).await;
+    assert!(matches!(s, StatusCode::OK | StatusCode::ACCEPTED), "{s}");
+    let mut status = StatusCode::OK;
+    for _ in 0..500 {
+        status = api.call(&gina, M::GET, "/v1/me", None).await.0;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a purged tenant's token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
