@@ -155,14 +155,37 @@ pub mod v1 {
     }
 }
 
-/// `tenant.created` v1, before tenants had parents.
+/// `tenant.created` v1 and v2 and `tenant.updated` v1: settings without `custom`.
 pub mod v1_tenant {
     use serde::{Deserialize, Serialize};
 
-    use crate::event::Settings;
-    use crate::ids::PartnerId;
+    use crate::ids::{PartnerId, TenantId};
     use crate::limits::{LimitOverrides, Plan};
 
+    /// Settings before `custom`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Settings {
+        pub agent_name: Option<String>,
+        pub system_prompt: Option<String>,
+        pub default_model: Option<String>,
+        pub allowed_models: Vec<String>,
+        pub feature_flags: Vec<(String, bool)>,
+    }
+
+    impl From<Settings> for crate::event::Settings {
+        fn from(old: Settings) -> Self {
+            Self {
+                agent_name: old.agent_name,
+                system_prompt: old.system_prompt,
+                default_model: old.default_model,
+                allowed_models: old.allowed_models,
+                feature_flags: old.feature_flags,
+                custom: None,
+            }
+        }
+    }
+
+    /// `tenant.created` v1, before tenants had parents.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct TenantCreated {
         pub slug: String,
@@ -180,10 +203,51 @@ pub mod v1_tenant {
                 name: v1.name,
                 plan: v1.plan,
                 partner_id: v1.partner_id,
-                settings: v1.settings,
+                settings: v1.settings.into(),
                 limits: v1.limits,
                 ancestors: Vec::new(),
             }
+        }
+    }
+
+    /// `tenant.created` v2: with ancestors, settings without `custom`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TenantCreatedV2 {
+        pub slug: String,
+        pub name: String,
+        pub plan: Plan,
+        pub partner_id: Option<PartnerId>,
+        pub settings: Settings,
+        pub limits: LimitOverrides,
+        pub ancestors: Vec<TenantId>,
+    }
+
+    impl From<TenantCreatedV2> for crate::event::TenantCreated {
+        fn from(v2: TenantCreatedV2) -> Self {
+            Self {
+                slug: v2.slug,
+                name: v2.name,
+                plan: v2.plan,
+                partner_id: v2.partner_id,
+                settings: v2.settings.into(),
+                limits: v2.limits,
+                ancestors: v2.ancestors,
+            }
+        }
+    }
+
+    /// `tenant.updated` v1: settings without `custom`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TenantUpdated {
+        pub name: Option<String>,
+        pub plan: Option<Plan>,
+        pub settings: Option<Settings>,
+        pub limits: Option<LimitOverrides>,
+    }
+
+    impl From<TenantUpdated> for crate::event::TenantUpdated {
+        fn from(v1: TenantUpdated) -> Self {
+            Self { name: v1.name, plan: v1.plan, settings: v1.settings.map(Into::into), limits: v1.limits }
         }
     }
 }
@@ -345,8 +409,8 @@ macro_rules! events {
 }
 
 events! {
-    TenantCreated => "tenant.created" v 2,
-    TenantUpdated => "tenant.updated" v 1,
+    TenantCreated => "tenant.created" v 3,
+    TenantUpdated => "tenant.updated" v 2,
     TenantSuspended => "tenant.suspended" v 1,
     TenantResumed => "tenant.resumed" v 1,
     AgentCreated => "agent.created" v 2,
@@ -422,6 +486,8 @@ macro_rules! older {
 
 older! {
     TenantCreated v 1 => v1_tenant::TenantCreated,
+    TenantCreated v 2 => v1_tenant::TenantCreatedV2,
+    TenantUpdated v 1 => v1_tenant::TenantUpdated,
     AgentCreated v 1 => v1::AgentCreated,
     ApiKeyIssued v 1 => v1::ApiKeyIssued,
     ApiKeyIssued v 2 => v2::ApiKeyIssued,

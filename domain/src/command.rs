@@ -82,6 +82,45 @@ pub struct SettingsPatch {
     pub default_model: Patch<String>,
     pub allowed_models: Patch<Vec<String>>,
     pub feature_flags: Patch<BTreeMap<String, Option<bool>>>,
+    /// A JSON Merge Patch (RFC 7396) of the `custom` object.
+    pub custom: Patch<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `patch` merged over `target` as RFC 7396 says: `null` removes a member, an object merges
+/// into an object, anything else replaces.
+pub fn merge_json(
+    target: &mut serde_json::Map<String, serde_json::Value>,
+    patch: serde_json::Map<String, serde_json::Value>,
+) {
+    for (key, value) in patch {
+        match value {
+            serde_json::Value::Null => {
+                target.remove(&key);
+            }
+            serde_json::Value::Object(inner) => {
+                let slot = target.entry(key).or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if !slot.is_object() {
+                    *slot = serde_json::Value::Object(Default::default());
+                }
+                if let serde_json::Value::Object(existing) = slot {
+                    merge_json(existing, inner);
+                }
+            }
+            other => {
+                target.insert(key, other);
+            }
+        }
+    }
+}
+
+/// A `custom` object as settings keep it: its text, `None` when empty.
+pub fn custom_text(custom: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    (!custom.is_empty()).then(|| serde_json::Value::Object(custom.clone()).to_string())
+}
+
+/// The `custom` object a settings text holds (empty when none, or unreadable).
+pub fn custom_object(text: Option<&str>) -> serde_json::Map<String, serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default()
 }
 
 impl SettingsPatch {
@@ -110,6 +149,15 @@ impl SettingsPatch {
                 .apply_option(Some(current.allowed_models.clone()))
                 .unwrap_or_default(),
             feature_flags: flags,
+            custom: match self.custom {
+                Patch::Keep => current.custom.clone(),
+                Patch::Clear => None,
+                Patch::Set(patch) => {
+                    let mut custom = custom_object(current.custom.as_deref());
+                    merge_json(&mut custom, patch);
+                    custom_text(&custom)
+                }
+            },
         }
     }
 }

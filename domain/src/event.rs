@@ -45,9 +45,13 @@ pub struct Settings {
     pub allowed_models: Vec<String>,
     /// Sorted by name, so equal settings encode to equal bytes.
     pub feature_flags: Vec<(String, bool)>,
+    /// The platform's own settings: a JSON object (as its text, keys sorted), at most 16 KiB.
+    #[serde(default)]
+    pub custom: Option<String>,
 }
 
-/// Schema version 2: `ancestors` (version 1 tenants have none: they are roots).
+/// Schema version 3: settings with `custom` (version 2 had none); version 2 added
+/// `ancestors` (version 1 tenants are roots).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantCreated {
     pub slug: String,
@@ -60,6 +64,7 @@ pub struct TenantCreated {
     pub ancestors: Vec<crate::ids::TenantId>,
 }
 
+/// Schema version 2: settings with `custom`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantUpdated {
     pub name: Option<String>,

@@ -50,6 +50,11 @@ pub fn merge_settings(above: &Settings, own: &Settings) -> Settings {
             own.allowed_models.clone()
         },
         feature_flags: flags.into_iter().collect(),
+        custom: {
+            let mut custom = crate::command::custom_object(above.custom.as_deref());
+            custom.extend(crate::command::custom_object(own.custom.as_deref()));
+            crate::command::custom_text(&custom)
+        },
     }
 }
 
@@ -67,7 +72,7 @@ pub fn effective(path: &[Level<'_>], plan_limits: Limits) -> Effective {
     let mut flags: BTreeMap<String, (bool, TenantId)> = BTreeMap::new();
     let mut limits = LimitOverrides::default();
     let mut limits_from: BTreeMap<String, Source> = BTreeMap::new();
-    for name in ["agent_name", "system_prompt", "default_model", "allowed_models"] {
+    for name in ["agent_name", "system_prompt", "default_model", "allowed_models", "custom"] {
         settings_from.insert(name.into(), None);
     }
     // Root first: a level below overrides what a level above set.
@@ -93,6 +98,11 @@ pub fn effective(path: &[Level<'_>], plan_limits: Limits) -> Effective {
         }
         for (name, on) in &s.feature_flags {
             flags.insert(name.clone(), (*on, level.tenant));
+        }
+        if take("custom", s.custom.is_some()) {
+            let mut custom = crate::command::custom_object(settings.custom.as_deref());
+            custom.extend(crate::command::custom_object(s.custom.as_deref()));
+            settings.custom = crate::command::custom_text(&custom);
         }
         limits = limits.merge(*level.limits);
         for (name, set) in overridden(level.limits) {

@@ -8,11 +8,14 @@ pub struct PromptValues<'a> {
     pub tenant_name: &'a str,
     pub tenant_slug: &'a str,
     pub agent_name: &'a str,
+    /// The text of the `custom` settings in effect.
+    pub custom: Option<&'a str>,
 }
 
 /// The prompt with every known `{{…}}` replaced (prompts are checked when written, so
 /// anything else is left as it stands).
 pub fn render_prompt(template: &str, values: PromptValues<'_>) -> String {
+    let custom = crate::command::custom_object(values.custom);
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -26,7 +29,12 @@ pub fn render_prompt(template: &str, values: PromptValues<'_>) -> String {
             "tenant.name" => out.push_str(values.tenant_name),
             "tenant.slug" => out.push_str(values.tenant_slug),
             "agent.name" => out.push_str(values.agent_name),
-            _ => out.push_str(&rest[start..start + 2 + end + 2]),
+            name => match name.strip_prefix("settings.custom.").and_then(|key| custom.get(key)) {
+                // A string as it is; any other JSON value as its JSON text.
+                Some(serde_json::Value::String(text)) => out.push_str(text),
+                Some(other) => out.push_str(&other.to_string()),
+                None => out.push_str(&rest[start..start + 2 + end + 2]),
+            },
         }
         rest = &after[end + 2..];
     }
@@ -61,10 +69,23 @@ mod tests {
 
     #[test]
     fn variables_are_filled_in_and_nothing_else_changes() {
-        let values = PromptValues { tenant_name: "Acme", tenant_slug: "acme", agent_name: "Ava" };
+        let custom = r#"{"default_language":"de","max_turns":3}"#;
+        let values = PromptValues {
+            tenant_name: "Acme",
+            tenant_slug: "acme",
+            agent_name: "Ava",
+            custom: Some(custom),
+        };
         assert_eq!(
             render_prompt("You are {{agent.name}} of {{ tenant.name }} ({{tenant.slug}}). {{x}} {{", values),
             "You are Ava of Acme (acme). {{x}} {{"
+        );
+        assert_eq!(
+            render_prompt(
+                "Answer in {{settings.custom.default_language}}, {{settings.custom.max_turns}} turns.",
+                values
+            ),
+            "Answer in de, 3 turns."
         );
         assert_eq!(render_prompt("plain", values), "plain");
     }

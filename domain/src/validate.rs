@@ -87,11 +87,21 @@ pub(crate) fn tool_parameters(parameters: &str) -> Result<(), Rejection> {
     }
 }
 
-/// The variables a system prompt may hold, filled in when the runtime reads it.
+/// The variables a system prompt may hold, filled in when the runtime reads it; besides
+/// these, `settings.custom.KEY` for a key of the `custom` settings in effect.
 pub const PROMPT_VARIABLES: [&str; 3] = ["tenant.name", "tenant.slug", "agent.name"];
 
-/// Every `{{…}}` of a prompt names a known variable (422 naming the first unknown one).
-pub(crate) fn prompt_variables(field: &'static str, prompt: &str) -> Result<(), Rejection> {
+/// Largest `custom` settings object, as JSON text.
+pub const MAX_CUSTOM_BYTES: usize = 16 * 1024;
+
+/// Every `{{…}}` of a prompt names a known variable (422 naming the first unknown one);
+/// `custom` is the text of the `custom` settings in effect.
+pub(crate) fn prompt_variables(
+    field: &'static str,
+    prompt: &str,
+    custom: Option<&str>,
+) -> Result<(), Rejection> {
+    let custom = crate::command::custom_object(custom);
     let mut rest = prompt;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
@@ -99,7 +109,9 @@ pub(crate) fn prompt_variables(field: &'static str, prompt: &str) -> Result<(), 
             return Err(Rejection::invalid(field, "a `{{` without its `}}`"));
         };
         let name = after[..end].trim();
-        if !PROMPT_VARIABLES.contains(&name) {
+        let known = PROMPT_VARIABLES.contains(&name)
+            || name.strip_prefix("settings.custom.").is_some_and(|key| custom.contains_key(key));
+        if !known {
             let shown: String = name.chars().take(64).collect();
             return Err(Rejection::invalid(field, format!("unknown variable `{{{{{shown}}}}}`")));
         }
@@ -112,9 +124,20 @@ pub(crate) fn settings(s: &Settings) -> Result<(), Rejection> {
     if let Some(name) = &s.agent_name {
         text("settings.agent_name", name, 0, 200)?;
     }
+    if let Some(custom) = &s.custom {
+        if custom.len() > MAX_CUSTOM_BYTES {
+            return Err(Rejection::invalid(
+                "settings.custom",
+                format!("at most {MAX_CUSTOM_BYTES} bytes as JSON"),
+            ));
+        }
+        if !matches!(serde_json::from_str::<serde_json::Value>(custom), Ok(serde_json::Value::Object(_))) {
+            return Err(Rejection::invalid("settings.custom", "a JSON object"));
+        }
+    }
     if let Some(prompt) = &s.system_prompt {
         system_prompt("settings.system_prompt", prompt)?;
-        prompt_variables("settings.system_prompt", prompt)?;
+        prompt_variables("settings.system_prompt", prompt, s.custom.as_deref())?;
     }
     if let Some(default) = &s.default_model {
         model("settings.default_model", default)?;

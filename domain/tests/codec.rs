@@ -40,6 +40,7 @@ fn settings() -> impl Strategy<Value = Settings> {
         proptest::collection::vec((text(), any::<bool>()), 0..3),
     )
         .prop_map(|(agent_name, allowed_models, feature_flags)| Settings {
+            custom: agent_name.as_ref().map(|name| serde_json::json!({ "name": name }).to_string()),
             agent_name,
             system_prompt: None,
             default_model: None,

@@ -22,6 +22,7 @@ fn configured(allowed: &[&str], default: Option<&str>) -> Event {
         settings: Settings {
             allowed_models: allowed.iter().map(|m| (*m).to_owned()).collect(),
             default_model: default.map(Into::into),
+            custom: Some(r#"{"default_language":"de"}"#.into()),
             ..Default::default()
         },
         limits: LimitOverrides::default(),
@@ -280,5 +281,33 @@ fn a_conversation_is_retitled_by_patch_and_closed_while_archived() {
     assert_eq!(
         conversation::decide_append(&ctx, &tenant, &state, &message),
         Err(Rejection::ConversationArchived(conv))
+    );
+}
+
+#[test]
+fn a_prompt_may_name_the_custom_settings_in_effect() {
+    let ctx = admin(TenantId::new());
+    let prompt = |p: &str| TenantCommand::CreateAgent(CreateAgent { system_prompt: p.into(), ..agent("m") });
+    let mut state = state_of(&[configured(&[], None)]);
+    state.inherited_settings =
+        Settings { custom: Some(r#"{"default_language":"de"}"#.into()), ..Default::default() };
+    assert!(tenant::decide(&ctx, &state, &prompt("Answer in {{settings.custom.default_language}}.")).is_ok());
+    assert_eq!(
+        tenant::decide(&ctx, &state, &prompt("Be {{settings.custom.tone}}.")),
+        Err(Rejection::invalid("system_prompt", "unknown variable `{{settings.custom.tone}}`"))
+    );
+    // More than 16 KiB of custom settings is refused by name.
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(17 * 1024));
+    let create = CreateTenant {
+        settings: Settings { custom: Some(big), ..Default::default() },
+        ..create_cmd(LimitOverrides::default())
+    };
+    assert_eq!(
+        tenant::decide(
+            &platform(TenantId::new()),
+            &tenant::TenantState::new(PlanCatalog::default()),
+            &TenantCommand::CreateTenant(create)
+        ),
+        Err(Rejection::invalid("settings.custom", "at most 16384 bytes as JSON"))
     );
 }

@@ -118,6 +118,7 @@ fn a_settings_patch_keeps_what_it_does_not_name_and_clears_what_is_null() {
         default_model: Some("m-large".into()),
         allowed_models: vec!["m-large".into(), "m-small".into()],
         feature_flags: vec![("beta".into(), true), ("old".into(), true)],
+        custom: Some(r#"{"lang":"de","ui":{"theme":"dark","dense":true}}"#.into()),
     };
     let t = [Event::TenantCreated(TenantCreated {
         slug: start.slug,
@@ -131,6 +132,11 @@ fn a_settings_patch_keeps_what_it_does_not_name_and_clears_what_is_null() {
     let patch = SettingsPatch {
         agent_name: Patch::Clear,
         feature_flags: Patch::Set([("old".to_owned(), None), ("new".to_owned(), Some(false))].into()),
+        // RFC 7396 inside `custom`: members merge, `null` removes one.
+        custom: Patch::Set(
+            serde_json::from_str(r#"{"lang":null,"ui":{"dense":null,"font":"large"},"region":"eu"}"#)
+                .unwrap(),
+        ),
         ..Default::default()
     };
     let command = TenantCommand::UpdateTenant(UpdateTenant { settings: Some(patch), ..Default::default() });
@@ -143,6 +149,7 @@ fn a_settings_patch_keeps_what_it_does_not_name_and_clears_what_is_null() {
             default_model: Some("m-large".into()),
             allowed_models: vec!["m-large".into(), "m-small".into()],
             feature_flags: vec![("beta".into(), true), ("new".into(), false)],
+            custom: Some(r#"{"region":"eu","ui":{"font":"large","theme":"dark"}}"#.into()),
         }),
         limits: None,
     })]);

@@ -43,8 +43,12 @@ pub async fn agent_runtime(
         true => effective.settings.system_prompt.clone().unwrap_or_default(),
         false => agent.system_prompt.clone(),
     };
-    let values =
-        PromptValues { tenant_name: &tenant.name, tenant_slug: &tenant.slug, agent_name: &agent.name };
+    let values = PromptValues {
+        tenant_name: &tenant.name,
+        tenant_slug: &tenant.slug,
+        agent_name: &agent.name,
+        custom: effective.settings.custom.as_deref(),
+    };
     let mut tools = Vec::new();
     for id in &agent.tool_ids {
         let Ok(id) = id.parse::<ToolId>() else { continue };
@@ -67,6 +71,7 @@ pub async fn agent_runtime(
         "system_prompt": render_prompt(&template, values),
         "tools": tools,
         "feature_flags": directory::SettingsView::from(&effective.settings).feature_flags,
+        "custom": tenantry_domain::command::custom_object(effective.settings.custom.as_deref()),
         "credential": credential(&state, &caller, &ctx, provider_of(&agent.model)).await?,
         "remaining": {
             "tokens_per_month": left(LimitName::TokensPerMonth),

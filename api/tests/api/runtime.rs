@@ -12,8 +12,8 @@ use crate::support::BOOTSTRAP;
 
 async fn the_runtime_reads_its_agent(api: Api) {
     let body = json!({"slug": "rt", "name": "Runtime Co", "settings": {
-        "default_model": "gpt-4o", "system_prompt": "You are {{agent.name}} of {{tenant.name}} ({{tenant.slug}}).",
-        "feature_flags": {"beta": true}}});
+        "default_model": "gpt-4o", "system_prompt": "You are {{agent.name}} of {{tenant.name}} ({{tenant.slug}}). Answer in {{settings.custom.lang}}.",
+        "feature_flags": {"beta": true}, "custom": {"lang": "de", "ui": {"theme": "dark"}}}});
     let (t, _) = api.create(BOOTSTRAP, "/v1/tenants", body).await;
     let t = t["id"].as_str().unwrap().to_owned();
     let (k, _) = api
@@ -46,7 +46,8 @@ async fn the_runtime_reads_its_agent(api: Api) {
     let (s, r) = api.get_at(&admin, &runtime, position).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["model"], "gpt-4o", "the default model");
-    assert_eq!(r["system_prompt"], "You are Ava of Runtime Co (rt).");
+    assert_eq!(r["system_prompt"], "You are Ava of Runtime Co (rt). Answer in de.");
+    assert_eq!(r["custom"], json!({"lang": "de", "ui": {"theme": "dark"}}));
     let names: Vec<Value> = r["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
     assert_eq!(names, [json!("search")]);
     assert_eq!(r["tools"][0]["parameters"]["properties"]["q"]["type"], "string");
@@ -54,6 +55,16 @@ async fn the_runtime_reads_its_agent(api: Api) {
     assert_eq!(r["credential"]["id"], cred["id"]);
     assert_eq!(r["credential"]["secret"], Value::Null, "no secret without runtime:read");
     assert!(r["remaining"]["tokens_per_month"].as_u64().unwrap() > 0);
+
+    // `custom` is merge-patched member by member.
+    let settings = format!("/v1/tenants/{t}/settings");
+    let patch = json!({"custom": {"ui": {"theme": null, "font": "large"}, "region": "eu"}});
+    let (s, got, _) = api.call(&admin, M::PATCH, &settings, Some(patch)).await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["custom"], json!({"lang": "de", "region": "eu", "ui": {"font": "large"}}));
+    let (s, p, _) =
+        api.call(&admin, M::PATCH, &settings, Some(json!({"custom": {"x": "y".repeat(17_000)}}))).await;
+    assert_eq!((s, p["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("settings.custom")), "{p}");
 
     // A runtime key gets the secret, and that is audited.
     let (k, _) = api

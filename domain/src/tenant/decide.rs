@@ -171,7 +171,11 @@ pub(super) fn create_agent(
     validate::model("model", &model)?;
     require(state.allows_model(&model), Rejection::ModelNotAllowed(model.clone()))?;
     validate::system_prompt("system_prompt", &c.system_prompt)?;
-    validate::prompt_variables("system_prompt", &c.system_prompt)?;
+    validate::prompt_variables(
+        "system_prompt",
+        &c.system_prompt,
+        state.settings_in_effect().custom.as_deref(),
+    )?;
     validate::tool_ids(&c.tool_ids)?;
     attachable(state, &c.tool_ids)?;
     Ok(vec![Event::AgentCreated(AgentCreated {
@@ -208,7 +212,7 @@ pub(super) fn update_agent(
     }
     if let Some(prompt) = &c.system_prompt {
         validate::system_prompt("system_prompt", prompt)?;
-        validate::prompt_variables("system_prompt", prompt)?;
+        validate::prompt_variables("system_prompt", prompt, state.settings_in_effect().custom.as_deref())?;
     }
     if let Some(tools) = &c.tool_ids {
         validate::tool_ids(tools)?;

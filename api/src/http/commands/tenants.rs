@@ -34,6 +34,10 @@ pub struct SettingsBody {
     pub allowed_models: Vec<String>,
     #[serde(default)]
     pub feature_flags: std::collections::BTreeMap<String, bool>,
+    /// The platform's own settings: any JSON object up to 16 KiB; its members may be used in
+    /// system prompts as `{{settings.custom.KEY}}`.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<SettingsBody> for Settings {
@@ -44,6 +48,7 @@ impl From<SettingsBody> for Settings {
             default_model: b.default_model,
             allowed_models: b.allowed_models,
             feature_flags: b.feature_flags.into_iter().collect(),
+            custom: b.custom.as_ref().and_then(command::custom_text),
         }
     }
 }
@@ -105,6 +110,11 @@ pub struct SettingsPatchBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<HashMap<String, bool>>)]
     pub feature_flags: Option<Option<std::collections::BTreeMap<String, Option<bool>>>>,
+    /// A JSON Merge Patch of the `custom` object: members merge, `null` removes one;
+    /// `"custom": null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<Option<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -122,6 +132,7 @@ impl From<SettingsPatchBody> for SettingsPatch {
             default_model: Patch::from_nullable(b.default_model),
             allowed_models: Patch::from_nullable(b.allowed_models),
             feature_flags: Patch::from_nullable(b.feature_flags),
+            custom: Patch::from_nullable(b.custom),
         }
     }
 }

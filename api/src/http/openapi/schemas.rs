@@ -73,6 +73,7 @@ pub(super) fn schemas() -> Map<String, Value> {
         "default_model": nullable("string"),
         "allowed_models": { "type": "array", "items": { "type": "string" } },
         "feature_flags": { "type": "object", "additionalProperties": { "type": "boolean" } },
+        "custom": { "type": "object", "description": "the platform's own settings (at most 16 KiB)" },
     }));
     let tenant = object(json!({
         "id": { "type": "string", "format": "uuid" },
@@ -121,6 +122,7 @@ pub(super) fn schemas() -> Map<String, Value> {
         "system_prompt": { "type": "string", "description": "with its variables filled in" },
         "tools": { "type": "array", "items": runtime_tool },
         "feature_flags": { "type": "object", "additionalProperties": { "type": "boolean" } },
+        "custom": { "type": "object" },
         "credential": { "oneOf": [{ "type": "null" }, runtime_credential] },
         "remaining": object(json!({
             "tokens_per_month": { "type": ["integer", "null"] },

@@ -50,6 +50,8 @@ pub struct SettingsView<'a> {
     pub default_model: Option<&'a str>,
     pub allowed_models: &'a [String],
     pub feature_flags: std::collections::BTreeMap<&'a str, bool>,
+    /// The platform's own settings, a JSON object (empty when none).
+    pub custom: serde_json::Map<String, serde_json::Value>,
 }
 
 impl<'a> From<&'a Settings> for SettingsView<'a> {
@@ -60,6 +62,7 @@ impl<'a> From<&'a Settings> for SettingsView<'a> {
             default_model: s.default_model.as_deref(),
             allowed_models: &s.allowed_models,
             feature_flags: s.feature_flags.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+            custom: tenantry_domain::command::custom_object(s.custom.as_deref()),
         }
     }
 }
