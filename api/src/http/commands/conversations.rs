@@ -99,6 +99,21 @@ pub async fn retitle(
     .await
 }
 
+async fn set_archived(
+    state: &AppState,
+    ctx: &tenantry_domain::TenantContext,
+    id: ConversationId,
+    archived: bool,
+) -> Result<Response, ApiError> {
+    changed(
+        state,
+        ctx,
+        id,
+        ConversationCommand::Archive(ArchiveConversation { conversation_id: id, archived }),
+    )
+    .await
+}
+
 /// `POST …/conversations/{id}/archive`: closed to new messages until unarchived.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}/archive", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "The conversation"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404 or 429")))]
 pub async fn archive(
@@ -106,13 +121,7 @@ pub async fn archive(
     Scoped(ctx): Scoped,
     AppPath((_, id)): AppPath<(TenantId, ConversationId)>,
 ) -> Result<Response, ApiError> {
-    changed(
-        &state,
-        &ctx,
-        id,
-        ConversationCommand::Archive(ArchiveConversation { conversation_id: id, archived: true }),
-    )
-    .await
+    set_archived(&state, &ctx, id, true).await
 }
 
 /// `POST …/conversations/{id}/unarchive`.
@@ -122,13 +131,7 @@ pub async fn unarchive(
     Scoped(ctx): Scoped,
     AppPath((_, id)): AppPath<(TenantId, ConversationId)>,
 ) -> Result<Response, ApiError> {
-    changed(
-        &state,
-        &ctx,
-        id,
-        ConversationCommand::Archive(ArchiveConversation { conversation_id: id, archived: false }),
-    )
-    .await
+    set_archived(&state, &ctx, id, false).await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/conversations", request_body = OpenConversation, tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 201, description = "Created: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
