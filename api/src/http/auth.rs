@@ -179,7 +179,13 @@ async fn record_read(state: &AppState, parts: &Parts, ctx: &TenantContext, own: 
     if !outside || !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD) {
         return;
     }
-    let action = format!("{} {}", parts.method, parts.uri.path());
+    audit_read(state, ctx, format!("{} {}", parts.method, parts.uri.path())).await;
+}
+
+/// Record `action`, a read of the tenant's data, in its audit trail as `data.read`: repeats
+/// by the same credential within a minute are folded into the next record. A failure to
+/// record is logged, never the caller's.
+pub(crate) async fn audit_read(state: &AppState, ctx: &TenantContext, action: String) {
     let now = std::time::Instant::now();
     let Some(folded) = state.reads.admit(ctx.tenant_id, &ctx.actor.to_string(), &action, now) else { return };
     if let Err(e) = state.commands.record_read(ctx, &action, folded + 1).await {

@@ -179,22 +179,15 @@ impl Gates {
 
 /// A tenant's request limits and whether it is suspended, from the directory.
 async fn tenant_limits(state: &AppState, tenant: TenantId) -> Result<Option<(u64, u64, bool)>, ApiError> {
-    let row = directory::tenant(&TenantContext::system(tenant), state.projections.db()).await?;
+    let db = state.projections.db();
+    let Some(row) = directory::tenant(&TenantContext::system(tenant), db).await? else { return Ok(None) };
     // A tenant below others has the limits it inherits from them unless it sets its own.
-    let inherited = match &row {
-        Some(r) if !r.ancestors.is_empty() => {
-            directory::effective(state.projections.db(), tenant, &state.plans).await?.map(|e| e.limits)
-        }
-        _ => None,
-    };
-    Ok(row.map(|row| {
-        let limits = inherited.unwrap_or_else(|| row.effective_limits(&state.plans));
-        (
-            limits.requests_per_minute,
-            limits.max_concurrent_requests,
-            row.status == tenantry_domain::event::TenantStatus::Suspended,
-        )
-    }))
+    let limits = directory::effective_of(db, &row, &state.plans).await?.limits;
+    Ok(Some((
+        limits.requests_per_minute,
+        limits.max_concurrent_requests,
+        row.status == tenantry_domain::event::TenantStatus::Suspended,
+    )))
 }
 
 /// Routes that answer without a credential and cost nothing: never limited.

@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 use tenantry_domain::runtime::{PromptValues, provider_of, render_prompt};
-use tenantry_domain::{AgentId, LimitName, Role, Scope, TenantContext, TenantId, ToolId};
+use tenantry_domain::{AgentId, Role, Scope, TenantContext, TenantId, ToolId};
 use tenantry_projections::models::{directory, quotas};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -38,7 +38,7 @@ pub async fn agent_runtime(
     let agent =
         directory::agent(&ctx, db, agent_id).await?.filter(|a| !a.archived).ok_or(ApiError::NotFound)?;
     let tenant = directory::tenant(&ctx, db).await?.ok_or(ApiError::NotFound)?;
-    let effective = directory::effective(db, ctx.tenant_id, &state.plans).await?.ok_or(ApiError::NotFound)?;
+    let effective = directory::effective_of(db, &tenant, &state.plans).await?;
     let template = match agent.system_prompt.is_empty() {
         true => effective.settings.system_prompt.clone().unwrap_or_default(),
         false => agent.system_prompt.clone(),
@@ -63,8 +63,8 @@ pub async fn agent_runtime(
             }));
         }
     }
-    let remaining = quotas::quotas(&ctx, db, &state.plans, chrono::Utc::now()).await?.unwrap_or_default();
-    let left = |name: LimitName| remaining.iter().find(|q| q.limit == name).map(|q| q.remaining);
+    let used = quotas::period_usage(db, ctx.tenant_id, chrono::Utc::now()).await?;
+    let left = |max: u64, used: i64| max.saturating_sub(used.max(0).unsigned_abs());
     Ok(Json(json!({
         "agent": agent,
         "model": agent.model,
@@ -74,8 +74,8 @@ pub async fn agent_runtime(
         "custom": tenantry_domain::command::custom_object(effective.settings.custom.as_deref()),
         "credential": credential(&state, &caller, &ctx, provider_of(&agent.model)).await?,
         "remaining": {
-            "tokens_per_month": left(LimitName::TokensPerMonth),
-            "api_calls_per_day": left(LimitName::ApiCallsPerDay),
+            "tokens_per_month": left(effective.limits.tokens_per_month, used.tokens),
+            "api_calls_per_day": left(effective.limits.api_calls_per_day, used.api_calls),
         },
     })))
 }
@@ -88,22 +88,9 @@ async fn credential(
     ctx: &TenantContext,
     provider: &str,
 ) -> Result<Value, ApiError> {
-    let db = state.projections.db();
-    let mut found = None;
-    let mut after = None;
-    loop {
-        let page = directory::credentials(ctx, db, after.as_deref(), 200).await?;
-        for c in page.items.into_iter().filter(|c| c.provider == provider) {
-            if found.as_ref().is_none_or(|f: &directory::CredentialRow| c.name < f.name) {
-                found = Some(c);
-            }
-        }
-        match page.next_cursor {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    let Some(row) = found else { return Ok(Value::Null) };
+    let Some(row) = directory::credential_for(ctx, state.projections.db(), provider).await? else {
+        return Ok(Value::Null);
+    };
     let entitled = caller.role == Role::SuperAdmin || caller.scopes.contains(&Scope::RuntimeRead);
     let mut shown = json!(row);
     shown["secret"] = Value::Null;
@@ -116,13 +103,7 @@ async fn credential(
             .map_err(|_| ApiError::internal(super::error::Bug("credential id in the directory")))?;
         if let Some(entry) = now.credentials.get(&id).filter(|c| !c.removed) {
             shown["secret"] = json!(entry.secret);
-            let action = format!("runtime read the secret of credential {id}");
-            let at = std::time::Instant::now();
-            if let Some(folded) = state.reads.admit(ctx.tenant_id, &ctx.actor.to_string(), &action, at)
-                && let Err(e) = state.commands.record_read(ctx, &action, folded + 1).await
-            {
-                tracing::warn!(error = %e, tenant = %ctx.tenant_id, "could not record a read of a credential's secret");
-            }
+            super::auth::audit_read(state, ctx, format!("runtime read the secret of credential {id}")).await;
         }
     }
     Ok(shown)

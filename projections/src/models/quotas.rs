@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
-use tenantry_domain::{Event, LimitName, PlanCatalog, TenantContext};
+use tenantry_domain::{Event, LimitName, PlanCatalog, TenantContext, TenantId};
 use tenantry_store::RecordedEvent;
 
 use super::{int, opt_text};
@@ -120,6 +120,42 @@ pub struct Quota {
     pub resets_at: Option<DateTime<Utc>>,
 }
 
+/// What the tenant has used of its limits over a period at `now`: calls today, tokens this
+/// month, bytes stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeriodUsage {
+    pub api_calls: i64,
+    pub tokens: i64,
+    pub bytes: i64,
+}
+
+pub async fn period_usage(
+    db: &ReadDb,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+) -> Result<PeriodUsage, ProjectionError> {
+    let counters = sqlx::query(
+        "SELECT period, api_calls, tokens, bytes FROM quota_counters WHERE tenant_id = $1 AND period IN ($2, $3, 'all')",
+    )
+    .bind(tenant.to_string())
+    .bind(day(now))
+    .bind(month(now))
+    .fetch_all(db.readers())
+    .await?;
+    let mut used = PeriodUsage::default();
+    for r in &counters {
+        let period: String = r.try_get("period")?;
+        if period == "all" {
+            used.bytes = int(r, "bytes")?;
+        } else if period.starts_with("day:") {
+            used.api_calls = int(r, "api_calls")?;
+        } else {
+            used.tokens = int(r, "tokens")?;
+        }
+    }
+    Ok(used)
+}
+
 /// Every limit of the tenant with what is used of it at `now`; `None` when the tenant is
 /// unknown to the read side.
 pub async fn quotas(
@@ -131,32 +167,9 @@ pub async fn quotas(
     let tenant = ctx.tenant_id;
     let Some(row) = directory::tenant(ctx, db).await? else { return Ok(None) };
     // A tenant below others has the limits it inherits unless it sets its own.
-    let limits = match row.ancestors.is_empty() {
-        true => row.effective_limits(plans),
-        false => directory::effective(db, tenant, plans)
-            .await?
-            .map_or_else(|| row.effective_limits(plans), |e| e.limits),
-    };
+    let limits = directory::effective_of(db, &row, plans).await?.limits;
     let key = tenant.to_string();
-    let counters = sqlx::query(
-        "SELECT period, api_calls, tokens, bytes FROM quota_counters WHERE tenant_id = $1 AND period IN ($2, $3, 'all')",
-    )
-    .bind(&key)
-    .bind(day(now))
-    .bind(month(now))
-    .fetch_all(db.readers())
-    .await?;
-    let (mut calls, mut tokens, mut bytes) = (0, 0, 0);
-    for r in &counters {
-        let period: String = r.try_get("period")?;
-        if period == "all" {
-            bytes = int(r, "bytes")?;
-        } else if period.starts_with("day:") {
-            calls = int(r, "api_calls")?;
-        } else {
-            tokens = int(r, "tokens")?;
-        }
-    }
+    let PeriodUsage { api_calls: calls, tokens, bytes } = period_usage(db, tenant, now).await?;
     let count = |table: &'static str, flag: &'static str| {
         let key = key.clone();
         async move {

@@ -5,8 +5,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use tenantry_domain::event::{Settings, TenantStatus};
 use tenantry_domain::{
-    AgentId, ApiKeyId, CredentialId, LimitOverrides, Limits, OperatorId, PartnerId, Plan, PlanCatalog, Role,
-    Scope, TenantContext, TenantId, ToolId, UserId,
+    AgentId, ApiKeyId, CredentialId, LimitOverrides, OperatorId, PartnerId, Plan, PlanCatalog, Role, Scope,
+    TenantContext, TenantId, ToolId, UserId,
 };
 
 use crate::db::ReadDb;
@@ -71,14 +71,6 @@ fn settings_view<S: serde::Serializer>(settings: &Settings, s: S) -> Result<S::O
     SettingsView::from(settings).serialize(s)
 }
 
-impl TenantRow {
-    /// The tenant's limits: its plan's defaults with its overrides applied (a tenant below
-    /// others inherits theirs too: see [`effective`]).
-    pub fn effective_limits(&self, plans: &PlanCatalog) -> Limits {
-        self.limits.apply_to(plans.limits(self.plan))
-    }
-}
-
 /// The effective settings and limits of a tenant: inherited from the tenants above it
 /// unless it sets them itself, each with where it came from. `None` for no such tenant.
 pub async fn effective(
@@ -87,24 +79,35 @@ pub async fn effective(
     plans: &PlanCatalog,
 ) -> Result<Option<tenantry_domain::inherit::Effective>, ProjectionError> {
     let Some(row) = self::tenant(&TenantContext::system(tenant), db).await? else { return Ok(None) };
-    let mut rows = Vec::with_capacity(row.ancestors.len() + 1);
+    effective_of(db, &row, plans).await.map(Some)
+}
+
+/// [`effective`] of a tenant whose row is read already: only its ancestors are read (none
+/// for a root).
+pub async fn effective_of(
+    db: &ReadDb,
+    row: &TenantRow,
+    plans: &PlanCatalog,
+) -> Result<tenantry_domain::inherit::Effective, ProjectionError> {
+    let id: TenantId = row.tenant_id.parse().map_err(|_| ProjectionError::Malformed("tenant id".into()))?;
+    let mut above = Vec::with_capacity(row.ancestors.len());
     for ancestor in &row.ancestors {
         // An ancestor purged meanwhile passes nothing on.
-        if let Some(above) = self::tenant(&TenantContext::system(*ancestor), db).await? {
-            rows.push((*ancestor, above));
+        if let Some(r) = self::tenant(&TenantContext::system(*ancestor), db).await? {
+            above.push((*ancestor, r));
         }
     }
-    let plan = row.plan;
-    rows.push((tenant, row));
-    let path: Vec<tenantry_domain::inherit::Level<'_>> = rows
+    let path: Vec<tenantry_domain::inherit::Level<'_>> = above
         .iter()
-        .map(|(id, r)| tenantry_domain::inherit::Level {
-            tenant: *id,
+        .map(|(a, r)| (*a, r))
+        .chain(std::iter::once((id, row)))
+        .map(|(tenant, r)| tenantry_domain::inherit::Level {
+            tenant,
             settings: &r.settings,
             limits: &r.limits,
         })
         .collect();
-    Ok(Some(tenantry_domain::inherit::effective(&path, plans.limits(plan))))
+    Ok(tenantry_domain::inherit::effective(&path, plans.limits(row.plan)))
 }
 
 impl TryFrom<&AnyRow> for TenantRow {
@@ -692,6 +695,23 @@ pub async fn credential(
     )
     .bind(ctx.tenant_id.to_string())
     .bind(credential.to_string())
+    .fetch_optional(db.readers())
+    .await?;
+    row.as_ref().map(CredentialRow::try_from).transpose()
+}
+
+/// The tenant's credential for `provider`: the first by name (not removed).
+pub async fn credential_for(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    provider: &str,
+) -> Result<Option<CredentialRow>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT * FROM dir_credentials WHERE tenant_id = $1 AND provider = $2 AND removed = 0
+         ORDER BY name, credential_id LIMIT 1",
+    )
+    .bind(ctx.tenant_id.to_string())
+    .bind(provider)
     .fetch_optional(db.readers())
     .await?;
     row.as_ref().map(CredentialRow::try_from).transpose()
