@@ -448,6 +448,8 @@ events! {
     CredentialRemoved => "credential.removed" v 1,
     ConversationRetitled => "conversation.retitled" v 1,
     ConversationArchived => "conversation.archived" v 1,
+    DocumentAdded => "document.added" v 1,
+    DocumentRemoved => "document.removed" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::Role;
 use crate::ids::{
-    AgentId, ApiKeyId, ConversationId, CredentialId, MessageId, OperatorId, PartnerId, ToolId, UserId,
+    AgentId, ApiKeyId, ConversationId, CredentialId, DocumentId, MessageId, OperatorId, PartnerId, ToolId,
+    UserId,
 };
 use crate::limits::{LimitOverrides, Plan};
 use crate::personal::Personal;
@@ -438,6 +439,30 @@ pub struct CredentialRemoved {
     pub credential_id: CredentialId,
 }
 
+/// A knowledge-base document was added. Its body is not in the log: it is kept beside it,
+/// sealed with the tenant's key, written in the same transaction; the log records its size
+/// and SHA-256, so an export can name what was stored without holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentAdded {
+    pub document_id: DocumentId,
+    pub title: String,
+    /// `text/plain` or `text/markdown`.
+    pub content_type: String,
+    /// A JSON object, as text.
+    pub metadata: String,
+    /// Bytes of the body (UTF-8), counted toward `storage_bytes`.
+    pub size: u64,
+    /// SHA-256 of the body, lowercase hex.
+    pub sha256: String,
+}
+
+/// A document was deleted: its body and chunks are gone, its bytes no longer count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentRemoved {
+    pub document_id: DocumentId,
+    pub size: u64,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -480,6 +505,8 @@ pub enum Event {
     CredentialRemoved(CredentialRemoved),
     ConversationRetitled(ConversationRetitled),
     ConversationArchived(ConversationArchived),
+    DocumentAdded(DocumentAdded),
+    DocumentRemoved(DocumentRemoved),
 }
 
 impl Event {

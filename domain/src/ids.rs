@@ -95,6 +95,7 @@ uuid_id!(ApiKeyId, "api key");
 uuid_id!(ConversationId, "conversation");
 uuid_id!(MessageId, "message");
 uuid_id!(CredentialId, "credential");
+uuid_id!(DocumentId, "document");
 uuid_id!(RequestId, "request");
 
 /// A stream inside a tenant's log (`tenant`, `agent-<id>`, `conversation-<id>` …).
@@ -116,6 +117,11 @@ impl StreamId {
 
     pub fn conversation(id: ConversationId) -> Self {
         Self(format!("conversation-{id}"))
+    }
+
+    /// One knowledge-base document: its metadata events (the body is kept beside the log).
+    pub fn document(id: DocumentId) -> Self {
+        Self(format!("document-{id}"))
     }
 
     /// The records of refused requests: nothing is decided on it.

@@ -14,6 +14,8 @@
 //! - [`tenant`]: the tenant aggregate (lifecycle and directory) and its limits.
 //! - [`conversation`]: conversations, messages and monthly usage, and a message that bills
 //!   its usage (a combined decision).
+//! - [`document`]: the knowledge base: documents' metadata events and how bodies are
+//!   chunked for search.
 //! - [`partner`]: partners on the platform's log.
 //! - [`operator`]: the platform's named operators and the bootstrap key's retirement.
 //! - [`slug`]: one tenant per slug, decided on the platform log.
@@ -26,6 +28,7 @@ pub mod codec;
 pub mod command;
 pub mod context;
 pub mod conversation;
+pub mod document;
 pub mod event;
 pub mod ids;
 pub mod inherit;

@@ -1,6 +1,8 @@
 //! Why a command was refused. Nouns, comparable, so tests assert them exactly.
 
-use crate::ids::{AgentId, ApiKeyId, ConversationId, CredentialId, OperatorId, PartnerId, ToolId, UserId};
+use crate::ids::{
+    AgentId, ApiKeyId, ConversationId, CredentialId, DocumentId, OperatorId, PartnerId, ToolId, UserId,
+};
 use crate::limits::LimitName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +39,10 @@ pub enum Rejection {
     IdentityRetired(UserId),
     #[error("credential {0} does not exist")]
     CredentialNotFound(CredentialId),
+    #[error("document {0} does not exist")]
+    DocumentNotFound(DocumentId),
+    #[error("document {0} already exists")]
+    DocumentAlreadyExists(DocumentId),
     #[error("partner {0} does not exist")]
     PartnerNotFound(PartnerId),
     #[error("the partner still has {0} tenants: purge or move them first")]

@@ -17,6 +17,8 @@ pub enum Scope {
     KeysWrite,
     CredentialsRead,
     CredentialsWrite,
+    DocumentsRead,
+    DocumentsWrite,
     ConversationsRead,
     ConversationsWrite,
     UsageRead,
@@ -28,7 +30,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in the order the API documents them.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 22] = [
         Self::TenantRead,
         Self::SettingsRead,
         Self::SettingsWrite,
@@ -42,6 +44,8 @@ impl Scope {
         Self::KeysWrite,
         Self::CredentialsRead,
         Self::CredentialsWrite,
+        Self::DocumentsRead,
+        Self::DocumentsWrite,
         Self::ConversationsRead,
         Self::ConversationsWrite,
         Self::UsageRead,
@@ -66,6 +70,8 @@ impl Scope {
             Self::KeysWrite => "keys:write",
             Self::CredentialsRead => "credentials:read",
             Self::CredentialsWrite => "credentials:write",
+            Self::DocumentsRead => "documents:read",
+            Self::DocumentsWrite => "documents:write",
             Self::ConversationsRead => "conversations:read",
             Self::ConversationsWrite => "conversations:write",
             Self::UsageRead => "usage:read",
@@ -92,6 +98,8 @@ impl Scope {
             Self::KeysWrite => "issue, rotate and revoke API keys",
             Self::CredentialsRead => "list and read provider credentials (never their secrets)",
             Self::CredentialsWrite => "add, rotate and remove provider credentials",
+            Self::DocumentsRead => "list, read and search the knowledge base",
+            Self::DocumentsWrite => "add and delete knowledge base documents",
             Self::ConversationsRead => "list and read conversations and messages",
             Self::ConversationsWrite => "open conversations and append messages",
             Self::UsageRead => "read usage and cost reports",

@@ -31,6 +31,16 @@ pub(crate) struct SealedBatch {
     pub(crate) quota: Option<crate::model::AppendQuota>,
     /// Bytes not counted to the tenant; see [`crate::model::AppendRequest::uncharged`].
     pub(crate) uncharged: bool,
+    pub(crate) blobs: Vec<SealedBlob>,
+}
+
+/// A body to keep beside the log (sealed, with its plaintext size), or one to delete.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedBlob {
+    pub(crate) id: Uuid,
+    /// `None`: delete the blob.
+    pub(crate) sealed: Option<Vec<u8>>,
+    pub(crate) size: i64,
 }
 
 /// Bytes of plaintext a sealed payload stands for: its length without nonce and tag.
@@ -201,6 +211,8 @@ pub(crate) trait Backend: Send + Sync {
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError>;
     /// Positions of the stored events with these ids.
     async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError>;
+    /// A body kept beside the log, still sealed.
+    async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError>;
     async fn find_idempotency(
         &self,
         tenant: TenantId,

@@ -78,6 +78,8 @@ impl MasterKey {
 pub(crate) enum Part {
     Payload = 1,
     Metadata = 2,
+    /// A body kept beside the log (its id stands in the event's place).
+    Blob = 3,
 }
 
 /// Associated data: the ciphertext only opens for this tenant, stream, event and part, so a
@@ -133,6 +135,17 @@ impl DataKey {
     ) -> Result<Vec<u8>, StoreError> {
         open(&self.cipher, data, &event_aad(self.tenant, stream, event, part))
             .ok_or(StoreError::Tampered { tenant: self.tenant, position })
+    }
+}
+
+impl DataKey {
+    /// Seal a body kept beside the log: it opens only as this tenant's blob `id`.
+    pub(crate) fn seal_blob(&self, id: uuid::Uuid, plaintext: &[u8]) -> Vec<u8> {
+        seal(&self.cipher, plaintext, &event_aad(self.tenant, "blob", EventId::from_uuid(id), Part::Blob))
+    }
+
+    pub(crate) fn open_blob(&self, id: uuid::Uuid, data: &[u8]) -> Option<Vec<u8>> {
+        open(&self.cipher, data, &event_aad(self.tenant, "blob", EventId::from_uuid(id), Part::Blob))
     }
 }
 

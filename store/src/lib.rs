@@ -27,7 +27,7 @@ pub mod testing;
 pub use crypto::MasterKey;
 pub use error::StoreError;
 pub use model::{
-    AppendOutcome, AppendQuota, AppendRequest, ExpectedVersion, Head, NewEvent, RecordedEvent, SealedRecord,
-    StreamWrite,
+    AppendOutcome, AppendQuota, AppendRequest, BlobWrite, ExpectedVersion, Head, NewEvent, RecordedEvent,
+    SealedRecord, StreamWrite,
 };
 pub use store::{Committed, Database, EventStore, SealedCommit};

@@ -114,6 +114,20 @@ pub struct AppendRequest {
     /// Stored without counting its bytes to the tenant (and checking no limit): the audit
     /// record of a refused request, which must not spend its target's limits.
     pub uncharged: bool,
+    /// Bodies kept beside the log (knowledge-base documents), written or deleted in the
+    /// append's transaction: a body is stored exactly when its event is.
+    pub blobs: Vec<BlobWrite>,
+}
+
+/// Largest body kept beside the log.
+pub const MAX_BLOB_BYTES: usize = 16 * 1024 * 1024;
+
+/// A body kept beside the log, sealed with the tenant's key, keyed by tenant and id. Its
+/// plaintext bytes count toward the tenant's stored bytes while it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobWrite {
+    Put { id: uuid::Uuid, body: Vec<u8> },
+    Delete { id: uuid::Uuid },
 }
 
 /// The tenant's limits an append must stay within, checked and counted atomically with it.
@@ -151,6 +165,7 @@ impl AppendRequest {
             metadata: None,
             quota: None,
             uncharged: false,
+            blobs: Vec::new(),
         }
     }
 
@@ -187,6 +202,12 @@ impl AppendRequest {
     pub fn uncharged(mut self) -> Self {
         self.uncharged = true;
         self.quota = None;
+        self
+    }
+
+    /// Also write or delete a body kept beside the log, in the same transaction.
+    pub fn with_blob(mut self, blob: BlobWrite) -> Self {
+        self.blobs.push(blob);
         self
     }
 

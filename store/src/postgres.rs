@@ -124,7 +124,7 @@ impl Backend for Postgres {
             .await?;
         let events =
             sqlx::query("DELETE FROM events WHERE tenant_id = $1").bind(id).execute(&mut *tx).await?;
-        for table in ["streams", "idempotency_keys", "subject_keys", "tenant_heads"] {
+        for table in ["streams", "idempotency_keys", "subject_keys", "blobs", "tenant_heads"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                 .bind(id)
                 .execute(&mut *tx)
@@ -193,7 +193,7 @@ impl Backend for Postgres {
             None => (None, None),
         };
         // One round trip in autocommit: the function locks, checks, chains and writes.
-        let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> = sqlx::query_as(
+        let query = sqlx::query_as(
             // The limits go in a transaction-local setting, set first (the function's first
             // argument depends on it), for the head trigger to check under the lock.
             "SELECT r.* FROM (SELECT set_config('tenantry.quota', $13, true) AS q) s,
@@ -216,9 +216,53 @@ impl Backend for Postgres {
             "uncharged".to_owned()
         } else {
             batch.quota.map(|q| q.setting()).unwrap_or_default()
-        })
-        .fetch_one(&self.pool)
-        .await;
+        });
+        let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> = if batch
+            .blobs
+            .is_empty()
+        {
+            query.fetch_one(&self.pool).await
+        } else {
+            // Bodies kept beside the log go in the same transaction, before the call that
+            // counts their bytes; anything but a written append rolls them back.
+            let mut tx = self.pool.begin().await?;
+            let mut bytes = 0_i64;
+            for blob in &batch.blobs {
+                match &blob.sealed {
+                    Some(sealed) => {
+                        sqlx::query(
+                            "INSERT INTO blobs (tenant_id, blob_id, sealed, size) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(tenant.as_uuid())
+                        .bind(blob.id)
+                        .bind(sealed)
+                        .bind(blob.size)
+                        .execute(&mut *tx)
+                        .await?;
+                        bytes += blob.size;
+                    }
+                    None => {
+                        let gone: Option<(i64,)> = sqlx::query_as(
+                            "DELETE FROM blobs WHERE tenant_id = $1 AND blob_id = $2 RETURNING size",
+                        )
+                        .bind(tenant.as_uuid())
+                        .bind(blob.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        bytes -= gone.map_or(0, |(size,)| size);
+                    }
+                }
+            }
+            sqlx::query("SELECT set_config('tenantry.blob_bytes', $1, true)")
+                .bind(bytes.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let row = query.fetch_one(&mut *tx).await;
+            if matches!(&row, Ok((status, ..)) if status == "ok") {
+                tx.commit().await?;
+            }
+            row
+        };
         match row {
             Ok((status, first, last, _, _)) if status == "ok" => Ok(Attempt::Written(AppendOutcome {
                 first_position: first as u64,
@@ -241,6 +285,16 @@ impl Backend for Postgres {
                 _ => Err(quota_exceeded(&e).unwrap_or_else(|| e.into())),
             },
         }
+    }
+
+    async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT sealed FROM blobs WHERE tenant_id = $1 AND blob_id = $2")
+                .bind(tenant.as_uuid())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(b,)| b))
     }
 
     async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError> {

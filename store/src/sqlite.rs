@@ -159,7 +159,7 @@ impl Backend for Sqlite {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let id = tenant.as_uuid();
         let events = sqlx::query("DELETE FROM events WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
-        for table in ["streams", "idempotency_keys", "subject_keys", "tenant_heads"] {
+        for table in ["streams", "idempotency_keys", "subject_keys", "blobs", "tenant_heads"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = ?"))
                 .bind(id)
                 .execute(&mut *tx)
@@ -207,10 +207,36 @@ impl Backend for Sqlite {
         .fetch_optional(&mut *tx)
         .await?;
         let (stored, day, day_calls) = head.as_ref().map_or((0, 0, 0), |h| (h.2, h.3, h.4));
+        // Bodies kept beside the log: written (or deleted) here, counted with the events.
+        let mut blob_bytes = 0_i64;
+        for blob in &batch.blobs {
+            match &blob.sealed {
+                Some(sealed) => {
+                    sqlx::query("INSERT INTO blobs (tenant_id, blob_id, sealed, size) VALUES (?, ?, ?, ?)")
+                        .bind(tid)
+                        .bind(blob.id)
+                        .bind(sealed)
+                        .bind(blob.size)
+                        .execute(&mut *tx)
+                        .await?;
+                    blob_bytes += blob.size;
+                }
+                None => {
+                    let gone: Option<(i64,)> = sqlx::query_as(
+                        "DELETE FROM blobs WHERE tenant_id = ? AND blob_id = ? RETURNING size",
+                    )
+                    .bind(tid)
+                    .bind(blob.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    blob_bytes -= gone.map_or(0, |(size,)| size);
+                }
+            }
+        }
         let added = if batch.uncharged {
             0
         } else {
-            batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>()
+            batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>() + blob_bytes
         };
         let stored = stored + added;
         let (day, day_calls) = match batch.quota {
@@ -286,7 +312,7 @@ impl Backend for Sqlite {
         if let Some(q) = batch.quota {
             let refused = if q.counts_as_call && day_calls as u64 > q.max_calls_per_day {
                 Some(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: q.max_calls_per_day })
-            } else if stored as u64 > q.max_stored_bytes {
+            } else if added > 0 && stored as u64 > q.max_stored_bytes {
                 Some(StoreError::QuotaExceeded { limit: "storage_bytes", max: q.max_stored_bytes })
             } else {
                 None
@@ -336,6 +362,16 @@ impl Backend for Sqlite {
         }
         tx.commit().await?;
         Ok(Attempt::Written(outcome))
+    }
+
+    async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT sealed FROM blobs WHERE tenant_id = ? AND blob_id = ?")
+                .bind(tenant.as_uuid())
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(|(b,)| b))
     }
 
     async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError> {

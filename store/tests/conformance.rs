@@ -72,6 +72,7 @@ conformance!(
     commits_are_announced_sealed_as_the_log_holds_them,
     checked_streams_must_stand_still_and_are_not_written,
     a_stored_request_retried_past_its_limit_answers_its_first_result,
+    blobs_are_kept_with_their_event_counted_and_isolated,
 );
 
 async fn appends_read_back_in_order(store: &EventStore) {
@@ -968,4 +969,133 @@ async fn a_stored_request_retried_past_its_limit_answers_its_first_result(store:
         "{other:?}"
     );
     assert_eq!(log(store, &ctx).await.len(), 1);
+}
+
+/// A body kept beside the log is written exactly when its event is, sealed, readable only by
+/// its tenant, counted toward stored bytes exactly under racing writers, freed on delete, and
+/// gone with the tenant's log.
+async fn blobs_are_kept_with_their_event_counted_and_isolated(store: &EventStore) {
+    use tenantry_store::{AppendQuota, BlobWrite};
+    let (ctx, other) = (tenant(), tenant());
+    let id = uuid::Uuid::new_v4();
+    let body = b"the canary body ZQXJ-BLOB".repeat(40);
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("document-1"),
+                ExpectedVersion::NoStream,
+                vec![new_event(&agent_created("d"))],
+            )
+            .with_blob(BlobWrite::Put { id, body: body.clone() }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.read_blob(&ctx, id).await.unwrap(), Some(body.clone()));
+    assert_eq!(store.read_blob(&other, id).await.unwrap(), None, "another tenant reads nothing");
+
+    // A refused append (version conflict) keeps no body.
+    let lost = uuid::Uuid::new_v4();
+    let refused = store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("document-1"),
+                ExpectedVersion::NoStream,
+                vec![new_event(&agent_created("e"))],
+            )
+            .with_blob(BlobWrite::Put { id: lost, body: body.clone() }),
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{refused:?}");
+    assert_eq!(store.read_blob(&ctx, lost).await.unwrap(), None);
+
+    // Racing uploads: the limit holds exactly, counting bodies with events.
+    let racer = tenant();
+    let chunk = vec![b'x'; 10_000];
+    let limit =
+        AppendQuota { max_stored_bytes: 55_000, max_calls_per_day: u64::MAX, day: 1, counts_as_call: false };
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, racer, chunk) = (store.clone(), racer.clone(), chunk.clone());
+            tokio::spawn(async move {
+                store
+                    .append(
+                        &racer,
+                        AppendRequest::to_stream(
+                            stream(&format!("document-r{i}")),
+                            ExpectedVersion::NoStream,
+                            vec![new_event(&agent_created("r"))],
+                        )
+                        .with_blob(BlobWrite::Put { id: uuid::Uuid::new_v4(), body: chunk })
+                        .with_quota(limit),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut kept = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => kept += 1,
+            Err(StoreError::QuotaExceeded { limit: "storage_bytes", .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let events: u64 = log(store, &racer).await.iter().map(|e| e.payload_bytes).sum();
+    assert_eq!(kept, log(store, &racer).await.len());
+    assert!(kept * 10_000 + events as usize <= 55_000, "{kept} kept");
+    assert!(kept * 10_000 + events as usize + 10_000 + 200 > 55_000, "a body that fit was refused: {kept}");
+
+    // A delete frees the bytes, and is allowed even over the limit.
+    let first = store.head(&racer).await.unwrap().map(|h| h.position).unwrap();
+    assert!(first > 0);
+    let tight = AppendQuota { max_stored_bytes: 1, ..limit };
+    let blob_of_racer = uuid::Uuid::new_v4();
+    let big = store
+        .append(
+            &racer,
+            AppendRequest::to_stream(
+                stream("document-x"),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("x"))],
+            )
+            .with_blob(BlobWrite::Put { id: blob_of_racer, body: chunk.clone() })
+            .with_quota(tight),
+        )
+        .await;
+    assert!(matches!(big, Err(StoreError::QuotaExceeded { .. })), "{big:?}");
+    store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("document-1"),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("gone"))],
+            )
+            .with_blob(BlobWrite::Delete { id })
+            .with_quota(tight),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.read_blob(&ctx, id).await.unwrap(), None);
+
+    // The purge takes the bodies with the log.
+    let kept_id = uuid::Uuid::new_v4();
+    store
+        .append(
+            &other,
+            AppendRequest::to_stream(
+                stream("document-2"),
+                ExpectedVersion::Any,
+                vec![new_event(&agent_created("k"))],
+            )
+            .with_blob(BlobWrite::Put { id: kept_id, body: body.clone() }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(support::blob_rows(store, other.tenant_id).await, 1);
+    store.purge_log(&other).await.unwrap();
+    assert_eq!(support::blob_rows(store, other.tenant_id).await, 0);
+    assert_eq!(support::blob_rows(store, ctx.tenant_id).await, 0, "the deleted body's row is gone");
 }

@@ -205,7 +205,8 @@ impl From<Rejection> for ApiError {
             | Rejection::ConversationNotFound(_)
             | Rejection::OperatorNotFound(_)
             | Rejection::PartnerNotFound(_)
-            | Rejection::CredentialNotFound(_) => Self::NotFound,
+            | Rejection::CredentialNotFound(_)
+            | Rejection::DocumentNotFound(_) => Self::NotFound,
             Rejection::LastWayIn | Rejection::PartnerHasTenants(_) | Rejection::ConversationArchived(_) => {
                 Self::Conflict { detail: r.to_string(), field: None }
             }
@@ -226,7 +227,8 @@ impl From<Rejection> for ApiError {
             | Rejection::ApiKeyAlreadyExists(_)
             | Rejection::UserAlreadyExists(_)
             | Rejection::ConversationAlreadyExists(_)
-            | Rejection::OperatorAlreadyExists(_)) => {
+            | Rejection::OperatorAlreadyExists(_)
+            | Rejection::DocumentAlreadyExists(_)) => {
                 Self::Conflict { detail: other.to_string(), field: None }
             }
         }

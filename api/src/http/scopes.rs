@@ -16,6 +16,7 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
     ("users", Scope::UsersRead, Scope::UsersWrite),
     ("api-keys", Scope::KeysRead, Scope::KeysWrite),
     ("credentials", Scope::CredentialsRead, Scope::CredentialsWrite),
+    ("documents", Scope::DocumentsRead, Scope::DocumentsWrite),
     ("conversations", Scope::ConversationsRead, Scope::ConversationsWrite),
     ("usage", Scope::UsageRead, Scope::UsageWrite),
     ("audit", Scope::AuditRead, Scope::AuditRead),

@@ -403,7 +403,9 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::PartnerKeyRotated(_)
         | Event::DataRead(_)
         | Event::ConversationRetitled(_)
-        | Event::ConversationArchived(_) => {}
+        | Event::ConversationArchived(_)
+        | Event::DocumentAdded(_)
+        | Event::DocumentRemoved(_) => {}
         Event::CredentialAdded(e) => {
             state.credentials.insert(
                 e.credential_id,

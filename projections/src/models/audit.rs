@@ -44,6 +44,8 @@ fn target(event: &Event) -> Option<String> {
         Event::CredentialAdded(e) => format!("credential:{}", e.credential_id),
         Event::CredentialRotated(e) => format!("credential:{}", e.credential_id),
         Event::CredentialRemoved(e) => format!("credential:{}", e.credential_id),
+        Event::DocumentAdded(e) => format!("document:{}", e.document_id),
+        Event::DocumentRemoved(e) => format!("document:{}", e.document_id),
         Event::TenantPurged(e) => format!("tenant:{}", e.tenant_id),
         Event::PartnerCreated(e) => format!("partner:{}", e.partner_id),
         Event::PartnerRenamed(e) => format!("partner:{}", e.partner_id),

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tenantry_domain::{Event, EventId, Metadata, Personal, StreamId, TenantContext, TenantId, UserId, codec};
 use tokio::sync::broadcast;
 
-use crate::backend::{Attempt, Backend, RawEvent, SealedBatch, SealedEvent, StoredKey, to_hash};
+use crate::backend::{Attempt, Backend, RawEvent, SealedBatch, SealedBlob, SealedEvent, StoredKey, to_hash};
 use crate::chain::{ChainLink, ChainReport, GENESIS, link_hash};
 use crate::crypto::{DataKey, KeyVault, MasterKey, Part, SubjectKey};
 use crate::error::StoreError;
@@ -269,7 +269,23 @@ impl EventStore {
             codec::decode(&event.event_type, event.schema_version, &event.payload)
                 .map_err(StoreError::Encode)?;
         }
+        if let Some(body) = request.blobs.iter().find_map(|b| match b {
+            BlobWrite::Put { body, .. } if body.len() > MAX_BLOB_BYTES => Some(body),
+            _ => None,
+        }) {
+            return Err(StoreError::PayloadTooLarge { size: body.len(), max: MAX_BLOB_BYTES });
+        }
         let key = self.key(tenant, true).await?;
+        let blobs = request
+            .blobs
+            .iter()
+            .map(|b| match b {
+                BlobWrite::Put { id, body } => {
+                    SealedBlob { id: *id, sealed: Some(key.seal_blob(*id, body)), size: body.len() as i64 }
+                }
+                BlobWrite::Delete { id } => SealedBlob { id: *id, sealed: None, size: 0 },
+            })
+            .collect();
         let metadata = match &request.metadata {
             Some(recorded) => codec::to_bytes(recorded),
             None => codec::to_bytes(&Metadata::from_context(ctx)),
@@ -306,6 +322,7 @@ impl EventStore {
             recorded_at: request.recorded_at.unwrap_or_else(chrono::Utc::now).timestamp_millis(),
             quota: request.quota,
             uncharged: request.uncharged,
+            blobs,
         };
         let attempt = match self.backend.append(tenant, &batch).await {
             // A retry arrives after its first attempt moved the stream on: the conflict is
@@ -357,6 +374,24 @@ impl EventStore {
             Attempt::DuplicateEvent => self.replayed(tenant, &batch, &ids).await?,
         };
         Ok(outcome)
+    }
+
+    /// A body kept beside the log (see [`BlobWrite`]), opened: `None` when there is none (never
+    /// stored, or deleted), or when the tenant's key is destroyed.
+    pub async fn read_blob(
+        &self,
+        ctx: &TenantContext,
+        id: uuid::Uuid,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(sealed) = self.backend.read_blob(ctx.tenant_id, id).await? else { return Ok(None) };
+        let key = match self.key(ctx.tenant_id, false).await {
+            Ok(key) => key,
+            Err(StoreError::KeyDestroyed { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        key.open_blob(id, &sealed)
+            .map(Some)
+            .ok_or(StoreError::Tampered { tenant: ctx.tenant_id, position: 0 })
     }
 
     /// The first result of a request stored before: by idempotency key when it has one,

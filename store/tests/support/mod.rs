@@ -93,3 +93,22 @@ pub(crate) async fn delete_event(store: &EventStore, tenant: TenantId, position:
     }
     .expect("delete");
 }
+
+/// Rows of the blobs table the tenant holds, whatever their state.
+pub(crate) async fn blob_rows(store: &EventStore, tenant: TenantId) -> i64 {
+    let rows: Result<(i64,), sqlx::Error> = match store.database() {
+        Database::Sqlite { write, .. } => {
+            sqlx::query_as("SELECT count(*) FROM blobs WHERE tenant_id = ?")
+                .bind(tenant.as_uuid())
+                .fetch_one(write)
+                .await
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_as("SELECT count(*) FROM blobs WHERE tenant_id = $1")
+                .bind(tenant.as_uuid())
+                .fetch_one(pool)
+                .await
+        }
+    };
+    rows.expect("blobs count").0
+}

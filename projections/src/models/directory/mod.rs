@@ -294,6 +294,8 @@ impl Projector for Directory {
                 | Event::DataRead(_)
                 | Event::ConversationRetitled(_)
                 | Event::ConversationArchived(_)
+                | Event::DocumentAdded(_)
+                | Event::DocumentRemoved(_)
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}
