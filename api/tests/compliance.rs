@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use reqwest::{Client, Method, StatusCode};
@@ -126,6 +126,14 @@ impl Api {
                        "system_prompt": format!("you are {mark}"), "tool_ids": [tool["id"]]}),
             )
             .await;
+        // A knowledge-base document: body beside the log, chunks and the search index.
+        self.post(
+            &key,
+            &format!("/v1/tenants/{t}/documents"),
+            json!({"title": format!("handbook {mark}"), "metadata": {"source": mark},
+                   "body": format!("The {mark} handbook.\n\n{}", format!("{mark} policy line. ").repeat(200))}),
+        )
+        .await;
         let conv = self
             .post(
                 &key,
@@ -236,6 +244,14 @@ async fn purge_leaves_no_trace_and_the_others_untouched(pg: Option<Harness>) {
 
     let before = dump(&api.url).await;
     assert!(traces(&before, "zqcanaryalpha").len() > 10, "the scan sees the canary where it lives");
+    // Documents included: the listing, the chunks, and (on SQLite) the search index's own rows.
+    let tables: BTreeSet<String> = traces(&before, "zqcanaryalpha")
+        .iter()
+        .filter_map(|t| t.split(':').next().map(str::to_owned))
+        .collect();
+    for table in ["documents", "document_chunks"] {
+        assert!(tables.contains(table), "the canary is in {table} before the purge: {tables:?}");
+    }
     let report = api.purge(&a).await;
     assert_eq!(report["tenant_id"], a);
     assert!(report["events_deleted"].as_u64().unwrap() >= 10, "{report}");

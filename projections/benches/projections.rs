@@ -157,8 +157,11 @@ async fn run(name: &str, h: &Harness, events: usize, tenants: usize) {
     eprintln!("{name}: loaded {events} events over {tenants} tenants in {loaded:.1?}");
 
     let db = tenantry_projections::ReadDb::connect(&h.url, 8).await.unwrap();
-    let projections =
-        Projections::new(h.store.clone(), db, tenantry_projections::standard(PriceTable::default()));
+    let projections = Projections::new(
+        h.store.clone(),
+        db,
+        tenantry_projections::standard(&h.store, PriceTable::default()),
+    );
     reset_peak_rss();
     let progress = RssProgress { total: Mutex::new((0, 0, Vec::new())) };
     let started = Instant::now();

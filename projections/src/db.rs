@@ -155,6 +155,7 @@ pub struct ReadDb {
     /// Where queries read: the same pool on PostgreSQL; on SQLite, read-only connections
     /// beside the one that writes, so queries do not queue behind the projector's writes.
     readers: AnyPool,
+    postgres: bool,
 }
 
 /// Read-only connections to the SQLite read models (WAL mode lets them read while the
@@ -193,12 +194,18 @@ impl ReadDb {
         } else {
             pool.clone()
         };
-        Ok(Self { pool, readers })
+        Ok(Self { pool, readers, postgres: !sqlite })
     }
 
     /// The pool that writes (and reads what must be read with the writes).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Whether the database is PostgreSQL (else SQLite): for the few queries whose SQL differs,
+    /// such as full-text search.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     /// The pool queries read read models with.

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`runtime`]: the [`Projector`] trait and [`Projections`]: catch-up, live running,
 //!   read-your-writes, rebuild, status.
-//! - [`models`]: directory, conversations, quotas, billing usage and audit log, each a
+//! - [`models`]: directory, conversations, quotas, billing usage, audit log and documents
+//!   (the knowledge base and its search index), each a
 //!   projector and its queries.
 //! - [`platform`]: the platform's own keys (bootstrap, partner admins).
 //! - [`db`]: the read database (`Any` driver over the store's database).
@@ -24,19 +25,21 @@ pub use models::billing::PriceTable;
 pub use runtime::{Progress, Projections, Projector, ProjectorStatus, Silent};
 use tenantry_store::EventStore;
 
-/// Every read model of tenantry, priced with `prices`.
-pub fn standard(prices: PriceTable) -> Vec<Arc<dyn Projector>> {
+/// Every read model of tenantry over `store`, priced with `prices`.
+pub fn standard(store: &EventStore, prices: PriceTable) -> Vec<Arc<dyn Projector>> {
     vec![
         Arc::new(models::directory::Directory),
         Arc::new(models::conversations::Conversations),
         Arc::new(models::quotas::Quotas),
         Arc::new(models::billing::Billing { prices }),
         Arc::new(models::audit::AuditLog),
+        Arc::new(models::documents::Documents { store: store.clone() }),
     ]
 }
 
 /// Open the read side over the store's database at `url`.
 pub async fn open(store: EventStore, url: &str, prices: PriceTable) -> Result<Projections, ProjectionError> {
     let db = ReadDb::connect(url, 8).await?;
-    Ok(Projections::new(store, db, standard(prices)))
+    let projectors = standard(&store, prices);
+    Ok(Projections::new(store, db, projectors))
 }

@@ -38,7 +38,7 @@ fn prices() -> PriceTable {
 
 async fn projections(h: &Harness, wrap: impl Fn(Arc<dyn Projector>) -> Arc<dyn Projector>) -> Projections {
     let db = tenantry_projections::ReadDb::connect(&h.url, 8).await.unwrap();
-    let projectors = tenantry_projections::standard(prices()).into_iter().map(wrap).collect();
+    let projectors = tenantry_projections::standard(&h.store, prices()).into_iter().map(wrap).collect();
     Projections::new(h.store.clone(), db, projectors)
 }
 

@@ -217,20 +217,18 @@ impl Backend for Postgres {
         } else {
             batch.quota.map(|q| q.setting()).unwrap_or_default()
         });
-        let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> = if batch
-            .blobs
-            .is_empty()
-        {
-            query.fetch_one(&self.pool).await
-        } else {
-            // Bodies kept beside the log go in the same transaction, before the call that
-            // counts their bytes; anything but a written append rolls them back.
-            let mut tx = self.pool.begin().await?;
-            let mut bytes = 0_i64;
-            for blob in &batch.blobs {
-                match &blob.sealed {
-                    Some(sealed) => {
-                        sqlx::query(
+        let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> =
+            if batch.blobs.is_empty() {
+                query.fetch_one(&self.pool).await
+            } else {
+                // Bodies kept beside the log go in the same transaction, before the call that
+                // counts their bytes; anything but a written append rolls them back.
+                let mut tx = self.pool.begin().await?;
+                let mut bytes = 0_i64;
+                for blob in &batch.blobs {
+                    match &blob.sealed {
+                        Some(sealed) => {
+                            sqlx::query(
                             "INSERT INTO blobs (tenant_id, blob_id, sealed, size) VALUES ($1, $2, $3, $4)",
                         )
                         .bind(tenant.as_uuid())
@@ -239,30 +237,30 @@ impl Backend for Postgres {
                         .bind(blob.size)
                         .execute(&mut *tx)
                         .await?;
-                        bytes += blob.size;
-                    }
-                    None => {
-                        let gone: Option<(i64,)> = sqlx::query_as(
-                            "DELETE FROM blobs WHERE tenant_id = $1 AND blob_id = $2 RETURNING size",
-                        )
-                        .bind(tenant.as_uuid())
-                        .bind(blob.id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        bytes -= gone.map_or(0, |(size,)| size);
+                            bytes += blob.size;
+                        }
+                        None => {
+                            let gone: Option<(i64,)> = sqlx::query_as(
+                                "DELETE FROM blobs WHERE tenant_id = $1 AND blob_id = $2 RETURNING size",
+                            )
+                            .bind(tenant.as_uuid())
+                            .bind(blob.id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            bytes -= gone.map_or(0, |(size,)| size);
+                        }
                     }
                 }
-            }
-            sqlx::query("SELECT set_config('tenantry.blob_bytes', $1, true)")
-                .bind(bytes.to_string())
-                .execute(&mut *tx)
-                .await?;
-            let row = query.fetch_one(&mut *tx).await;
-            if matches!(&row, Ok((status, ..)) if status == "ok") {
-                tx.commit().await?;
-            }
-            row
-        };
+                sqlx::query("SELECT set_config('tenantry.blob_bytes', $1, true)")
+                    .bind(bytes.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let row = query.fetch_one(&mut *tx).await;
+                if matches!(&row, Ok((status, ..)) if status == "ok") {
+                    tx.commit().await?;
+                }
+                row
+            };
         match row {
             Ok((status, first, last, _, _)) if status == "ok" => Ok(Attempt::Written(AppendOutcome {
                 first_position: first as u64,

@@ -49,7 +49,7 @@ pub enum ApiError {
     /// 409 `conflict`: a version conflict or a taken name.
     #[error("{detail}")]
     Conflict { detail: String, field: Option<String> },
-    /// 413 `payload_too_large`: the body is over 1 MiB.
+    /// 413 `payload_too_large`: the body is over the route's limit (1 MiB; 24 MiB to add a document).
     #[error("request body is over 1 MiB")]
     PayloadTooLarge,
     /// 414 `uri_too_long`.

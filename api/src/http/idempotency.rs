@@ -86,7 +86,7 @@ pub async fn replay(State(state): State<AppState>, request: Request, next: Next)
     // Without a credential the handler answers 401; nothing to keep.
     let Some(caller) = request.extensions().get::<Caller>().cloned() else { return next.run(request).await };
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, super::MAX_BODY).await {
+    let bytes = match axum::body::to_bytes(body, super::body_limit(parts.uri.path())).await {
         Ok(bytes) => bytes,
         Err(e) if crate::server::timed_out(&e) => return ApiError::RequestTimeout.into_response(),
         Err(_) => return ApiError::PayloadTooLarge.into_response(),

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod coalesce;
 pub mod commands;
 pub mod credentials;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -40,8 +41,34 @@ pub mod scopes;
 use error::ApiError;
 use extract::MinPosition;
 
-/// Largest request body any route accepts.
+/// Largest request body a route accepts, but for adding a document.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// Largest request body of `POST …/documents`: a document holds up to 10 MiB of text, which
+/// JSON escaping makes longer.
+pub const MAX_DOCUMENT_REQUEST: usize = 24 * 1024 * 1024;
+
+/// The largest request body `path` accepts.
+pub(crate) fn body_limit(path: &str) -> usize {
+    if path.starts_with("/v1/tenants/") && path.ends_with("/documents") {
+        MAX_DOCUMENT_REQUEST
+    } else {
+        MAX_BODY
+    }
+}
+
+/// Refuse a body over the route's limit: at once when its length is declared, else when a
+/// handler reads past it (413 either way).
+async fn limit_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let limit = body_limit(request.uri().path());
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    next.run(request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)))).await
+}
 /// How long a query waits for `Tenantry-Min-Position`.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 
@@ -116,7 +143,11 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .build(),
     );
     if role != ServeRole::Queries {
-        api = api.merge(commands::router()).merge(operators::commands()).merge(credentials::commands());
+        api = api
+            .merge(commands::router())
+            .merge(operators::commands())
+            .merge(credentials::commands())
+            .merge(documents::commands());
     }
     if role != ServeRole::Commands {
         api = api
@@ -124,6 +155,7 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(me::router())
             .merge(operators::queries())
             .merge(credentials::queries())
+            .merge(documents::queries())
             .merge(runtime::router());
     }
     api
@@ -145,7 +177,9 @@ pub fn router(state: AppState, role: ServeRole, connections: crate::settings::Co
     app.layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::replay))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .route_layer(axum::middleware::from_fn(metrics::track))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        // The limit is the route's (see `body_limit`), not the extractors' default.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(limit_body))
         .layer(axum::middleware::from_fn(move |request, next| {
             crate::server::body_deadline(Duration::from_secs(connections.body_read_timeout), request, next)
         }))

@@ -14,6 +14,7 @@ mod connections;
 mod contract;
 mod conversations;
 mod credentials;
+mod documents;
 mod hierarchy;
 mod idempotency;
 mod keys;

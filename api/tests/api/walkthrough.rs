@@ -294,6 +294,13 @@ async fn walkthrough(api: Api) {
         )
         .await;
     assert_eq!((credential["last4"].as_str(), credential.get("secret")), (Some("1234"), None));
+    let (document, _) = api
+        .create(
+            &key_a,
+            &format!("/v1/tenants/{ta}/documents"),
+            json!({"title": "acme handbook", "body": "How acme answers the helpdesk."}),
+        )
+        .await;
     // Every tenant route of the OpenAPI description, with A's ids: adding a route with a
     // parameter this table does not know fails the test until it is covered.
     let ids = [
@@ -305,6 +312,7 @@ async fn walkthrough(api: Api) {
         ("key_id", spare_key.clone()),
         ("message_id", msg["id"].as_str().unwrap().to_owned()),
         ("credential_id", credential["id"].as_str().unwrap().to_owned()),
+        ("document_id", document["id"].as_str().unwrap().to_owned()),
     ];
     let doc = serde_json::to_value(tenantry::http::openapi()).unwrap();
     let mut a_paths = Vec::new();

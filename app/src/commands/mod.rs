@@ -10,6 +10,7 @@ use chrono::Datelike;
 use futures::TryStreamExt;
 use tenantry_domain::command::{ProvisionUser, RecordUsage};
 use tenantry_domain::conversation::{self, ConversationCommand, ConversationState, UsageState};
+use tenantry_domain::document::{self, DocumentCommand, DocumentState};
 use tenantry_domain::slug::{self, SlugState};
 use tenantry_domain::tenant::{self, TenantCommand, TenantState};
 use tenantry_domain::{
@@ -17,7 +18,7 @@ use tenantry_domain::{
     UserId,
 };
 use tenantry_store::{
-    AppendOutcome, AppendQuota, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError,
+    AppendOutcome, AppendQuota, AppendRequest, BlobWrite, EventStore, ExpectedVersion, NewEvent, StoreError,
 };
 
 mod operators;
@@ -144,6 +145,7 @@ struct Caches {
     slugs: StateCache<SlugState>,
     operators: StateCache<tenantry_domain::operator::OperatorsState>,
     partners: StateCache<tenantry_domain::partner::PartnerState>,
+    documents: StateCache<DocumentState>,
 }
 
 /// How a command reads the streams it decides on.
@@ -200,6 +202,7 @@ impl Commands {
                 slugs: StateCache::new(),
                 operators: StateCache::new(),
                 partners: StateCache::new(),
+                documents: StateCache::new(),
             }),
         }
     }
@@ -209,6 +212,7 @@ impl Commands {
         self.caches.tenants.forget(tenant);
         self.caches.conversations.forget(tenant);
         self.caches.usage.forget(tenant);
+        self.caches.documents.forget(tenant);
     }
 
     /// The state of `stream` and its version: cached as it is, or read on from the cache.
@@ -460,6 +464,49 @@ impl Commands {
                 version,
                 events,
                 conversation::evolve,
+            )))
+        })
+        .await
+    }
+
+    /// A command on one knowledge-base document. The body of a document added is written
+    /// beside the log in the same transaction as its event, and counted toward the tenant's
+    /// stored bytes with it (exact however many uploads race); a removal deletes it.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    pub async fn document(
+        &self,
+        ctx: &TenantContext,
+        command: &DocumentCommand,
+    ) -> Result<Written, CommandError> {
+        let id = match command {
+            DocumentCommand::Add(c) => c.document_id,
+            DocumentCommand::Remove(id) => *id,
+        };
+        let stream = &StreamId::document(id);
+        self.run(ctx, move |reading| async move {
+            let (tenant, tenant_version) = self.tenant_state(ctx, reading).await?;
+            let (state, version) = self
+                .fold(ctx, stream, &self.caches.documents, reading, DocumentState::default, document::evolve)
+                .await?;
+            let events = document::decide(ctx, &tenant, &state, command)?;
+            let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
+            let blob = match command {
+                DocumentCommand::Add(c) => {
+                    BlobWrite::Put { id: *id.as_uuid(), body: c.body.as_bytes().to_vec() }
+                }
+                DocumentCommand::Remove(_) => BlobWrite::Delete { id: *id.as_uuid() },
+            };
+            let request = request
+                .with_blob(blob)
+                .with_quota(quota(&tenant))
+                .checking(StreamId::tenant(), ExpectedVersion::after(tenant_version));
+            Ok(Some(Decision::new(request).then_advance(
+                &self.caches.documents,
+                ctx.tenant_id,
+                stream.clone(),
+                version,
+                events,
+                document::evolve,
             )))
         })
         .await

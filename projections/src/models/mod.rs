@@ -4,6 +4,7 @@ pub mod audit;
 pub mod billing;
 pub mod conversations;
 pub mod directory;
+pub mod documents;
 pub mod quotas;
 
 use serde::Serialize;

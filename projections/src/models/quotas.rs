@@ -65,7 +65,13 @@ impl Projector for Quotas {
             if matches!(e.event, Event::AccessDenied(_) | Event::DataRead(_)) {
                 continue;
             }
-            deltas.entry("all".into()).or_default().bytes += e.payload_bytes as i64;
+            // A document's body is kept beside the log and counted with it while it is kept.
+            let beside = match &e.event {
+                Event::DocumentAdded(d) => i64::try_from(d.size).unwrap_or(i64::MAX),
+                Event::DocumentRemoved(d) => -i64::try_from(d.size).unwrap_or(i64::MAX),
+                _ => 0,
+            };
+            deltas.entry("all".into()).or_default().bytes += e.payload_bytes as i64 + beside;
             // A command's events share its request id: count the command once.
             if last_request.as_deref() != Some(e.metadata.request_id.as_str()) {
                 deltas.entry(day(e.recorded_at)).or_default().api_calls += 1;

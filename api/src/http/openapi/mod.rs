@@ -36,6 +36,7 @@ enum Query {
     Usage,
     Purge,
     Settings,
+    Search,
 }
 
 const CREATED: &str = "201";
@@ -232,6 +233,42 @@ fn operations() -> Vec<Operation> {
             [(OK, "Written")],
             Query::None
         ),
+        op!("get", "/v1/tenants/{tenant_id}/documents", "listDocuments", [(OK, "DocumentPage")], Query::Page),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/documents",
+            "createDocument",
+            [(CREATED, "Document"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/documents/search",
+            "searchDocuments",
+            [(OK, "SearchResults")],
+            Query::Search
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/documents/{document_id}",
+            "getDocument",
+            [(OK, "Document")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/documents/{document_id}/content",
+            "getDocumentContent",
+            [],
+            Query::None
+        ),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/documents/{document_id}",
+            "removeDocument",
+            [(OK, "Written")],
+            Query::None
+        ),
         op!("get", "/v1/tenants/{tenant_id}/users", "listUsers", [(OK, "UserPage")], Query::Page),
         op!(
             "post",
@@ -371,6 +408,7 @@ fn query_parameters(query: Query) -> Vec<Value> {
         Query::Period => Period::into_params(|| Some(ParameterIn::Query)),
         Query::Usage => crate::http::queries::reports::UsageParams::into_params(|| Some(ParameterIn::Query)),
         Query::Purge => crate::http::commands::tenants::PurgeParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Search => crate::http::documents::SearchParams::into_params(|| Some(ParameterIn::Query)),
         Query::Settings => {
             crate::http::queries::directory::SettingsParams::into_params(|| Some(ParameterIn::Query))
         }
@@ -379,7 +417,8 @@ fn query_parameters(query: Query) -> Vec<Value> {
 }
 
 /// Request-body fields that take a fixed set of values, as enums.
-const BODY_ENUMS: [(&str, &str, &[&str]); 8] = [
+const BODY_ENUMS: [(&str, &str, &[&str]); 9] = [
+    ("CreateDocument", "content_type", &tenantry_domain::document::CONTENT_TYPES),
     ("CreateCredential", "provider", &tenantry_domain::tenant::PROVIDERS),
     ("CreateUser", "role", &ROLES),
     ("PatchUser", "role", &ROLES),
@@ -406,6 +445,16 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("CreateOperator", "name", name.clone()),
         ("PatchPartner", "name", name.clone()),
         ("CreateCredential", "name", name.clone()),
+        (
+            "CreateDocument",
+            "title",
+            json!({ "minLength": 1, "maxLength": tenantry_domain::document::MAX_TITLE_CHARS, "pattern": "\\S" }),
+        ),
+        (
+            "CreateDocument",
+            "body",
+            json!({ "minLength": 1, "maxLength": tenantry_domain::document::MAX_BODY_BYTES, "pattern": "\\S" }),
+        ),
         ("CreateCredential", "secret", json!({ "minLength": 1, "maxLength": 4096, "pattern": "^\\S+$" })),
         ("RotateCredentialBody", "secret", json!({ "minLength": 1, "maxLength": 4096, "pattern": "^\\S+$" })),
         ("CreateAgent", "name", name.clone()),

@@ -282,6 +282,32 @@ pub(super) fn schemas() -> Map<String, Value> {
         ("Credential", credential),
         ("AgentRuntime", runtime),
         ("CredentialPage", page("Credential")),
+        (
+            "Document",
+            object(json!({
+                "id": { "type": "string", "format": "uuid" },
+                "title": { "type": "string" },
+                "content_type": { "type": "string", "enum": tenantry_domain::document::CONTENT_TYPES },
+                "metadata": { "type": "object" },
+                "size": { "type": "integer", "minimum": 0, "description": "bytes of the body, counted toward `storage_bytes`" },
+                "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
+                "chunks": { "type": "integer", "minimum": 0 },
+                "created_at": time(),
+            })),
+        ),
+        ("DocumentPage", page("Document")),
+        (
+            "SearchResults",
+            object(json!({
+                "items": { "type": "array", "items": object(json!({
+                    "document_id": { "type": "string", "format": "uuid" },
+                    "title": { "type": "string" },
+                    "chunk": { "type": "integer", "minimum": 0 },
+                    "score": { "type": "number" },
+                    "snippet": { "type": "string", "description": "the best passage, matched words between `**`" },
+                })) },
+            })),
+        ),
         ("Operator", operator.clone()),
         ("OperatorWithKey", with_key(&operator)),
         ("OperatorPage", page("Operator")),
