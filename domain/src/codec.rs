@@ -424,8 +424,8 @@ events! {
     UserAdded => "user.added" v 3,
     UserUpdated => "user.updated" v 2,
     UserRemoved => "user.removed" v 1,
-    ConversationOpened => "conversation.opened" v 2,
-    MessageAppended => "message.appended" v 2,
+    ConversationOpened => "conversation.opened" v 3,
+    MessageAppended => "message.appended" v 3,
     UsageRecorded => "usage.recorded" v 1,
     AccessDenied => "access.denied" v 1,
     TenantPurged => "tenant.purged" v 1,
@@ -446,10 +446,11 @@ events! {
     CredentialAdded => "credential.added" v 1,
     CredentialRotated => "credential.rotated" v 1,
     CredentialRemoved => "credential.removed" v 1,
-    ConversationRetitled => "conversation.retitled" v 1,
+    ConversationRetitled => "conversation.retitled" v 2,
     ConversationArchived => "conversation.archived" v 1,
     DocumentAdded => "document.added" v 1,
     DocumentRemoved => "document.removed" v 1,
+    ConversationDeleted => "conversation.deleted" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,
@@ -498,6 +499,23 @@ older! {
     UserUpdated v 1 => v1::UserUpdated,
     ConversationOpened v 1 => v1::ConversationOpened,
     MessageAppended v 1 => v1::MessageAppended,
+    // Same shapes as now; their personal values were sealed with the person's key only (now
+    // with the conversation's too, see `conversation_sealed`).
+    ConversationOpened v 2 => crate::event::ConversationOpened,
+    MessageAppended v 2 => crate::event::MessageAppended,
+    ConversationRetitled v 1 => crate::event::ConversationRetitled,
+}
+
+/// Whether an event stored as `event_type` v`version` has its personal values sealed with
+/// its conversation's key (outside the person's): conversation.opened from v3,
+/// message.appended from v3, conversation.retitled from v2. Earlier ones have the person's
+/// key only, and a message without an author none.
+pub fn conversation_sealed(event_type: &str, version: u16) -> bool {
+    match event_type {
+        types::ConversationOpened | types::MessageAppended => version >= 3,
+        types::ConversationRetitled => version >= 2,
+        _ => false,
+    }
 }
 
 /// Decode a stored payload, upcasting older schema versions to the current shape.

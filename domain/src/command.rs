@@ -325,6 +325,12 @@ pub struct RetitleConversation {
     pub title: Patch<String>,
 }
 
+/// Delete a conversation: its content is shredded, its usage stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteConversation {
+    pub conversation_id: ConversationId,
+}
+
 /// Put a conversation away (`archived`), or take it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArchiveConversation {

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::command::{
-    AppendMessage, ArchiveConversation, OpenConversation, RecordUsage, RetitleConversation,
+    AppendMessage, ArchiveConversation, DeleteConversation, OpenConversation, RecordUsage,
+    RetitleConversation,
 };
 use crate::context::{Actor, Role, TenantContext};
 use crate::event::*;
@@ -28,6 +29,8 @@ pub struct ConversationState {
     pub messages: u64,
     pub message_ids: BTreeSet<MessageId>,
     pub archived: bool,
+    /// Deleted: its content shredded; nothing reaches it any more.
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,7 @@ pub enum ConversationCommand {
     AppendMessage(AppendMessage),
     Retitle(RetitleConversation),
     Archive(ArchiveConversation),
+    Delete(DeleteConversation),
 }
 
 /// A user may only touch its own conversations; admins every one of their tenant.
@@ -69,6 +73,10 @@ pub fn decide(
         ConversationCommand::AppendMessage(c) => decide_append(ctx, tenant, state, c),
         ConversationCommand::Retitle(c) => decide_retitle(ctx, tenant, state, c),
         ConversationCommand::Archive(c) => decide_archive(ctx, tenant, state, c),
+        ConversationCommand::Delete(c) => {
+            reachable(ctx, tenant, state, c.conversation_id)?;
+            Ok(vec![Event::ConversationDeleted(ConversationDeleted { conversation_id: c.conversation_id })])
+        }
     }
 }
 
@@ -80,7 +88,7 @@ fn reachable(
     id: ConversationId,
 ) -> Result<(), Rejection> {
     open_tenant(tenant)?;
-    if state.id != Some(id) || !may_use(ctx, state.user_id) {
+    if state.id != Some(id) || state.deleted || !may_use(ctx, state.user_id) {
         return Err(Rejection::ConversationNotFound(id));
     }
     Ok(())
@@ -168,10 +176,7 @@ pub fn decide_append(
     state: &ConversationState,
     c: &AppendMessage,
 ) -> Result<Vec<Event>, Rejection> {
-    open_tenant(tenant)?;
-    if state.id != Some(c.conversation_id) || !may_use(ctx, state.user_id) {
-        return Err(Rejection::ConversationNotFound(c.conversation_id));
-    }
+    reachable(ctx, tenant, state, c.conversation_id)?;
     // Retrying the same message id is a no-op, not a second message.
     if state.message_ids.contains(&c.message_id) {
         return Ok(vec![]);
@@ -257,6 +262,7 @@ pub fn evolve(mut state: ConversationState, event: &Event) -> ConversationState 
             state.message_ids.insert(e.message_id);
         }
         Event::ConversationArchived(e) => state.archived = e.archived,
+        Event::ConversationDeleted(_) => state.deleted = true,
         _ => {}
     }
     state

@@ -507,45 +507,66 @@ pub enum Event {
     ConversationArchived(ConversationArchived),
     DocumentAdded(DocumentAdded),
     DocumentRemoved(DocumentRemoved),
+    ConversationDeleted(ConversationDeleted),
 }
 
 impl Event {
-    /// Whether the event carries personal text of a person, still to be sealed.
+    /// Whether the event carries personal text still to be sealed: a person's, or a
+    /// conversation's (every title and message is sealed with its conversation's key).
     pub fn has_personal_text(&self) -> bool {
         let text = |p: &Personal| matches!(p, Personal::Text(_));
         match self {
             Self::UserAdded(e) => text(&e.email) || e.identity.as_ref().is_some_and(|i| text(&i.subject)),
             Self::UserUpdated(e) => e.email.as_ref().is_some_and(text),
-            Self::ConversationOpened(e) => e.user_id.is_some() && e.title.as_ref().is_some_and(text),
-            Self::ConversationRetitled(e) => e.user_id.is_some() && e.title.as_ref().is_some_and(text),
-            Self::MessageAppended(e) => e.author.is_some() && text(&e.content),
+            Self::ConversationOpened(e) => e.title.as_ref().is_some_and(text),
+            Self::ConversationRetitled(e) => e.title.as_ref().is_some_and(text),
+            Self::MessageAppended(e) => text(&e.content),
             _ => false,
         }
     }
 
-    /// The personal values the event carries, each with the person it belongs to.
-    pub fn personal_mut(&mut self) -> Vec<(UserId, &mut Personal)> {
+    /// The personal values the event carries, each with the keys that seal it: the person it
+    /// belongs to, and the conversation it was said in.
+    pub fn personal_mut(&mut self) -> Vec<(Sealers, &mut Personal)> {
+        let person = |user| Sealers { person: Some(user), conversation: None };
+        let said = |user, conversation| Sealers { person: user, conversation: Some(conversation) };
         match self {
             Self::UserAdded(e) => {
-                let mut values = vec![(e.user_id, &mut e.email)];
+                let mut values = vec![(person(e.user_id), &mut e.email)];
                 if let Some(identity) = e.identity.as_mut() {
-                    values.push((e.user_id, &mut identity.subject));
+                    values.push((person(e.user_id), &mut identity.subject));
                 }
                 values
             }
-            Self::UserUpdated(e) => e.email.as_mut().map(|m| vec![(e.user_id, m)]).unwrap_or_default(),
-            Self::ConversationOpened(e) => match (e.user_id, e.title.as_mut()) {
-                (Some(user), Some(title)) => vec![(user, title)],
-                _ => vec![],
-            },
-            Self::MessageAppended(e) => e.author.map(|a| vec![(a, &mut e.content)]).unwrap_or_default(),
-            Self::ConversationRetitled(e) => match (e.user_id, e.title.as_mut()) {
-                (Some(user), Some(title)) => vec![(user, title)],
-                _ => vec![],
-            },
+            Self::UserUpdated(e) => {
+                e.email.as_mut().map(|m| vec![(person(e.user_id), m)]).unwrap_or_default()
+            }
+            Self::ConversationOpened(e) => {
+                e.title.as_mut().map(|t| vec![(said(e.user_id, e.conversation_id), t)]).unwrap_or_default()
+            }
+            Self::MessageAppended(e) => vec![(said(e.author, e.conversation_id), &mut e.content)],
+            Self::ConversationRetitled(e) => {
+                e.title.as_mut().map(|t| vec![(said(e.user_id, e.conversation_id), t)]).unwrap_or_default()
+            }
             _ => vec![],
         }
     }
+}
+
+/// The keys a personal value is sealed with: its person's (inner), then its conversation's
+/// (outer). Destroying either makes it read as erased: erasing the person, or deleting the
+/// conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sealers {
+    pub person: Option<UserId>,
+    pub conversation: Option<ConversationId>,
+}
+
+/// A conversation was deleted: its titles and messages are shredded (its key destroyed, so
+/// every copy reads as erased), the read models drop it; its usage and the chain stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationDeleted {
+    pub conversation_id: ConversationId,
 }
 
 /// Who caused an event, from where. Stored encrypted beside the payload.

@@ -161,14 +161,13 @@ fn personal_aad(tenant: TenantId, subject: uuid::Uuid) -> Vec<u8> {
 }
 
 impl SubjectKey {
-    pub(crate) fn seal(&self, text: &str) -> Vec<u8> {
-        seal(&self.cipher, text.as_bytes(), &personal_aad(self.tenant, self.subject))
+    pub(crate) fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        seal(&self.cipher, plaintext, &personal_aad(self.tenant, self.subject))
     }
 
-    /// The text, or `None` when the bytes do not authenticate under this key.
-    pub(crate) fn open(&self, sealed: &[u8]) -> Option<String> {
+    /// The plaintext, or `None` when the bytes do not authenticate under this key.
+    pub(crate) fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
         open(&self.cipher, sealed, &personal_aad(self.tenant, self.subject))
-            .and_then(|b| String::from_utf8(b).ok())
     }
 }
 

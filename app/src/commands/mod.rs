@@ -429,6 +429,14 @@ impl Commands {
                         conversation::decide_billed_message(ctx, &tenant, &state, &month, message, now)?;
                     (decided.message, Some((usage_stream, usage_version, decided.usage)))
                 }
+                ConversationCommand::Delete(_) => {
+                    let events = conversation::decide(ctx, &tenant, &state, command)?;
+                    // Shredded once decided, before the event: a delete whose append is lost
+                    // (a crash, a race decided again) has still destroyed the content, and a
+                    // retry writes the event.
+                    self.store.shred_conversation(ctx, id).await?;
+                    (events, None)
+                }
                 _ => (conversation::decide(ctx, &tenant, &state, command)?, None),
             };
             let Some(mut request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };

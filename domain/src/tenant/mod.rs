@@ -405,7 +405,8 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::ConversationRetitled(_)
         | Event::ConversationArchived(_)
         | Event::DocumentAdded(_)
-        | Event::DocumentRemoved(_) => {}
+        | Event::DocumentRemoved(_)
+        | Event::ConversationDeleted(_) => {}
         Event::CredentialAdded(e) => {
             state.credentials.insert(
                 e.credential_id,

@@ -38,6 +38,7 @@ fn target(event: &Event) -> Option<String> {
         Event::MessageAppended(e) => format!("conversation:{}", e.conversation_id),
         Event::ConversationRetitled(e) => format!("conversation:{}", e.conversation_id),
         Event::ConversationArchived(e) => format!("conversation:{}", e.conversation_id),
+        Event::ConversationDeleted(e) => format!("conversation:{}", e.conversation_id),
         Event::UsageRecorded(e) => format!("model:{}", e.model),
         Event::AccessDenied(e) => return e.target.clone(),
         Event::DataRead(_) => return None,

@@ -105,6 +105,17 @@ impl Projector for Conversations {
                         )
                         .await?;
                     }
+                    Event::ConversationDeleted(c) => {
+                        rows.flush(conn).await?;
+                        for table in ["conv_messages", "conv_threads"] {
+                            exec(
+                                conn,
+                                &format!("DELETE FROM {table} WHERE tenant_id = $1 AND conversation_id = $2"),
+                                vec![(*tenant).into(), c.conversation_id.to_string().into()],
+                            )
+                            .await?;
+                        }
+                    }
                     Event::UserErased(u) => {
                         // Rows gathered so far go in first, so the erasure reaches them too.
                         rows.flush(conn).await?;

@@ -191,40 +191,75 @@ impl EventStore {
         }
     }
 
-    /// Seal each personal value of `event` with its person's key and encode the event. The
-    /// value of a person already erased is not kept at all.
+    /// Seal each personal value of `event` with its keys (its person's, then its
+    /// conversation's) and encode the event. A value whose key is destroyed (the person
+    /// erased, the conversation deleted) is not kept at all.
     async fn seal_personal(&self, tenant: TenantId, mut event: Event) -> Result<Vec<u8>, StoreError> {
-        for (subject, value) in event.personal_mut() {
+        for (sealers, value) in event.personal_mut() {
             if let Personal::Text(text) = value {
-                *value = match self.subject_key(tenant, *subject.as_uuid(), true).await? {
-                    Some(key) => Personal::Sealed(key.seal(text)),
-                    None => Personal::Erased,
-                };
+                let mut sealed = Some(text.as_bytes().to_vec());
+                for subject in layers(&sealers, true) {
+                    sealed = match (sealed, self.subject_key(tenant, subject, true).await?) {
+                        (Some(bytes), Some(key)) => Some(key.seal(&bytes)),
+                        _ => None,
+                    };
+                }
+                *value = sealed.map_or(Personal::Erased, Personal::Sealed);
             }
         }
         Ok(codec::encode(&event).map_err(StoreError::Encode)?.payload)
     }
 
-    /// Open the sealed personal values of decoded events: the text, or `Erased` when the
-    /// person's key is destroyed.
+    /// Open the sealed personal values of decoded events: the text, or `Erased` when a key
+    /// that sealed it is destroyed.
     async fn open_personal(&self, tenant: TenantId, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
         for e in events {
-            if let Event::UserErased(erased) = &e.event {
-                // Another process erased this person: drop any key this one still holds.
-                self.vault.forget_subject(tenant, *erased.user_id.as_uuid());
+            // Another process erased this person or deleted this conversation: drop any key
+            // this one still holds.
+            match &e.event {
+                Event::UserErased(erased) => self.vault.forget_subject(tenant, *erased.user_id.as_uuid()),
+                Event::ConversationDeleted(d) => {
+                    self.vault.forget_subject(tenant, *d.conversation_id.as_uuid())
+                }
+                _ => {}
             }
             let position = e.position;
-            for (subject, value) in e.event.personal_mut() {
+            let conversation_sealed = codec::conversation_sealed(&e.event_type, e.schema_version);
+            for (sealers, value) in e.event.personal_mut() {
                 if let Personal::Sealed(sealed) = value {
-                    *value = match self.subject_key(tenant, *subject.as_uuid(), false).await? {
-                        Some(key) => {
-                            Personal::Text(key.open(sealed).ok_or(StoreError::Tampered { tenant, position })?)
-                        }
+                    let mut opened = Some(std::mem::take(sealed));
+                    // Outermost first.
+                    for subject in layers(&sealers, conversation_sealed).into_iter().rev() {
+                        opened = match (opened, self.subject_key(tenant, subject, false).await?) {
+                            (Some(bytes), Some(key)) => {
+                                Some(key.open(&bytes).ok_or(StoreError::Tampered { tenant, position })?)
+                            }
+                            _ => None,
+                        };
+                    }
+                    *value = match opened {
+                        Some(bytes) => Personal::Text(
+                            String::from_utf8(bytes)
+                                .map_err(|_| StoreError::Tampered { tenant, position })?,
+                        ),
                         None => Personal::Erased,
                     };
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Delete a conversation's content: destroy its data key, so its titles and messages
+    /// read as `[erased]` from now on, in every copy of the log.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id, conversation_id = %conversation), err)]
+    pub async fn shred_conversation(
+        &self,
+        ctx: &TenantContext,
+        conversation: tenantry_domain::ConversationId,
+    ) -> Result<(), StoreError> {
+        self.backend.destroy_subject_key(ctx.tenant_id, *conversation.as_uuid()).await?;
+        self.vault.forget_subject(ctx.tenant_id, *conversation.as_uuid());
         Ok(())
     }
 
@@ -446,6 +481,14 @@ impl EventStore {
         }
         Ok(AppendOutcome { first_position: *first, last_position: *last, deduplicated: true, recorded_at: 0 })
     }
+}
+
+/// The keys that seal a personal value, innermost first: its person's, then (for values
+/// stored since conversations had keys) its conversation's.
+fn layers(sealers: &tenantry_domain::event::Sealers, conversation_sealed: bool) -> Vec<uuid::Uuid> {
+    let person = sealers.person.map(|u| *u.as_uuid());
+    let conversation = sealers.conversation.filter(|_| conversation_sealed).map(|c| *c.as_uuid());
+    person.into_iter().chain(conversation).collect()
 }
 
 /// What an idempotency key stands for: the streams, expectations and plaintext payloads, not

@@ -6,8 +6,8 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::command::{
-    AppendMessage as AppendMessageCommand, ArchiveConversation, OpenConversation as OpenCommand, Patch,
-    RetitleConversation,
+    AppendMessage as AppendMessageCommand, ArchiveConversation, DeleteConversation,
+    OpenConversation as OpenCommand, Patch, RetitleConversation,
 };
 use tenantry_domain::conversation::ConversationCommand;
 use tenantry_domain::event::{MessageRole, TokenUsage};
@@ -65,6 +65,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retitle))
         .routes(routes!(archive))
         .routes(routes!(unarchive))
+        .routes(routes!(delete))
 }
 
 /// A command on one conversation answered with the conversation as `GET` shows it.
@@ -122,6 +123,21 @@ pub async fn archive(
     AppPath((_, id)): AppPath<(TenantId, ConversationId)>,
 ) -> Result<Response, ApiError> {
     set_archived(&state, &ctx, id, true).await
+}
+
+/// `DELETE …/conversations/{id}` (its owner, or an admin): the content is shredded (the
+/// conversation's key destroyed, so every copy of its titles and messages reads as erased)
+/// and the read models drop it; its usage and the log's chain stay.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/conversations/{conversation_id}", tag = "conversations", params(("tenant_id" = String, Path, description = "tenant id (UUID)"), ("conversation_id" = String, Path, description = "conversation id (UUID)")), responses((status = 200, description = "Done: `id` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404 or 429")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppPath((_, id)): AppPath<(TenantId, ConversationId)>,
+) -> Result<Response, ApiError> {
+    let command = ConversationCommand::Delete(DeleteConversation { conversation_id: id });
+    let out = state.commands.conversation(&ctx, id, &command).await?;
+    crate::http::settled(&state, &ctx, conversations::NAME, out.position).await?;
+    Ok(crate::http::written(StatusCode::OK, Some(id.to_string()), out, json!({})))
 }
 
 /// `POST …/conversations/{id}/unarchive`.

@@ -351,6 +351,13 @@ fn operations() -> Vec<Operation> {
             Query::None
         ),
         op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/conversations/{conversation_id}",
+            "deleteConversation",
+            [(OK, "Written")],
+            Query::None
+        ),
+        op!(
             "post",
             "/v1/tenants/{tenant_id}/conversations/{conversation_id}/archive",
             "archiveConversation",

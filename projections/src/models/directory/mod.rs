@@ -296,6 +296,7 @@ impl Projector for Directory {
                 | Event::ConversationArchived(_)
                 | Event::DocumentAdded(_)
                 | Event::DocumentRemoved(_)
+                | Event::ConversationDeleted(_)
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}
