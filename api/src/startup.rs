@@ -136,6 +136,7 @@ impl Application {
             reads: Default::default(),
             oidc,
             last_used: Default::default(),
+            runtime: Default::default(),
         });
         if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
             // Shown once: only its keyed hash is kept.

@@ -114,6 +114,8 @@ pub struct Shared {
     pub oidc: Option<oidc::Oidc>,
     /// When keys were last used, written at most once a minute each.
     pub last_used: last_used::LastUsed,
+    /// Agents' runtime configurations as last built from the read models.
+    pub runtime: runtime::RuntimeCache,
 }
 
 /// Which routers a process serves.

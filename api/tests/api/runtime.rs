@@ -126,3 +126,81 @@ async fn the_runtime_reads_its_agent_on_postgres() {
     let Some(h) = Harness::postgres().await else { return };
     the_runtime_reads_its_agent(Api::start(Some(h.url.clone())).await).await;
 }
+
+/// The runtime answer is kept for a moment: a change made through this process shows at
+/// once, a request with `Tenantry-Min-Position` reads at or past that position (usage
+/// included), and a change made through another process shows within `FRESH_FOR`.
+async fn the_runtime_answer_follows_changes(api: Api, database_url: Option<String>) {
+    let (t, _) = api.create(BOOTSTRAP, "/v1/tenants", json!({"slug": "rtc", "name": "RT"})).await;
+    let t = t["id"].as_str().unwrap().to_owned();
+    let (k, _) = api
+        .create(BOOTSTRAP, &format!("/v1/tenants/{t}/api-keys"), json!({"name": "a", "role": "admin"}))
+        .await;
+    let admin = k["key"].as_str().unwrap().to_owned();
+    let (agent, _) = api
+        .create(
+            &admin,
+            &format!("/v1/tenants/{t}/agents"),
+            json!({"name": "Ava", "model": "m", "system_prompt": "one"}),
+        )
+        .await;
+    let agent_path = format!("/v1/tenants/{t}/agents/{}", agent["id"].as_str().unwrap());
+    let runtime = format!("{agent_path}/runtime");
+    let (_, first, _) = api.call(&admin, M::GET, &runtime, None).await;
+    assert_eq!(first["system_prompt"], "one");
+
+    // Through this process: at once, with no header.
+    let (s, _, _) = api.call(&admin, M::PATCH, &agent_path, Some(json!({"system_prompt": "two"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, r, _) = api.call(&admin, M::GET, &runtime, None).await;
+    assert_eq!(r["system_prompt"], "two");
+
+    // Usage recorded: read at its position, the tokens are gone from what remains.
+    let (conv, _) =
+        api.create(&admin, &format!("/v1/tenants/{t}/conversations"), json!({"agent_id": agent["id"]})).await;
+    let (m, at) = api
+        .create(
+            &admin,
+            &format!("/v1/tenants/{t}/conversations/{}/messages", conv["id"].as_str().unwrap()),
+            json!({"role": "assistant", "content": "hi", "model": "m", "usage": {"prompt_tokens": 70, "completion_tokens": 30}}),
+        )
+        .await;
+    assert!(m["id"].is_string());
+    let (_, r) = api.get_at(&admin, &runtime, at).await;
+    let before = r["remaining"]["tokens_per_month"].as_u64().unwrap();
+    let (_, _, at) = api.call(&admin, M::PATCH, &format!("/v1/tenants/{t}/settings"), Some(json!({}))).await;
+    let (_, again) = api.get_at(&admin, &runtime, at.unwrap()).await;
+    assert_eq!(again["remaining"]["tokens_per_month"].as_u64(), Some(before));
+    let limit = first["remaining"]["tokens_per_month"].as_u64().unwrap();
+    assert_eq!(before, limit - 100, "the 100 tokens are spent");
+
+    // Through another process: this one shows it within a second, or at once when asked for
+    // the position.
+    let other = api.another(database_url).await;
+    let (s, _, at) = other.call(&admin, M::PATCH, &agent_path, Some(json!({"system_prompt": "three"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, r) = api.get_at(&admin, &runtime, at.unwrap()).await;
+    assert_eq!(r["system_prompt"], "three");
+    let (s, _, _) = other.call(&admin, M::PATCH, &agent_path, Some(json!({"system_prompt": "four"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let started = std::time::Instant::now();
+    loop {
+        let (_, r, _) = api.call(&admin, M::GET, &runtime, None).await;
+        if r["system_prompt"] == "four" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "another process's change never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_answer_follows_changes_on_sqlite() {
+    the_runtime_answer_follows_changes(Api::start(None).await, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_answer_follows_changes_on_postgres() {
+    let Some(h) = Harness::postgres().await else { return };
+    the_runtime_answer_follows_changes(Api::start(Some(h.url.clone())).await, Some(h.url.clone())).await;
+}

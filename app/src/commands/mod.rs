@@ -757,6 +757,13 @@ impl Commands {
     }
 
     /// The tenant as `decide` sees it now, read to the end of its stream.
+    /// The version of the tenant's own stream (its lifecycle and directory) as this process
+    /// last saw it, without reading: `None` when it holds none. It moves with every change
+    /// this process makes to the directory.
+    pub fn tenant_version_seen(&self, tenant: TenantId) -> Option<u64> {
+        self.caches.tenants.get(tenant, &StreamId::tenant()).map(|(version, _)| version)
+    }
+
     pub async fn tenant_now(&self, ctx: &TenantContext) -> Result<TenantState, CommandError> {
         Ok(self.tenant_state(ctx, Reading::Fresh).await?.0.as_ref().clone())
     }
