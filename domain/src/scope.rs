@@ -26,11 +26,12 @@ pub enum Scope {
     AuditRead,
     ExportRead,
     RuntimeRead,
+    EventsRead,
 }
 
 impl Scope {
     /// Every scope, in the order the API documents them.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 23] = [
         Self::TenantRead,
         Self::SettingsRead,
         Self::SettingsWrite,
@@ -53,6 +54,7 @@ impl Scope {
         Self::AuditRead,
         Self::ExportRead,
         Self::RuntimeRead,
+        Self::EventsRead,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -79,6 +81,7 @@ impl Scope {
             Self::AuditRead => "audit:read",
             Self::ExportRead => "export:read",
             Self::RuntimeRead => "runtime:read",
+            Self::EventsRead => "events:read",
         }
     }
 
@@ -107,6 +110,7 @@ impl Scope {
             Self::AuditRead => "read the audit trail",
             Self::ExportRead => "download the tenant's export",
             Self::RuntimeRead => "read an agent's runtime configuration, secrets included",
+            Self::EventsRead => "follow the tenant's log: the event feed and its stream",
         }
     }
 

@@ -58,6 +58,22 @@ struct EventLineOut<'a> {
     chain_hash: String,
 }
 
+/// An event as a tenant's own systems are shown it (the event feed, webhooks): the fields of
+/// an export line but the hashes, the data without secrets.
+pub fn public_event(e: &RecordedEvent) -> serde_json::Value {
+    serde_json::json!({
+        "position": e.position,
+        "stream": e.stream_id,
+        "version": e.stream_version,
+        "event_id": e.event_id.to_string(),
+        "type": e.event_type,
+        "schema_version": e.schema_version,
+        "recorded_at": timestamp(e.recorded_at),
+        "data": Public(&e.event),
+        "metadata": e.metadata,
+    })
+}
+
 /// An event as an export shows it: everything but secrets (an API key's hash stays in the
 /// log, out of every file handed out).
 #[derive(Debug)]

@@ -23,6 +23,7 @@ pub mod commands;
 pub mod credentials;
 pub mod documents;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
@@ -158,6 +159,7 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(operators::queries())
             .merge(credentials::queries())
             .merge(documents::queries())
+            .merge(events::router())
             .merge(runtime::router());
     }
     api

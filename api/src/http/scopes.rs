@@ -21,6 +21,7 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
     ("usage", Scope::UsageRead, Scope::UsageWrite),
     ("audit", Scope::AuditRead, Scope::AuditRead),
     ("export", Scope::ExportRead, Scope::ExportRead),
+    ("events", Scope::EventsRead, Scope::EventsRead),
 ];
 
 /// The scope a request to `route` (a route template such as

@@ -15,6 +15,7 @@ mod contract;
 mod conversations;
 mod credentials;
 mod documents;
+mod events;
 mod hierarchy;
 mod idempotency;
 mod keys;

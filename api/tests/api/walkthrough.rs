@@ -377,6 +377,7 @@ async fn walkthrough(api: Api) {
                 "/settings",
                 "/credentials",
                 "/runtime",
+                "/events",
             ]
             .iter()
             .any(|p| path.contains(p))

@@ -37,6 +37,7 @@ enum Query {
     Purge,
     Settings,
     Search,
+    Events,
 }
 
 const CREATED: &str = "201";
@@ -403,6 +404,8 @@ fn operations() -> Vec<Operation> {
         op!("get", "/v1/tenants/{tenant_id}/quotas", "getQuotas", [(OK, "QuotaPage")], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/audit", "listAudit", [(OK, "AuditPage")], Query::Audit),
         op!("get", "/v1/tenants/{tenant_id}/export", "exportTenant", [], Query::None),
+        op!("get", "/v1/tenants/{tenant_id}/events", "listEvents", [(OK, "EventPage")], Query::Events),
+        op!("get", "/v1/tenants/{tenant_id}/events/stream", "streamEvents", [], Query::Events),
     ]
 }
 
@@ -415,6 +418,7 @@ fn query_parameters(query: Query) -> Vec<Value> {
         Query::Period => Period::into_params(|| Some(ParameterIn::Query)),
         Query::Usage => crate::http::queries::reports::UsageParams::into_params(|| Some(ParameterIn::Query)),
         Query::Purge => crate::http::commands::tenants::PurgeParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Events => crate::http::events::EventParams::into_params(|| Some(ParameterIn::Query)),
         Query::Search => crate::http::documents::SearchParams::into_params(|| Some(ParameterIn::Query)),
         Query::Settings => {
             crate::http::queries::directory::SettingsParams::into_params(|| Some(ParameterIn::Query))

@@ -297,6 +297,27 @@ pub(super) fn schemas() -> Map<String, Value> {
         ),
         ("DocumentPage", page("Document")),
         (
+            "LogEvent",
+            object(json!({
+                "position": { "type": "integer", "minimum": 1 },
+                "stream": { "type": "string" },
+                "version": { "type": "integer", "minimum": 1 },
+                "event_id": { "type": "string", "format": "uuid" },
+                "type": { "type": "string" },
+                "schema_version": { "type": "integer", "minimum": 1 },
+                "recorded_at": time(),
+                "data": { "type": "object" },
+                "metadata": { "type": "object" },
+            })),
+        ),
+        (
+            "EventPage",
+            object(json!({
+                "items": { "type": "array", "items": { "$ref": "#/components/schemas/LogEvent" } },
+                "next_after": { "type": ["integer", "null"], "description": "the position to ask after next; null when the page reached the head" },
+            })),
+        ),
+        (
             "SearchResults",
             object(json!({
                 "items": { "type": "array", "items": object(json!({
