@@ -83,6 +83,7 @@ async fn run(name: &str, database_url: Option<String>, documents: usize) {
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
         oidc_config: None,
+        webhooks: Default::default(),
     };
     let app = Application::build(&settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -97,6 +97,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub connections: ConnectionSettings,
+
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// How long the server waits on a client, and how many clients it serves at once.

@@ -104,6 +104,8 @@ pub struct Application {
     /// The PostgreSQL database whose key changes this process listens to.
     database_url: Option<String>,
     connections: crate::settings::ConnectionSettings,
+    /// Whether this process delivers webhooks (one process of a deployment does at a time).
+    dispatch: bool,
 }
 
 impl Application {
@@ -118,7 +120,13 @@ impl Application {
             Some(path) => Some(http::oidc::Oidc::load(path).await?),
             None => None,
         };
+        let webhooks = crate::webhooks::Dispatcher::new(
+            projections.clone(),
+            commands.clone(),
+            crate::webhooks::Sender::new(settings.webhooks.clone())?,
+        );
         let state = AppState::new(http::Shared {
+            webhooks,
             purger: Purger::new(
                 projections.clone(),
                 Some(commands.clone()),
@@ -153,6 +161,7 @@ impl Application {
             broker,
             database_url: settings.store.database_url.clone(),
             connections: settings.connections,
+            dispatch: !settings.webhooks.disabled,
         })
     }
 
@@ -203,6 +212,14 @@ impl Application {
                 let _ = stop.wait_for(|s| *s).await;
             }))
         });
+        // Webhook deliveries, from one process of the deployment at a time.
+        let webhooks = (self.dispatch && self.role != ServeRole::Queries).then(|| {
+            let dispatcher = self.state.webhooks.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(dispatcher.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }))
+        });
         // Purges a killed process left unfinished carry on in the background.
         if self.role != ServeRole::Queries {
             self.state.purger.resume_all().await?;
@@ -211,7 +228,7 @@ impl Application {
         crate::server::serve(self.listener, app, self.connections, shutdown).await?;
         // Let the projector finish its transaction, then stop it.
         let _ = stop_tx.send(true);
-        for handle in [projector, relay, key_changes].into_iter().flatten() {
+        for handle in [projector, relay, key_changes, webhooks].into_iter().flatten() {
             let _ = handle.await;
         }
         Ok(())

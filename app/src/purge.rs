@@ -270,6 +270,8 @@ impl Purger {
                         tracing::info!(tenant_id = %tenant, messages = purged, "purged from the broker");
                     }
                     purges::forget_relay_position(self.projections.db(), tenant).await?;
+                    tenantry_projections::models::webhooks::forget_tenant(self.projections.db(), tenant)
+                        .await?;
                     // Kept answers to idempotency keys may hold the tenant's data.
                     self.store.idempotency().forget_tenant(tenant).await?;
                     self.advance_now(tenant, PurgeStep::BrokerPurged, None).await?;

@@ -451,6 +451,11 @@ events! {
     DocumentAdded => "document.added" v 1,
     DocumentRemoved => "document.removed" v 1,
     ConversationDeleted => "conversation.deleted" v 1,
+    WebhookCreated => "webhook.created" v 1,
+    WebhookUpdated => "webhook.updated" v 1,
+    WebhookSecretRotated => "webhook.secret_rotated" v 1,
+    WebhookRemoved => "webhook.removed" v 1,
+    WebhookDisabled => "webhook.disabled" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

@@ -259,6 +259,42 @@ pub struct RemoveCredential {
     pub credential_id: crate::ids::CredentialId,
 }
 
+/// A webhook endpoint; the secret is minted by the caller (the domain draws no randomness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateWebhook {
+    pub webhook_id: crate::ids::WebhookId,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateWebhook {
+    pub webhook_id: crate::ids::WebhookId,
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateWebhookSecret {
+    pub webhook_id: crate::ids::WebhookId,
+    pub secret: String,
+    pub grace_seconds: u64,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoveWebhook {
+    pub webhook_id: crate::ids::WebhookId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisableWebhook {
+    pub webhook_id: crate::ids::WebhookId,
+    pub reason: String,
+}
+
 /// Give a key a new secret; the old one keeps working for `grace_seconds`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotateApiKey {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::Role;
 use crate::ids::{
     AgentId, ApiKeyId, ConversationId, CredentialId, DocumentId, MessageId, OperatorId, PartnerId, ToolId,
-    UserId,
+    UserId, WebhookId,
 };
 use crate::limits::{LimitOverrides, Plan};
 use crate::personal::Personal;
@@ -463,6 +463,49 @@ pub struct DocumentRemoved {
     pub size: u64,
 }
 
+/// A webhook endpoint of the tenant. The signing secret lives in the log only (encrypted
+/// with the tenant's key; exports and read models leave it out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookCreated {
+    pub webhook_id: WebhookId,
+    pub url: String,
+    /// The event types delivered; empty: every type.
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub secret: String,
+}
+
+/// What changed of an endpoint (`None`: unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookUpdated {
+    pub webhook_id: WebhookId,
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+/// A new signing secret; the old one signs too until `previous_until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSecretRotated {
+    pub webhook_id: WebhookId,
+    #[serde(default)]
+    pub secret: String,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub previous_until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRemoved {
+    pub webhook_id: WebhookId,
+}
+
+/// The platform stopped delivering to an endpoint that kept failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDisabled {
+    pub webhook_id: WebhookId,
+    pub reason: String,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -508,6 +551,11 @@ pub enum Event {
     DocumentAdded(DocumentAdded),
     DocumentRemoved(DocumentRemoved),
     ConversationDeleted(ConversationDeleted),
+    WebhookCreated(WebhookCreated),
+    WebhookUpdated(WebhookUpdated),
+    WebhookSecretRotated(WebhookSecretRotated),
+    WebhookRemoved(WebhookRemoved),
+    WebhookDisabled(WebhookDisabled),
 }
 
 impl Event {

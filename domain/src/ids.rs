@@ -96,6 +96,7 @@ uuid_id!(ConversationId, "conversation");
 uuid_id!(MessageId, "message");
 uuid_id!(CredentialId, "credential");
 uuid_id!(DocumentId, "document");
+uuid_id!(WebhookId, "webhook");
 uuid_id!(RequestId, "request");
 
 /// A stream inside a tenant's log (`tenant`, `agent-<id>`, `conversation-<id>` …).

@@ -2,6 +2,7 @@
 
 use crate::ids::{
     AgentId, ApiKeyId, ConversationId, CredentialId, DocumentId, OperatorId, PartnerId, ToolId, UserId,
+    WebhookId,
 };
 use crate::limits::LimitName;
 
@@ -39,6 +40,8 @@ pub enum Rejection {
     IdentityRetired(UserId),
     #[error("credential {0} does not exist")]
     CredentialNotFound(CredentialId),
+    #[error("webhook {0} does not exist")]
+    WebhookNotFound(WebhookId),
     #[error("document {0} does not exist")]
     DocumentNotFound(DocumentId),
     #[error("document {0} already exists")]

@@ -27,11 +27,13 @@ pub enum Scope {
     ExportRead,
     RuntimeRead,
     EventsRead,
+    WebhooksRead,
+    WebhooksWrite,
 }
 
 impl Scope {
     /// Every scope, in the order the API documents them.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 25] = [
         Self::TenantRead,
         Self::SettingsRead,
         Self::SettingsWrite,
@@ -55,6 +57,8 @@ impl Scope {
         Self::ExportRead,
         Self::RuntimeRead,
         Self::EventsRead,
+        Self::WebhooksRead,
+        Self::WebhooksWrite,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -82,6 +86,8 @@ impl Scope {
             Self::ExportRead => "export:read",
             Self::RuntimeRead => "runtime:read",
             Self::EventsRead => "events:read",
+            Self::WebhooksRead => "webhooks:read",
+            Self::WebhooksWrite => "webhooks:write",
         }
     }
 
@@ -111,6 +117,8 @@ impl Scope {
             Self::ExportRead => "download the tenant's export",
             Self::RuntimeRead => "read an agent's runtime configuration, secrets included",
             Self::EventsRead => "follow the tenant's log: the event feed and its stream",
+            Self::WebhooksRead => "list webhook endpoints and their delivery logs",
+            Self::WebhooksWrite => "create, change, rotate, redeliver and remove webhook endpoints",
         }
     }
 

@@ -34,6 +34,7 @@ pub fn standard(store: &EventStore, prices: PriceTable) -> Vec<Arc<dyn Projector
         Arc::new(models::billing::Billing { prices }),
         Arc::new(models::audit::AuditLog),
         Arc::new(models::documents::Documents { store: store.clone() }),
+        Arc::new(models::webhooks::Webhooks),
     ]
 }
 

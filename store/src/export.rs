@@ -124,6 +124,21 @@ impl Serialize for Public<'_> {
                 st.serialize_field("base_url", &c.base_url)?;
                 st.end()
             }
+            Event::WebhookCreated(w) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("WebhookCreated", 3)?;
+                st.serialize_field("webhook_id", &w.webhook_id)?;
+                st.serialize_field("url", &w.url)?;
+                st.serialize_field("event_types", &w.event_types)?;
+                st.end()
+            }
+            Event::WebhookSecretRotated(w) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("WebhookSecretRotated", 2)?;
+                st.serialize_field("webhook_id", &w.webhook_id)?;
+                st.serialize_field("previous_until", &w.previous_until.timestamp_millis())?;
+                st.end()
+            }
             Event::CredentialRotated(c) => {
                 use serde::ser::SerializeStruct;
                 let mut st = s.serialize_struct("CredentialRotated", 1)?;

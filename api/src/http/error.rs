@@ -206,7 +206,8 @@ impl From<Rejection> for ApiError {
             | Rejection::OperatorNotFound(_)
             | Rejection::PartnerNotFound(_)
             | Rejection::CredentialNotFound(_)
-            | Rejection::DocumentNotFound(_) => Self::NotFound,
+            | Rejection::DocumentNotFound(_)
+            | Rejection::WebhookNotFound(_) => Self::NotFound,
             Rejection::LastWayIn | Rejection::PartnerHasTenants(_) | Rejection::ConversationArchived(_) => {
                 Self::Conflict { detail: r.to_string(), field: None }
             }

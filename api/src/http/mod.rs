@@ -38,6 +38,7 @@ pub mod operators;
 pub mod queries;
 pub mod runtime;
 pub mod scopes;
+pub mod webhooks;
 
 use error::ApiError;
 use extract::MinPosition;
@@ -117,6 +118,8 @@ pub struct Shared {
     pub last_used: last_used::LastUsed,
     /// Agents' runtime configurations as last built from the read models.
     pub runtime: runtime::RuntimeCache,
+    /// Webhook deliveries (the dispatcher, and manual redeliveries).
+    pub webhooks: crate::webhooks::Dispatcher,
 }
 
 /// Which routers a process serves.
@@ -150,7 +153,8 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(commands::router())
             .merge(operators::commands())
             .merge(credentials::commands())
-            .merge(documents::commands());
+            .merge(documents::commands())
+            .merge(webhooks::commands());
     }
     if role != ServeRole::Commands {
         api = api
@@ -160,6 +164,7 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(credentials::queries())
             .merge(documents::queries())
             .merge(events::router())
+            .merge(webhooks::queries())
             .merge(runtime::router());
     }
     api

@@ -22,6 +22,7 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
     ("audit", Scope::AuditRead, Scope::AuditRead),
     ("export", Scope::ExportRead, Scope::ExportRead),
     ("events", Scope::EventsRead, Scope::EventsRead),
+    ("webhooks", Scope::WebhooksRead, Scope::WebhooksWrite),
 ];
 
 /// The scope a request to `route` (a route template such as

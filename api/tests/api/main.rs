@@ -32,6 +32,7 @@ mod stalls;
 mod support;
 mod tokens;
 mod walkthrough;
+mod webhooks;
 
 use support::BOOTSTRAP;
 
@@ -50,6 +51,7 @@ fn settings(dir: &std::path::Path) -> Settings {
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
         oidc_config: None,
+        webhooks: Default::default(),
     }
 }
 
@@ -228,7 +230,7 @@ fn every_request_body_is_described() {
         for (method, op) in item.as_object().unwrap() {
             let takes_body = method == "patch"
                 || (method == "post"
-                    && !["/resume", "/erase", "/archive", "/unarchive"]
+                    && !["/resume", "/erase", "/archive", "/unarchive", "/redeliver"]
                         .iter()
                         .any(|end| path.ends_with(end)));
             if !takes_body {

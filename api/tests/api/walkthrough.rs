@@ -301,6 +301,13 @@ async fn walkthrough(api: Api) {
             json!({"title": "acme handbook", "body": "How acme answers the helpdesk."}),
         )
         .await;
+    let (webhook, _) = api
+        .create(
+            &key_a,
+            &format!("/v1/tenants/{ta}/webhooks"),
+            json!({"url": "https://hooks.acme.example/in"}),
+        )
+        .await;
     // Every tenant route of the OpenAPI description, with A's ids: adding a route with a
     // parameter this table does not know fails the test until it is covered.
     let ids = [
@@ -313,6 +320,8 @@ async fn walkthrough(api: Api) {
         ("message_id", msg["id"].as_str().unwrap().to_owned()),
         ("credential_id", credential["id"].as_str().unwrap().to_owned()),
         ("document_id", document["id"].as_str().unwrap().to_owned()),
+        ("webhook_id", webhook["id"].as_str().unwrap().to_owned()),
+        ("position", "1".to_owned()),
     ];
     let doc = serde_json::to_value(tenantry::http::openapi()).unwrap();
     let mut a_paths = Vec::new();
@@ -378,6 +387,7 @@ async fn walkthrough(api: Api) {
                 "/credentials",
                 "/runtime",
                 "/events",
+                "/webhooks",
             ]
             .iter()
             .any(|p| path.contains(p))

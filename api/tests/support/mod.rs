@@ -36,6 +36,7 @@ pub(crate) fn server_settings(
         role: Default::default(),
         bootstrap_key: Some(BOOTSTRAP.into()),
         oidc_config: None,
+        webhooks: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::personal::Personal;
 use crate::rejection::Rejection;
 
 mod decide;
+pub mod webhooks;
 
 pub use decide::MAX_ROTATION_GRACE_SECONDS;
 
@@ -40,6 +41,30 @@ impl std::fmt::Debug for CredentialEntry {
             .field("provider", &self.provider)
             .field("name", &self.name)
             .field("base_url", &self.base_url)
+            .field("removed", &self.removed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A webhook endpoint as the command side holds it (secrets included: they never leave the
+/// command side but to sign deliveries, and are never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookEntry {
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    pub removed: bool,
+    pub secret: String,
+    /// The secret before the last rotation, and until when it still signs.
+    pub previous: Option<(String, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl std::fmt::Debug for WebhookEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEntry")
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("enabled", &self.enabled)
             .field("removed", &self.removed)
             .finish_non_exhaustive()
     }
@@ -124,6 +149,7 @@ pub struct TenantState {
     pub api_keys: BTreeMap<ApiKeyId, KeyEntry>,
     pub users: BTreeMap<UserId, UserEntry>,
     pub credentials: BTreeMap<crate::ids::CredentialId, CredentialEntry>,
+    pub webhooks: BTreeMap<crate::ids::WebhookId, WebhookEntry>,
     /// Identity digests ([`crate::event::ExternalIdentity::digest`]) to the user they made.
     pub identities: BTreeMap<Vec<u8>, UserId>,
 }
@@ -149,6 +175,7 @@ impl TenantState {
             api_keys: BTreeMap::new(),
             users: BTreeMap::new(),
             credentials: BTreeMap::new(),
+            webhooks: BTreeMap::new(),
             identities: BTreeMap::new(),
         }
     }
@@ -228,6 +255,11 @@ pub enum TenantCommand {
     AddCredential(AddCredential),
     RotateCredential(RotateCredential),
     RemoveCredential(RemoveCredential),
+    CreateWebhook(CreateWebhook),
+    UpdateWebhook(UpdateWebhook),
+    RotateWebhookSecret(RotateWebhookSecret),
+    RemoveWebhook(RemoveWebhook),
+    DisableWebhook(DisableWebhook),
 }
 
 impl TenantCommand {
@@ -237,7 +269,11 @@ impl TenantCommand {
     pub const fn exempt_from_quota(&self) -> bool {
         matches!(
             self,
-            Self::CreateTenant(_) | Self::SuspendTenant(_) | Self::ResumeTenant(_) | Self::EraseUser(_)
+            Self::CreateTenant(_)
+                | Self::SuspendTenant(_)
+                | Self::ResumeTenant(_)
+                | Self::EraseUser(_)
+                | Self::DisableWebhook(_)
         )
     }
 }
@@ -271,6 +307,11 @@ pub fn decide(
         C::AddCredential(c) => decide::add_credential(ctx, state, c),
         C::RotateCredential(c) => decide::rotate_credential(ctx, state, c),
         C::RemoveCredential(c) => decide::remove_credential(ctx, state, c),
+        C::CreateWebhook(c) => webhooks::create(ctx, state, c),
+        C::UpdateWebhook(c) => webhooks::update(ctx, state, c),
+        C::RotateWebhookSecret(c) => webhooks::rotate_secret(ctx, state, c),
+        C::RemoveWebhook(c) => webhooks::remove(ctx, state, c),
+        C::DisableWebhook(c) => webhooks::disable(ctx, state, c),
     }
 }
 
@@ -407,6 +448,11 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::DocumentAdded(_)
         | Event::DocumentRemoved(_)
         | Event::ConversationDeleted(_) => {}
+        Event::WebhookCreated(_)
+        | Event::WebhookUpdated(_)
+        | Event::WebhookSecretRotated(_)
+        | Event::WebhookRemoved(_)
+        | Event::WebhookDisabled(_) => webhooks::evolve(&mut state, event),
         Event::CredentialAdded(e) => {
             state.credentials.insert(
                 e.credential_id,

@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod directory;
 pub mod documents;
 pub mod quotas;
+pub mod webhooks;
 
 use serde::Serialize;
 use sqlx::Row;

@@ -405,6 +405,56 @@ fn operations() -> Vec<Operation> {
         op!("get", "/v1/tenants/{tenant_id}/audit", "listAudit", [(OK, "AuditPage")], Query::Audit),
         op!("get", "/v1/tenants/{tenant_id}/export", "exportTenant", [], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/events", "listEvents", [(OK, "EventPage")], Query::Events),
+        op!("get", "/v1/tenants/{tenant_id}/webhooks", "listWebhooks", [(OK, "WebhookPage")], Query::Page),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/webhooks",
+            "createWebhook",
+            [(CREATED, "WebhookWithSecret"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/webhooks/{webhook_id}",
+            "getWebhook",
+            [(OK, "Webhook")],
+            Query::None
+        ),
+        op!(
+            "patch",
+            "/v1/tenants/{tenant_id}/webhooks/{webhook_id}",
+            "updateWebhook",
+            [(OK, "Webhook"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/webhooks/{webhook_id}",
+            "removeWebhook",
+            [(OK, "Written")],
+            Query::None
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/rotate-secret",
+            "rotateWebhookSecret",
+            [(OK, "WebhookWithSecret"), ("202", "Accepted")],
+            Query::None
+        ),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/deliveries",
+            "listWebhookDeliveries",
+            [(OK, "DeliveryPage")],
+            Query::Page
+        ),
+        op!(
+            "post",
+            "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/deliveries/{position}/redeliver",
+            "redeliverWebhook",
+            [(OK, "Delivery")],
+            Query::None
+        ),
         op!("get", "/v1/tenants/{tenant_id}/events/stream", "streamEvents", [], Query::Events),
     ]
 }
@@ -456,6 +506,21 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("CreateOperator", "name", name.clone()),
         ("PatchPartner", "name", name.clone()),
         ("CreateCredential", "name", name.clone()),
+        (
+            "CreateWebhookBody",
+            "url",
+            json!({ "minLength": 8, "maxLength": 2048, "pattern": "^https?://[^\\s@/?#]+([/?#]\\S*)?$" }),
+        ),
+        (
+            "PatchWebhook",
+            "url",
+            json!({ "minLength": 8, "maxLength": 2048, "pattern": "^https?://[^\\s@/?#]+([/?#]\\S*)?$" }),
+        ),
+        (
+            "RotateWebhookBody",
+            "grace_seconds",
+            json!({ "minimum": 0, "maximum": tenantry_domain::tenant::webhooks::MAX_SECRET_GRACE_SECONDS }),
+        ),
         (
             "CreateDocument",
             "title",

@@ -33,6 +33,16 @@ fn with_key(schema: &Value) -> Value {
     s
 }
 
+fn with_secret(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    s["properties"]["secret"] =
+        json!({ "type": "string", "description": "the signing secret (`whsec_…`), shown once" });
+    if let Some(r) = s["required"].as_array_mut() {
+        r.push(json!("secret"));
+    }
+    s
+}
+
 pub(super) const ROLES: [&str; 2] = ["admin", "user"];
 pub(super) const PLANS: [&str; 3] = ["starter", "professional", "enterprise"];
 pub(super) const MESSAGE_ROLES: [&str; 4] = ["user", "assistant", "tool", "system"];
@@ -100,6 +110,16 @@ pub(super) fn schemas() -> Map<String, Value> {
         "base_url": nullable("string"),
         "created_at": time(),
         "rotated_at": { "type": ["string", "null"], "format": "date-time" },
+    }));
+    let webhook = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "url": { "type": "string" },
+        "event_types": { "type": "array", "items": { "type": "string" } },
+        "enabled": { "type": "boolean" },
+        "disabled_reason": nullable("string"),
+        "created_at": time(),
+        "updated_at": time(),
+        "secret_rotated_at": { "type": ["string", "null"], "format": "date-time" },
     }));
     let runtime_credential = {
         let mut c = credential.clone();
@@ -296,6 +316,25 @@ pub(super) fn schemas() -> Map<String, Value> {
             })),
         ),
         ("DocumentPage", page("Document")),
+        ("Webhook", webhook.clone()),
+        ("WebhookWithSecret", with_secret(&webhook)),
+        ("WebhookPage", page("Webhook")),
+        (
+            "Delivery",
+            object(json!({
+                "position": { "type": "integer", "minimum": 1 },
+                "message_id": { "type": "string", "description": "the `webhook-id` sent" },
+                "event_type": { "type": "string" },
+                "status": { "type": "string", "enum": ["delivered", "retrying", "failed"] },
+                "attempts": { "type": "integer", "minimum": 1 },
+                "response_status": nullable("integer"),
+                "latency_ms": nullable("integer"),
+                "error": nullable("string"),
+                "first_attempt_at": time(),
+                "last_attempt_at": time(),
+            })),
+        ),
+        ("DeliveryPage", page("Delivery")),
         (
             "LogEvent",
             object(json!({

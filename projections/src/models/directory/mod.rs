@@ -297,6 +297,11 @@ impl Projector for Directory {
                 | Event::DocumentAdded(_)
                 | Event::DocumentRemoved(_)
                 | Event::ConversationDeleted(_)
+                | Event::WebhookCreated(_)
+                | Event::WebhookUpdated(_)
+                | Event::WebhookSecretRotated(_)
+                | Event::WebhookRemoved(_)
+                | Event::WebhookDisabled(_)
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}
