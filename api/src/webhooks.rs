@@ -316,10 +316,12 @@ impl Dispatcher {
     async fn lead(&self) -> anyhow::Result<Option<Lead>> {
         match self.projections.store().database() {
             tenantry_store::Database::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
+                // Out of the pool: the lock goes with the connection when it is dropped, and is
+                // never left held by a connection handed to other work.
+                let mut conn = pool.acquire().await?.detach();
                 let (held,): (bool,) =
                     sqlx::query_as("SELECT pg_try_advisory_lock(hashtext('tenantry.webhooks'))")
-                        .fetch_one(&mut *conn)
+                        .fetch_one(&mut conn)
                         .await?;
                 Ok(held.then_some(Lead::Postgres(Box::new(conn))))
             }
@@ -447,6 +449,6 @@ impl Dispatcher {
 /// The dispatcher's right to run.
 #[derive(Debug)]
 enum Lead {
-    Postgres(#[allow(dead_code)] Box<sqlx::pool::PoolConnection<sqlx::Postgres>>),
+    Postgres(#[allow(dead_code)] Box<sqlx::PgConnection>),
     Sqlite,
 }
