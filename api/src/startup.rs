@@ -125,7 +125,9 @@ impl Application {
             commands.clone(),
             crate::webhooks::Sender::new(settings.webhooks.clone())?,
         );
+        let currency = settings.store.prices()?.currency;
         let state = AppState::new(http::Shared {
+            currency,
             webhooks,
             purger: Purger::new(
                 projections.clone(),

@@ -121,6 +121,8 @@ const TABLES: &[(&str, &str)] = &[
     ("conv_messages", "conversation_id, seq"),
     ("quota_counters", "period"),
     ("usage_daily", "day, model"),
+    ("analytics_daily", "day, agent_id, user_id, model"),
+    ("analytics_conversations", "conversation_id"),
     ("audit_entries", "position"),
     ("projection_checkpoints", "projector"),
 ];

@@ -17,6 +17,7 @@ use tenantry_app::keys::KeyHasher;
 use tenantry_app::{Commands, Written};
 
 pub mod access;
+pub mod analytics;
 pub mod auth;
 pub mod coalesce;
 pub mod commands;
@@ -120,6 +121,8 @@ pub struct Shared {
     pub runtime: runtime::RuntimeCache,
     /// Webhook deliveries (the dispatcher, and manual redeliveries).
     pub webhooks: crate::webhooks::Dispatcher,
+    /// The currency of the price table.
+    pub currency: String,
 }
 
 /// Which routers a process serves.
@@ -164,6 +167,7 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(credentials::queries())
             .merge(documents::queries())
             .merge(events::router())
+            .merge(analytics::router())
             .merge(webhooks::queries())
             .merge(runtime::router());
     }

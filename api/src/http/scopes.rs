@@ -19,6 +19,7 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
     ("documents", Scope::DocumentsRead, Scope::DocumentsWrite),
     ("conversations", Scope::ConversationsRead, Scope::ConversationsWrite),
     ("usage", Scope::UsageRead, Scope::UsageWrite),
+    ("analytics", Scope::UsageRead, Scope::UsageRead),
     ("audit", Scope::AuditRead, Scope::AuditRead),
     ("export", Scope::ExportRead, Scope::ExportRead),
     ("events", Scope::EventsRead, Scope::EventsRead),

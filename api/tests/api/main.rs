@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
 
+mod analytics;
 mod client;
 mod configuration;
 mod connections;

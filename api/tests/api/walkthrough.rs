@@ -388,6 +388,7 @@ async fn walkthrough(api: Api) {
                 "/runtime",
                 "/events",
                 "/webhooks",
+                "/analytics",
             ]
             .iter()
             .any(|p| path.contains(p))

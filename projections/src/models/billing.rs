@@ -30,6 +30,13 @@ pub struct Price {
 pub struct PriceTable {
     pub models: HashMap<String, Price>,
     pub default: Price,
+    /// The currency of every price (ISO 4217); `USD` when the file names none.
+    #[serde(default = "usd")]
+    pub currency: String,
+}
+
+fn usd() -> String {
+    "USD".to_owned()
 }
 
 impl Default for PriceTable {
@@ -37,6 +44,7 @@ impl Default for PriceTable {
         Self {
             models: HashMap::new(),
             default: Price { prompt_per_1k: Decimal::new(1, 3), completion_per_1k: Decimal::new(2, 3) },
+            currency: usd(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The read models, each a projector and the queries over its rows.
 
+pub mod analytics;
 pub mod audit;
 pub mod billing;
 pub mod conversations;

@@ -38,6 +38,7 @@ enum Query {
     Settings,
     Search,
     Events,
+    Analytics,
 }
 
 const CREATED: &str = "201";
@@ -405,6 +406,21 @@ fn operations() -> Vec<Operation> {
         op!("get", "/v1/tenants/{tenant_id}/audit", "listAudit", [(OK, "AuditPage")], Query::Audit),
         op!("get", "/v1/tenants/{tenant_id}/export", "exportTenant", [], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/events", "listEvents", [(OK, "EventPage")], Query::Events),
+        op!(
+            "get",
+            "/v1/tenants/{tenant_id}/analytics",
+            "getAnalytics",
+            [(OK, "Analytics")],
+            Query::Analytics
+        ),
+        op!(
+            "get",
+            "/v1/partners/{partner_id}/analytics",
+            "getPartnerAnalytics",
+            [(OK, "Analytics")],
+            Query::Analytics
+        ),
+        op!("get", "/v1/analytics", "getPlatformAnalytics", [(OK, "Analytics")], Query::Analytics),
         op!("get", "/v1/tenants/{tenant_id}/webhooks", "listWebhooks", [(OK, "WebhookPage")], Query::Page),
         op!(
             "post",
@@ -468,6 +484,7 @@ fn query_parameters(query: Query) -> Vec<Value> {
         Query::Period => Period::into_params(|| Some(ParameterIn::Query)),
         Query::Usage => crate::http::queries::reports::UsageParams::into_params(|| Some(ParameterIn::Query)),
         Query::Purge => crate::http::commands::tenants::PurgeParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Analytics => crate::http::analytics::AnalyticsParams::into_params(|| Some(ParameterIn::Query)),
         Query::Events => crate::http::events::EventParams::into_params(|| Some(ParameterIn::Query)),
         Query::Search => crate::http::documents::SearchParams::into_params(|| Some(ParameterIn::Query)),
         Query::Settings => {

@@ -33,6 +33,23 @@ fn with_key(schema: &Value) -> Value {
     s
 }
 
+/// The figures of an analytics group (with its `key`) or of the totals.
+fn analytics_figures(keyed: bool) -> Value {
+    let count = json!({ "type": "integer", "minimum": 0 });
+    let mut properties = json!({
+        "conversations": count,
+        "messages": object(json!({ "user": count, "assistant": count, "tool": count, "system": count })),
+        "active_users": count,
+        "prompt_tokens": count,
+        "completion_tokens": count,
+        "cost": { "type": "string", "description": "a decimal amount in `currency`" },
+    });
+    if keyed {
+        properties["key"] = nullable("string");
+    }
+    object(properties)
+}
+
 fn with_secret(schema: &Value) -> Value {
     let mut s = schema.clone();
     s["properties"]["secret"] =
@@ -316,6 +333,18 @@ pub(super) fn schemas() -> Map<String, Value> {
             })),
         ),
         ("DocumentPage", page("Document")),
+        ("AnalyticsFigures", analytics_figures(false)),
+        (
+            "Analytics",
+            object(json!({
+                "from": { "type": "string", "format": "date" },
+                "to": { "type": "string", "format": "date" },
+                "group_by": { "type": "string", "enum": ["day", "agent", "user", "model", "tenant"] },
+                "currency": { "type": "string" },
+                "groups": { "type": "array", "items": analytics_figures(true) },
+                "totals": { "$ref": "#/components/schemas/AnalyticsFigures" },
+            })),
+        ),
         ("Webhook", webhook.clone()),
         ("WebhookWithSecret", with_secret(&webhook)),
         ("WebhookPage", page("Webhook")),

@@ -1,0 +1,310 @@
+//! What tenants do, by day, agent, user and model: conversations opened, messages by role,
+//! tokens and their cost. One row per (tenant, day, agent, user, model) holds the counts;
+//! reports sum them for a period, grouped as asked, per tenant, for a partner's tenants or
+//! for the whole platform. Rebuildable like every read model.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::AnyConnection;
+use tenantry_domain::event::MessageRole;
+use tenantry_domain::{Event, PartnerId, TenantContext};
+use tenantry_store::RecordedEvent;
+
+use super::billing::{PriceTable, money};
+use super::{int, text};
+use crate::db::{ReadDb, Val, exec};
+use crate::error::ProjectionError;
+use crate::runtime::Projector;
+
+/// Persisted projector name.
+pub const NAME: &str = "analytics";
+
+/// The counters of a row, in column order.
+const COUNTERS: [&str; 8] = [
+    "conversations",
+    "messages_user",
+    "messages_assistant",
+    "messages_tool",
+    "messages_system",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_nanos",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct Analytics {
+    pub prices: PriceTable,
+}
+
+/// Where a count goes: (day, agent, user, model); `''` for none.
+type Key = (String, String, String, String);
+
+fn day(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+#[async_trait]
+impl Projector for Analytics {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut deltas: BTreeMap<Key, [i64; 8]> = BTreeMap::new();
+        for e in events {
+            match &e.event {
+                Event::ConversationOpened(c) => {
+                    let (agent, user) =
+                        (c.agent_id.to_string(), c.user_id.map(|u| u.to_string()).unwrap_or_default());
+                    exec(
+                        conn,
+                        "INSERT INTO analytics_conversations (tenant_id, conversation_id, agent_id, user_id)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
+                        vec![
+                            tenant.into(),
+                            c.conversation_id.to_string().into(),
+                            agent.as_str().into(),
+                            user.as_str().into(),
+                        ],
+                    )
+                    .await?;
+                    deltas.entry((day(e.recorded_at), agent, user, String::new())).or_default()[0] += 1;
+                }
+                Event::MessageAppended(m) => {
+                    let row = sqlx::query(
+                        "SELECT agent_id, user_id FROM analytics_conversations WHERE tenant_id = $1 AND conversation_id = $2",
+                    )
+                    .bind(tenant)
+                    .bind(m.conversation_id.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let (agent, user) = match &row {
+                        Some(r) => (text(r, "agent_id")?, text(r, "user_id")?),
+                        None => (String::new(), String::new()),
+                    };
+                    let model = m.model.clone().unwrap_or_default();
+                    let line = deltas.entry((day(e.recorded_at), agent, user, model.clone())).or_default();
+                    line[match m.role {
+                        MessageRole::User => 1,
+                        MessageRole::Assistant => 2,
+                        MessageRole::Tool => 3,
+                        MessageRole::System => 4,
+                    }] += 1;
+                    // A message's tokens are counted here, where its agent and user are known
+                    // (its `usage.recorded` of kind `message` is not counted again below).
+                    if let Some(u) = m.usage {
+                        let (cost, _) = self.prices.cost_nanos(&model, u.prompt_tokens, u.completion_tokens);
+                        line[5] += i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX);
+                        line[6] += i64::try_from(u.completion_tokens).unwrap_or(i64::MAX);
+                        line[7] += cost;
+                    }
+                }
+                Event::UsageRecorded(u) if u.kind != "message" => {
+                    let (cost, _) =
+                        self.prices.cost_nanos(&u.model, u.usage.prompt_tokens, u.usage.completion_tokens);
+                    let line = deltas
+                        .entry((day(u.occurred_at), String::new(), String::new(), u.model.clone()))
+                        .or_default();
+                    line[5] += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);
+                    line[6] += i64::try_from(u.usage.completion_tokens).unwrap_or(i64::MAX);
+                    line[7] += cost;
+                }
+                Event::ConversationDeleted(c) => {
+                    // The counts stay (they happened); the mapping goes with the conversation.
+                    exec(
+                        conn,
+                        "DELETE FROM analytics_conversations WHERE tenant_id = $1 AND conversation_id = $2",
+                        vec![tenant.into(), c.conversation_id.to_string().into()],
+                    )
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        for ((day, agent, user, model), counts) in deltas {
+            let mut vals: Vec<Val> = vec![tenant.into(), day.into(), agent.into(), user.into(), model.into()];
+            vals.extend(counts.iter().map(|c| Val::from(*c)));
+            let updates: Vec<String> =
+                COUNTERS.iter().map(|c| format!("{c} = analytics_daily.{c} + excluded.{c}")).collect();
+            exec(
+                conn,
+                &format!(
+                    "INSERT INTO analytics_daily (tenant_id, day, agent_id, user_id, model, {})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT (tenant_id, day, agent_id, user_id, model) DO UPDATE SET {}",
+                    COUNTERS.join(", "),
+                    updates.join(", ")
+                ),
+                vals,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
+        Ok(exec(conn, "DELETE FROM analytics_daily WHERE tenant_id = $1", vec![tenant.into()]).await?
+            + exec(conn, "DELETE FROM analytics_conversations WHERE tenant_id = $1", vec![tenant.into()])
+                .await?)
+    }
+}
+
+/// How a report groups its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Day,
+    Agent,
+    User,
+    Model,
+    Tenant,
+}
+
+impl GroupBy {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "day" => Self::Day,
+            "agent" => Self::Agent,
+            "user" => Self::User,
+            "model" => Self::Model,
+            "tenant" => Self::Tenant,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Agent => "agent_id",
+            Self::User => "user_id",
+            Self::Model => "model",
+            Self::Tenant => "tenant_id",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Messages {
+    pub user: i64,
+    pub assistant: i64,
+    pub tool: i64,
+    pub system: i64,
+}
+
+/// The figures of one group, or of the whole report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Figures {
+    pub conversations: i64,
+    pub messages: Messages,
+    /// Users who opened a conversation or wrote in one.
+    pub active_users: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// In the price table's currency, as a decimal string.
+    pub cost: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// The day, agent id, user id, model or tenant id; `null` for what has none (usage
+    /// recorded outside a conversation has no agent and no user).
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub group_by: &'static str,
+    pub currency: String,
+    pub groups: Vec<Group>,
+    pub totals: Figures,
+}
+
+/// Which tenants a report covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Tenant(&'a TenantContext),
+    Partner(PartnerId),
+    Platform,
+}
+
+/// The report for `scope` over the days `from..=to` (`YYYY-MM-DD`), grouped by `group_by`.
+pub async fn report(
+    db: &ReadDb,
+    scope: Scope<'_>,
+    from: &str,
+    to: &str,
+    group_by: GroupBy,
+    currency: &str,
+) -> Result<Report, ProjectionError> {
+    let (filter, bound) = match scope {
+        Scope::Tenant(ctx) => ("tenant_id = $3", Some(ctx.tenant_id.to_string())),
+        Scope::Partner(p) => {
+            ("tenant_id IN (SELECT tenant_id FROM dir_tenants WHERE partner_id = $3)", Some(p.to_string()))
+        }
+        Scope::Platform => ("$3 = ''", Some(String::new())),
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT tenant_id, day, agent_id, user_id, model, {} FROM analytics_daily
+         WHERE day >= $1 AND day <= $2 AND {filter}",
+        COUNTERS.join(", ")
+    ))
+    .bind(from)
+    .bind(to)
+    .bind(bound.unwrap_or_default())
+    .fetch_all(db.readers())
+    .await?;
+    // Per group: the counters and the users seen.
+    let mut groups: BTreeMap<String, ([i64; 8], std::collections::BTreeSet<String>)> = BTreeMap::new();
+    let mut total = ([0i64; 8], std::collections::BTreeSet::new());
+    for r in &rows {
+        let key = text(r, group_by.column())?;
+        let user = text(r, "user_id")?;
+        let entry = groups.entry(key).or_default();
+        for (i, column) in COUNTERS.iter().enumerate() {
+            let v = int(r, column)?;
+            entry.0[i] = entry.0[i].saturating_add(v);
+            total.0[i] = total.0[i].saturating_add(v);
+        }
+        let active = int(r, "conversations")? + int(r, "messages_user")? > 0;
+        if active && !user.is_empty() {
+            let tenant = text(r, "tenant_id")?;
+            entry.1.insert(format!("{tenant}/{user}"));
+            total.1.insert(format!("{tenant}/{user}"));
+        }
+    }
+    let figures = |(c, users): &([i64; 8], std::collections::BTreeSet<String>)| Figures {
+        conversations: c[0],
+        messages: Messages { user: c[1], assistant: c[2], tool: c[3], system: c[4] },
+        active_users: users.len() as i64,
+        prompt_tokens: c[5],
+        completion_tokens: c[6],
+        cost: money(c[7]),
+    };
+    Ok(Report {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        group_by: match group_by {
+            GroupBy::Day => "day",
+            GroupBy::Agent => "agent",
+            GroupBy::User => "user",
+            GroupBy::Model => "model",
+            GroupBy::Tenant => "tenant",
+        },
+        currency: currency.to_owned(),
+        groups: groups
+            .iter()
+            .map(|(k, v)| Group { key: (!k.is_empty()).then(|| k.clone()), figures: figures(v) })
+            .collect(),
+        totals: figures(&total),
+    })
+}
