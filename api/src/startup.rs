@@ -148,6 +148,18 @@ impl Application {
             last_used: Default::default(),
             runtime: Default::default(),
         });
+        // A prices file is put on the platform's log when it differs from the table in force:
+        // from then on usage is priced from the log, whichever process records it.
+        if settings.store.prices_file.is_some() {
+            let table = settings.store.prices()?;
+            let now = chrono::Utc::now();
+            if state.commands.prices_at(now).await?.as_ref() != Some(&table) {
+                let mut ctx = tenantry_domain::TenantContext::system(tenantry_domain::TenantId::PLATFORM);
+                ctx.role = tenantry_domain::Role::SuperAdmin;
+                state.commands.set_prices(&ctx, &table, now).await?;
+                tracing::info!("the prices file is in force from now on");
+            }
+        }
         if let Some(key) = ensure_bootstrap_key(&state, settings.bootstrap_key.as_deref()).await? {
             // Shown once: only its keyed hash is kept.
             println!("super_admin key (shown once, keep it safe): {key}");

@@ -19,5 +19,5 @@ pub mod partners;
 pub mod purge;
 pub mod tenants;
 
-pub use commands::{CommandError, Commands, Written};
+pub use commands::{BudgetStanding, CommandError, Commands, Written};
 pub use error::AppError;

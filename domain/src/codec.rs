@@ -110,6 +110,30 @@ pub mod v1 {
         }
     }
 
+    /// `usage.recorded` v1, before a record carried its cost.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UsageRecorded {
+        pub model: String,
+        pub kind: String,
+        pub usage: TokenUsage,
+        pub request_id: Option<String>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        pub occurred_at: chrono::DateTime<chrono::Utc>,
+    }
+
+    impl From<UsageRecorded> for crate::event::UsageRecorded {
+        fn from(v1: UsageRecorded) -> Self {
+            Self {
+                model: v1.model,
+                kind: v1.kind,
+                usage: v1.usage,
+                request_id: v1.request_id,
+                occurred_at: v1.occurred_at,
+                cost: None,
+            }
+        }
+    }
+
     /// `apikey.issued` v1, before keys could act as a user.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ApiKeyIssued {
@@ -426,7 +450,7 @@ events! {
     UserRemoved => "user.removed" v 1,
     ConversationOpened => "conversation.opened" v 3,
     MessageAppended => "message.appended" v 3,
-    UsageRecorded => "usage.recorded" v 1,
+    UsageRecorded => "usage.recorded" v 2,
     AccessDenied => "access.denied" v 1,
     TenantPurged => "tenant.purged" v 1,
     UserErased => "user.erased" v 1,
@@ -456,6 +480,9 @@ events! {
     WebhookSecretRotated => "webhook.secret_rotated" v 1,
     WebhookRemoved => "webhook.removed" v 1,
     WebhookDisabled => "webhook.disabled" v 1,
+    PricesSet => "prices.set" v 1,
+    BudgetSet => "budget.set" v 1,
+    BudgetThresholdCrossed => "budget.threshold_crossed" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,
@@ -504,6 +531,7 @@ older! {
     UserUpdated v 1 => v1::UserUpdated,
     ConversationOpened v 1 => v1::ConversationOpened,
     MessageAppended v 1 => v1::MessageAppended,
+    UsageRecorded v 1 => v1::UsageRecorded,
     // Same shapes as now; their personal values were sealed with the person's key only (now
     // with the conversation's too, see `conversation_sealed`).
     ConversationOpened v 2 => crate::event::ConversationOpened,

@@ -259,6 +259,12 @@ pub struct RemoveCredential {
     pub credential_id: crate::ids::CredentialId,
 }
 
+/// A tenant's monthly budget (`None`: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetBudget {
+    pub budget: Option<crate::event::Budget>,
+}
+
 /// A webhook endpoint; the secret is minted by the caller (the domain draws no randomness).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateWebhook {

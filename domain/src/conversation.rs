@@ -14,6 +14,7 @@ use crate::event::*;
 use crate::ids::{AgentId, ConversationId, MessageId, UserId};
 use crate::limits::LimitName;
 use crate::personal::Personal;
+use crate::price::PriceTable;
 use crate::rejection::Rejection;
 use crate::tenant::TenantState;
 use crate::validate;
@@ -232,6 +233,7 @@ pub fn decide_billed_message(
     month: &UsageState,
     c: &AppendMessage,
     now: DateTime<Utc>,
+    prices: Option<&PriceTable>,
 ) -> Result<BilledMessage, Rejection> {
     let message = decide_append(ctx, tenant, state, c)?;
     let usage = match (message.first(), c.usage, &c.model) {
@@ -243,7 +245,7 @@ pub fn decide_billed_message(
                 request_id: Some(c.message_id.to_string()),
                 occurred_at: now,
             };
-            bill(tenant, month, &record)?
+            bill(tenant, month, &record, prices)?
         }
         _ => Vec::new(),
     };
@@ -281,6 +283,10 @@ pub struct RecordedUsage {
 pub struct UsageState {
     pub tokens: u64,
     pub request_ids: BTreeMap<String, RecordedUsage>,
+    /// The month's recorded cost, in 1e-9 units.
+    pub cost_nanos: i64,
+    /// Budget thresholds (thousandths) already crossed this month.
+    pub crossed: BTreeSet<u16>,
 }
 
 /// Record usage: an admin's (or the platform's) act; a user key records none.
@@ -289,17 +295,25 @@ pub fn decide_usage(
     tenant: &TenantState,
     month: &UsageState,
     c: &RecordUsage,
+    prices: Option<&PriceTable>,
 ) -> Result<Vec<Event>, Rejection> {
     open_tenant(tenant)?;
     if !ctx.role.can_administer() {
         return Err(Rejection::Forbidden);
     }
-    bill(tenant, month, c)
+    bill(tenant, month, c, prices)
 }
 
 /// The usage events of one record: none for a request id already recorded with the same
 /// content, a rejection for one recorded with other content or past the monthly limit.
-fn bill(tenant: &TenantState, month: &UsageState, c: &RecordUsage) -> Result<Vec<Event>, Rejection> {
+/// `prices` is the table in force when the usage happened (`None`: no table on the platform's
+/// log yet): the record carries its cost, and the month's budget is decided on it.
+fn bill(
+    tenant: &TenantState,
+    month: &UsageState,
+    c: &RecordUsage,
+    prices: Option<&PriceTable>,
+) -> Result<Vec<Event>, Rejection> {
     validate::model("model", &c.model)?;
     validate::text("kind", &c.kind, 1, 64)?;
     validate::usage(&c.usage)?;
@@ -315,18 +329,57 @@ fn bill(tenant: &TenantState, month: &UsageState, c: &RecordUsage) -> Result<Vec
     if after > max {
         return Err(Rejection::LimitReached { limit: LimitName::TokensPerMonth, max });
     }
-    Ok(vec![Event::UsageRecorded(UsageRecorded {
-        model: c.model.clone(),
-        kind: c.kind.clone(),
-        usage: c.usage,
-        request_id: c.request_id.clone(),
-        occurred_at: c.occurred_at,
-    })])
+    let cost = prices.map(|p| {
+        let (nanos, unpriced) = p.cost_nanos(&c.model, c.usage.prompt_tokens, c.usage.completion_tokens);
+        RecordedCost { nanos, currency: p.currency.clone(), unpriced }
+    });
+    let mut events = Vec::new();
+    if let (Some(budget), Some(cost)) = (&tenant.budget, &cost)
+        && budget.currency == cost.currency
+    {
+        let spent = month.cost_nanos.saturating_add(cost.nanos);
+        if budget.hard_stop && cost.nanos > 0 && spent > budget.monthly_nanos {
+            return Err(Rejection::BudgetExceeded {
+                budget: crate::price::money(budget.monthly_nanos),
+                currency: budget.currency.clone(),
+            });
+        }
+        for threshold in &budget.alert_at_permille {
+            let line = i128::from(budget.monthly_nanos) * i128::from(*threshold) / 1000;
+            if i128::from(spent) >= line && !month.crossed.contains(threshold) {
+                events.push(Event::BudgetThresholdCrossed(BudgetThresholdCrossed {
+                    month: c.occurred_at.format("%Y-%m").to_string(),
+                    threshold_permille: *threshold,
+                    spent_nanos: spent,
+                    budget_nanos: budget.monthly_nanos,
+                    currency: budget.currency.clone(),
+                }));
+            }
+        }
+    }
+    events.insert(
+        0,
+        Event::UsageRecorded(UsageRecorded {
+            model: c.model.clone(),
+            kind: c.kind.clone(),
+            usage: c.usage,
+            request_id: c.request_id.clone(),
+            occurred_at: c.occurred_at,
+            cost,
+        }),
+    );
+    Ok(events)
 }
 
 pub fn evolve_usage(mut state: UsageState, event: &Event) -> UsageState {
+    if let Event::BudgetThresholdCrossed(e) = event {
+        state.crossed.insert(e.threshold_permille);
+    }
     if let Event::UsageRecorded(e) = event {
         state.tokens = state.tokens.saturating_add(e.usage.total());
+        if let Some(cost) = &e.cost {
+            state.cost_nanos = state.cost_nanos.saturating_add(cost.nanos);
+        }
         if let Some(id) = &e.request_id {
             state.request_ids.entry(id.clone()).or_insert_with(|| RecordedUsage {
                 model: e.model.clone(),

@@ -289,6 +289,59 @@ pub struct UsageRecorded {
     /// When the usage happened: it decides the billing day and month.
     #[serde(with = "chrono::serde::ts_milliseconds")]
     pub occurred_at: DateTime<Utc>,
+    /// Its cost, decided with the price in force when it happened (`None`: recorded before
+    /// prices were on the platform's log; priced from the configured table then).
+    pub cost: Option<RecordedCost>,
+}
+
+/// What a usage record cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCost {
+    /// In 1e-9 units of `currency`.
+    pub nanos: i64,
+    pub currency: String,
+    /// The model had no price of its own: the table's default applied.
+    pub unpriced: bool,
+}
+
+/// A price table on the platform's log, in force from `effective_from` until one that
+/// starts later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricesSet {
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub effective_from: DateTime<Utc>,
+    pub currency: String,
+    pub default: crate::price::Price,
+    pub models: std::collections::BTreeMap<String, crate::price::Price>,
+}
+
+/// A tenant's monthly budget (`None`: none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetSet {
+    pub budget: Option<Budget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// The monthly amount, in 1e-9 units of `currency`.
+    pub monthly_nanos: i64,
+    pub currency: String,
+    /// Thresholds as thousandths of the budget (`[500, 800, 1000]`), ascending.
+    pub alert_at_permille: Vec<u16>,
+    /// Refuse what would cost past the budget.
+    pub hard_stop: bool,
+}
+
+/// The month's recorded cost went past a threshold of the budget: once per month and
+/// threshold, on the month's usage stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetThresholdCrossed {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub threshold_permille: u16,
+    pub spent_nanos: i64,
+    pub budget_nanos: i64,
+    pub currency: String,
 }
 
 /// A request refused for lack of rights (another tenant's object, a role too weak). Kept
@@ -556,6 +609,9 @@ pub enum Event {
     WebhookSecretRotated(WebhookSecretRotated),
     WebhookRemoved(WebhookRemoved),
     WebhookDisabled(WebhookDisabled),
+    PricesSet(PricesSet),
+    BudgetSet(BudgetSet),
+    BudgetThresholdCrossed(BudgetThresholdCrossed),
 }
 
 impl Event {

@@ -19,6 +19,7 @@
 //! - [`partner`]: partners on the platform's log.
 //! - [`operator`]: the platform's named operators and the bootstrap key's retirement.
 //! - [`slug`]: one tenant per slug, decided on the platform log.
+//! - [`price`]: price tables on the platform log, the cost a usage record carries, money.
 //! - [`rejection`]: why a command is refused.
 //! - [`runtime`]: what an agent runtime is handed (prompt variables filled in, the provider).
 //! - [`scope`]: what a tenant key may be narrowed to.
@@ -36,6 +37,7 @@ pub mod limits;
 pub mod operator;
 pub mod partner;
 pub mod personal;
+pub mod price;
 pub mod rejection;
 pub mod runtime;
 pub mod scope;

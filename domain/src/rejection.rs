@@ -70,6 +70,8 @@ pub enum Rejection {
     SlugTaken(String),
     #[error("model `{0}` is not among the tenant's allowed_models")]
     ModelNotAllowed(String),
+    #[error("the monthly budget of {budget} {currency} would be exceeded")]
+    BudgetExceeded { budget: String, currency: String },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }

@@ -260,7 +260,8 @@ fn event() -> impl Strategy<Value = Event> {
                 kind,
                 usage,
                 request_id,
-                occurred_at: Utc.timestamp_millis_opt(ms).unwrap()
+                occurred_at: Utc.timestamp_millis_opt(ms).unwrap(),
+                cost: None,
             })
         ),
         (text(), proptest::option::of(text()), text()).prop_map(|(action, target, reason)| {

@@ -456,12 +456,21 @@ fn a_message_with_usage_needs_a_model_and_bills_once() {
     let now = Utc.with_ymd_and_hms(2026, 11, 3, 10, 0, 0).unwrap();
     let no_model = AppendMessage { usage: Some(usage), ..message(id) };
     assert_eq!(
-        conversation::decide_billed_message(&ctx, &w.tenant, &conv, &UsageState::default(), &no_model, now),
+        conversation::decide_billed_message(
+            &ctx,
+            &w.tenant,
+            &conv,
+            &UsageState::default(),
+            &no_model,
+            now,
+            None
+        ),
         Err(Rejection::invalid("model", "required with usage"))
     );
     let m = AppendMessage { model: Some("m".into()), ..no_model };
     let billed =
-        conversation::decide_billed_message(&ctx, &w.tenant, &conv, &UsageState::default(), &m, now).unwrap();
+        conversation::decide_billed_message(&ctx, &w.tenant, &conv, &UsageState::default(), &m, now, None)
+            .unwrap();
     assert_eq!(billed.message.len(), 1);
     assert_eq!(
         billed.usage,
@@ -471,6 +480,7 @@ fn a_message_with_usage_needs_a_model_and_bills_once() {
             usage,
             request_id: Some(m.message_id.to_string()),
             occurred_at: now,
+            cost: None,
         })]
     );
     // Past the month's tokens neither the message nor its bill is written.
@@ -481,13 +491,13 @@ fn a_message_with_usage_needs_a_model_and_bills_once() {
         ..m.clone()
     };
     assert_eq!(
-        conversation::decide_billed_message(&ctx, &w.tenant, &conv, &month, &next, now),
+        conversation::decide_billed_message(&ctx, &w.tenant, &conv, &month, &next, now, None),
         Err(Rejection::LimitReached { limit: LimitName::TokensPerMonth, max: 1_000 })
     );
     // The same message again is neither stored nor billed twice.
     let conv = billed.message.iter().fold(conv, conversation::evolve);
     assert_eq!(
-        conversation::decide_billed_message(&ctx, &w.tenant, &conv, &month, &m, now),
+        conversation::decide_billed_message(&ctx, &w.tenant, &conv, &month, &m, now, None),
         Ok(conversation::BilledMessage { message: vec![], usage: vec![] })
     );
 }
@@ -509,6 +519,7 @@ fn recorded(r: &RecordUsage) -> Event {
         usage: r.usage,
         request_id: r.request_id.clone(),
         occurred_at: r.occurred_at,
+        cost: None,
     })
 }
 
@@ -521,17 +532,17 @@ fn usage_is_limited_monthly_idempotent_by_request_id_and_an_admins_act() {
             .given(&[recorded(&record(900, "r1"))])
     };
     month()
-        .when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(100, "r2")))
+        .when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(100, "r2"), None))
         .then(&[recorded(&record(100, "r2"))]);
     month()
-        .when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(101, "r3")))
+        .when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(101, "r3"), None))
         .then_rejected(Rejection::LimitReached { limit: LimitName::TokensPerMonth, max: 1_000 });
-    month().when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(900, "r1"))).then(&[]);
+    month().when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(900, "r1"), None)).then(&[]);
     month()
-        .when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(5, "r1")))
+        .when(|s| conversation::decide_usage(&ctx, &w.tenant, s, &record(5, "r1"), None))
         .then_rejected(Rejection::RequestIdReused("r1".into()));
     month()
-        .when(|s| conversation::decide_usage(&as_user(w.t, w.owner), &w.tenant, s, &record(1, "r9")))
+        .when(|s| conversation::decide_usage(&as_user(w.t, w.owner), &w.tenant, s, &record(1, "r9"), None))
         .then_rejected(Rejection::Forbidden);
 }
 
@@ -543,7 +554,7 @@ fn token_counts_are_bounded_per_record() {
         ..record(0, "big")
     };
     Scenario::new(UsageState::default(), conversation::evolve_usage)
-        .when(|s| conversation::decide_usage(&admin(w.t), &w.tenant, s, &huge))
+        .when(|s| conversation::decide_usage(&admin(w.t), &w.tenant, s, &huge, None))
         .then_rejected(Rejection::invalid("usage.prompt_tokens", "must be at most 1000000000000"));
 }
 

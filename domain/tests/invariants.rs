@@ -139,11 +139,46 @@ proptest! {
                 request_id: Some(format!("r{id}")),
                 occurred_at: Utc.with_ymd_and_hms(2026, 11, 3, 10, 0, 0).unwrap(),
             };
-            if let Ok(events) = conversation::decide_usage(&ctx, &tenant_state, &month, &record) {
+            if let Ok(events) = conversation::decide_usage(&ctx, &tenant_state, &month, &record, None) {
                 for e in &events { *billed.entry(id).or_insert(0) += 1; month = conversation::evolve_usage(month, e); }
             }
             prop_assert!(month.tokens <= limit);
             prop_assert!(billed.values().all(|n| *n == 1));
         }
+    }
+
+    /// Under a hard-stop budget the month's recorded cost never passes it, and each
+    /// threshold is told once, when the cost first reaches it.
+    #[test]
+    fn a_hard_stop_budget_holds_and_alerts_once(budget in 1i64..50_000_000, records in proptest::collection::vec(0u64..5_000, 0..60)) {
+        use tenantry_domain::event::Budget;
+        let ctx = TenantContext::system(TenantId::new());
+        let mut tenant_state = start(5);
+        tenant_state.budget = Some(Budget { monthly_nanos: budget, currency: "USD".into(), alert_at_permille: vec![500, 1000], hard_stop: true });
+        let prices = tenantry_domain::price::PriceTable::default();
+        let mut month = UsageState::default();
+        let mut told = Vec::new();
+        for (i, tokens) in records.into_iter().enumerate() {
+            let record = RecordUsage {
+                model: "m".into(),
+                kind: "chat".into(),
+                usage: TokenUsage { prompt_tokens: tokens, completion_tokens: tokens },
+                request_id: Some(format!("r{i}")),
+                occurred_at: Utc.with_ymd_and_hms(2026, 11, 3, 10, 0, 0).unwrap(),
+            };
+            if let Ok(events) = conversation::decide_usage(&ctx, &tenant_state, &month, &record, Some(&prices)) {
+                for e in &events {
+                    month = conversation::evolve_usage(month, e);
+                    if let Event::BudgetThresholdCrossed(c) = e {
+                        prop_assert!(i128::from(month.cost_nanos) * 1000 >= i128::from(budget) * i128::from(c.threshold_permille));
+                        told.push(c.threshold_permille);
+                    }
+                }
+            }
+            prop_assert!(month.cost_nanos <= budget);
+        }
+        let mut unique = told.clone();
+        unique.dedup();
+        prop_assert_eq!(unique, told);
     }
 }

@@ -25,3 +25,15 @@ CREATE TABLE analytics_conversations (
     user_id         TEXT NOT NULL,
     PRIMARY KEY (tenant_id, conversation_id)
 );
+
+-- Where a message's usage record (same append, just after it) is counted: its message's day,
+-- agent, user and model, by the record's request id (the message id). Gone once counted.
+CREATE TABLE analytics_billed (
+    tenant_id  TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    day        TEXT NOT NULL,
+    agent_id   TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    model      TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, request_id)
+);

@@ -48,6 +48,7 @@ fn message(conversation: ConversationId, i: usize) -> (Event, Event) {
             usage,
             request_id: Some(format!("req-{i}")),
             occurred_at: Utc::now(),
+            cost: None,
         }),
     )
 }

@@ -256,6 +256,7 @@ async fn mixed_log(h: &Harness, tenants: usize, appends: usize) -> Vec<TenantId>
                 usage,
                 request_id: Some(format!("r{i}")),
                 occurred_at: Utc.with_ymd_and_hms(2026, 11, 1 + (i % 28) as u32, 12, 0, 0).unwrap(),
+                cost: None,
             });
             let request = AppendRequest::to_stream(
                 StreamId::conversation(conv),

@@ -67,6 +67,9 @@ pub enum ApiError {
     /// 429 `limit_exceeded`: a limit is reached.
     #[error("limit {limit} reached ({max})")]
     LimitReached { limit: LimitName, max: u64, retry_after: Option<u64> },
+    /// 429 `budget`: the tenant's monthly budget has a hard stop, and this would cost past it.
+    #[error("{0}")]
+    Budget(String),
     /// 431 `headers_too_large`.
     #[error("request headers are too large")]
     HeadersTooLarge,
@@ -102,7 +105,7 @@ impl ApiError {
             Self::Unprocessable { .. } | Self::IdempotencyKeyReused { .. } | Self::ModelNotAllowed(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::LimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::LimitReached { .. } | Self::Budget(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,6 +130,7 @@ impl ApiError {
             Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             Self::ModelNotAllowed(_) => "model_not_allowed",
             Self::LimitReached { .. } => "limit_exceeded",
+            Self::Budget(_) => "budget",
             Self::HeadersTooLarge => "headers_too_large",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -216,6 +220,7 @@ impl From<Rejection> for ApiError {
             Rejection::LimitReached { limit, max } => Self::LimitReached { limit, max, retry_after: None },
             Rejection::Invalid { field, reason } => Self::Unprocessable { field: field.into(), reason },
             Rejection::ModelNotAllowed(_) => Self::ModelNotAllowed(r.to_string()),
+            Rejection::BudgetExceeded { .. } => Self::Budget(r.to_string()),
             Rejection::RequestIdReused(_) => {
                 Self::IdempotencyKeyReused { detail: r.to_string(), field: Some("request_id".into()) }
             }

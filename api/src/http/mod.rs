@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod operators;
+pub mod prices;
 pub mod queries;
 pub mod runtime;
 pub mod scopes;
@@ -157,6 +158,7 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(operators::commands())
             .merge(credentials::commands())
             .merge(documents::commands())
+            .merge(prices::router())
             .merge(webhooks::commands());
     }
     if role != ServeRole::Commands {

@@ -20,6 +20,7 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
     ("conversations", Scope::ConversationsRead, Scope::ConversationsWrite),
     ("usage", Scope::UsageRead, Scope::UsageWrite),
     ("analytics", Scope::UsageRead, Scope::UsageRead),
+    ("budget", Scope::UsageRead, Scope::SettingsWrite),
     ("audit", Scope::AuditRead, Scope::AuditRead),
     ("export", Scope::ExportRead, Scope::ExportRead),
     ("events", Scope::EventsRead, Scope::EventsRead),

@@ -9,6 +9,7 @@ use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
 
 mod analytics;
+mod budgets;
 mod client;
 mod configuration;
 mod connections;
@@ -278,4 +279,19 @@ fn every_operation_is_fully_described() {
         }
     }
     assert!(ids.len() >= 44);
+    // What is not JSON says what it is.
+    let media = |path: &str| -> Vec<String> {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(media("/v1/tenants/{tenant_id}/export"), ["application/x-ndjson"]);
+    assert_eq!(
+        media("/v1/tenants/{tenant_id}/documents/{document_id}/content"),
+        ["text/markdown", "text/plain"]
+    );
+    assert_eq!(media("/v1/tenants/{tenant_id}/events/stream"), ["text/event-stream"]);
 }

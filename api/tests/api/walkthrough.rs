@@ -389,6 +389,7 @@ async fn walkthrough(api: Api) {
                 "/events",
                 "/webhooks",
                 "/analytics",
+                "/budget",
             ]
             .iter()
             .any(|p| path.contains(p))

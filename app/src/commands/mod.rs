@@ -23,6 +23,9 @@ use tenantry_store::{
 
 mod operators;
 mod partners;
+mod prices;
+
+pub use prices::{BudgetStanding, PRICES_FRESH_FOR};
 
 /// The tenant's stored-bytes and daily-calls limits, decided by the store with the append.
 fn quota(state: &TenantState) -> AppendQuota {
@@ -146,6 +149,7 @@ struct Caches {
     operators: StateCache<tenantry_domain::operator::OperatorsState>,
     partners: StateCache<tenantry_domain::partner::PartnerState>,
     documents: StateCache<DocumentState>,
+    prices: StateCache<tenantry_domain::price::PriceHistory>,
 }
 
 /// How a command reads the streams it decides on.
@@ -188,6 +192,8 @@ pub struct Commands {
     store: EventStore,
     plans: PlanCatalog,
     caches: Arc<Caches>,
+    /// When this process last read the price tables. Guards only the time.
+    prices_read: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Commands {
@@ -203,7 +209,9 @@ impl Commands {
                 operators: StateCache::new(),
                 partners: StateCache::new(),
                 documents: StateCache::new(),
+                prices: StateCache::new(),
             }),
+            prices_read: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -425,8 +433,16 @@ impl Commands {
                             conversation::evolve_usage,
                         )
                         .await?;
-                    let decided =
-                        conversation::decide_billed_message(ctx, &tenant, &state, &month, message, now)?;
+                    let prices = self.prices_at(now).await?;
+                    let decided = conversation::decide_billed_message(
+                        ctx,
+                        &tenant,
+                        &state,
+                        &month,
+                        message,
+                        now,
+                        prices.as_ref(),
+                    )?;
                     (decided.message, Some((usage_stream, usage_version, decided.usage)))
                 }
                 ConversationCommand::Delete(_) => {
@@ -537,7 +553,8 @@ impl Commands {
                     conversation::evolve_usage,
                 )
                 .await?;
-            let events = conversation::decide_usage(ctx, &tenant, &month, command)?;
+            let prices = self.prices_at(command.occurred_at).await?;
+            let events = conversation::decide_usage(ctx, &tenant, &month, command, prices.as_ref())?;
             let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };
             let request = request
                 .with_quota(quota(&tenant))

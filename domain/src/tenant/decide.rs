@@ -537,3 +537,34 @@ pub(super) fn remove_credential(
     live_credential(ctx, state, c.credential_id)?;
     Ok(vec![Event::CredentialRemoved(CredentialRemoved { credential_id: c.credential_id })])
 }
+
+/// Most thresholds a budget alerts at.
+pub(super) const MAX_BUDGET_THRESHOLDS: usize = 10;
+
+pub(super) fn set_budget(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &SetBudget,
+) -> Result<Vec<Event>, Rejection> {
+    administered(ctx, state)?;
+    if let Some(b) = &c.budget {
+        require(b.monthly_nanos > 0, Rejection::invalid("monthly", "a positive amount"))?;
+        require(
+            b.currency.len() == 3 && b.currency.bytes().all(|x| x.is_ascii_uppercase()),
+            Rejection::invalid("currency", "three capital letters (ISO 4217)"),
+        )?;
+        require(
+            b.alert_at_permille.len() <= MAX_BUDGET_THRESHOLDS
+                && b.alert_at_permille.iter().all(|t| (1..=10_000).contains(t))
+                && b.alert_at_permille.windows(2).all(|w| w[0] < w[1]),
+            Rejection::invalid(
+                "alert_at",
+                "up to 10 ascending fractions of the budget, each above 0 and at most 10",
+            ),
+        )?;
+    }
+    if state.budget == c.budget {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::BudgetSet(BudgetSet { budget: c.budget.clone() })])
+}

@@ -150,6 +150,7 @@ pub struct TenantState {
     pub users: BTreeMap<UserId, UserEntry>,
     pub credentials: BTreeMap<crate::ids::CredentialId, CredentialEntry>,
     pub webhooks: BTreeMap<crate::ids::WebhookId, WebhookEntry>,
+    pub budget: Option<Budget>,
     /// Identity digests ([`crate::event::ExternalIdentity::digest`]) to the user they made.
     pub identities: BTreeMap<Vec<u8>, UserId>,
 }
@@ -176,6 +177,7 @@ impl TenantState {
             users: BTreeMap::new(),
             credentials: BTreeMap::new(),
             webhooks: BTreeMap::new(),
+            budget: None,
             identities: BTreeMap::new(),
         }
     }
@@ -260,6 +262,7 @@ pub enum TenantCommand {
     RotateWebhookSecret(RotateWebhookSecret),
     RemoveWebhook(RemoveWebhook),
     DisableWebhook(DisableWebhook),
+    SetBudget(SetBudget),
 }
 
 impl TenantCommand {
@@ -312,6 +315,7 @@ pub fn decide(
         C::RotateWebhookSecret(c) => webhooks::rotate_secret(ctx, state, c),
         C::RemoveWebhook(c) => webhooks::remove(ctx, state, c),
         C::DisableWebhook(c) => webhooks::disable(ctx, state, c),
+        C::SetBudget(c) => decide::set_budget(ctx, state, c),
     }
 }
 
@@ -453,6 +457,8 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::WebhookSecretRotated(_)
         | Event::WebhookRemoved(_)
         | Event::WebhookDisabled(_) => webhooks::evolve(&mut state, event),
+        Event::BudgetSet(e) => state.budget = e.budget.clone(),
+        Event::PricesSet(_) | Event::BudgetThresholdCrossed(_) => {}
         Event::CredentialAdded(e) => {
             state.credentials.insert(
                 e.credential_id,

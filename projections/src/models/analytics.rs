@@ -12,7 +12,7 @@ use tenantry_domain::event::MessageRole;
 use tenantry_domain::{Event, PartnerId, TenantContext};
 use tenantry_store::RecordedEvent;
 
-use super::billing::{PriceTable, money};
+use super::billing::{PriceTable, cost_of, money};
 use super::{int, text};
 use crate::db::{ReadDb, Val, exec};
 use crate::error::ProjectionError;
@@ -58,6 +58,8 @@ impl Projector for Analytics {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         let mut deltas: BTreeMap<Key, [i64; 8]> = BTreeMap::new();
+        // The last message with usage seen in these events: (its position, its id).
+        let mut previous: Option<(u64, String)> = None;
         for e in events {
             match &e.event {
                 Event::ConversationOpened(c) => {
@@ -90,28 +92,83 @@ impl Projector for Analytics {
                         None => (String::new(), String::new()),
                     };
                     let model = m.model.clone().unwrap_or_default();
-                    let line = deltas.entry((day(e.recorded_at), agent, user, model.clone())).or_default();
+                    let line_key = (day(e.recorded_at), agent, user, model.clone());
+                    let line = deltas.entry(line_key.clone()).or_default();
                     line[match m.role {
                         MessageRole::User => 1,
                         MessageRole::Assistant => 2,
                         MessageRole::Tool => 3,
                         MessageRole::System => 4,
                     }] += 1;
-                    // A message's tokens are counted here, where its agent and user are known
-                    // (its `usage.recorded` of kind `message` is not counted again below).
-                    if let Some(u) = m.usage {
-                        let (cost, _) = self.prices.cost_nanos(&model, u.prompt_tokens, u.completion_tokens);
-                        line[5] += i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX);
-                        line[6] += i64::try_from(u.completion_tokens).unwrap_or(i64::MAX);
-                        line[7] += cost;
+                    // Its tokens come with its usage record (same append), which names the
+                    // message as its request id: remember where they go.
+                    if m.usage.is_some() {
+                        previous = Some((e.position, m.message_id.to_string()));
+                        exec(
+                            conn,
+                            "INSERT INTO analytics_billed (tenant_id, request_id, day, agent_id, user_id, model)
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, request_id) DO NOTHING",
+                            vec![
+                                tenant.into(),
+                                m.message_id.to_string().into(),
+                                day(e.recorded_at).into(),
+                                line_key.1.as_str().into(),
+                                line_key.2.as_str().into(),
+                                model.as_str().into(),
+                            ],
+                        )
+                        .await?;
                     }
                 }
-                Event::UsageRecorded(u) if u.kind != "message" => {
-                    let (cost, _) =
-                        self.prices.cost_nanos(&u.model, u.usage.prompt_tokens, u.usage.completion_tokens);
-                    let line = deltas
-                        .entry((day(u.occurred_at), String::new(), String::new(), u.model.clone()))
-                        .or_default();
+                Event::UsageRecorded(u) => {
+                    let (cost, _) = cost_of(&self.prices, u);
+                    // A message's usage goes where its message went; other usage has no agent
+                    // and no user.
+                    let mut key = (day(u.occurred_at), String::new(), String::new(), u.model.clone());
+                    if u.kind == "message"
+                        && let Some(id) = &u.request_id
+                    {
+                        let row = sqlx::query(
+                            "SELECT day, agent_id, user_id, model FROM analytics_billed
+                             WHERE tenant_id = $1 AND request_id = $2",
+                        )
+                        .bind(tenant)
+                        .bind(id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        // Recorded history may bill a message under another request id: the
+                        // message just before it in the same append is the one.
+                        let billed = match row {
+                            Some(r) => Some((id.clone(), r)),
+                            None => match &previous {
+                                Some((position, message)) if *position + 1 == e.position => sqlx::query(
+                                    "SELECT day, agent_id, user_id, model FROM analytics_billed
+                                     WHERE tenant_id = $1 AND request_id = $2",
+                                )
+                                .bind(tenant)
+                                .bind(message)
+                                .fetch_optional(&mut *conn)
+                                .await?
+                                .map(|r| (message.clone(), r)),
+                                _ => None,
+                            },
+                        };
+                        if let Some((request, r)) = billed {
+                            key = (
+                                text(&r, "day")?,
+                                text(&r, "agent_id")?,
+                                text(&r, "user_id")?,
+                                text(&r, "model")?,
+                            );
+                            exec(
+                                conn,
+                                "DELETE FROM analytics_billed WHERE tenant_id = $1 AND request_id = $2",
+                                vec![tenant.into(), request.as_str().into()],
+                            )
+                            .await?;
+                        }
+                    }
+                    let line = deltas.entry(key).or_default();
                     line[5] += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);
                     line[6] += i64::try_from(u.usage.completion_tokens).unwrap_or(i64::MAX);
                     line[7] += cost;

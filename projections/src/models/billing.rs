@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use rust_decimal::{Decimal, RoundingStrategy};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::AnyConnection;
 use tenantry_domain::{Event, TenantContext};
 use tenantry_store::RecordedEvent;
@@ -18,58 +17,15 @@ use crate::runtime::Projector;
 /// Persisted projector name.
 pub const NAME: &str = "billing_usage";
 
-/// Price of 1,000 tokens of one model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Price {
-    pub prompt_per_1k: Decimal,
-    pub completion_per_1k: Decimal,
-}
+pub use tenantry_domain::price::{Price, PriceTable, money};
 
-/// Prices per model, and the price of models the table does not name (flagged as unpriced).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PriceTable {
-    pub models: HashMap<String, Price>,
-    pub default: Price,
-    /// The currency of every price (ISO 4217); `USD` when the file names none.
-    #[serde(default = "usd")]
-    pub currency: String,
-}
-
-fn usd() -> String {
-    "USD".to_owned()
-}
-
-impl Default for PriceTable {
-    fn default() -> Self {
-        Self {
-            models: HashMap::new(),
-            default: Price { prompt_per_1k: Decimal::new(1, 3), completion_per_1k: Decimal::new(2, 3) },
-            currency: usd(),
-        }
+/// What a usage record cost: what it carries (decided with the prices in force when it
+/// happened), or for a record from before prices were on the log, the configured table's.
+pub fn cost_of(prices: &PriceTable, u: &tenantry_domain::event::UsageRecorded) -> (i64, bool) {
+    match &u.cost {
+        Some(c) => (c.nanos, c.unpriced),
+        None => prices.cost_nanos(&u.model, u.usage.prompt_tokens, u.usage.completion_tokens),
     }
-}
-
-const NANOS: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
-
-impl PriceTable {
-    /// Cost in 1e-9 units, rounded half away from zero once per usage record; and whether
-    /// the default price applied.
-    pub fn cost_nanos(&self, model: &str, prompt: u64, completion: u64) -> (i64, bool) {
-        let (price, unpriced) = match self.models.get(model) {
-            Some(p) => (*p, false),
-            None => (self.default, true),
-        };
-        let cost = (Decimal::from(prompt) * price.prompt_per_1k
-            + Decimal::from(completion) * price.completion_per_1k)
-            / Decimal::from(1000);
-        let nanos = (cost * NANOS).round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
-        (i64::try_from(nanos).unwrap_or(i64::MAX), unpriced)
-    }
-}
-
-/// An exact amount from 1e-9 units, as a decimal string.
-pub fn money(nanos: i64) -> String {
-    Decimal::new(nanos, 9).normalize().to_string()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -101,8 +57,7 @@ impl Projector for Billing {
         let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
         for e in events {
             if let Event::UsageRecorded(u) = &e.event {
-                let (cost, unpriced) =
-                    self.prices.cost_nanos(&u.model, u.usage.prompt_tokens, u.usage.completion_tokens);
+                let (cost, unpriced) = cost_of(&self.prices, u);
                 let a =
                     acc.entry((u.occurred_at.format("%Y-%m-%d").to_string(), u.model.clone())).or_default();
                 a.prompt += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);

@@ -421,6 +421,10 @@ fn operations() -> Vec<Operation> {
             Query::Analytics
         ),
         op!("get", "/v1/analytics", "getPlatformAnalytics", [(OK, "Analytics")], Query::Analytics),
+        op!("get", "/v1/prices", "listPrices", [(OK, "PriceHistory")], Query::None),
+        op!("put", "/v1/prices", "setPrices", [(OK, "PriceTable")], Query::None),
+        op!("get", "/v1/tenants/{tenant_id}/budget", "getBudget", [(OK, "BudgetStanding")], Query::None),
+        op!("patch", "/v1/tenants/{tenant_id}/budget", "setBudget", [(OK, "BudgetStanding")], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/webhooks", "listWebhooks", [(OK, "WebhookPage")], Query::Page),
         op!(
             "post",
@@ -523,6 +527,16 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("CreateOperator", "name", name.clone()),
         ("PatchPartner", "name", name.clone()),
         ("CreateCredential", "name", name.clone()),
+        ("PatchBudget", "monthly", json!({ "pattern": "^[0-9]{1,9}(\\.[0-9]{1,9})?$" })),
+        ("PatchBudget", "currency", json!({ "pattern": "^[A-Z]{3}$" })),
+        (
+            "PatchBudget",
+            "alert_at",
+            json!({ "maxItems": 10, "items": { "type": "number", "exclusiveMinimum": 0, "maximum": 10 } }),
+        ),
+        ("SetPrices", "currency", json!({ "pattern": "^[A-Z]{3}$" })),
+        ("PriceBody", "prompt_per_1k", json!({ "pattern": "^[0-9]{1,6}(\\.[0-9]{1,12})?$" })),
+        ("PriceBody", "completion_per_1k", json!({ "pattern": "^[0-9]{1,6}(\\.[0-9]{1,12})?$" })),
         (
             "CreateWebhookBody",
             "url",
@@ -690,14 +704,15 @@ pub fn document(doc: utoipa::openapi::OpenApi) -> Value {
             );
         }
         if op.answers.is_empty() {
-            // The export: one JSON object a line.
-            responses.insert(
-                OK.into(),
-                json!({
-                    "description": "JSON Lines: a header, one line per event, a trailer",
-                    "content": { "application/x-ndjson": { "schema": { "type": "string" } } },
-                }),
-            );
+            // Not JSON (the export's JSON Lines, a document's text, an event stream): the
+            // handler's own description of its content, with a string schema.
+            let mut answer = entry["responses"][OK].clone();
+            if let Some(content) = answer["content"].as_object_mut() {
+                for media in content.values_mut() {
+                    *media = json!({ "schema": { "type": "string" } });
+                }
+            }
+            responses.insert(OK.into(), answer);
         }
         for (_, status, found) in links.iter().filter(|(from, _, _)| *from == i) {
             if let Some(answer) = responses.get_mut(status) {

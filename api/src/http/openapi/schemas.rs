@@ -33,6 +33,17 @@ fn with_key(schema: &Value) -> Value {
     s
 }
 
+fn price_table() -> Value {
+    let price =
+        object(json!({ "prompt_per_1k": { "type": "string" }, "completion_per_1k": { "type": "string" } }));
+    object(json!({
+        "effective_from": time(),
+        "currency": { "type": "string" },
+        "default": price.clone(),
+        "models": { "type": "object", "additionalProperties": price },
+    }))
+}
+
 /// The figures of an analytics group (with its `key`) or of the totals.
 fn analytics_figures(keyed: bool) -> Value {
     let count = json!({ "type": "integer", "minimum": 0 });
@@ -333,6 +344,32 @@ pub(super) fn schemas() -> Map<String, Value> {
             })),
         ),
         ("DocumentPage", page("Document")),
+        ("PriceTable", price_table()),
+        (
+            "PriceHistory",
+            object(
+                json!({ "items": { "type": "array", "items": { "$ref": "#/components/schemas/PriceTable" } } }),
+            ),
+        ),
+        (
+            "BudgetStanding",
+            object(json!({
+                "budget": {
+                    "oneOf": [
+                        { "type": "null" },
+                        object(json!({
+                            "monthly": { "type": "string" },
+                            "currency": { "type": "string" },
+                            "alert_at": { "type": "array", "items": { "type": "number" } },
+                            "hard_stop": { "type": "boolean" },
+                        })),
+                    ]
+                },
+                "month": { "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" },
+                "spent": { "type": "string", "description": "the month's recorded cost so far" },
+                "crossed": { "type": "array", "items": { "type": "number" } },
+            })),
+        ),
         ("AnalyticsFigures", analytics_figures(false)),
         (
             "Analytics",

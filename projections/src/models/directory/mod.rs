@@ -302,6 +302,9 @@ impl Projector for Directory {
                 | Event::WebhookSecretRotated(_)
                 | Event::WebhookRemoved(_)
                 | Event::WebhookDisabled(_)
+                | Event::PricesSet(_)
+                | Event::BudgetSet(_)
+                | Event::BudgetThresholdCrossed(_)
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}
