@@ -7,6 +7,7 @@
 //! - [`http`]: the axum routers.
 //! - [`compliance`]: tenant purge as a resumable state machine.
 //! - [`relay`]: committed events published to NATS JetStream.
+//! - [`telemetry`]: logs, and traces over OTLP.
 //! - [`webhooks`]: deliveries to tenants' webhook endpoints, driven from the log.
 //! - [`cli`]: one file per subcommand of the binary.
 
@@ -17,6 +18,7 @@ pub mod relay;
 pub mod server;
 pub mod settings;
 pub mod startup;
+pub mod telemetry;
 pub mod webhooks;
 
 pub use settings::Settings;

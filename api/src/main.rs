@@ -1,5 +1,4 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 // Requests allocate and free many small buffers across threads; glibc's allocator spent a
 // quarter of the server's time on them under load.
@@ -8,16 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("TENANTRY_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        // Colour codes only where a person reads them.
-        .with_ansi(std::io::stderr().is_terminal());
-    if std::env::var("TENANTRY_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
+    let endpoint = std::env::var("TENANTRY_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let _telemetry = tenantry::telemetry::init(endpoint.as_deref())?;
     tenantry::cli::Cli::parse().run().await
 }

@@ -411,14 +411,16 @@ impl Backend for Sqlite {
     // Positions and stream versions have no gaps, so a page is a closed range: the plan
     // stays an index range scan whatever the table statistics say.
     async fn read_log(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
+        // Far past any position, the range is empty (and its end cannot overflow).
+        let from = i64::try_from(after).unwrap_or(i64::MAX);
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND position > ?2 AND position <= ?2 + ?3
+            "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND position > ?2 AND position <= ?3
              ORDER BY position"
         );
         let rows = sqlx::query(&sql)
             .bind(tenant.as_uuid())
-            .bind(after as i64)
-            .bind(limit as i64)
+            .bind(from)
+            .bind(from.saturating_add(i64::from(limit)))
             .fetch_all(&self.read)
             .await?;
         Ok(rows.iter().map(raw).collect::<Result<_, _>>()?)

@@ -34,16 +34,28 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
     let method = request.method().clone();
     let started = Instant::now();
-    let mut response = next.run(request).await;
+    let span = tracing::info_span!(
+        "request",
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        request.id = %id.to_str().unwrap_or("-"),
+        tenant.id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
     let tenant = response.extensions().get::<ChargedTenant>().map(|t| t.0.to_string()).unwrap_or_default();
     let request_id = id.to_str().unwrap_or("-").to_owned();
+    span.record("tenant.id", tenant.as_str());
+    span.record("http.response.status_code", status);
+    let trace_id = crate::telemetry::current_trace_id(&span).unwrap_or_default();
     match response.extensions().get::<InternalCause>() {
         Some(InternalCause(cause)) => {
-            tracing::error!(%request_id, %method, route, status, latency_ms, tenant, error = %cause, "request failed");
+            tracing::error!(%request_id, %method, route, status, latency_ms, tenant, trace_id, error = %cause, "request failed");
         }
-        None => tracing::info!(%request_id, %method, route, status, latency_ms, tenant, "request"),
+        None => tracing::info!(%request_id, %method, route, status, latency_ms, tenant, trace_id, "request"),
     }
     response.headers_mut().insert(REQUEST_ID, id);
     response

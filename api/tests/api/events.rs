@@ -80,6 +80,12 @@ async fn the_event_feed_pages_and_streams(api: Api) {
     assert!(!text.contains("sk-feed-secret") && !text.contains("secret_hash"), "no secret in the feed");
     let (s, _, _) = api.call(&admin, M::GET, &format!("/v1/tenants/{t}/events?limit=501"), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Far past the head, nothing (a position near the largest integer once overflowed).
+    for after in [i64::MAX as u64, u64::MAX] {
+        let (s, page, _) =
+            api.call(&admin, M::GET, &format!("/v1/tenants/{t}/events?after={after}&limit=1"), None).await;
+        assert_eq!((s, page["items"].clone()), (StatusCode::OK, json!([])), "{page}");
+    }
 
     // The stream: what is there, then what comes.
     let url = format!("{}/v1/tenants/{t}/events/stream", api.base);

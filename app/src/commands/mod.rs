@@ -372,7 +372,7 @@ impl Commands {
     }
 
     /// A command on the tenant and its directory (the `tenant` stream).
-    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    #[tracing::instrument(name = "decide", skip_all, fields(tenant_id = %ctx.tenant_id, command = "tenant"), err)]
     pub async fn tenant(
         &self,
         ctx: &TenantContext,
@@ -397,7 +397,7 @@ impl Commands {
     }
 
     /// A command on one conversation, decided against the tenant's directory too.
-    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    #[tracing::instrument(name = "decide", skip_all, fields(tenant_id = %ctx.tenant_id, command = "conversation"), err)]
     pub async fn conversation(
         &self,
         ctx: &TenantContext,
@@ -496,7 +496,7 @@ impl Commands {
     /// A command on one knowledge-base document. The body of a document added is written
     /// beside the log in the same transaction as its event, and counted toward the tenant's
     /// stored bytes with it (exact however many uploads race); a removal deletes it.
-    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    #[tracing::instrument(name = "decide", skip_all, fields(tenant_id = %ctx.tenant_id, command = "document"), err)]
     pub async fn document(
         &self,
         ctx: &TenantContext,
@@ -537,7 +537,7 @@ impl Commands {
     }
 
     /// Usage of the current month, decided against the monthly token limit.
-    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
+    #[tracing::instrument(name = "decide", skip_all, fields(tenant_id = %ctx.tenant_id, command = "usage"), err)]
     pub async fn usage(&self, ctx: &TenantContext, command: &RecordUsage) -> Result<Written, CommandError> {
         let at = command.occurred_at;
         let stream = &StreamId::usage(at.year(), at.month());

@@ -438,6 +438,7 @@ impl Projections {
 
     /// Read-your-writes: wait, at most `timeout`, until `projector` has applied `position` of
     /// the tenant's log.
+    #[tracing::instrument(name = "project", skip(self, timeout), fields(tenant_id = %tenant))]
     pub async fn wait_for(
         &self,
         projector: &str,
