@@ -292,6 +292,29 @@ async fn private_addresses_are_refused_by_default() {
     assert_eq!(log["items"][0]["status"], "retrying", "{log}");
     assert!(log["items"][0]["error"].as_str().unwrap().contains("private"), "{log}");
     assert!(receiver.received().is_empty());
+
+    // Failing for a day: the next failure disables it, and an event says so.
+    let day_ago = chrono::Utc::now().timestamp_millis() - 25 * 3600 * 1000;
+    sqlx::query("UPDATE webhook_cursors SET failing_since = $1, next_attempt_at = 0")
+        .bind(day_ago)
+        .execute(api.projections.db().pool())
+        .await
+        .unwrap();
+    let mut shown = Value::Null;
+    for _ in 0..500 {
+        let (_, w, _) = api.call(&key, M::GET, &one, None).await;
+        shown = w;
+        if shown["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(shown["enabled"], false, "{shown}");
+    assert!(shown["disabled_reason"].as_str().unwrap().contains("24 hours"), "{shown}");
+    let (_, events, _) = api.call(&key, M::GET, &format!("/v1/tenants/{t}/events?limit=500"), None).await;
+    assert!(events["items"].as_array().unwrap().iter().any(|e| e["type"] == "webhook.disabled"), "{events}");
+    let (_, log, _) = api.call(&key, M::GET, &format!("{one}/deliveries"), None).await;
+    assert_eq!(log["items"][0]["status"], "failed", "{log}");
 }
 
 /// A free port on loopback.
