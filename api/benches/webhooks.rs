@@ -27,6 +27,8 @@ const TENANTS: usize = 10;
 const RATE: u64 = 1_000;
 const SECONDS: u64 = 10;
 const BACKLOG: usize = 5_000;
+/// Conversations each tenant's messages go to, in turn.
+const CONVERSATIONS: usize = 20;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -98,7 +100,7 @@ async fn run(name: &str, database_url: Option<String>) {
             res.json::<Value>().await.unwrap()
         }
     };
-    let limits = json!({"requests_per_minute": 1_000_000, "max_concurrent_requests": 64,
+    let limits = json!({"requests_per_minute": 10_000_000, "max_concurrent_requests": 10_000,
                         "api_calls_per_day": 100_000_000, "storage_bytes": 1u64 << 40});
     let mut targets = Vec::new();
     let streams: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -125,9 +127,18 @@ async fn run(name: &str, database_url: Option<String>) {
         .await;
         let agent =
             post(key.clone(), format!("/v1/tenants/{t}/agents"), json!({"name": "a", "model": "m"})).await;
-        let conv =
-            post(key.clone(), format!("/v1/tenants/{t}/conversations"), json!({"agent_id": agent["id"]}))
-                .await;
+        // Runtimes append to many conversations at once, not all to one.
+        let mut urls = Vec::new();
+        let mut conv = Value::Null;
+        for _ in 0..CONVERSATIONS {
+            conv =
+                post(key.clone(), format!("/v1/tenants/{t}/conversations"), json!({"agent_id": agent["id"]}))
+                    .await;
+            urls.push(format!(
+                "{base}/v1/tenants/{t}/conversations/{}/messages",
+                conv["id"].as_str().unwrap()
+            ));
+        }
         // The tenant's event stream, from its head on.
         let head = conv["position"].as_u64().unwrap_or(0);
         let (client, url, key2, streams) = (
@@ -153,12 +164,7 @@ async fn run(name: &str, database_url: Option<String>) {
                 }
             }
         });
-        targets.push((
-            t,
-            key,
-            hook["id"].as_str().unwrap().to_owned(),
-            conv["id"].as_str().unwrap().to_owned(),
-        ));
+        targets.push((t, key, hook["id"].as_str().unwrap().to_owned(), urls));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -166,16 +172,15 @@ async fn run(name: &str, database_url: Option<String>) {
     let started = Instant::now();
     let per_tenant = RATE / TENANTS as u64;
     let mut appenders = Vec::new();
-    for (t, key, _, conv) in &targets {
-        let (client, url, key) =
-            (client.clone(), format!("{base}/v1/tenants/{t}/conversations/{conv}/messages"), key.clone());
+    for (_, key, _, urls) in &targets {
+        let (client, key, urls) = (client.clone(), key.clone(), urls.clone());
         appenders.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_tenant));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut inflight = tokio::task::JoinSet::new();
-            for _ in 0..per_tenant * SECONDS {
+            for i in 0..per_tenant * SECONDS {
                 tick.tick().await;
-                let (client, url, key) = (client.clone(), url.clone(), key.clone());
+                let (client, url, key) = (client.clone(), urls[i as usize % urls.len()].clone(), key.clone());
                 inflight.spawn(async move {
                     let res = client
                         .post(url)
@@ -184,7 +189,8 @@ async fn run(name: &str, database_url: Option<String>) {
                         .send()
                         .await
                         .unwrap();
-                    assert!(res.status().is_success(), "{}", res.status());
+                    let status = res.status();
+                    assert!(status.is_success(), "{status}: {}", res.text().await.unwrap_or_default());
                 });
             }
             while inflight.join_next().await.is_some() {}
@@ -230,13 +236,12 @@ async fn run(name: &str, database_url: Option<String>) {
     }
     hooks.lock().unwrap().clear();
     let mut fills = Vec::new();
-    for (t, key, _, conv) in &targets {
-        let (client, url, key) =
-            (client.clone(), format!("{base}/v1/tenants/{t}/conversations/{conv}/messages"), key.clone());
+    for (_, key, _, urls) in &targets {
+        let (client, key, urls) = (client.clone(), key.clone(), urls.clone());
         fills.push(tokio::spawn(async move {
-            for _ in 0..BACKLOG / TENANTS {
+            for i in 0..BACKLOG / TENANTS {
                 let res = client
-                    .post(&url)
+                    .post(&urls[i % urls.len()])
                     .bearer_auth(&key)
                     .json(&json!({"role": "assistant", "content": "backlog"}))
                     .send()

@@ -344,6 +344,11 @@ impl Dispatcher {
     /// Deliver an endpoint's next events in order, stopping at the first failure.
     async fn serve(&self, due: Due) -> anyhow::Result<usize> {
         let ctx = TenantContext::system(due.tenant);
+        // Nothing new since the endpoint's position: nothing to read.
+        let head = self.projections.store().head(&ctx).await?.map_or(0, |h| h.position);
+        if head <= due.position {
+            return Ok(0);
+        }
         // The secret is read from the log, where it lives.
         let state = self.commands.tenant_now(&ctx).await?;
         let Some(entry) = state.webhooks.get(&due.webhook).filter(|w| w.enabled && !w.removed) else {
