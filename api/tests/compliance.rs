@@ -276,6 +276,33 @@ async fn purge_leaves_no_trace_and_the_others_untouched(pg: Option<Harness>) {
         );
     }
 
+    // PostgreSQL: the purge's last step vacuumed the tables that held the tenant's rows.
+    if !api.url.starts_with("sqlite") {
+        let pool = sqlx::PgPool::connect(&api.url).await.unwrap();
+        let mut vacuumed = Vec::new();
+        for _ in 0..50 {
+            vacuumed = sqlx::query_as::<_, (String,)>(
+                "SELECT relname::text FROM pg_stat_user_tables WHERE vacuum_count > 0 OR autovacuum_count > 0",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(t,)| t)
+            .collect();
+            if ["events", "conv_messages", "documents", "document_chunks"]
+                .iter()
+                .all(|t| vacuumed.iter().any(|v| v == t))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for table in ["events", "blobs", "conv_messages", "dir_users", "documents", "document_chunks"] {
+            assert!(vacuumed.iter().any(|v| v == table), "{table} was not vacuumed: {vacuumed:?}");
+        }
+    }
+
     // A is gone on every route; its key no longer authenticates; B works on.
     let (s, _) = api.call(BOOTSTRAP, Method::GET, &format!("/v1/tenants/{a}"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);

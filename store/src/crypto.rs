@@ -171,9 +171,47 @@ impl SubjectKey {
     }
 }
 
+/// Wraps data keys for storage and unwraps them again. The local master key
+/// ([`LocalKeyWrapper`]) is one implementation; a key management service can be another,
+/// given to [`crate::EventStore::with_key_wrapper`], without touching the store. `context`
+/// names what the key is for (the tenant, the person): a wrapped key only unwraps for it.
+#[async_trait::async_trait]
+pub trait KeyWrapper: Send + Sync {
+    async fn wrap(&self, key: &[u8], context: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// `None` when the bytes do not unwrap under this wrapper for this context.
+    async fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError>;
+}
+
+/// Data keys wrapped with the local master key (XChaCha20-Poly1305, the context as
+/// associated data).
+pub struct LocalKeyWrapper(XChaCha20Poly1305);
+
+impl std::fmt::Debug for LocalKeyWrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalKeyWrapper(..)")
+    }
+}
+
+impl LocalKeyWrapper {
+    pub fn new(master: &MasterKey) -> Self {
+        Self(XChaCha20Poly1305::new((&*master.0).into()))
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyWrapper for LocalKeyWrapper {
+    async fn wrap(&self, key: &[u8], context: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(seal(&self.0, key, context))
+    }
+
+    async fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        Ok(open(&self.0, wrapped, context).map(Zeroizing::new))
+    }
+}
+
 /// Wraps and unwraps tenant and person data keys, and caches the unwrapped ones.
 pub(crate) struct KeyVault {
-    master: XChaCha20Poly1305,
+    wrapper: Arc<dyn KeyWrapper>,
     // Guards only the map; never held across an await.
     cache: RwLock<HashMap<TenantId, Arc<DataKey>>>,
     // Keyed by (tenant, person). Guards only the map; never held across an await.
@@ -189,12 +227,8 @@ fn wrap_aad(tenant: TenantId) -> Vec<u8> {
 }
 
 impl KeyVault {
-    pub(crate) fn new(master: &MasterKey) -> Self {
-        Self {
-            master: XChaCha20Poly1305::new((&*master.0).into()),
-            cache: RwLock::new(HashMap::new()),
-            subjects: RwLock::new(HashMap::new()),
-        }
+    pub(crate) fn new(wrapper: Arc<dyn KeyWrapper>) -> Self {
+        Self { wrapper, cache: RwLock::new(HashMap::new()), subjects: RwLock::new(HashMap::new()) }
     }
 
     pub(crate) fn cached(&self, tenant: TenantId) -> Option<Arc<DataKey>> {
@@ -202,16 +236,18 @@ impl KeyVault {
     }
 
     /// A new data key for `tenant`, wrapped for storage.
-    pub(crate) fn new_wrapped(&self, tenant: TenantId) -> Vec<u8> {
+    pub(crate) async fn new_wrapped(&self, tenant: TenantId) -> Result<Vec<u8>, StoreError> {
         let key: Zeroizing<[u8; 32]> = Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
-        seal(&self.master, &key[..], &wrap_aad(tenant))
+        self.wrapper.wrap(&key[..], &wrap_aad(tenant)).await
     }
 
     /// Unwrap a stored key and cache it.
-    pub(crate) fn unwrap(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Arc<DataKey>, StoreError> {
-        let raw = Zeroizing::new(
-            open(&self.master, wrapped, &wrap_aad(tenant)).ok_or(StoreError::WrongMasterKey { tenant })?,
-        );
+    pub(crate) async fn unwrap(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Arc<DataKey>, StoreError> {
+        let raw = self
+            .wrapper
+            .unwrap(wrapped, &wrap_aad(tenant))
+            .await?
+            .ok_or(StoreError::WrongMasterKey { tenant })?;
         let cipher =
             XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| StoreError::WrongMasterKey { tenant })?;
         let key = Arc::new(DataKey { tenant, cipher });
@@ -235,21 +271,26 @@ impl KeyVault {
     }
 
     /// A new data key for a person, wrapped for storage.
-    pub(crate) fn new_wrapped_subject(&self, tenant: TenantId, subject: uuid::Uuid) -> Vec<u8> {
+    pub(crate) async fn new_wrapped_subject(
+        &self,
+        tenant: TenantId,
+        subject: uuid::Uuid,
+    ) -> Result<Vec<u8>, StoreError> {
         let key: Zeroizing<[u8; 32]> = Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
-        seal(&self.master, &key[..], &subject_wrap_aad(tenant, subject))
+        self.wrapper.wrap(&key[..], &subject_wrap_aad(tenant, subject)).await
     }
 
-    pub(crate) fn unwrap_subject(
+    pub(crate) async fn unwrap_subject(
         &self,
         tenant: TenantId,
         subject: uuid::Uuid,
         wrapped: &[u8],
     ) -> Result<Arc<SubjectKey>, StoreError> {
-        let raw = Zeroizing::new(
-            open(&self.master, wrapped, &subject_wrap_aad(tenant, subject))
-                .ok_or(StoreError::WrongMasterKey { tenant })?,
-        );
+        let raw = self
+            .wrapper
+            .unwrap(wrapped, &subject_wrap_aad(tenant, subject))
+            .await?
+            .ok_or(StoreError::WrongMasterKey { tenant })?;
         let cipher =
             XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| StoreError::WrongMasterKey { tenant })?;
         let key = Arc::new(SubjectKey { tenant, subject, cipher });

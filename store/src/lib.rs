@@ -24,7 +24,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use crypto::MasterKey;
+pub use crypto::{KeyWrapper, LocalKeyWrapper, MasterKey};
 pub use error::StoreError;
 pub use model::{
     AppendOutcome, AppendQuota, AppendRequest, BlobWrite, ExpectedVersion, Head, NewEvent, RecordedEvent,

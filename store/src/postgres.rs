@@ -143,8 +143,24 @@ impl Backend for Postgres {
     }
 
     async fn scrub(&self) -> Result<(), StoreError> {
-        // Dead tuples stay in the heap files until VACUUM and reuse; their payloads are
-        // ciphertext under a destroyed key. See the README on purge.
+        // The last step of a purge: every table that holds rows by tenant is vacuumed, so the
+        // deleted rows' tuples are pruned and their space reused, not kept as dead versions.
+        // (VACUUM does not zero the space it frees: see the README on purge.)
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT c.table_name::text FROM information_schema.columns c
+             JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+             WHERE c.column_name = 'tenant_id' AND c.table_schema = current_schema()
+               AND t.table_type = 'BASE TABLE'
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = tables.iter().map(|(t,)| format!("\"{}\"", t.replace('"', "\"\""))).collect();
+        // Outside any transaction, in the simple protocol, as VACUUM must be.
+        sqlx::raw_sql(&format!("VACUUM {}", list.join(", "))).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -73,6 +73,7 @@ conformance!(
     checked_streams_must_stand_still_and_are_not_written,
     a_stored_request_retried_past_its_limit_answers_its_first_result,
     blobs_are_kept_with_their_event_counted_and_isolated,
+    data_keys_are_wrapped_by_the_key_wrapper_given,
 );
 
 async fn appends_read_back_in_order(store: &EventStore) {
@@ -1098,4 +1099,60 @@ async fn blobs_are_kept_with_their_event_counted_and_isolated(store: &EventStore
     store.purge_log(&other).await.unwrap();
     assert_eq!(support::blob_rows(store, other.tenant_id).await, 0);
     assert_eq!(support::blob_rows(store, ctx.tenant_id).await, 0, "the deleted body's row is gone");
+}
+
+/// A key wrapper of the test's: the local master key's, counting its calls.
+struct Counting {
+    inner: tenantry_store::LocalKeyWrapper,
+    wraps: std::sync::atomic::AtomicUsize,
+    unwraps: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl tenantry_store::KeyWrapper for Counting {
+    async fn wrap(&self, key: &[u8], context: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.wraps.fetch_add(1, Ordering::SeqCst);
+        self.inner.wrap(key, context).await
+    }
+
+    async fn unwrap(
+        &self,
+        wrapped: &[u8],
+        context: &[u8],
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+        self.unwraps.fetch_add(1, Ordering::SeqCst);
+        self.inner.unwrap(wrapped, context).await
+    }
+}
+
+/// The store wraps every data key with the wrapper it is given (a KMS could be one): a key
+/// per tenant and per person, unwrapped once and cached; a store with another wrapper reads
+/// none of it.
+async fn data_keys_are_wrapped_by_the_key_wrapper_given(store: &EventStore) {
+    let counting = Arc::new(Counting {
+        inner: tenantry_store::LocalKeyWrapper::new(&tenantry_store::MasterKey::generate()),
+        wraps: Default::default(),
+        unwraps: Default::default(),
+    });
+    let wrapped = store.clone().with_key_wrapper(counting.clone());
+    let (a, b) = (tenant(), tenant());
+    for ctx in [&a, &b, &a] {
+        wrapped
+            .append(
+                ctx,
+                AppendRequest::to_stream(
+                    stream("s"),
+                    ExpectedVersion::Any,
+                    vec![new_event(&agent_created("x"))],
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(counting.wraps.load(Ordering::SeqCst), 2, "one data key per tenant");
+    assert_eq!(log(&wrapped, &a).await.len(), 2);
+    // Another store (the master key of the harness) cannot unwrap these keys.
+    let other = store.clone();
+    let refused = other.read_log(&a, 0).try_collect::<Vec<_>>().await;
+    assert!(matches!(refused, Err(StoreError::WrongMasterKey { .. })), "{refused:?}");
 }

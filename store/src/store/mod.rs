@@ -98,7 +98,14 @@ impl EventStore {
     fn new(backend: Arc<dyn Backend>, database: Database, master: &MasterKey) -> Self {
         let (committed, _) = broadcast::channel(4096);
         let (sealed, _) = broadcast::channel(4096);
-        Self { backend, vault: Arc::new(KeyVault::new(master)), database, committed, sealed }
+        let wrapper = Arc::new(crate::crypto::LocalKeyWrapper::new(master));
+        Self { backend, vault: Arc::new(KeyVault::new(wrapper)), database, committed, sealed }
+    }
+
+    /// The same store with data keys wrapped by `wrapper` (a key management service) instead
+    /// of the local master key. Keys wrapped before by another wrapper do not unwrap.
+    pub fn with_key_wrapper(self, wrapper: Arc<dyn crate::crypto::KeyWrapper>) -> Self {
+        Self { vault: Arc::new(KeyVault::new(wrapper)), ..self }
     }
 
     pub fn database(&self) -> &Database {
@@ -147,13 +154,13 @@ impl EventStore {
             return Ok(key);
         }
         match self.backend.load_key(tenant).await? {
-            StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped),
+            StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped).await,
             StoredKey::Destroyed => Err(StoreError::KeyDestroyed { tenant }),
             StoredKey::Missing if create => {
-                self.backend.insert_key(tenant, &self.vault.new_wrapped(tenant)).await?;
+                self.backend.insert_key(tenant, &self.vault.new_wrapped(tenant).await?).await?;
                 // Load again: a concurrent first append may have stored its key first.
                 match self.backend.load_key(tenant).await? {
-                    StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped),
+                    StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped).await,
                     _ => Err(StoreError::KeyDestroyed { tenant }),
                 }
             }
@@ -174,15 +181,17 @@ impl EventStore {
             return Ok(Some(key));
         }
         match self.backend.load_subject_key(tenant, subject).await? {
-            StoredKey::Wrapped(wrapped) => self.vault.unwrap_subject(tenant, subject, &wrapped).map(Some),
+            StoredKey::Wrapped(wrapped) => {
+                self.vault.unwrap_subject(tenant, subject, &wrapped).await.map(Some)
+            }
             StoredKey::Destroyed => Ok(None),
             StoredKey::Missing if create => {
-                let wrapped = self.vault.new_wrapped_subject(tenant, subject);
+                let wrapped = self.vault.new_wrapped_subject(tenant, subject).await?;
                 self.backend.insert_subject_key(tenant, subject, &wrapped).await?;
                 // Load again: a concurrent first use may have stored its key first.
                 match self.backend.load_subject_key(tenant, subject).await? {
                     StoredKey::Wrapped(wrapped) => {
-                        self.vault.unwrap_subject(tenant, subject, &wrapped).map(Some)
+                        self.vault.unwrap_subject(tenant, subject, &wrapped).await.map(Some)
                     }
                     _ => Ok(None),
                 }
