@@ -201,6 +201,26 @@ pub(crate) trait Backend: Send + Sync {
         wrapped: &[u8],
     ) -> Result<(), StoreError>;
     async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError>;
+    /// Wrapped tenant keys (not destroyed) after `after`, in tenant order.
+    async fn tenant_keys_after(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError>;
+    /// Wrapped person keys (not destroyed) after `after`, in (tenant, person) order.
+    async fn subject_keys_after(
+        &self,
+        after: Option<(Uuid, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError>;
+    /// Replace a wrapped key (`subject`: a person's) if it is still `old`; whether it was.
+    async fn rewrap(
+        &self,
+        tenant: Uuid,
+        subject: Option<Uuid>,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
     /// Delete the tenant's events, streams, idempotency keys and head under its head lock,
     /// and keep its key row destroyed. Returns the events deleted.
     async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError>;

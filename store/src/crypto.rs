@@ -218,17 +218,21 @@ pub(crate) struct KeyVault {
     subjects: RwLock<HashMap<(TenantId, uuid::Uuid), Arc<SubjectKey>>>,
 }
 
-fn subject_wrap_aad(tenant: TenantId, subject: uuid::Uuid) -> Vec<u8> {
+pub(crate) fn subject_wrap_aad(tenant: TenantId, subject: uuid::Uuid) -> Vec<u8> {
     [b"tenantry/subject-dek/v1".as_slice(), tenant.as_uuid().as_bytes(), subject.as_bytes()].concat()
 }
 
-fn wrap_aad(tenant: TenantId) -> Vec<u8> {
+pub(crate) fn wrap_aad(tenant: TenantId) -> Vec<u8> {
     [b"tenantry/dek/v1".as_slice(), tenant.as_uuid().as_bytes()].concat()
 }
 
 impl KeyVault {
     pub(crate) fn new(wrapper: Arc<dyn KeyWrapper>) -> Self {
         Self { wrapper, cache: RwLock::new(HashMap::new()), subjects: RwLock::new(HashMap::new()) }
+    }
+
+    pub(crate) fn wrapper(&self) -> &Arc<dyn KeyWrapper> {
+        &self.wrapper
     }
 
     pub(crate) fn cached(&self, tenant: TenantId) -> Option<Arc<DataKey>> {

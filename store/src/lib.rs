@@ -30,4 +30,4 @@ pub use model::{
     AppendOutcome, AppendQuota, AppendRequest, BlobWrite, ExpectedVersion, Head, NewEvent, RecordedEvent,
     SealedRecord, StreamWrite,
 };
-pub use store::{Committed, Database, EventStore, SealedCommit};
+pub use store::{Committed, Database, EventStore, Rewrapped, SealedCommit};

@@ -101,6 +101,88 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn tenant_keys_after(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+        let rows: Vec<(Uuid, Vec<u8>)> = match after {
+            None => sqlx::query_as(
+                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL
+                 ORDER BY tenant_id LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+            Some(after) => sqlx::query_as(
+                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL AND tenant_id > $1
+                 ORDER BY tenant_id LIMIT $2",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+        };
+        Ok(rows)
+    }
+
+    async fn subject_keys_after(
+        &self,
+        after: Option<(Uuid, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
+        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = match after {
+            None => sqlx::query_as(
+                "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL
+                 ORDER BY tenant_id, subject_id LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+            Some((tenant, subject)) => {
+                sqlx::query_as(
+                    "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys
+                 WHERE wrapped_key IS NOT NULL AND (tenant_id > $1 OR (tenant_id = $2 AND subject_id > $3))
+                 ORDER BY tenant_id, subject_id LIMIT $4",
+                )
+                .bind(tenant)
+                .bind(tenant)
+                .bind(subject)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    async fn rewrap(
+        &self,
+        tenant: Uuid,
+        subject: Option<Uuid>,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = match subject {
+            None => sqlx::query("UPDATE tenant_keys SET wrapped_key = $1 WHERE tenant_id = $2 AND wrapped_key = $3")
+                .bind(new)
+                .bind(tenant)
+                .bind(old)
+                .execute(&self.pool)
+                .await?,
+            Some(subject) => sqlx::query(
+                "UPDATE subject_keys SET wrapped_key = $1 WHERE tenant_id = $2 AND subject_id = $3 AND wrapped_key = $4",
+            )
+            .bind(new)
+            .bind(tenant)
+            .bind(subject)
+            .bind(old)
+            .execute(&self.pool)
+            .await?,
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, destroyed_at) VALUES ($1, $2, NULL, now())

@@ -140,6 +140,88 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    async fn tenant_keys_after(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+        let rows: Vec<(Uuid, Vec<u8>)> = match after {
+            None => sqlx::query_as(
+                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL
+                 ORDER BY tenant_id LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?,
+            Some(after) => sqlx::query_as(
+                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL AND tenant_id > ?
+                 ORDER BY tenant_id LIMIT ?",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?,
+        };
+        Ok(rows)
+    }
+
+    async fn subject_keys_after(
+        &self,
+        after: Option<(Uuid, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
+        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = match after {
+            None => sqlx::query_as(
+                "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL
+                 ORDER BY tenant_id, subject_id LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?,
+            Some((tenant, subject)) => {
+                sqlx::query_as(
+                    "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys
+                 WHERE wrapped_key IS NOT NULL AND (tenant_id > ? OR (tenant_id = ? AND subject_id > ?))
+                 ORDER BY tenant_id, subject_id LIMIT ?",
+                )
+                .bind(tenant)
+                .bind(tenant)
+                .bind(subject)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    async fn rewrap(
+        &self,
+        tenant: Uuid,
+        subject: Option<Uuid>,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = match subject {
+            None => sqlx::query("UPDATE tenant_keys SET wrapped_key = ? WHERE tenant_id = ? AND wrapped_key = ?")
+                .bind(new)
+                .bind(tenant)
+                .bind(old)
+                .execute(&self.write)
+                .await?,
+            Some(subject) => sqlx::query(
+                "UPDATE subject_keys SET wrapped_key = ? WHERE tenant_id = ? AND subject_id = ? AND wrapped_key = ?",
+            )
+            .bind(new)
+            .bind(tenant)
+            .bind(subject)
+            .bind(old)
+            .execute(&self.write)
+            .await?,
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, created_at, destroyed_at)

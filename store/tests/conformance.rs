@@ -74,6 +74,7 @@ conformance!(
     a_stored_request_retried_past_its_limit_answers_its_first_result,
     blobs_are_kept_with_their_event_counted_and_isolated,
     data_keys_are_wrapped_by_the_key_wrapper_given,
+    a_master_key_rotation_rewraps_every_key_and_resumes,
 );
 
 async fn appends_read_back_in_order(store: &EventStore) {
@@ -1155,4 +1156,69 @@ async fn data_keys_are_wrapped_by_the_key_wrapper_given(store: &EventStore) {
     let other = store.clone();
     let refused = other.read_log(&a, 0).try_collect::<Vec<_>>().await;
     assert!(matches!(refused, Err(StoreError::WrongMasterKey { .. })), "{refused:?}");
+}
+
+/// Rotating the master key: every tenant's and person's key is wrapped anew, a run again does
+/// nothing more, the new key reads everything, the old one nothing; destroyed keys stay
+/// destroyed.
+async fn a_master_key_rotation_rewraps_every_key_and_resumes(store: &EventStore) {
+    use tenantry_store::{LocalKeyWrapper, MasterKey};
+    let (old, new) = (MasterKey::generate(), MasterKey::generate());
+    let before = store.clone().with_key_wrapper(Arc::new(LocalKeyWrapper::new(&old)));
+    let tenants: Vec<TenantContext> = (0..3).map(|_| tenant()).collect();
+    for ctx in &tenants {
+        let user = UserId::new();
+        let added = Event::UserAdded(UserAdded {
+            user_id: user,
+            email: "p@x.example".to_owned().into(),
+            role: Role::User,
+            identity: None,
+        });
+        before
+            .append(
+                ctx,
+                AppendRequest::to_stream(
+                    stream("tenant"),
+                    ExpectedVersion::Any,
+                    vec![NewEvent::new(EventId::new(), &added).unwrap()],
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let gone = tenant();
+    before
+        .append(
+            &gone,
+            AppendRequest::to_stream(stream("s"), ExpectedVersion::Any, vec![new_event(&agent_created("g"))]),
+        )
+        .await
+        .unwrap();
+    before.destroy_key(&gone).await.unwrap();
+
+    let mut seen = 0;
+    let report = before.rewrap_keys(&LocalKeyWrapper::new(&new), &mut |n| seen = n).await.unwrap();
+    assert!(report.rewrapped >= 6, "3 tenant keys and 3 person keys at least: {report:?}");
+    assert_eq!(seen, report.seen());
+    let again = before.rewrap_keys(&LocalKeyWrapper::new(&new), &mut |_| {}).await.unwrap();
+    assert_eq!(again.rewrapped, 0, "a second run has nothing left to do: {again:?}");
+    assert!(again.already >= 6);
+
+    let after = store.clone().with_key_wrapper(Arc::new(LocalKeyWrapper::new(&new)));
+    for ctx in &tenants {
+        let events = log(&after, ctx).await;
+        let texts: Vec<String> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::UserAdded(u) => Some(u.email.as_str().to_owned()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, ["p@x.example"], "the person's key unwraps with the new master key too");
+    }
+    let stale = store.clone().with_key_wrapper(Arc::new(LocalKeyWrapper::new(&old)));
+    let refused = stale.read_log(&tenants[0], 0).try_collect::<Vec<_>>().await;
+    assert!(matches!(refused, Err(StoreError::WrongMasterKey { .. })), "{refused:?}");
+    let destroyed = after.read_log(&gone, 0).try_collect::<Vec<_>>().await;
+    assert!(matches!(destroyed, Err(StoreError::KeyDestroyed { .. })), "{destroyed:?}");
 }

@@ -21,6 +21,19 @@ pub enum KeysCommand {
     List(ListArgs),
     /// Revoke a tenant's key: refused from the moment the command is done.
     Revoke(RevokeArgs),
+    /// Wrap every data key with a new master key (resumable: run it again until it reports
+    /// nothing left), then start every process with `--master-key-file` the new one.
+    RotateMaster(RotateMasterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateMasterArgs {
+    /// The new master key: 64 hex characters, created (mode 0600) when the file is missing.
+    #[arg(long)]
+    pub new_key_file: std::path::PathBuf,
+    /// The store, with `--master-key-file` the key in use now.
+    #[command(flatten)]
+    pub store: StoreSettings,
 }
 
 #[derive(Debug, Args)]
@@ -83,7 +96,43 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create(args) => create(args).await,
         KeysCommand::List(args) => list(args).await,
         KeysCommand::Revoke(args) => revoke(args).await,
+        KeysCommand::RotateMaster(args) => rotate_master(args).await,
     }
+}
+
+async fn rotate_master(args: RotateMasterArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let store = crate::startup::open_store(&args.store).await?;
+    if args.new_key_file == args.store.master_key_path() {
+        anyhow::bail!("the new key file is the key in use: give a new file");
+    }
+    let (new, created) =
+        tenantry_store::MasterKey::load_or_create(&args.new_key_file).with_context(|| {
+            format!("cannot read or create the new master key at {}", args.new_key_file.display())
+        })?;
+    if created {
+        eprintln!("created a new master key at {} (mode 0600): back it up", args.new_key_file.display());
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message("rewrapping data keys");
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report =
+        store.rewrap_keys(&tenantry_store::LocalKeyWrapper::new(&new), &mut |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    println!(
+        "{} keys rewrapped, {} already under the new key, {} changed meanwhile, {} unreadable",
+        report.rewrapped, report.already, report.changed_meanwhile, report.unreadable
+    );
+    if report.changed_meanwhile > 0 || report.unreadable > 0 {
+        println!("run it again: some keys were not rewrapped this time");
+    } else {
+        println!(
+            "every key is under the new master key: start every process with --master-key-file {}, then destroy the old key file",
+            args.new_key_file.display()
+        );
+    }
+    Ok(())
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<()> {

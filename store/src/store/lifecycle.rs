@@ -20,6 +20,63 @@ impl EventStore {
         self.backend.purge_log(ctx.tenant_id).await
     }
 
+    /// Wrap every data key (tenants' and persons', not destroyed ones) with `to` instead of
+    /// this store's wrapper: a master key rotation. Resumable and safe to run again: a key
+    /// that already unwraps with `to` is left as it is, and a key is replaced only if it is
+    /// still what was read. `progress` is called with the keys looked at so far.
+    pub async fn rewrap_keys(
+        &self,
+        to: &dyn crate::crypto::KeyWrapper,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<Rewrapped, StoreError> {
+        let mut report = Rewrapped::default();
+        let mut after = None;
+        loop {
+            let page = self.backend.tenant_keys_after(after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.0);
+            for (tenant, wrapped) in &page {
+                let context = crate::crypto::wrap_aad(TenantId::from_uuid(*tenant));
+                report.count(self.rewrap_one(to, *tenant, None, wrapped, &context).await?);
+                progress(report.seen());
+            }
+        }
+        let mut after = None;
+        loop {
+            let page = self.backend.subject_keys_after(after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.0, last.1));
+            for (tenant, subject, wrapped) in &page {
+                let context = crate::crypto::subject_wrap_aad(TenantId::from_uuid(*tenant), *subject);
+                report.count(self.rewrap_one(to, *tenant, Some(*subject), wrapped, &context).await?);
+                progress(report.seen());
+            }
+        }
+        Ok(report)
+    }
+
+    async fn rewrap_one(
+        &self,
+        to: &dyn crate::crypto::KeyWrapper,
+        tenant: uuid::Uuid,
+        subject: Option<uuid::Uuid>,
+        wrapped: &[u8],
+        context: &[u8],
+    ) -> Result<Rewrap, StoreError> {
+        if to.unwrap(wrapped, context).await?.is_some() {
+            return Ok(Rewrap::Already);
+        }
+        let Some(raw) = self.vault.wrapper().unwrap(wrapped, context).await? else {
+            return Ok(Rewrap::Unreadable);
+        };
+        let new = to.wrap(&raw, context).await?;
+        Ok(if self.backend.rewrap(tenant, subject, wrapped, &new).await? {
+            Rewrap::Done
+        } else {
+            Rewrap::Changed
+        })
+    }
+
     /// Make deleted rows unrecoverable from the database files where the backend allows it
     /// (SQLite: zeroed pages and a truncated WAL). PostgreSQL keeps dead tuples until VACUUM.
     pub async fn scrub(&self) -> Result<(), StoreError> {
@@ -102,5 +159,41 @@ impl EventStore {
             }
         }
         Ok(ChainReport { first_position: from, last_position: expected - 1, events, last_hash: prev })
+    }
+}
+
+/// What became of one key in a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewrap {
+    Done,
+    Already,
+    /// Neither wrapper opens it: left as it is, and counted.
+    Unreadable,
+    /// Changed (destroyed, rewrapped) by someone else meanwhile.
+    Changed,
+}
+
+/// The outcome of [`EventStore::rewrap_keys`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewrapped {
+    pub rewrapped: u64,
+    pub already: u64,
+    /// Keys neither the old nor the new wrapper opens (left as they are).
+    pub unreadable: u64,
+    pub changed_meanwhile: u64,
+}
+
+impl Rewrapped {
+    fn count(&mut self, r: Rewrap) {
+        match r {
+            Rewrap::Done => self.rewrapped += 1,
+            Rewrap::Already => self.already += 1,
+            Rewrap::Unreadable => self.unreadable += 1,
+            Rewrap::Changed => self.changed_meanwhile += 1,
+        }
+    }
+
+    pub fn seen(&self) -> u64 {
+        self.rewrapped + self.already + self.unreadable + self.changed_meanwhile
     }
 }

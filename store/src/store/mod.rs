@@ -19,6 +19,8 @@ use crate::sqlite::Sqlite;
 mod lifecycle;
 mod read;
 
+pub use lifecycle::Rewrapped;
+
 /// Rows per page when reading a log.
 pub const READ_PAGE: u32 = 2_000;
 
