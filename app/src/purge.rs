@@ -97,6 +97,9 @@ pub enum PurgeError {
     /// The tenant has this many tenants below it, and the purge was not asked to cascade.
     #[error("the tenant has {0} tenants below it")]
     HasChildren(usize),
+    /// The tenant is under a legal hold: nothing of it is deleted until it is released.
+    #[error("the tenant is under a legal hold")]
+    LegalHold,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -173,6 +176,16 @@ impl Purger {
         }
         if self.store.head(&TenantContext::system(tenant)).await?.is_none() {
             return Err(PurgeError::UnknownTenant(tenant));
+        }
+        // Decided on the tenant's own stream, as it stands now.
+        let state = futures::TryStreamExt::try_fold(
+            self.store.read_stream(&TenantContext::system(tenant), &StreamId::tenant(), 0),
+            tenantry_domain::tenant::TenantState::new(tenantry_domain::PlanCatalog::default()),
+            |state, e| async move { Ok(tenantry_domain::tenant::evolve(state, &e.event)) },
+        )
+        .await?;
+        if state.legal_hold {
+            return Err(PurgeError::LegalHold);
         }
         let at = Utc::now().timestamp_millis();
         purges::request(

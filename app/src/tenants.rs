@@ -64,6 +64,9 @@ pub async fn erase_user(
     if !state.users.contains_key(&user_id) {
         return Err(Rejection::UserNotFound(user_id).into());
     }
+    if state.legal_hold {
+        return Err(Rejection::LegalHold.into());
+    }
     // The key goes first: should the process die before the event is written, the data is
     // already unreadable, and repeating the call writes the event.
     store.erase_subject(ctx, user_id).await?;

@@ -259,6 +259,13 @@ pub struct RemoveCredential {
     pub credential_id: crate::ids::CredentialId,
 }
 
+/// Place (`held`) or release a legal hold on the tenant (the platform's operators).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetLegalHold {
+    pub held: bool,
+    pub reason: String,
+}
+
 /// A tenant's monthly budget (`None`: none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetBudget {

@@ -559,6 +559,14 @@ pub struct WebhookDisabled {
     pub reason: String,
 }
 
+/// A legal hold on the tenant placed (`held`) or released: while held, no purge, erasure or
+/// retention deletes anything of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegalHoldSet {
+    pub held: bool,
+    pub reason: String,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -612,6 +620,7 @@ pub enum Event {
     PricesSet(PricesSet),
     BudgetSet(BudgetSet),
     BudgetThresholdCrossed(BudgetThresholdCrossed),
+    LegalHoldSet(LegalHoldSet),
 }
 
 impl Event {

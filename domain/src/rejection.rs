@@ -72,6 +72,8 @@ pub enum Rejection {
     ModelNotAllowed(String),
     #[error("the monthly budget of {budget} {currency} would be exceeded")]
     BudgetExceeded { budget: String, currency: String },
+    #[error("the tenant is under a legal hold: nothing of it may be deleted until it is released")]
+    LegalHold,
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }

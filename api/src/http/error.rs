@@ -212,9 +212,10 @@ impl From<Rejection> for ApiError {
             | Rejection::CredentialNotFound(_)
             | Rejection::DocumentNotFound(_)
             | Rejection::WebhookNotFound(_) => Self::NotFound,
-            Rejection::LastWayIn | Rejection::PartnerHasTenants(_) | Rejection::ConversationArchived(_) => {
-                Self::Conflict { detail: r.to_string(), field: None }
-            }
+            Rejection::LastWayIn
+            | Rejection::PartnerHasTenants(_)
+            | Rejection::ConversationArchived(_)
+            | Rejection::LegalHold => Self::Conflict { detail: r.to_string(), field: None },
             Rejection::TenantSuspended => Self::Forbidden("tenant is suspended".into()),
             Rejection::Forbidden => Self::Forbidden("role may not do this".into()),
             Rejection::LimitReached { limit, max } => Self::LimitReached { limit, max, retry_after: None },

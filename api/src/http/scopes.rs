@@ -21,6 +21,7 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
     ("usage", Scope::UsageRead, Scope::UsageWrite),
     ("analytics", Scope::UsageRead, Scope::UsageRead),
     ("budget", Scope::UsageRead, Scope::SettingsWrite),
+    ("legal-hold", Scope::TenantRead, Scope::SettingsWrite),
     ("audit", Scope::AuditRead, Scope::AuditRead),
     ("export", Scope::ExportRead, Scope::ExportRead),
     ("events", Scope::EventsRead, Scope::EventsRead),

@@ -21,6 +21,7 @@ mod events;
 mod hierarchy;
 mod idempotency;
 mod keys;
+mod legal_hold;
 mod lists;
 mod operators;
 mod partners;

@@ -455,6 +455,7 @@ pub(super) fn erase_user(
 ) -> Result<Vec<Event>, Rejection> {
     administered(ctx, state)?;
     let user = state.users.get(&c.user_id).ok_or(Rejection::UserNotFound(c.user_id))?;
+    require(!state.legal_hold, Rejection::LegalHold)?;
     if user.erased {
         return Ok(vec![]);
     }
@@ -567,4 +568,22 @@ pub(super) fn set_budget(
         return Ok(vec![]);
     }
     Ok(vec![Event::BudgetSet(BudgetSet { budget: c.budget.clone() })])
+}
+
+/// Place or release a legal hold: the platform's operators only. Placing one needs a reason;
+/// setting what holds already writes nothing.
+pub(super) fn set_legal_hold(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &SetLegalHold,
+) -> Result<Vec<Event>, Rejection> {
+    require(state.exists, Rejection::TenantNotFound)?;
+    require(ctx.role == Role::SuperAdmin, Rejection::Forbidden)?;
+    if c.held {
+        validate::text("reason", &c.reason, 1, 500)?;
+    }
+    if state.legal_hold == c.held {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::LegalHoldSet(LegalHoldSet { held: c.held, reason: c.reason.clone() })])
 }

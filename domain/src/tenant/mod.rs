@@ -151,6 +151,8 @@ pub struct TenantState {
     pub credentials: BTreeMap<crate::ids::CredentialId, CredentialEntry>,
     pub webhooks: BTreeMap<crate::ids::WebhookId, WebhookEntry>,
     pub budget: Option<Budget>,
+    /// Under a legal hold: no purge, erasure or retention until released.
+    pub legal_hold: bool,
     /// Identity digests ([`crate::event::ExternalIdentity::digest`]) to the user they made.
     pub identities: BTreeMap<Vec<u8>, UserId>,
 }
@@ -178,6 +180,7 @@ impl TenantState {
             credentials: BTreeMap::new(),
             webhooks: BTreeMap::new(),
             budget: None,
+            legal_hold: false,
             identities: BTreeMap::new(),
         }
     }
@@ -263,6 +266,7 @@ pub enum TenantCommand {
     RemoveWebhook(RemoveWebhook),
     DisableWebhook(DisableWebhook),
     SetBudget(SetBudget),
+    SetLegalHold(SetLegalHold),
 }
 
 impl TenantCommand {
@@ -277,6 +281,7 @@ impl TenantCommand {
                 | Self::ResumeTenant(_)
                 | Self::EraseUser(_)
                 | Self::DisableWebhook(_)
+                | Self::SetLegalHold(_)
         )
     }
 }
@@ -316,6 +321,7 @@ pub fn decide(
         C::RemoveWebhook(c) => webhooks::remove(ctx, state, c),
         C::DisableWebhook(c) => webhooks::disable(ctx, state, c),
         C::SetBudget(c) => decide::set_budget(ctx, state, c),
+        C::SetLegalHold(c) => decide::set_legal_hold(ctx, state, c),
     }
 }
 
@@ -458,6 +464,7 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::WebhookRemoved(_)
         | Event::WebhookDisabled(_) => webhooks::evolve(&mut state, event),
         Event::BudgetSet(e) => state.budget = e.budget.clone(),
+        Event::LegalHoldSet(e) => state.legal_hold = e.held,
         Event::PricesSet(_) | Event::BudgetThresholdCrossed(_) => {}
         Event::CredentialAdded(e) => {
             state.credentials.insert(

@@ -10,7 +10,7 @@ use tenantry_app::tenants;
 use tenantry_domain::command::{self, Patch, SettingsPatch};
 use tenantry_domain::event::Settings;
 use tenantry_domain::tenant::TenantCommand;
-use tenantry_domain::{LimitOverrides, PartnerId, Plan, Role, TenantId, UserId};
+use tenantry_domain::{LimitOverrides, PartnerId, Plan, Rejection, Role, TenantId, UserId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -153,6 +153,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_settings))
         .routes(routes!(create_partner))
         .routes(routes!(erase_user))
+        .routes(routes!(place_legal_hold, release_legal_hold))
 }
 
 /// `POST /v1/tenants` (super_admin).
@@ -275,21 +276,63 @@ pub async fn purge_tenant(
         return Err(ApiError::Forbidden("only the platform operator may purge a tenant".into()));
     }
     let cascade = p.cascade.unwrap_or(false);
-    let (report, below) =
-        state.purger.start_tree(&ctx, ctx.tenant_id, cascade).await.map_err(|e| match e {
-            PurgeError::UnknownTenant(_) | PurgeError::Platform => ApiError::NotFound,
-            PurgeError::HasChildren(n) => ApiError::Conflict {
-                detail: format!(
-                    "the tenant has {n} tenants below it: purge them first, or ask with ?cascade=true"
-                ),
-                field: Some("cascade".into()),
-            },
-            other => ApiError::internal(other),
-        })?;
+    let started = state.purger.start_tree(&ctx, ctx.tenant_id, cascade).await;
+    if let Err(PurgeError::LegalHold) = started {
+        return Err(held(&state, &ctx, "purge the tenant".into()).await);
+    }
+    let (report, below) = started.map_err(|e| match e {
+        PurgeError::UnknownTenant(_) | PurgeError::Platform => ApiError::NotFound,
+        PurgeError::HasChildren(n) => ApiError::Conflict {
+            detail: format!(
+                "the tenant has {n} tenants below it: purge them first, or ask with ?cascade=true"
+            ),
+            field: Some("cascade".into()),
+        },
+        other => ApiError::internal(other),
+    })?;
     let status = if report.step == PurgeStep::Done { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut body = json!(report);
     body["descendants"] = json!(below);
     Ok((status, Json(body)).into_response())
+}
+
+/// A deletion refused for a legal hold: recorded in the tenant's audit trail, answered 409.
+async fn held(state: &AppState, ctx: &TenantContext, action: String) -> ApiError {
+    if let Err(e) = state.commands.record_refusal(ctx, &action, "legal hold".into()).await {
+        tracing::warn!(error = %e, tenant = %ctx.tenant_id, "could not record a refusal for a legal hold");
+    }
+    Rejection::LegalHold.into()
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceLegalHold {
+    /// Why (a case, a request): kept in the log.
+    pub reason: String,
+}
+
+/// `POST …/legal-hold` (the platform's operators): from now on no purge, erasure or retention
+/// deletes anything of the tenant; each attempt is refused (409) and audited.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/legal-hold", request_body = PlaceLegalHold, tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "`held` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 413, 422 or 429")))]
+pub async fn place_legal_hold(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppJson(body): AppJson<PlaceLegalHold>,
+) -> Result<Response, ApiError> {
+    let command = TenantCommand::SetLegalHold(command::SetLegalHold { held: true, reason: body.reason });
+    let out = state.commands.tenant(&ctx, &command).await?;
+    Ok(written(StatusCode::OK, None, out, json!({ "held": true })))
+}
+
+/// `DELETE …/legal-hold` (the platform's operators): the hold is released.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/legal-hold", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "`held` and `position`"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404 or 429")))]
+pub async fn release_legal_hold(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+) -> Result<Response, ApiError> {
+    let command = TenantCommand::SetLegalHold(command::SetLegalHold { held: false, reason: String::new() });
+    let out = state.commands.tenant(&ctx, &command).await?;
+    Ok(written(StatusCode::OK, None, out, json!({ "held": false })))
 }
 
 /// `DELETE /v1/tenants/{id}`: whether the tenants below it go too.
@@ -313,7 +356,12 @@ pub async fn erase_user(
     Scoped(ctx): Scoped,
     AppPath((_, user_id)): AppPath<(TenantId, UserId)>,
 ) -> Result<Response, ApiError> {
-    let out = tenants::erase_user(&state.commands, &state.store, &ctx, user_id).await?;
+    let out = match tenants::erase_user(&state.commands, &state.store, &ctx, user_id).await {
+        Err(tenantry_app::AppError::Rejected(Rejection::LegalHold)) => {
+            return Err(held(&state, &ctx, format!("erase user {user_id}")).await);
+        }
+        other => other?,
+    };
     keys_retired(&state, &ctx, out.position).await?;
     Ok(written(StatusCode::OK, Some(user_id.to_string()), out, json!({})))
 }

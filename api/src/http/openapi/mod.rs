@@ -424,6 +424,14 @@ fn operations() -> Vec<Operation> {
         op!("get", "/v1/prices", "listPrices", [(OK, "PriceHistory")], Query::None),
         op!("put", "/v1/prices", "setPrices", [(OK, "PriceTable")], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/budget", "getBudget", [(OK, "BudgetStanding")], Query::None),
+        op!("post", "/v1/tenants/{tenant_id}/legal-hold", "placeLegalHold", [(OK, "LegalHold")], Query::None),
+        op!(
+            "delete",
+            "/v1/tenants/{tenant_id}/legal-hold",
+            "releaseLegalHold",
+            [(OK, "LegalHold")],
+            Query::None
+        ),
         op!("patch", "/v1/tenants/{tenant_id}/budget", "setBudget", [(OK, "BudgetStanding")], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/webhooks", "listWebhooks", [(OK, "WebhookPage")], Query::Page),
         op!(
@@ -527,6 +535,7 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("CreateOperator", "name", name.clone()),
         ("PatchPartner", "name", name.clone()),
         ("CreateCredential", "name", name.clone()),
+        ("PlaceLegalHold", "reason", json!({ "minLength": 1, "maxLength": 500 })),
         ("PatchBudget", "monthly", json!({ "pattern": "^[0-9]{1,9}(\\.[0-9]{1,9})?$" })),
         ("PatchBudget", "currency", json!({ "pattern": "^[A-Z]{3}$" })),
         (

@@ -345,6 +345,7 @@ pub(super) fn schemas() -> Map<String, Value> {
         ),
         ("DocumentPage", page("Document")),
         ("PriceTable", price_table()),
+        ("LegalHold", object(json!({ "held": { "type": "boolean" }, "position": { "type": "integer" } }))),
         (
             "PriceHistory",
             object(

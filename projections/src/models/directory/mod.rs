@@ -305,6 +305,7 @@ impl Projector for Directory {
                 | Event::PricesSet(_)
                 | Event::BudgetSet(_)
                 | Event::BudgetThresholdCrossed(_)
+                | Event::LegalHoldSet(_)
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}
