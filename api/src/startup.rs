@@ -93,6 +93,9 @@ async fn open_all(settings: &StoreSettings, opening: Opening) -> anyhow::Result<
     Ok((tenantry_projections::open(store, &settings.database_url(), prices).await?, master))
 }
 
+/// How often the retention sweep runs.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A built server: store and read side open, listener bound.
 #[derive(Debug)]
 pub struct Application {
@@ -234,6 +237,38 @@ impl Application {
                 let _ = stop.wait_for(|s| *s).await;
             }))
         });
+        // The retention sweep: every hour, deletes conversations past their tenant's retention.
+        let retention = (self.role != ServeRole::Queries).then(|| {
+            let (commands, projections) = (self.state.commands.clone(), self.state.projections.clone());
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        () = tokio::time::sleep(RETENTION_EVERY) => {}
+                    }
+                    let done = tenantry_app::retention::sweep(
+                        &commands,
+                        &projections,
+                        chrono::Utc::now(),
+                        &mut |_| {},
+                    )
+                    .await;
+                    match done {
+                        Ok(s) if s.conversations_deleted > 0 || s.held > 0 => tracing::info!(
+                            tenants = s.tenants,
+                            held = s.held,
+                            deleted = s.conversations_deleted,
+                            "retention sweep"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "retention sweep stopped; the next one carries on")
+                        }
+                    }
+                }
+            })
+        });
         // Purges a killed process left unfinished carry on in the background.
         if self.role != ServeRole::Queries {
             self.state.purger.resume_all().await?;
@@ -242,7 +277,7 @@ impl Application {
         crate::server::serve(self.listener, app, self.connections, shutdown).await?;
         // Let the projector finish its transaction, then stop it.
         let _ = stop_tx.send(true);
-        for handle in [projector, relay, key_changes, webhooks].into_iter().flatten() {
+        for handle in [projector, relay, key_changes, webhooks, retention].into_iter().flatten() {
             let _ = handle.await;
         }
         Ok(())

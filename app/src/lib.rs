@@ -9,6 +9,7 @@
 //! - [`tenants`]: use cases that span more than one command (a tenant with its slug, the
 //!   erasure of a person).
 //! - [`partners`]: partners and their keys on the platform's log.
+//! - [`retention`]: the sweep that deletes conversations past a tenant's retention.
 //! - [`keys`]: [`keys::KeyHasher`], the keyed hash of API key secrets.
 //! - [`error`]: [`AppError`], typed to the edge.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod keys;
 pub mod partners;
 pub mod purge;
+pub mod retention;
 pub mod tenants;
 
 pub use commands::{BudgetStanding, CommandError, Commands, Written};

@@ -484,6 +484,7 @@ events! {
     BudgetSet => "budget.set" v 1,
     BudgetThresholdCrossed => "budget.threshold_crossed" v 1,
     LegalHoldSet => "legal_hold.set" v 1,
+    RetentionSet => "retention.set" v 1,
 }
 
 /// The shapes of earlier schema versions, by type and version: decoded with the old shape,

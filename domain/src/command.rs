@@ -259,6 +259,12 @@ pub struct RemoveCredential {
     pub credential_id: crate::ids::CredentialId,
 }
 
+/// How long conversations without activity are kept (`None`: for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetRetention {
+    pub conversations_days: Option<u32>,
+}
+
 /// Place (`held`) or release a legal hold on the tenant (the platform's operators).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetLegalHold {

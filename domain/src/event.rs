@@ -567,6 +567,13 @@ pub struct LegalHoldSet {
     pub reason: String,
 }
 
+/// How long the tenant keeps conversations without activity (`None`: for ever): older ones
+/// are deleted (shredded) by the retention job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionSet {
+    pub conversations_days: Option<u32>,
+}
+
 /// Every event a tenant's log can hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -621,6 +628,7 @@ pub enum Event {
     BudgetSet(BudgetSet),
     BudgetThresholdCrossed(BudgetThresholdCrossed),
     LegalHoldSet(LegalHoldSet),
+    RetentionSet(RetentionSet),
 }
 
 impl Event {

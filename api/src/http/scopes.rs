@@ -22,6 +22,7 @@ const SECTIONS: &[(&str, Scope, Scope)] = &[
     ("analytics", Scope::UsageRead, Scope::UsageRead),
     ("budget", Scope::UsageRead, Scope::SettingsWrite),
     ("legal-hold", Scope::TenantRead, Scope::SettingsWrite),
+    ("retention", Scope::SettingsRead, Scope::SettingsWrite),
     ("audit", Scope::AuditRead, Scope::AuditRead),
     ("export", Scope::ExportRead, Scope::ExportRead),
     ("events", Scope::EventsRead, Scope::EventsRead),

@@ -67,3 +67,93 @@ async fn a_legal_hold_stops_deletion_on_postgres() {
     let Some(h) = Harness::postgres().await else { return };
     a_legal_hold_stops_deletion(Api::start(Some(h.url.clone())).await).await;
 }
+
+/// Retention: a sweep deletes (shreds) the conversations of a tenant with a retention once
+/// they are inactive past it; a tenant without one, and a tenant under a legal hold, keep
+/// theirs; a second sweep finds nothing more.
+async fn retention_deletes_old_conversations(api: Api) {
+    let tenant = |slug: &'static str| {
+        let api = &api;
+        async move {
+            let (t, _) = api.create(BOOTSTRAP, "/v1/tenants", json!({"slug": slug, "name": slug})).await;
+            let t = t["id"].as_str().unwrap().to_owned();
+            let (k, _) = api
+                .create(
+                    BOOTSTRAP,
+                    &format!("/v1/tenants/{t}/api-keys"),
+                    json!({"name": "a", "role": "admin"}),
+                )
+                .await;
+            let key = k["key"].as_str().unwrap().to_owned();
+            let (agent, _) = api
+                .create(&key, &format!("/v1/tenants/{t}/agents"), json!({"name": "a", "model": "m"}))
+                .await;
+            let (c, _) = api
+                .create(&key, &format!("/v1/tenants/{t}/conversations"), json!({"agent_id": agent["id"]}))
+                .await;
+            let conv = format!("/v1/tenants/{t}/conversations/{}", c["id"].as_str().unwrap());
+            api.create(&key, &format!("{conv}/messages"), json!({"role": "user", "content": "old words"}))
+                .await;
+            (t, key, conv)
+        }
+    };
+    let (kept_t, kept_key, kept) = tenant("ret-none").await;
+    let (t, key, gone) = tenant("ret-days").await;
+    let (held_t, held_key, held) = tenant("ret-held").await;
+    for (t, key) in [(&t, &key), (&held_t, &held_key)] {
+        let (s, r, _) = api
+            .call(
+                key,
+                M::PATCH,
+                &format!("/v1/tenants/{t}/retention"),
+                Some(json!({"conversations_days": 30})),
+            )
+            .await;
+        assert_eq!((s, r["conversations_days"].as_u64()), (StatusCode::OK, Some(30)), "{r}");
+    }
+    let (s, p, _) = api
+        .call(&key, M::PATCH, &format!("/v1/tenants/{t}/retention"), Some(json!({"conversations_days": 0})))
+        .await;
+    assert_eq!((s, p["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("conversations_days")));
+    api.call(
+        BOOTSTRAP,
+        M::POST,
+        &format!("/v1/tenants/{held_t}/legal-hold"),
+        Some(json!({"reason": "case"})),
+    )
+    .await;
+    let (_, r, _) = api.call(&held_key, M::GET, &format!("/v1/tenants/{held_t}/retention"), None).await;
+    assert_eq!(r, json!({"conversations_days": 30, "legal_hold": true}));
+
+    // A sweep as if 31 days had passed.
+    let commands = tenantry_app::Commands::new(api.projections.store().clone(), Default::default());
+    let later = chrono::Utc::now() + chrono::Duration::days(31);
+    let swept =
+        tenantry_app::retention::sweep(&commands, &api.projections, later, &mut |_| {}).await.unwrap();
+    assert_eq!((swept.tenants, swept.held, swept.conversations_deleted), (2, 1, 1), "{swept:?}");
+    assert_eq!(api.call(&key, M::GET, &gone, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api.call(&kept_key, M::GET, &kept, None).await.0, StatusCode::OK, "no retention: kept");
+    assert_eq!(api.call(&held_key, M::GET, &held, None).await.0, StatusCode::OK, "a legal hold: kept");
+    let _ = kept_t;
+    // The deletion is in the audit trail, and a second sweep has nothing to do.
+    let (_, _, at) = api.call(&key, M::PATCH, &format!("/v1/tenants/{t}/settings"), Some(json!({}))).await;
+    let (_, audit) = api.get_at(&key, &format!("/v1/tenants/{t}/audit?limit=200"), at.unwrap()).await;
+    assert!(
+        audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "conversation.deleted"),
+        "{audit}"
+    );
+    let again =
+        tenantry_app::retention::sweep(&commands, &api.projections, later, &mut |_| {}).await.unwrap();
+    assert_eq!(again.conversations_deleted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_conversations_on_sqlite() {
+    retention_deletes_old_conversations(Api::start(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_conversations_on_postgres() {
+    let Some(h) = Harness::postgres().await else { return };
+    retention_deletes_old_conversations(Api::start(Some(h.url.clone())).await).await;
+}

@@ -298,6 +298,11 @@ impl Commands {
         .await
     }
 
+    /// The tenant's head position (0 before its first event).
+    pub async fn head_of(&self, ctx: &TenantContext) -> Result<u64, CommandError> {
+        Ok(self.head(ctx).await?)
+    }
+
     async fn head(&self, ctx: &TenantContext) -> Result<u64, StoreError> {
         Ok(self.store.head(ctx).await?.map_or(0, |h| h.position))
     }

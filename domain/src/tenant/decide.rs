@@ -587,3 +587,25 @@ pub(super) fn set_legal_hold(
     }
     Ok(vec![Event::LegalHoldSet(LegalHoldSet { held: c.held, reason: c.reason.clone() })])
 }
+
+/// Longest retention a tenant may set, in days (ten years).
+pub const MAX_RETENTION_DAYS: u32 = 3_650;
+
+/// How long conversations are kept: the tenant's admins. Setting what holds writes nothing.
+pub(super) fn set_retention(
+    ctx: &TenantContext,
+    state: &TenantState,
+    c: &SetRetention,
+) -> Result<Vec<Event>, Rejection> {
+    open(ctx, state)?;
+    if let Some(days) = c.conversations_days {
+        require(
+            (1..=MAX_RETENTION_DAYS).contains(&days),
+            Rejection::invalid("conversations_days", format!("1 to {MAX_RETENTION_DAYS} days, or null")),
+        )?;
+    }
+    if state.retention_days == c.conversations_days {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::RetentionSet(RetentionSet { conversations_days: c.conversations_days })])
+}

@@ -14,7 +14,7 @@ use crate::rejection::Rejection;
 mod decide;
 pub mod webhooks;
 
-pub use decide::MAX_ROTATION_GRACE_SECONDS;
+pub use decide::{MAX_RETENTION_DAYS, MAX_ROTATION_GRACE_SECONDS};
 
 /// The most levels a tree of tenants has: a root and three levels below it.
 pub const MAX_DEPTH: usize = 4;
@@ -153,6 +153,8 @@ pub struct TenantState {
     pub budget: Option<Budget>,
     /// Under a legal hold: no purge, erasure or retention until released.
     pub legal_hold: bool,
+    /// Days a conversation without activity is kept (`None`: for ever).
+    pub retention_days: Option<u32>,
     /// Identity digests ([`crate::event::ExternalIdentity::digest`]) to the user they made.
     pub identities: BTreeMap<Vec<u8>, UserId>,
 }
@@ -181,6 +183,7 @@ impl TenantState {
             webhooks: BTreeMap::new(),
             budget: None,
             legal_hold: false,
+            retention_days: None,
             identities: BTreeMap::new(),
         }
     }
@@ -267,6 +270,7 @@ pub enum TenantCommand {
     DisableWebhook(DisableWebhook),
     SetBudget(SetBudget),
     SetLegalHold(SetLegalHold),
+    SetRetention(SetRetention),
 }
 
 impl TenantCommand {
@@ -322,6 +326,7 @@ pub fn decide(
         C::DisableWebhook(c) => webhooks::disable(ctx, state, c),
         C::SetBudget(c) => decide::set_budget(ctx, state, c),
         C::SetLegalHold(c) => decide::set_legal_hold(ctx, state, c),
+        C::SetRetention(c) => decide::set_retention(ctx, state, c),
     }
 }
 
@@ -465,6 +470,7 @@ pub fn evolve(mut state: TenantState, event: &Event) -> TenantState {
         | Event::WebhookDisabled(_) => webhooks::evolve(&mut state, event),
         Event::BudgetSet(e) => state.budget = e.budget.clone(),
         Event::LegalHoldSet(e) => state.legal_hold = e.held,
+        Event::RetentionSet(e) => state.retention_days = e.conversations_days,
         Event::PricesSet(_) | Event::BudgetThresholdCrossed(_) => {}
         Event::CredentialAdded(e) => {
             state.credentials.insert(

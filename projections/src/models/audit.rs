@@ -48,6 +48,7 @@ fn target(event: &Event) -> Option<String> {
         Event::DocumentAdded(e) => format!("document:{}", e.document_id),
         Event::PricesSet(_) => "prices".to_owned(),
         Event::LegalHoldSet(_) => "legal_hold".to_owned(),
+        Event::RetentionSet(_) => "retention".to_owned(),
         Event::BudgetSet(_) | Event::BudgetThresholdCrossed(_) => "budget".to_owned(),
         Event::WebhookCreated(e) => format!("webhook:{}", e.webhook_id),
         Event::WebhookUpdated(e) => format!("webhook:{}", e.webhook_id),

@@ -469,3 +469,29 @@ pub async fn thread_messages(
         .collect::<Result<_, ProjectionError>>()?;
     Ok(Some((owner, Page::from_rows(items, limit, |m| m.seq.to_string()))))
 }
+
+/// Conversations of the tenant with no activity since `before` (Unix ms), oldest first, at
+/// most `limit`: what a retention of the tenant deletes.
+pub async fn inactive_since(
+    ctx: &TenantContext,
+    db: &ReadDb,
+    before: i64,
+    limit: u32,
+) -> Result<Vec<ConversationId>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT conversation_id FROM conv_threads WHERE tenant_id = $1 AND last_message_at < $2
+         ORDER BY last_message_at, conversation_id LIMIT $3",
+    )
+    .bind(ctx.tenant_id.to_string())
+    .bind(before)
+    .bind(i64::from(limit))
+    .fetch_all(db.readers())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            text(r, "conversation_id")?
+                .parse()
+                .map_err(|_| ProjectionError::Malformed("conversation id in conv_threads".into()))
+        })
+        .collect()
+}

@@ -154,6 +154,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_partner))
         .routes(routes!(erase_user))
         .routes(routes!(place_legal_hold, release_legal_hold))
+        .routes(routes!(get_retention, set_retention))
 }
 
 /// `POST /v1/tenants` (super_admin).
@@ -294,6 +295,45 @@ pub async fn purge_tenant(
     let mut body = json!(report);
     body["descendants"] = json!(below);
     Ok((status, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchRetention {
+    /// Days a conversation without activity is kept, 1 to 3650; `null`: for ever.
+    pub conversations_days: Option<u32>,
+}
+
+/// `PATCH …/retention` (the tenant's admins): conversations with no activity for longer are
+/// deleted (shredded) by the hourly retention sweep, unless the tenant is under a legal hold.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/retention", request_body = PatchRetention, tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "The retention in force"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 413, 422 or 429")))]
+pub async fn set_retention(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+    AppJson(body): AppJson<PatchRetention>,
+) -> Result<Response, ApiError> {
+    let command = command::SetRetention { conversations_days: body.conversations_days };
+    let out = state.commands.tenant(&ctx, &TenantCommand::SetRetention(command)).await?;
+    let now = state.commands.tenant_now(&ctx).await?;
+    Ok(written(
+        StatusCode::OK,
+        None,
+        out,
+        json!({ "conversations_days": now.retention_days, "legal_hold": now.legal_hold }),
+    ))
+}
+
+/// `GET …/retention`: the retention in force, and whether a legal hold suspends it.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/retention", tag = "tenants", params(("tenant_id" = String, Path, description = "tenant id (UUID)")), responses((status = 200, description = "The retention in force"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404 or 429")))]
+pub async fn get_retention(
+    State(state): State<AppState>,
+    Scoped(ctx): Scoped,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = state.commands.tenant_now(&ctx).await?;
+    if !now.exists {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(json!({ "conversations_days": now.retention_days, "legal_hold": now.legal_hold })))
 }
 
 /// A deletion refused for a legal hold: recorded in the tenant's audit trail, answered 409.

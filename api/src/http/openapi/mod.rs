@@ -425,6 +425,14 @@ fn operations() -> Vec<Operation> {
         op!("put", "/v1/prices", "setPrices", [(OK, "PriceTable")], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/budget", "getBudget", [(OK, "BudgetStanding")], Query::None),
         op!("post", "/v1/tenants/{tenant_id}/legal-hold", "placeLegalHold", [(OK, "LegalHold")], Query::None),
+        op!("get", "/v1/tenants/{tenant_id}/retention", "getRetention", [(OK, "Retention")], Query::None),
+        op!(
+            "patch",
+            "/v1/tenants/{tenant_id}/retention",
+            "setRetention",
+            [(OK, "RetentionWritten")],
+            Query::None
+        ),
         op!(
             "delete",
             "/v1/tenants/{tenant_id}/legal-hold",
@@ -536,6 +544,11 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("PatchPartner", "name", name.clone()),
         ("CreateCredential", "name", name.clone()),
         ("PlaceLegalHold", "reason", json!({ "minLength": 1, "maxLength": 500 })),
+        (
+            "PatchRetention",
+            "conversations_days",
+            json!({ "minimum": 1, "maximum": tenantry_domain::tenant::MAX_RETENTION_DAYS }),
+        ),
         ("PatchBudget", "monthly", json!({ "pattern": "^[0-9]{1,9}(\\.[0-9]{1,9})?$" })),
         ("PatchBudget", "currency", json!({ "pattern": "^[A-Z]{3}$" })),
         (

@@ -347,6 +347,18 @@ pub(super) fn schemas() -> Map<String, Value> {
         ("PriceTable", price_table()),
         ("LegalHold", object(json!({ "held": { "type": "boolean" }, "position": { "type": "integer" } }))),
         (
+            "Retention",
+            object(json!({ "conversations_days": nullable("integer"), "legal_hold": { "type": "boolean" } })),
+        ),
+        (
+            "RetentionWritten",
+            object(json!({
+                "conversations_days": nullable("integer"),
+                "legal_hold": { "type": "boolean" },
+                "position": { "type": "integer" },
+            })),
+        ),
+        (
             "PriceHistory",
             object(
                 json!({ "items": { "type": "array", "items": { "$ref": "#/components/schemas/PriceTable" } } }),

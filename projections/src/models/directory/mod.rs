@@ -306,6 +306,7 @@ impl Projector for Directory {
                 | Event::BudgetSet(_)
                 | Event::BudgetThresholdCrossed(_)
                 | Event::LegalHoldSet(_)
+                | Event::RetentionSet(_)
                 | Event::TenantPurged(_)
                 | Event::SlugClaimed(_)
                 | Event::SlugReleased(_) => {}
