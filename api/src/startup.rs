@@ -128,7 +128,8 @@ impl Application {
             commands.clone(),
             crate::webhooks::Sender::new(settings.webhooks.clone())?,
         );
-        let currency = settings.store.prices()?.currency;
+        let prices = settings.store.prices()?;
+        let currency = prices.currency.clone();
         let state = AppState::new(http::Shared {
             currency,
             webhooks,
@@ -154,12 +155,11 @@ impl Application {
         // A prices file is put on the platform's log when it differs from the table in force:
         // from then on usage is priced from the log, whichever process records it.
         if settings.store.prices_file.is_some() {
-            let table = settings.store.prices()?;
             let now = chrono::Utc::now();
-            if state.commands.prices_at(now).await?.as_ref() != Some(&table) {
+            if state.commands.prices_at(now).await?.as_ref() != Some(&prices) {
                 let mut ctx = tenantry_domain::TenantContext::system(tenantry_domain::TenantId::PLATFORM);
                 ctx.role = tenantry_domain::Role::SuperAdmin;
-                state.commands.set_prices(&ctx, &table, now).await?;
+                state.commands.set_prices(&ctx, &prices, now).await?;
                 tracing::info!("the prices file is in force from now on");
             }
         }

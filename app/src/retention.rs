@@ -60,22 +60,22 @@ pub async fn sweep(
             if old.is_empty() {
                 break;
             }
-            let mut deleted_now = 0;
+            let (mut deleted_now, mut last) = (0, 0);
             for id in old {
                 let command = ConversationCommand::Delete(DeleteConversation { conversation_id: id });
                 match commands.conversation(&ctx, id, &command).await {
-                    Ok(_) => deleted_now += 1,
+                    Ok(written) => {
+                        deleted_now += 1;
+                        last = written.position;
+                    }
                     // Gone already (deleted by its owner, or by a sweep before this one).
                     Err(CommandError::Rejected(Rejection::ConversationNotFound(_))) => {}
                     Err(e) => return Err(e.into()),
                 }
-                // The read model drops it once it has the deletion.
-                let position = commands.head_of(&ctx).await?;
-                projections
-                    .wait_for(conversations::NAME, tenant, position, std::time::Duration::from_secs(5))
-                    .await
-                    .ok();
             }
+            // The read model drops them once it has the deletions; the next page is read then.
+            let waited = std::time::Duration::from_secs(5);
+            projections.wait_for(conversations::NAME, tenant, last, waited).await.ok();
             swept.conversations_deleted += deleted_now;
             if deleted_now == 0 {
                 break;

@@ -298,9 +298,15 @@ impl Commands {
         .await
     }
 
-    /// The tenant's head position (0 before its first event).
-    pub async fn head_of(&self, ctx: &TenantContext) -> Result<u64, CommandError> {
-        Ok(self.head(ctx).await?)
+    /// A month's usage (its `usage-YYYY-MM` stream) and the version it stands at.
+    async fn usage_month(
+        &self,
+        ctx: &TenantContext,
+        stream: &StreamId,
+        reading: Reading,
+    ) -> Result<(Arc<UsageState>, u64), StoreError> {
+        self.fold(ctx, stream, &self.caches.usage, reading, UsageState::default, conversation::evolve_usage)
+            .await
     }
 
     async fn head(&self, ctx: &TenantContext) -> Result<u64, StoreError> {
@@ -428,16 +434,7 @@ impl Commands {
                     // stream in the same append: billed once, refused past the monthly limit.
                     let now = chrono::Utc::now();
                     let usage_stream = StreamId::usage(now.year(), now.month());
-                    let (month, usage_version) = self
-                        .fold(
-                            ctx,
-                            &usage_stream,
-                            &self.caches.usage,
-                            reading,
-                            UsageState::default,
-                            conversation::evolve_usage,
-                        )
-                        .await?;
+                    let (month, usage_version) = self.usage_month(ctx, &usage_stream, reading).await?;
                     let prices = self.prices_at(now).await?;
                     let decided = conversation::decide_billed_message(
                         ctx,
@@ -548,16 +545,7 @@ impl Commands {
         let stream = &StreamId::usage(at.year(), at.month());
         self.run(ctx, move |reading| async move {
             let (tenant, tenant_version) = self.tenant_state(ctx, reading).await?;
-            let (month, version) = self
-                .fold(
-                    ctx,
-                    stream,
-                    &self.caches.usage,
-                    reading,
-                    UsageState::default,
-                    conversation::evolve_usage,
-                )
-                .await?;
+            let (month, version) = self.usage_month(ctx, stream, reading).await?;
             let prices = self.prices_at(command.occurred_at).await?;
             let events = conversation::decide_usage(ctx, &tenant, &month, command, prices.as_ref())?;
             let Some(request) = Self::request(stream.clone(), version, &events)? else { return Ok(None) };

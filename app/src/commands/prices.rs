@@ -104,16 +104,7 @@ impl Commands {
         let now = Utc::now();
         let (tenant, _) = self.tenant_state(ctx, Reading::Fresh).await?;
         let stream = tenantry_domain::StreamId::usage(now.year(), now.month());
-        let (month, _) = self
-            .fold(
-                ctx,
-                &stream,
-                &self.caches.usage,
-                Reading::Fresh,
-                tenantry_domain::conversation::UsageState::default,
-                tenantry_domain::conversation::evolve_usage,
-            )
-            .await?;
+        let (month, _) = self.usage_month(ctx, &stream, Reading::Fresh).await?;
         Ok(BudgetStanding {
             budget: tenant.budget.clone(),
             month: now.format("%Y-%m").to_string(),

@@ -128,44 +128,19 @@ impl Projector for Analytics {
                     if u.kind == "message"
                         && let Some(id) = &u.request_id
                     {
-                        let row = sqlx::query(
-                            "SELECT day, agent_id, user_id, model FROM analytics_billed
-                             WHERE tenant_id = $1 AND request_id = $2",
-                        )
-                        .bind(tenant)
-                        .bind(id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
                         // Recorded history may bill a message under another request id: the
                         // message just before it in the same append is the one.
-                        let billed = match row {
-                            Some(r) => Some((id.clone(), r)),
+                        let found = match take_billed(conn, tenant, id).await? {
+                            Some(found) => Some(found),
                             None => match &previous {
-                                Some((position, message)) if *position + 1 == e.position => sqlx::query(
-                                    "SELECT day, agent_id, user_id, model FROM analytics_billed
-                                     WHERE tenant_id = $1 AND request_id = $2",
-                                )
-                                .bind(tenant)
-                                .bind(message)
-                                .fetch_optional(&mut *conn)
-                                .await?
-                                .map(|r| (message.clone(), r)),
+                                Some((position, message)) if *position + 1 == e.position => {
+                                    take_billed(conn, tenant, message).await?
+                                }
                                 _ => None,
                             },
                         };
-                        if let Some((request, r)) = billed {
-                            key = (
-                                text(&r, "day")?,
-                                text(&r, "agent_id")?,
-                                text(&r, "user_id")?,
-                                text(&r, "model")?,
-                            );
-                            exec(
-                                conn,
-                                "DELETE FROM analytics_billed WHERE tenant_id = $1 AND request_id = $2",
-                                vec![tenant.into(), request.as_str().into()],
-                            )
-                            .await?;
+                        if let Some(found) = found {
+                            key = found;
                         }
                     }
                     let line = deltas.entry(key).or_default();
@@ -211,6 +186,30 @@ impl Projector for Analytics {
             + exec(conn, "DELETE FROM analytics_conversations WHERE tenant_id = $1", vec![tenant.into()])
                 .await?)
     }
+}
+
+/// Where the usage billed under `request` goes (its message's day, agent, user and model),
+/// taken out of `analytics_billed`: `None` when no message left it there.
+async fn take_billed(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    request: &str,
+) -> Result<Option<Key>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT day, agent_id, user_id, model FROM analytics_billed WHERE tenant_id = $1 AND request_id = $2",
+    )
+    .bind(tenant)
+    .bind(request)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    exec(
+        conn,
+        "DELETE FROM analytics_billed WHERE tenant_id = $1 AND request_id = $2",
+        vec![tenant.into(), request.into()],
+    )
+    .await?;
+    Ok(Some((text(&r, "day")?, text(&r, "agent_id")?, text(&r, "user_id")?, text(&r, "model")?)))
 }
 
 /// How a report groups its rows.
