@@ -5,6 +5,7 @@
 //! - [`settings`]: configuration from flags and `TENANTRY_*` variables.
 //! - [`startup`]: [`Application`]: opens the store, binds the listener, serves until shutdown.
 //! - [`http`]: the axum routers.
+//! - [`console`]: the web console at `/console`, pages drawn from the JSON API's answers.
 //! - [`compliance`]: tenant purge as a resumable state machine.
 //! - [`relay`]: committed events published to NATS JetStream.
 //! - [`telemetry`]: logs, and traces over OTLP.
@@ -13,6 +14,7 @@
 
 pub mod cli;
 pub mod compliance;
+pub mod console;
 pub mod http;
 pub mod relay;
 pub mod server;

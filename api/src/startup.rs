@@ -132,6 +132,7 @@ impl Application {
         let currency = prices.currency.clone();
         let state = AppState::new(http::Shared {
             currency,
+            cookie_key: console_key(&master),
             webhooks,
             purger: Purger::new(
                 projections.clone(),
@@ -305,4 +306,12 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// The console's cookie key: 64 bytes derived from the master key under labels of its own.
+fn console_key(master: &MasterKey) -> axum_extra::extract::cookie::Key {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 64]);
+    bytes[..32].copy_from_slice(master.derive("tenantry console cookie signing").as_slice());
+    bytes[32..].copy_from_slice(master.derive("tenantry console cookie encryption").as_slice());
+    axum_extra::extract::cookie::Key::from(bytes.as_slice())
 }

@@ -37,6 +37,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod operators;
 pub mod prices;
+pub mod projections;
 pub mod queries;
 pub mod runtime;
 pub mod scopes;
@@ -124,6 +125,9 @@ pub struct Shared {
     pub webhooks: crate::webhooks::Dispatcher,
     /// The currency of the price table.
     pub currency: String,
+    /// The key of the console's session cookies (derived from the master key, so every
+    /// process of a deployment reads the others' sessions).
+    pub cookie_key: axum_extra::extract::cookie::Key,
 }
 
 /// Which routers a process serves.
@@ -159,7 +163,8 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(credentials::commands())
             .merge(documents::commands())
             .merge(prices::router())
-            .merge(webhooks::commands());
+            .merge(webhooks::commands())
+            .merge(projections::commands());
     }
     if role != ServeRole::Commands {
         api = api
@@ -171,7 +176,8 @@ fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
             .merge(events::router())
             .merge(analytics::router())
             .merge(webhooks::queries())
-            .merge(runtime::router());
+            .merge(runtime::router())
+            .merge(projections::queries());
     }
     api
 }
@@ -189,7 +195,9 @@ pub fn router(state: AppState, role: ServeRole, connections: crate::settings::Co
         // Unknown routes and methods answer in the same problem form as every other error.
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    app.layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::replay))
+    let cookie_key = state.cookie_key.clone();
+    let api = app
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::replay))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .route_layer(axum::middleware::from_fn(metrics::track))
         // The limit is the route's (see `body_limit`), not the extractors' default.
@@ -198,8 +206,12 @@ pub fn router(state: AppState, role: ServeRole, connections: crate::settings::Co
         .layer(axum::middleware::from_fn(move |request, next| {
             crate::server::body_deadline(Duration::from_secs(connections.body_read_timeout), request, next)
         }))
+        .with_state(state);
+    // The console calls the API with every layer above, as a request from outside would.
+    Router::new()
+        .nest("/console", crate::console::router(api.clone(), cookie_key))
+        .merge(api)
         .layer(axum::middleware::from_fn(access::log))
-        .with_state(state)
 }
 
 /// A command's answer: the status, `{"id": …, "position": …}` and `Tenantry-Position`.

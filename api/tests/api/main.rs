@@ -13,6 +13,7 @@ mod budgets;
 mod client;
 mod configuration;
 mod connections;
+mod console;
 mod contract;
 mod conversations;
 mod credentials;

@@ -83,8 +83,8 @@ pub trait Projector: Send + Sync + 'static {
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError>;
 }
 
-/// One projector's standing, for `tenantry status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One projector's standing, for `tenantry status` and `GET /v1/projections`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProjectorStatus {
     pub projector: String,
     pub tenants: u64,
@@ -93,7 +93,7 @@ pub struct ProjectorStatus {
     pub stalled: Vec<Stall>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stall {
     pub tenant: String,
     pub position: u64,

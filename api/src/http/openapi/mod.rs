@@ -39,6 +39,7 @@ enum Query {
     Search,
     Events,
     Analytics,
+    Tenants,
 }
 
 const CREATED: &str = "201";
@@ -102,7 +103,7 @@ fn operations() -> Vec<Operation> {
         op!("get", "/v1/operators/{operator_id}", "getOperator", [(OK, "Operator")], Query::None),
         op!("delete", "/v1/operators/{operator_id}", "removeOperator", [(OK, "Written")], Query::None),
         op!("delete", "/v1/bootstrap-key", "retireBootstrapKey", [(OK, "Position")], Query::None),
-        op!("get", "/v1/tenants", "listTenants", [(OK, "TenantPage")], Query::Page),
+        op!("get", "/v1/tenants", "listTenants", [(OK, "TenantPage")], Query::Tenants),
         op!("post", "/v1/tenants", "createTenant", [(CREATED, "Tenant"), ("202", "Accepted")], Query::None),
         op!("get", "/v1/tenants/{tenant_id}", "getTenant", [(OK, "Tenant")], Query::None),
         op!(
@@ -492,6 +493,8 @@ fn operations() -> Vec<Operation> {
             Query::None
         ),
         op!("get", "/v1/tenants/{tenant_id}/events/stream", "streamEvents", [], Query::Events),
+        op!("get", "/v1/projections", "getProjectionStatus", [(OK, "ProjectionStatus")], Query::None),
+        op!("post", "/v1/projections/rebuild", "rebuildProjections", [(OK, "Rebuilt")], Query::None),
     ]
 }
 
@@ -499,6 +502,9 @@ fn query_parameters(query: Query) -> Vec<Value> {
     let params = match query {
         Query::None => return Vec::new(),
         Query::Page => PageParams::into_params(|| Some(ParameterIn::Query)),
+        Query::Tenants => {
+            crate::http::queries::directory::TenantListParams::into_params(|| Some(ParameterIn::Query))
+        }
         Query::Threads => ThreadParams::into_params(|| Some(ParameterIn::Query)),
         Query::Audit => AuditParams::into_params(|| Some(ParameterIn::Query)),
         Query::Period => Period::into_params(|| Some(ParameterIn::Query)),
@@ -544,6 +550,8 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("PatchPartner", "name", name.clone()),
         ("CreateCredential", "name", name.clone()),
         ("PlaceLegalHold", "reason", json!({ "minLength": 1, "maxLength": 500 })),
+        ("Rebuild", "tenant_id", json!({ "format": "uuid" })),
+        ("Rebuild", "projection", json!({ "minLength": 1, "maxLength": 64 })),
         (
             "PatchRetention",
             "conversations_days",

@@ -347,6 +347,28 @@ pub(super) fn schemas() -> Map<String, Value> {
         ("PriceTable", price_table()),
         ("LegalHold", object(json!({ "held": { "type": "boolean" }, "position": { "type": "integer" } }))),
         (
+            "ProjectionStatus",
+            object(json!({
+                "items": { "type": "array", "items": object(json!({
+                    "projector": { "type": "string" },
+                    "tenants": { "type": "integer", "minimum": 0 },
+                    "tenants_behind": { "type": "integer", "minimum": 0 },
+                    "lag_events": { "type": "integer", "minimum": 0 },
+                    "stalled": { "type": "array", "items": object(json!({
+                        "tenant": { "type": "string" },
+                        "position": { "type": "integer", "minimum": 0 },
+                        "reason": { "type": "string" },
+                    })) },
+                })) },
+            })),
+        ),
+        (
+            "Rebuilt",
+            object(
+                json!({ "tenant_id": { "type": "string", "format": "uuid" }, "events": { "type": "integer", "minimum": 0 } }),
+            ),
+        ),
+        (
             "Retention",
             object(json!({ "conversations_days": nullable("integer"), "legal_hold": { "type": "boolean" } })),
         ),

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_domain::{AgentId, ApiKeyId, PartnerId, Role, TenantId, ToolId, UserId};
 use tenantry_projections::models::{Page, directory};
@@ -79,22 +80,55 @@ pub async fn get_tool(
     Ok(Json(json!(row)))
 }
 
+/// A page of tenants, narrowed by slug or name.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TenantListParams {
+    /// The `next_cursor` of the previous page; the first page when absent.
+    pub cursor: Option<String>,
+    /// Items per page: 1 to 200, 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// Only tenants whose slug or name holds this text (case-insensitive); at most 100
+    /// characters.
+    #[param(max_length = 100)]
+    pub q: Option<String>,
+}
+
+fn matches_text(tenant: &directory::TenantRow, text: &str) -> bool {
+    let text = text.to_lowercase();
+    tenant.slug.to_lowercase().contains(&text) || tenant.name.to_lowercase().contains(&text)
+}
+
 /// `GET /v1/tenants`: every tenant for the platform, its own for a tenant key.
 #[utoipa::path(get, path = "/v1/tenants", tag = "directory", responses((status = 200, description = "OK"), (status = "default", description = "Problem (RFC 9457): 400, 401, 403, 404, 409, 413, 422, 429 or 503")))]
 pub async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
-    AppQuery(page): AppQuery<PageParams>,
+    AppQuery(params): AppQuery<TenantListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let db = state.projections.db();
+    let text = params.q.as_deref().filter(|q| !q.is_empty());
+    if text.is_some_and(|q| q.chars().count() > 100) {
+        return Err(ApiError::BadRequest {
+            detail: "q is at most 100 characters".into(),
+            field: Some("q".into()),
+        });
+    }
+    let page = PageParams { cursor: params.cursor, limit: params.limit };
     let items = match (caller.role, caller.tenant) {
-        (Role::SuperAdmin, _) => directory::tenants(db, None, page.cursor(), page.limit()?).await?,
+        (Role::SuperAdmin, _) => directory::tenants(db, None, text, page.cursor(), page.limit()?).await?,
         (Role::PartnerAdmin, _) => {
             let partner = caller.partner.map(|p| p.to_string()).ok_or(ApiError::Unauthorized)?;
-            directory::tenants(db, Some(&partner), page.cursor(), page.limit()?).await?
+            directory::tenants(db, Some(&partner), text, page.cursor(), page.limit()?).await?
         }
         (_, Some(own)) => Page {
-            items: directory::tenant(&caller.context(own)?, db).await?.into_iter().collect(),
+            items: directory::tenant(&caller.context(own)?, db)
+                .await?
+                .into_iter()
+                .filter(|t| text.is_none_or(|q| matches_text(t, q)))
+                .collect(),
             next_cursor: None,
         },
         _ => Page { items: Vec::new(), next_cursor: None },

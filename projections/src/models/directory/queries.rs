@@ -276,20 +276,38 @@ pub async fn descendants(db: &ReadDb, tenant: TenantId) -> Result<Vec<TenantId>,
 pub async fn tenants(
     db: &ReadDb,
     partner: Option<&str>,
+    text: Option<&str>,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Page<TenantRow>, ProjectionError> {
     let rows = sqlx::query(
         "SELECT * FROM dir_tenants WHERE tenant_id > $1 AND ($2 = '' OR partner_id = $2)
-         ORDER BY tenant_id LIMIT $3",
+           AND ($3 = '' OR lower(slug) LIKE $3 ESCAPE '\\' OR lower(name) LIKE $3 ESCAPE '\\')
+         ORDER BY tenant_id LIMIT $4",
     )
     .bind(id_cursor(after)?)
     .bind(partner.unwrap_or(""))
+    .bind(text.map(contains_pattern).unwrap_or_default())
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
     let rows = rows.iter().map(TenantRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |t: &TenantRow| t.tenant_id.clone()))
+}
+
+/// A `LIKE` pattern matching `text` anywhere, case-insensitively (ASCII): its `%`, `_`
+/// and `\\` stand for themselves.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
