@@ -8,7 +8,6 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::session::Session;
-use super::views;
 
 /// The browser's address as the server saw it.
 pub type Peer = axum::extract::ConnectInfo<std::net::SocketAddr>;
@@ -38,6 +37,14 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The problem in words, with the field it names.
+    pub fn explained(&self) -> String {
+        match &self.field {
+            Some(field) => format!("{} (field: {field})", self.detail),
+            None => self.detail.clone(),
+        }
+    }
+
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self { status, detail: detail.into(), field: None }
     }
@@ -49,11 +56,10 @@ impl IntoResponse for Failure {
             // The credential was revoked or expired since sign-in.
             return Redirect::to("/console/sign-in?expired=1").into_response();
         }
-        let detail = match &self.field {
-            Some(field) => format!("{} (field: {field})", self.detail),
-            None => self.detail.clone(),
-        };
-        views::problem_page(None, self.status, &detail)
+        // Drawn as a page by [`super::problems`], which knows the session.
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
     }
 }
 

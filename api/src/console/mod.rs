@@ -66,8 +66,23 @@ pub fn router(api: axum::Router, key: Key) -> Router {
         .fallback(|session: Option<Session>| async move {
             views::problem_page(session.as_ref(), axum::http::StatusCode::NOT_FOUND, "No such page.")
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), problems))
         .with_state(state)
         .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// A refusal from any handler, drawn as a page with the session's navigation (so a 403 page
+/// still offers the way home and the sign-out).
+async fn problems(
+    session: Option<Session>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    match response.extensions().get::<client::Failure>() {
+        Some(failure) => views::problem_page(session.as_ref(), failure.status, &failure.explained()),
+        None => response,
+    }
 }
 
 async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {

@@ -113,7 +113,7 @@ async fn tenants(
                 (views::csrf(&session))
                 (views::input("Slug", "slug", "text", true))
                 (views::input("Name", "name", "text", true))
-                (views::select("Plan", "plan", &[("free", "Free"), ("pro", "Pro"), ("enterprise", "Enterprise")]))
+                (views::select("Plan", "plan", &[("starter", "Starter"), ("professional", "Professional"), ("enterprise", "Enterprise")]))
                 button type="submit" { "Create tenant" }
             }
         }
