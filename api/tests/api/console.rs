@@ -379,6 +379,110 @@ async fn tenants_are_found_by_slug_or_name(api: Api) {
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
+async fn partner_admins_see_their_fleet_only(api: Api) {
+    let (_, p, _) = api.call(BOOTSTRAP, M::POST, "/v1/partners", Some(json!({"name": "Fleet Co"}))).await;
+    let (partner, partner_key) =
+        (p["id"].as_str().unwrap().to_owned(), p["key"].as_str().unwrap().to_owned());
+    let (_, other, _) = api.call(BOOTSTRAP, M::POST, "/v1/partners", Some(json!({"name": "Rival Co"}))).await;
+    let other = other["id"].as_str().unwrap().to_owned();
+    let (s, mine, _) = api
+        .call(&partner_key, M::POST, "/v1/tenants", Some(json!({"slug": "fleet-one", "name": "One"})))
+        .await;
+    assert!(s.is_success(), "{mine}");
+    let mine = mine["id"].as_str().unwrap().to_owned();
+    let (outside, _) = tenant_with_admin(&api, "not-in-fleet", "Outside").await;
+
+    let mut browser = Browser::new(&api);
+    let page = browser.sign_in(&partner_key).await;
+    assert_eq!(page.location(), "/console/tenants");
+    let list = browser.get("/console/tenants").await;
+    assert!(list.body.contains("fleet-one") && !list.body.contains("not-in-fleet"), "{}", list.body);
+    let fleet = browser.get("/console/fleet").await;
+    assert_eq!(fleet.status, StatusCode::OK, "{}", fleet.body);
+    assert!(fleet.body.contains("Fleet usage"));
+    // Another partner's fleet is not found, as the API answers it.
+    let rival = browser.get(&format!("/console/fleet?partner={other}")).await;
+    assert_eq!(rival.status, StatusCode::NOT_FOUND);
+    assert!(!rival.body.contains("Rival Co"));
+    assert_eq!(browser.get(&format!("/console/t/{mine}")).await.status, StatusCode::OK);
+    assert_eq!(browser.get(&format!("/console/t/{outside}")).await.status, StatusCode::FORBIDDEN);
+    // Tenants it creates from the console are its partner's.
+    let csrf = list.csrf();
+    let page = browser
+        .post(
+            "/console/tenants",
+            &[("csrf", &csrf), ("slug", "fleet-two"), ("name", "Two"), ("plan", "starter")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let id = page.location().rsplit('/').next().unwrap().to_owned();
+    let (_, got, _) = api.call(BOOTSTRAP, M::GET, &format!("/v1/tenants/{id}"), None).await;
+    assert_eq!(got["partner_id"].as_str(), Some(partner.as_str()), "{got}");
+}
+
+async fn settings_export_and_erasure_go_through_the_api(api: Api) {
+    let (t, admin) = tenant_with_admin(&api, "settled", "Settled").await;
+    let (u, _) = api
+        .create(
+            &admin,
+            &format!("/v1/tenants/{t}/users"),
+            json!({"email": "gone@settled.io", "role": "user"}),
+        )
+        .await;
+    let user = u["id"].as_str().unwrap().to_owned();
+    let mut browser = Browser::new(&api);
+    browser.sign_in(&admin).await;
+
+    // The settings editor saves a JSON patch; a body that is no object is 422 and saves nothing.
+    let path = format!("/console/t/{t}/settings");
+    let csrf = browser.get(&path).await.csrf();
+    let bad = browser.post(&path, &[("csrf", &csrf), ("settings", "[1]")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = browser
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("settings", r#"{"agent_name": "Ada", "custom": {"default_language": "fr"}}"#),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let (_, settings, _) = api.call(&admin, M::GET, &format!("/v1/tenants/{t}/settings"), None).await;
+    assert_eq!(
+        (settings["agent_name"].as_str(), settings["custom"]["default_language"].as_str()),
+        (Some("Ada"), Some("fr")),
+        "{settings}"
+    );
+    // The API's own refusal (an unknown field) is shown with its status.
+    let page = browser.post(&path, &[("csrf", &csrf), ("settings", r#"{"colour": "red"}"#)]).await;
+    assert!(page.status.is_client_error(), "{}", page.status);
+
+    // The export downloads as the API makes it.
+    let export = browser.get(&format!("/console/t/{t}/export")).await;
+    assert_eq!(export.status, StatusCode::OK);
+    assert!(export.headers["content-disposition"].to_str().unwrap().contains("settled-export.jsonl"));
+    assert!(
+        export.body.lines().count() >= 3 && export.body.contains("\"type\":\"apikey.issued\""),
+        "{}",
+        export.body
+    );
+
+    // Erasure asks for the slug; with it, the person reads as erased.
+    let users = format!("/console/t/{t}/users");
+    let csrf = browser.get(&users).await.csrf();
+    let page = browser
+        .post(&format!("{users}/erase"), &[("csrf", &csrf), ("user_id", &user), ("confirm", "nope")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = browser
+        .post(&format!("{users}/erase"), &[("csrf", &csrf), ("user_id", &user), ("confirm", "settled")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let (_, got) = api.get_at(&admin, &format!("/v1/tenants/{t}/users/{user}"), 0).await;
+    assert_ne!(got["email"], "gone@settled.io", "{got}");
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -405,4 +509,6 @@ on_both!(
     keys_are_issued_once_and_revoked,
     operators_see_and_rebuild_read_models,
     tenants_are_found_by_slug_or_name,
+    partner_admins_see_their_fleet_only,
+    settings_export_and_erasure_go_through_the_api,
 );
