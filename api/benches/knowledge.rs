@@ -75,6 +75,7 @@ async fn run(name: &str, database_url: Option<String>, documents: usize) {
             data_dir: dir.path().join("data"),
             database_url,
             master_key_file: Some(dir.path().join("master.key")),
+            key_store: None,
             prices_file: None,
             nats_url: None,
         },

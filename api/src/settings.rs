@@ -22,6 +22,13 @@ pub struct StoreSettings {
     #[arg(long, env = "TENANTRY_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
 
+    /// Where the data keys are kept, apart from the event database, so a backup of the event
+    /// database alone holds no key: `sqlite://PATH` (a file of its own) or the `postgres://`
+    /// URL of another database (every process of a deployment must name the same one).
+    /// Defaults to `keys.db` in the data directory.
+    #[arg(long, env = "TENANTRY_KEY_STORE")]
+    pub key_store: Option<String>,
+
     /// JSON price table for billing: `{"models": {"NAME": {"prompt_per_1k": "0.01",
     /// "completion_per_1k": "0.03"}}, "default": {…}}`. Built-in defaults when absent.
     #[arg(long, env = "TENANTRY_PRICES_FILE")]
@@ -39,6 +46,18 @@ impl StoreSettings {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("tenantry.db").display()),
         }
+    }
+
+    /// The key store's URL; never the event database's own.
+    pub fn key_store_url(&self) -> anyhow::Result<String> {
+        let url = match &self.key_store {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("keys.db").display()),
+        };
+        if url == self.database_url() {
+            anyhow::bail!("--key-store must name another database than the event store's");
+        }
+        Ok(url)
     }
 
     pub fn prices(&self) -> anyhow::Result<tenantry_projections::PriceTable> {

@@ -52,7 +52,8 @@ async fn open_store_with_key(
             );
         }
     }
-    if settings.database_url.is_none() {
+    let key_store = settings.key_store_url()?;
+    if settings.database_url.is_none() || settings.key_store.is_none() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
     }
@@ -66,7 +67,12 @@ async fn open_store_with_key(
     } else {
         tracing::info!(path = %key_path.display(), "master key loaded");
     }
-    let store = EventStore::open(&url, &master).await.context("cannot open the event store")?;
+    let store = EventStore::open(&url, &master)
+        .await
+        .context("cannot open the event store")?
+        .with_key_store(&key_store)
+        .await
+        .context("cannot open the key store")?;
     match &settings.database_url {
         None => tracing::info!(path = %settings.data_dir.display(), "embedded SQLite store ready"),
         Some(_) => tracing::info!("PostgreSQL store ready"),

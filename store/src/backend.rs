@@ -185,9 +185,32 @@ pub(crate) struct StoredIdempotency {
     pub(crate) last_position: u64,
 }
 
-/// The database operations behind an [`crate::EventStore`].
+/// One stored key row, as [`KeyBackend::export_keys`] reads it: a tenant's (`subject: None`) or
+/// a person's or conversation's; `wrapped: None` once destroyed.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyRow {
+    pub(crate) tenant: Uuid,
+    pub(crate) subject: Option<Uuid>,
+    pub(crate) wrapped: Option<Vec<u8>>,
+}
+
+/// Key rows from the two key tables' columns.
+pub(crate) fn key_rows(
+    tenants: Vec<(Uuid, Option<Vec<u8>>)>,
+    subjects: Vec<(Uuid, Uuid, Option<Vec<u8>>)>,
+) -> Vec<KeyRow> {
+    let tenants = tenants.into_iter().map(|(tenant, wrapped)| KeyRow { tenant, subject: None, wrapped });
+    let subjects = subjects.into_iter().map(|(tenant, subject, wrapped)| KeyRow {
+        tenant,
+        subject: Some(subject),
+        wrapped,
+    });
+    tenants.chain(subjects).collect()
+}
+
+/// Where data keys are kept: the event database itself, or a key store apart from it.
 #[async_trait]
-pub(crate) trait Backend: Send + Sync {
+pub(crate) trait KeyBackend: Send + Sync {
     async fn load_key(&self, tenant: TenantId) -> Result<StoredKey, StoreError>;
     /// Store a wrapped key unless one exists already (a concurrent first append won).
     async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError>;
@@ -221,6 +244,24 @@ pub(crate) trait Backend: Send + Sync {
         old: &[u8],
         new: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Destroy the tenant's key and delete its persons' and conversations' keys.
+    async fn purge_keys(&self, tenant: TenantId) -> Result<(), StoreError>;
+    /// Make destroyed keys unrecoverable from the files (SQLite: zeroed pages, WAL
+    /// checkpointed and truncated; PostgreSQL: the key tables vacuumed).
+    async fn scrub_keys(&self) -> Result<(), StoreError>;
+    /// Every key row, destroyed ones included.
+    async fn export_keys(&self) -> Result<Vec<KeyRow>, StoreError>;
+    /// Rows copied in from elsewhere; a row already here is kept.
+    async fn import_keys(&self, rows: &[KeyRow]) -> Result<(), StoreError>;
+    /// Forget the keys held here once a key store apart holds them: wrapped keys are deleted;
+    /// a destroyed tenant's row stays (it refuses appends to a purged tenant). Returns the
+    /// rows deleted.
+    async fn drop_wrapped_keys(&self) -> Result<u64, StoreError>;
+}
+
+/// The database operations behind an [`crate::EventStore`].
+#[async_trait]
+pub(crate) trait Backend: Send + Sync {
     /// Delete the tenant's events, streams, idempotency keys and head under its head lock,
     /// and keep its key row destroyed. Returns the events deleted.
     async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError>;

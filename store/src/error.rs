@@ -31,6 +31,13 @@ pub enum StoreError {
     /// The tenant's data key was destroyed: its events can never be read again.
     #[error("the data key of tenant {tenant} was destroyed")]
     KeyDestroyed { tenant: TenantId },
+    /// The tenant has a log but the key store holds no key for it: the store was opened with
+    /// another key store than the one its keys are in. No new key is made (it would seal new
+    /// events under a key the old ones do not open).
+    #[error(
+        "tenant {tenant} has events but the key store holds no key for it (is --key-store the right one?)"
+    )]
+    KeyMissing { tenant: TenantId },
     /// A ciphertext did not authenticate: it was altered, moved, or sealed by another key.
     #[error("tenant {tenant}, position {position}: ciphertext does not authenticate (altered or moved)")]
     Tampered { tenant: TenantId, position: u64 },

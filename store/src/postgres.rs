@@ -14,6 +14,7 @@ use crate::error::{StoreError, quota_exceeded, unique_violation};
 use crate::model::{AppendOutcome, ExpectedVersion, Head};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static KEYS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/keys/postgres");
 
 #[derive(Debug, Clone)]
 pub(crate) struct Postgres {
@@ -21,6 +22,18 @@ pub(crate) struct Postgres {
 }
 
 impl Postgres {
+    /// A key store apart from the event database: the key tables only.
+    pub(crate) async fn connect_keys(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        KEYS_MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
     pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
         let pool = PgPoolOptions::new()
@@ -54,148 +67,6 @@ fn raw(row: &PgRow) -> Result<RawEvent, sqlx::Error> {
 
 #[async_trait]
 impl Backend for Postgres {
-    async fn load_key(&self, tenant: TenantId) -> Result<StoredKey, StoreError> {
-        let row: Option<(Option<Vec<u8>>,)> =
-            sqlx::query_as("SELECT wrapped_key FROM tenant_keys WHERE tenant_id = $1")
-                .bind(tenant.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(StoredKey::from_row(row))
-    }
-
-    async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenant_keys (tenant_id, wrapped_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant.as_uuid())
-        .bind(wrapped)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn load_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<StoredKey, StoreError> {
-        let row: Option<(Option<Vec<u8>>,)> =
-            sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE tenant_id = $1 AND subject_id = $2")
-                .bind(tenant.as_uuid())
-                .bind(subject)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(StoredKey::from_row(row))
-    }
-
-    async fn insert_subject_key(
-        &self,
-        tenant: TenantId,
-        subject: Uuid,
-        wrapped: &[u8],
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant.as_uuid())
-        .bind(subject)
-        .bind(wrapped)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn tenant_keys_after(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
-        let rows: Vec<(Uuid, Vec<u8>)> = match after {
-            None => sqlx::query_as(
-                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL
-                 ORDER BY tenant_id LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?,
-            Some(after) => sqlx::query_as(
-                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL AND tenant_id > $1
-                 ORDER BY tenant_id LIMIT $2",
-            )
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?,
-        };
-        Ok(rows)
-    }
-
-    async fn subject_keys_after(
-        &self,
-        after: Option<(Uuid, Uuid)>,
-        limit: u32,
-    ) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
-        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = match after {
-            None => sqlx::query_as(
-                "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL
-                 ORDER BY tenant_id, subject_id LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?,
-            Some((tenant, subject)) => {
-                sqlx::query_as(
-                    "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys
-                 WHERE wrapped_key IS NOT NULL AND (tenant_id > $1 OR (tenant_id = $2 AND subject_id > $3))
-                 ORDER BY tenant_id, subject_id LIMIT $4",
-                )
-                .bind(tenant)
-                .bind(tenant)
-                .bind(subject)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        Ok(rows)
-    }
-
-    async fn rewrap(
-        &self,
-        tenant: Uuid,
-        subject: Option<Uuid>,
-        old: &[u8],
-        new: &[u8],
-    ) -> Result<bool, StoreError> {
-        let done = match subject {
-            None => sqlx::query("UPDATE tenant_keys SET wrapped_key = $1 WHERE tenant_id = $2 AND wrapped_key = $3")
-                .bind(new)
-                .bind(tenant)
-                .bind(old)
-                .execute(&self.pool)
-                .await?,
-            Some(subject) => sqlx::query(
-                "UPDATE subject_keys SET wrapped_key = $1 WHERE tenant_id = $2 AND subject_id = $3 AND wrapped_key = $4",
-            )
-            .bind(new)
-            .bind(tenant)
-            .bind(subject)
-            .bind(old)
-            .execute(&self.pool)
-            .await?,
-        };
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, destroyed_at) VALUES ($1, $2, NULL, now())
-             ON CONFLICT (tenant_id, subject_id) DO UPDATE SET wrapped_key = NULL,
-                 destroyed_at = COALESCE(subject_keys.destroyed_at, now())",
-        )
-        .bind(tenant.as_uuid())
-        .bind(subject)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id = tenant.as_uuid();
@@ -243,18 +114,6 @@ impl Backend for Postgres {
         let list: Vec<String> = tables.iter().map(|(t,)| format!("\"{}\"", t.replace('"', "\"\""))).collect();
         // Outside any transaction, in the simple protocol, as VACUUM must be.
         sqlx::raw_sql(&format!("VACUUM {}", list.join(", "))).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn destroy_key(&self, tenant: TenantId) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenant_keys (tenant_id, wrapped_key, destroyed_at) VALUES ($1, NULL, now())
-             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
-                 destroyed_at = COALESCE(tenant_keys.destroyed_at, now())",
-        )
-        .bind(tenant.as_uuid())
-        .execute(&self.pool)
-        .await?;
         Ok(())
     }
 
@@ -519,5 +378,231 @@ impl Backend for Postgres {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|(t, p)| (TenantId::from_uuid(t), p as u64)).collect())
+    }
+}
+
+#[async_trait]
+impl KeyBackend for Postgres {
+    async fn load_key(&self, tenant: TenantId) -> Result<StoredKey, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT wrapped_key FROM tenant_keys WHERE tenant_id = $1")
+                .bind(tenant.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(StoredKey::from_row(row))
+    }
+
+    async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_uuid())
+        .bind(wrapped)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<StoredKey, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE tenant_id = $1 AND subject_id = $2")
+                .bind(tenant.as_uuid())
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(StoredKey::from_row(row))
+    }
+
+    async fn insert_subject_key(
+        &self,
+        tenant: TenantId,
+        subject: Uuid,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject)
+        .bind(wrapped)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn tenant_keys_after(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+        let rows: Vec<(Uuid, Vec<u8>)> = match after {
+            None => sqlx::query_as(
+                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL
+                 ORDER BY tenant_id LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+            Some(after) => sqlx::query_as(
+                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL AND tenant_id > $1
+                 ORDER BY tenant_id LIMIT $2",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+        };
+        Ok(rows)
+    }
+
+    async fn subject_keys_after(
+        &self,
+        after: Option<(Uuid, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
+        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = match after {
+            None => sqlx::query_as(
+                "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL
+                 ORDER BY tenant_id, subject_id LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+            Some((tenant, subject)) => {
+                sqlx::query_as(
+                    "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys
+                 WHERE wrapped_key IS NOT NULL AND (tenant_id > $1 OR (tenant_id = $2 AND subject_id > $3))
+                 ORDER BY tenant_id, subject_id LIMIT $4",
+                )
+                .bind(tenant)
+                .bind(tenant)
+                .bind(subject)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    async fn rewrap(
+        &self,
+        tenant: Uuid,
+        subject: Option<Uuid>,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = match subject {
+            None => sqlx::query("UPDATE tenant_keys SET wrapped_key = $1 WHERE tenant_id = $2 AND wrapped_key = $3")
+                .bind(new)
+                .bind(tenant)
+                .bind(old)
+                .execute(&self.pool)
+                .await?,
+            Some(subject) => sqlx::query(
+                "UPDATE subject_keys SET wrapped_key = $1 WHERE tenant_id = $2 AND subject_id = $3 AND wrapped_key = $4",
+            )
+            .bind(new)
+            .bind(tenant)
+            .bind(subject)
+            .bind(old)
+            .execute(&self.pool)
+            .await?,
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, destroyed_at) VALUES ($1, $2, NULL, now())
+             ON CONFLICT (tenant_id, subject_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(subject_keys.destroyed_at, now())",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn destroy_key(&self, tenant: TenantId) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key, destroyed_at) VALUES ($1, NULL, now())
+             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(tenant_keys.destroyed_at, now())",
+        )
+        .bind(tenant.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_keys(&self, tenant: TenantId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM subject_keys WHERE tenant_id = $1")
+            .bind(tenant.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key, destroyed_at) VALUES ($1, NULL, now())
+             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(tenant_keys.destroyed_at, now())",
+        )
+        .bind(tenant.as_uuid())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn scrub_keys(&self) -> Result<(), StoreError> {
+        // Dead versions of destroyed keys are pruned (VACUUM does not zero the space it
+        // frees; the README says what that leaves and for how long).
+        sqlx::raw_sql("VACUUM tenant_keys, subject_keys").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn export_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let tenants: Vec<(Uuid, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT tenant_id, wrapped_key FROM tenant_keys").fetch_all(&self.pool).await?;
+        let subjects: Vec<(Uuid, Uuid, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT tenant_id, subject_id, wrapped_key FROM subject_keys")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(key_rows(tenants, subjects))
+    }
+
+    async fn import_keys(&self, rows: &[KeyRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            let destroyed = row.wrapped.is_none().then(chrono::Utc::now);
+            let query = match row.subject {
+                None => sqlx::query(
+                    "INSERT INTO tenant_keys (tenant_id, wrapped_key, destroyed_at) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(row.tenant),
+                Some(subject) => sqlx::query(
+                    "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, destroyed_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(row.tenant)
+                .bind(subject),
+            };
+            query.bind(row.wrapped.as_deref()).bind(destroyed).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn drop_wrapped_keys(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let subjects = sqlx::query("DELETE FROM subject_keys").execute(&mut *tx).await?.rows_affected();
+        let tenants = sqlx::query("DELETE FROM tenant_keys WHERE wrapped_key IS NOT NULL")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(subjects + tenants)
     }
 }

@@ -20,6 +20,7 @@ use crate::error::{StoreError, unique_violation};
 use crate::model::{AppendOutcome, Head};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static KEYS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/keys/sqlite");
 
 #[derive(Debug, Clone)]
 pub(crate) struct Sqlite {
@@ -57,6 +58,22 @@ impl Sqlite {
         Ok(Self { write, read })
     }
 
+    /// Open a key store apart from the event database (`keys.db`): the key tables only.
+    pub(crate) async fn open_keys(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A key is written once per tenant or person: durability over speed.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("secure_delete", "ON");
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        KEYS_MIGRATOR.run(&write).await?;
+        let read = SqlitePoolOptions::new().max_connections(2).connect_with(options.read_only(true)).await?;
+        Ok(Self { write, read })
+    }
+
     /// Open from a `sqlite://PATH` url.
     pub(crate) async fn open_url(url: &str) -> Result<Self, StoreError> {
         let path = url
@@ -90,153 +107,6 @@ fn raw(row: &SqliteRow) -> Result<RawEvent, sqlx::Error> {
 
 #[async_trait]
 impl Backend for Sqlite {
-    async fn load_key(&self, tenant: TenantId) -> Result<StoredKey, StoreError> {
-        let row: Option<(Option<Vec<u8>>,)> =
-            sqlx::query_as("SELECT wrapped_key FROM tenant_keys WHERE tenant_id = ?")
-                .bind(tenant.as_uuid())
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(StoredKey::from_row(row))
-    }
-
-    async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant.as_uuid())
-        .bind(wrapped)
-        .bind(now_ms())
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
-    async fn load_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<StoredKey, StoreError> {
-        let row: Option<(Option<Vec<u8>>,)> =
-            sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE tenant_id = ? AND subject_id = ?")
-                .bind(tenant.as_uuid())
-                .bind(subject)
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(StoredKey::from_row(row))
-    }
-
-    async fn insert_subject_key(
-        &self,
-        tenant: TenantId,
-        subject: Uuid,
-        wrapped: &[u8],
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant.as_uuid())
-        .bind(subject)
-        .bind(wrapped)
-        .bind(now_ms())
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
-    async fn tenant_keys_after(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
-        let rows: Vec<(Uuid, Vec<u8>)> = match after {
-            None => sqlx::query_as(
-                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL
-                 ORDER BY tenant_id LIMIT ?",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?,
-            Some(after) => sqlx::query_as(
-                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL AND tenant_id > ?
-                 ORDER BY tenant_id LIMIT ?",
-            )
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?,
-        };
-        Ok(rows)
-    }
-
-    async fn subject_keys_after(
-        &self,
-        after: Option<(Uuid, Uuid)>,
-        limit: u32,
-    ) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
-        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = match after {
-            None => sqlx::query_as(
-                "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL
-                 ORDER BY tenant_id, subject_id LIMIT ?",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?,
-            Some((tenant, subject)) => {
-                sqlx::query_as(
-                    "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys
-                 WHERE wrapped_key IS NOT NULL AND (tenant_id > ? OR (tenant_id = ? AND subject_id > ?))
-                 ORDER BY tenant_id, subject_id LIMIT ?",
-                )
-                .bind(tenant)
-                .bind(tenant)
-                .bind(subject)
-                .bind(i64::from(limit))
-                .fetch_all(&self.read)
-                .await?
-            }
-        };
-        Ok(rows)
-    }
-
-    async fn rewrap(
-        &self,
-        tenant: Uuid,
-        subject: Option<Uuid>,
-        old: &[u8],
-        new: &[u8],
-    ) -> Result<bool, StoreError> {
-        let done = match subject {
-            None => sqlx::query("UPDATE tenant_keys SET wrapped_key = ? WHERE tenant_id = ? AND wrapped_key = ?")
-                .bind(new)
-                .bind(tenant)
-                .bind(old)
-                .execute(&self.write)
-                .await?,
-            Some(subject) => sqlx::query(
-                "UPDATE subject_keys SET wrapped_key = ? WHERE tenant_id = ? AND subject_id = ? AND wrapped_key = ?",
-            )
-            .bind(new)
-            .bind(tenant)
-            .bind(subject)
-            .bind(old)
-            .execute(&self.write)
-            .await?,
-        };
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, created_at, destroyed_at)
-             VALUES (?1, ?2, NULL, ?3, ?3)
-             ON CONFLICT (tenant_id, subject_id) DO UPDATE SET wrapped_key = NULL,
-                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
-        )
-        .bind(tenant.as_uuid())
-        .bind(subject)
-        .bind(now_ms())
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
     async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let id = tenant.as_uuid();
@@ -262,19 +132,6 @@ impl Backend for Sqlite {
 
     async fn scrub(&self) -> Result<(), StoreError> {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.write).await?;
-        Ok(())
-    }
-
-    async fn destroy_key(&self, tenant: TenantId) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at, destroyed_at) VALUES (?1, NULL, ?2, ?2)
-             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
-                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
-        )
-        .bind(tenant.as_uuid())
-        .bind(now_ms())
-        .execute(&self.write)
-        .await?;
         Ok(())
     }
 
@@ -562,5 +419,237 @@ impl Backend for Sqlite {
         .fetch_all(&self.read)
         .await?;
         Ok(rows.into_iter().map(|(t, p)| (TenantId::from_uuid(t), p as u64)).collect())
+    }
+}
+
+#[async_trait]
+impl KeyBackend for Sqlite {
+    async fn load_key(&self, tenant: TenantId) -> Result<StoredKey, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT wrapped_key FROM tenant_keys WHERE tenant_id = ?")
+                .bind(tenant.as_uuid())
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(StoredKey::from_row(row))
+    }
+
+    async fn insert_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_uuid())
+        .bind(wrapped)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<StoredKey, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE tenant_id = ? AND subject_id = ?")
+                .bind(tenant.as_uuid())
+                .bind(subject)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(StoredKey::from_row(row))
+    }
+
+    async fn insert_subject_key(
+        &self,
+        tenant: TenantId,
+        subject: Uuid,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject)
+        .bind(wrapped)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn tenant_keys_after(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+        let rows: Vec<(Uuid, Vec<u8>)> = match after {
+            None => sqlx::query_as(
+                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL
+                 ORDER BY tenant_id LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?,
+            Some(after) => sqlx::query_as(
+                "SELECT tenant_id, wrapped_key FROM tenant_keys WHERE wrapped_key IS NOT NULL AND tenant_id > ?
+                 ORDER BY tenant_id LIMIT ?",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?,
+        };
+        Ok(rows)
+    }
+
+    async fn subject_keys_after(
+        &self,
+        after: Option<(Uuid, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
+        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = match after {
+            None => sqlx::query_as(
+                "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL
+                 ORDER BY tenant_id, subject_id LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?,
+            Some((tenant, subject)) => {
+                sqlx::query_as(
+                    "SELECT tenant_id, subject_id, wrapped_key FROM subject_keys
+                 WHERE wrapped_key IS NOT NULL AND (tenant_id > ? OR (tenant_id = ? AND subject_id > ?))
+                 ORDER BY tenant_id, subject_id LIMIT ?",
+                )
+                .bind(tenant)
+                .bind(tenant)
+                .bind(subject)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    async fn rewrap(
+        &self,
+        tenant: Uuid,
+        subject: Option<Uuid>,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = match subject {
+            None => sqlx::query("UPDATE tenant_keys SET wrapped_key = ? WHERE tenant_id = ? AND wrapped_key = ?")
+                .bind(new)
+                .bind(tenant)
+                .bind(old)
+                .execute(&self.write)
+                .await?,
+            Some(subject) => sqlx::query(
+                "UPDATE subject_keys SET wrapped_key = ? WHERE tenant_id = ? AND subject_id = ? AND wrapped_key = ?",
+            )
+            .bind(new)
+            .bind(tenant)
+            .bind(subject)
+            .bind(old)
+            .execute(&self.write)
+            .await?,
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn destroy_subject_key(&self, tenant: TenantId, subject: Uuid) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, created_at, destroyed_at)
+             VALUES (?1, ?2, NULL, ?3, ?3)
+             ON CONFLICT (tenant_id, subject_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn destroy_key(&self, tenant: TenantId) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at, destroyed_at) VALUES (?1, NULL, ?2, ?2)
+             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_keys(&self, tenant: TenantId) -> Result<(), StoreError> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM subject_keys WHERE tenant_id = ?")
+            .bind(tenant.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at, destroyed_at) VALUES (?1, NULL, ?2, ?2)
+             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
+                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn scrub_keys(&self) -> Result<(), StoreError> {
+        // secure_delete zeroed the freed bytes in the pages; the WAL's copies go here.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.write).await?;
+        Ok(())
+    }
+
+    async fn export_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let tenants: Vec<(Uuid, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT tenant_id, wrapped_key FROM tenant_keys").fetch_all(&self.write).await?;
+        let subjects: Vec<(Uuid, Uuid, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT tenant_id, subject_id, wrapped_key FROM subject_keys")
+                .fetch_all(&self.write)
+                .await?;
+        Ok(key_rows(tenants, subjects))
+    }
+
+    async fn import_keys(&self, rows: &[KeyRow]) -> Result<(), StoreError> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        for row in rows {
+            let (now, destroyed) = (now_ms(), row.wrapped.is_none().then(now_ms));
+            let query = match row.subject {
+                None => sqlx::query(
+                    "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at, destroyed_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(row.tenant),
+                Some(subject) => sqlx::query(
+                    "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key, created_at, destroyed_at)
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(row.tenant)
+                .bind(subject),
+            };
+            query.bind(row.wrapped.as_deref()).bind(now).bind(destroyed).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn drop_wrapped_keys(&self) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let subjects = sqlx::query("DELETE FROM subject_keys").execute(&mut *tx).await?.rows_affected();
+        let tenants = sqlx::query("DELETE FROM tenant_keys WHERE wrapped_key IS NOT NULL")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(subjects + tenants)
     }
 }

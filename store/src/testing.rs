@@ -71,6 +71,47 @@ impl Harness {
     }
 }
 
+/// An empty PostgreSQL database of a test's own (for a key store apart, or a restored
+/// backup), dropped with this value; `None` where no server answers, as [`Harness::postgres`].
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl ScratchDatabase {
+    pub async fn create() -> Option<Self> {
+        let admin_url = postgres_url();
+        let connect =
+            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin_url)).await;
+        let Ok(Ok(mut admin)) = connect else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL at {admin_url} is unreachable under CI");
+            }
+            eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable");
+            return None;
+        };
+        let name = format!("tenantry_scratch_{}", uuid::Uuid::new_v4().simple());
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        Some(Self { url: database_url(&admin_url, &name), admin_url, name })
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
         let Some((admin_url, name)) = self.pg.take() else {

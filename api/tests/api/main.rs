@@ -47,6 +47,7 @@ fn settings(dir: &std::path::Path) -> Settings {
             data_dir: dir.join("data"),
             database_url: None,
             master_key_file: None,
+            key_store: None,
             prices_file: None,
             nats_url: None,
         },

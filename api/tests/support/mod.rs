@@ -28,6 +28,7 @@ pub(crate) fn server_settings(
             data_dir: dir.join("data"),
             database_url,
             master_key_file: Some(dir.join("master.key")),
+            key_store: None,
             prices_file: None,
             nats_url,
         },

@@ -6,9 +6,9 @@ impl EventStore {
     /// Destroy the tenant's data key: every copy of its events becomes unreadable for good.
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
     pub async fn destroy_key(&self, ctx: &TenantContext) -> Result<(), StoreError> {
-        self.backend.destroy_key(ctx.tenant_id).await?;
+        self.keys.destroy_key(ctx.tenant_id).await?;
         self.vault.forget(ctx.tenant_id);
-        Ok(())
+        self.scrub_destroyed_keys().await
     }
 
     /// Delete the tenant's whole log: events, streams, idempotency keys and head. The data key
@@ -17,7 +17,13 @@ impl EventStore {
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id), err)]
     pub async fn purge_log(&self, ctx: &TenantContext) -> Result<u64, StoreError> {
         self.destroy_key(ctx).await?;
-        self.backend.purge_log(ctx.tenant_id).await
+        let events = self.backend.purge_log(ctx.tenant_id).await?;
+        if self.keys_apart {
+            // The persons' and conversations' keys go too (the event database's copy of the
+            // tenant's row stays, destroyed: it refuses appends to the purged tenant).
+            self.keys.purge_keys(ctx.tenant_id).await?;
+        }
+        Ok(events)
     }
 
     /// Wrap every data key (tenants' and persons', not destroyed ones) with `to` instead of
@@ -32,7 +38,7 @@ impl EventStore {
         let mut report = Rewrapped::default();
         let mut after = None;
         loop {
-            let page = self.backend.tenant_keys_after(after, 500).await?;
+            let page = self.keys.tenant_keys_after(after, 500).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.0);
             for (tenant, wrapped) in &page {
@@ -43,7 +49,7 @@ impl EventStore {
         }
         let mut after = None;
         loop {
-            let page = self.backend.subject_keys_after(after, 500).await?;
+            let page = self.keys.subject_keys_after(after, 500).await?;
             let Some(last) = page.last() else { break };
             after = Some((last.0, last.1));
             for (tenant, subject, wrapped) in &page {
@@ -70,7 +76,7 @@ impl EventStore {
             return Ok(Rewrap::Unreadable);
         };
         let new = to.wrap(&raw, context).await?;
-        Ok(if self.backend.rewrap(tenant, subject, wrapped, &new).await? {
+        Ok(if self.keys.rewrap(tenant, subject, wrapped, &new).await? {
             Rewrap::Done
         } else {
             Rewrap::Changed
@@ -80,7 +86,11 @@ impl EventStore {
     /// Make deleted rows unrecoverable from the database files where the backend allows it
     /// (SQLite: zeroed pages and a truncated WAL). PostgreSQL keeps dead tuples until VACUUM.
     pub async fn scrub(&self) -> Result<(), StoreError> {
-        self.backend.scrub().await
+        self.backend.scrub().await?;
+        if self.keys_apart {
+            self.keys.scrub_keys().await?;
+        }
+        Ok(())
     }
 
     /// Recompute the hash chain over positions `from..=to` (to the head when `to` is `None`).

@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 use tenantry_domain::{Event, EventId, Metadata, Personal, StreamId, TenantContext, TenantId, UserId, codec};
 use tokio::sync::broadcast;
 
-use crate::backend::{Attempt, Backend, RawEvent, SealedBatch, SealedBlob, SealedEvent, StoredKey, to_hash};
+use crate::backend::{
+    Attempt, Backend, KeyBackend, RawEvent, SealedBatch, SealedBlob, SealedEvent, StoredKey, to_hash,
+};
 use crate::chain::{ChainLink, ChainReport, GENESIS, link_hash};
 use crate::crypto::{DataKey, KeyVault, MasterKey, Part, SubjectKey};
 use crate::error::StoreError;
@@ -52,6 +54,10 @@ pub struct SealedCommit {
 #[derive(Clone)]
 pub struct EventStore {
     backend: Arc<dyn Backend>,
+    /// Where the data keys are: the event database itself, or a key store apart from it
+    /// ([`EventStore::with_key_store`]).
+    keys: Arc<dyn KeyBackend>,
+    keys_apart: bool,
     vault: Arc<KeyVault>,
     database: Database,
     committed: broadcast::Sender<Committed>,
@@ -89,19 +95,66 @@ impl EventStore {
     ) -> Result<Self, StoreError> {
         let backend = Postgres::connect(url, max_connections).await?;
         let database = Database::Postgres(backend.pool.clone());
-        Ok(Self::new(Arc::new(backend), database, master))
+        Ok(Self::new(backend, database, master))
     }
 
     fn with_sqlite(backend: Sqlite, master: &MasterKey) -> Self {
         let database = Database::Sqlite { write: backend.write.clone(), read: backend.read.clone() };
-        Self::new(Arc::new(backend), database, master)
+        Self::new(backend, database, master)
     }
 
-    fn new(backend: Arc<dyn Backend>, database: Database, master: &MasterKey) -> Self {
+    fn new<B: Backend + KeyBackend + 'static>(backend: B, database: Database, master: &MasterKey) -> Self {
         let (committed, _) = broadcast::channel(4096);
         let (sealed, _) = broadcast::channel(4096);
         let wrapper = Arc::new(crate::crypto::LocalKeyWrapper::new(master));
-        Self { backend, vault: Arc::new(KeyVault::new(wrapper)), database, committed, sealed }
+        let backend = Arc::new(backend);
+        Self {
+            backend: backend.clone(),
+            keys: backend,
+            keys_apart: false,
+            vault: Arc::new(KeyVault::new(wrapper)),
+            database,
+            committed,
+            sealed,
+        }
+    }
+
+    /// The same store with its data keys in a key store apart from the event database:
+    /// `sqlite://PATH` (a file of its own, `secure_delete` on) or `postgres://…` (another
+    /// database). A backup of the event database then holds no key. Keys still in the event
+    /// database (a store made before key stores) move over first: copied, then deleted there
+    /// and the deleted rows scrubbed; interrupted, the next open carries on.
+    pub async fn with_key_store(self, url: &str) -> Result<Self, StoreError> {
+        let keys: Arc<dyn KeyBackend> = if url.starts_with("postgres://") || url.starts_with("postgresql://")
+        {
+            Arc::new(Postgres::connect_keys(url).await?)
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Arc::new(Sqlite::open_keys(Path::new(path.split('?').next().unwrap_or(path))).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.chars().take(40).collect()));
+        };
+        let held_here = self.keys.export_keys().await?;
+        if held_here.iter().any(|row| row.wrapped.is_some() || row.subject.is_some()) {
+            keys.import_keys(&held_here).await?;
+            let moved = self.keys.drop_wrapped_keys().await?;
+            self.backend.scrub().await?;
+            tracing::info!(keys = moved, "moved the data keys from the event database to the key store");
+        }
+        Ok(Self { keys, keys_apart: true, ..self })
+    }
+
+    /// After a key is destroyed in a key store apart: its bytes scrubbed from the files.
+    /// (In the event database they go with the purge's scrub.)
+    async fn scrub_destroyed_keys(&self) -> Result<(), StoreError> {
+        if self.keys_apart {
+            self.keys.scrub_keys().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether data keys are kept apart from the event database.
+    pub fn keys_apart(&self) -> bool {
+        self.keys_apart
     }
 
     /// The same store with data keys wrapped by `wrapper` (a key management service) instead
@@ -155,16 +208,23 @@ impl EventStore {
         if let Some(key) = self.vault.cached(tenant) {
             return Ok(key);
         }
-        match self.backend.load_key(tenant).await? {
+        match self.keys.load_key(tenant).await? {
             StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped).await,
             StoredKey::Destroyed => Err(StoreError::KeyDestroyed { tenant }),
             StoredKey::Missing if create => {
-                self.backend.insert_key(tenant, &self.vault.new_wrapped(tenant).await?).await?;
+                // A tenant with a log always has a key: none here means the wrong key store.
+                if self.keys_apart && self.backend.head(tenant).await?.is_some() {
+                    return Err(StoreError::KeyMissing { tenant });
+                }
+                self.keys.insert_key(tenant, &self.vault.new_wrapped(tenant).await?).await?;
                 // Load again: a concurrent first append may have stored its key first.
-                match self.backend.load_key(tenant).await? {
+                match self.keys.load_key(tenant).await? {
                     StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped).await,
                     _ => Err(StoreError::KeyDestroyed { tenant }),
                 }
+            }
+            StoredKey::Missing if self.keys_apart && self.backend.head(tenant).await?.is_some() => {
+                Err(StoreError::KeyMissing { tenant })
             }
             StoredKey::Missing => Err(StoreError::KeyDestroyed { tenant }),
         }
@@ -182,16 +242,16 @@ impl EventStore {
         if let Some(key) = self.vault.cached_subject(tenant, subject) {
             return Ok(Some(key));
         }
-        match self.backend.load_subject_key(tenant, subject).await? {
+        match self.keys.load_subject_key(tenant, subject).await? {
             StoredKey::Wrapped(wrapped) => {
                 self.vault.unwrap_subject(tenant, subject, &wrapped).await.map(Some)
             }
             StoredKey::Destroyed => Ok(None),
             StoredKey::Missing if create => {
                 let wrapped = self.vault.new_wrapped_subject(tenant, subject).await?;
-                self.backend.insert_subject_key(tenant, subject, &wrapped).await?;
+                self.keys.insert_subject_key(tenant, subject, &wrapped).await?;
                 // Load again: a concurrent first use may have stored its key first.
-                match self.backend.load_subject_key(tenant, subject).await? {
+                match self.keys.load_subject_key(tenant, subject).await? {
                     StoredKey::Wrapped(wrapped) => {
                         self.vault.unwrap_subject(tenant, subject, &wrapped).await.map(Some)
                     }
@@ -269,9 +329,9 @@ impl EventStore {
         ctx: &TenantContext,
         conversation: tenantry_domain::ConversationId,
     ) -> Result<(), StoreError> {
-        self.backend.destroy_subject_key(ctx.tenant_id, *conversation.as_uuid()).await?;
+        self.keys.destroy_subject_key(ctx.tenant_id, *conversation.as_uuid()).await?;
         self.vault.forget_subject(ctx.tenant_id, *conversation.as_uuid());
-        Ok(())
+        self.scrub_destroyed_keys().await
     }
 
     /// Erase one person of the tenant: destroy their data key, so every personal value sealed
@@ -279,9 +339,9 @@ impl EventStore {
     /// copy of the log. The events, their positions and the hash chain stay as they were.
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id, user_id = %user), err)]
     pub async fn erase_subject(&self, ctx: &TenantContext, user: UserId) -> Result<(), StoreError> {
-        self.backend.destroy_subject_key(ctx.tenant_id, *user.as_uuid()).await?;
+        self.keys.destroy_subject_key(ctx.tenant_id, *user.as_uuid()).await?;
         self.vault.forget_subject(ctx.tenant_id, *user.as_uuid());
-        Ok(())
+        self.scrub_destroyed_keys().await
     }
 
     /// Append events atomically to one or more streams of the context's tenant.
