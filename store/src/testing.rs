@@ -19,7 +19,8 @@ pub struct Harness {
     /// The master key, for processes a test starts.
     pub master: MasterKey,
     dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    /// The database, dropped with the harness.
+    _pg: Option<ScratchDatabase>,
 }
 
 /// The server PostgreSQL tests use.
@@ -39,35 +40,17 @@ impl Harness {
         let master = MasterKey::generate();
         let path = dir.path().join("events.db");
         let store = EventStore::open_sqlite(&path, &master).await.expect("sqlite store opens");
-        Self { store, url: format!("sqlite://{}", path.display()), master, dir: Some(dir), pg: None }
+        Self { store, url: format!("sqlite://{}", path.display()), master, dir: Some(dir), _pg: None }
     }
 
     /// A store on a new PostgreSQL database, or `None` (with a SKIPPED line) when no server
     /// answers. Under `CI=true` an unreachable server fails the test instead.
     pub async fn postgres() -> Option<Self> {
-        let admin_url = postgres_url();
-        let connect =
-            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin_url)).await;
-        let mut admin = match connect {
-            Ok(Ok(conn)) => conn,
-            failure => {
-                let why = match failure {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_owned(),
-                };
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("PostgreSQL at {admin_url} is unreachable under CI: {why}");
-                }
-                eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable ({why})");
-                return None;
-            }
-        };
-        let name = format!("tenantry_test_{}", uuid::Uuid::new_v4().simple());
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
-        let url = database_url(&admin_url, &name);
+        let database = ScratchDatabase::create().await?;
         let master = MasterKey::generate();
-        let store = EventStore::open_postgres(&url, &master, 20).await.expect("postgres store opens");
-        Some(Self { store, url, master, dir: None, pg: Some((admin_url, name)) })
+        let store =
+            EventStore::open_postgres(&database.url, &master, 20).await.expect("postgres store opens");
+        Some(Self { store, url: database.url.clone(), master, dir: None, _pg: Some(database) })
     }
 }
 
@@ -85,12 +68,19 @@ impl ScratchDatabase {
         let admin_url = postgres_url();
         let connect =
             tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin_url)).await;
-        let Ok(Ok(mut admin)) = connect else {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL at {admin_url} is unreachable under CI");
+        let mut admin = match connect {
+            Ok(Ok(conn)) => conn,
+            failure => {
+                let why = match failure {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("PostgreSQL at {admin_url} is unreachable under CI: {why}");
+                }
+                eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable ({why})");
+                return None;
             }
-            eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable");
-            return None;
         };
         let name = format!("tenantry_scratch_{}", uuid::Uuid::new_v4().simple());
         admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
@@ -101,23 +91,6 @@ impl ScratchDatabase {
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
-                admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok()
-            })
-        })
-        .join();
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let Some((admin_url, name)) = self.pg.take() else {
-            return;
-        };
-        // Dropping runs outside the test's runtime; a helper thread has its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
