@@ -40,6 +40,11 @@ pub struct Header {
     pub head_position: u64,
     /// The store's chain hash at `head_position` (hex).
     pub head_hash: String,
+    /// A person's own export: only the events naming them (their profile, keys, the
+    /// conversations they opened and everything in them, what they did), at increasing
+    /// positions with the others left out. Absent from a whole tenant's export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<uuid::Uuid>,
 }
 
 /// One event line, as written.
@@ -301,7 +306,7 @@ impl<'a> Exporter<'a> {
         out: &mut W,
         progress: &mut dyn ExportProgress,
     ) -> Result<Summary, StoreError> {
-        self.write(self.lines(ctx, None).await?, out, progress).await
+        self.write(self.lines(ctx, None, None).await?, out, progress).await
     }
 
     /// Carry on an export that was interrupted: `resume` is what [`resume_point`] found in
@@ -315,7 +320,7 @@ impl<'a> Exporter<'a> {
         out: &mut W,
         progress: &mut dyn ExportProgress,
     ) -> Result<Summary, StoreError> {
-        self.write(self.lines(ctx, Some(resume)).await?, out, progress).await
+        self.write(self.lines(ctx, Some(resume), None).await?, out, progress).await
     }
 
     async fn write<W: Write + Send>(
@@ -342,19 +347,38 @@ impl<'a> Exporter<'a> {
         &self,
         ctx: &TenantContext,
     ) -> Result<impl Stream<Item = Result<Vec<u8>, StoreError>> + Send + 'static, StoreError> {
-        Ok(self.lines(ctx, None).await?.filter_map(|c| async move {
+        Ok(Self::bytes(self.lines(ctx, None, None).await?))
+    }
+
+    /// A person's own export (GDPR articles 15 and 20) as byte chunks: the header names
+    /// them, and only the events naming them follow, each with its position and chain hash,
+    /// under the same export hash chain. A person whose key was destroyed exports as
+    /// `[erased]`, like every copy of the log.
+    pub async fn subject_chunks(
+        &self,
+        ctx: &TenantContext,
+        subject: uuid::Uuid,
+    ) -> Result<impl Stream<Item = Result<Vec<u8>, StoreError>> + Send + 'static, StoreError> {
+        Ok(Self::bytes(self.lines(ctx, None, Some(subject)).await?))
+    }
+
+    fn bytes(
+        lines: impl Stream<Item = Result<Chunk, StoreError>> + Send + 'static,
+    ) -> impl Stream<Item = Result<Vec<u8>, StoreError>> + Send + 'static {
+        lines.filter_map(|c| async move {
             match c {
                 Ok(Chunk::Bytes(b)) => Some(Ok(b)),
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
             }
-        }))
+        })
     }
 
     async fn lines(
         &self,
         ctx: &TenantContext,
         resume: Option<ResumePoint>,
+        subject: Option<uuid::Uuid>,
     ) -> Result<impl Stream<Item = Result<Chunk, StoreError>> + Send + 'static, StoreError> {
         let tenant = ctx.tenant_id;
         let mut first = Vec::new();
@@ -371,6 +395,7 @@ impl<'a> Exporter<'a> {
                     exported_at: timestamp(Utc::now()),
                     head_position: head.position,
                     head_hash: hex::encode(head.last_hash),
+                    subject,
                 };
                 write_line(&mut first, &[0; 32], &header)?;
                 let start = seed(tenant, head.position, &header.head_hash);
@@ -382,7 +407,17 @@ impl<'a> Exporter<'a> {
             let keep = e.as_ref().map_or(true, |e| e.position <= head);
             async move { keep }
         });
-        let state = ExportState { tenant, prev, count, head, header: header.head_hash };
+        let selection = header.subject.map(Selection::new);
+        let state = ExportState {
+            tenant,
+            prev,
+            count,
+            seen: count,
+            last: count,
+            head,
+            header: header.head_hash,
+            selection,
+        };
         let body = events.chunks(512).scan(state, |state, page| {
             let out = match state.page(page) {
                 Ok(chunks) => chunks.into_iter().map(Ok).collect(),
@@ -434,7 +469,11 @@ pub fn resume_point<R: BufRead>(mut input: R) -> Result<Resume, VerifyError> {
     let Ok(header) = serde_json::from_str::<Header>(&format!("{covered}}}")) else {
         return Ok(Resume::Restart);
     };
-    if header.format != FORMAT || hex::encode(link(&[0; 32], covered.as_bytes())) != claimed {
+    // A person's export is made in one go (over HTTP): it is never resumed.
+    if header.format != FORMAT
+        || header.subject.is_some()
+        || hex::encode(link(&[0; 32], covered.as_bytes())) != claimed
+    {
         return Ok(Resume::Restart);
     }
     let mut point = ResumePoint {
@@ -473,9 +512,57 @@ enum Chunk {
 struct ExportState {
     tenant: TenantId,
     prev: [u8; 32],
+    /// Event lines written.
     count: u64,
+    /// Events read from the log (all of them, written or not).
+    seen: u64,
+    /// The position of the last event line written.
+    last: u64,
     head: u64,
     header: String,
+    /// A person's export: which events name them.
+    selection: Option<Selection>,
+}
+
+/// The events of a person's export: those whose data or metadata holds the person's id, and
+/// everything in the conversations those events opened.
+struct Selection {
+    names: Vec<String>,
+}
+
+impl Selection {
+    fn new(subject: uuid::Uuid) -> Self {
+        Self { names: vec![subject.to_string()] }
+    }
+
+    /// Whether `line` names the person (or one of their conversations); a conversation the
+    /// person opens joins the names.
+    fn takes(&mut self, line: &EventLineOut<'_>) -> Result<bool, StoreError> {
+        let data = serde_json::to_value(&line.data).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        let metadata =
+            serde_json::to_value(line.metadata).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        let named = |v: &serde_json::Value| mentions(v, &self.names);
+        if !(named(&data) || named(&metadata) || self.names.iter().any(|n| line.stream.contains(n.as_str())))
+        {
+            return Ok(false);
+        }
+        if let Some(conversation) = data.get("conversation_id").and_then(|c| c.as_str())
+            && !self.names.iter().any(|n| n == conversation)
+        {
+            self.names.push(conversation.to_owned());
+        }
+        Ok(true)
+    }
+}
+
+/// Whether any string in `value` holds one of `names`.
+fn mentions(value: &serde_json::Value, names: &[String]) -> bool {
+    match value {
+        serde_json::Value::String(s) => names.iter().any(|n| s.contains(n.as_str())),
+        serde_json::Value::Array(items) => items.iter().any(|v| mentions(v, names)),
+        serde_json::Value::Object(map) => map.values().any(|v| mentions(v, names)),
+        _ => false,
+    }
 }
 
 impl ExportState {
@@ -484,13 +571,14 @@ impl ExportState {
         let mut out = Vec::with_capacity(page.len() * 400);
         for event in page {
             let e = event?;
-            if e.position != self.count + 1 {
+            if e.position != self.seen + 1 {
                 return Err(StoreError::ChainBroken {
                     tenant: e.tenant_id,
-                    position: self.count + 1,
+                    position: self.seen + 1,
                     reason: "event missing".into(),
                 });
             }
+            self.seen = e.position;
             let line = EventLineOut {
                 position: e.position,
                 stream: &e.stream_id,
@@ -503,20 +591,26 @@ impl ExportState {
                 metadata: &e.metadata,
                 chain_hash: hex::encode(e.hash),
             };
+            if let Some(selection) = self.selection.as_mut()
+                && !selection.takes(&line)?
+            {
+                continue;
+            }
             self.prev = write_line(&mut out, &self.prev, &line)?;
             self.count += 1;
+            self.last = e.position;
         }
-        let done = self.count == self.head;
+        let done = self.seen == self.head;
         if done {
             let trailer = Trailer {
                 end: true,
                 count: self.count,
-                last_position: self.head,
+                last_position: self.last,
                 final_hash: hex::encode(self.prev),
             };
             write_line(&mut out, &self.prev, &trailer)?;
         }
-        let mut chunks = vec![Chunk::Bytes(out), Chunk::Progress(self.count, self.head)];
+        let mut chunks = vec![Chunk::Bytes(out), Chunk::Progress(self.seen, self.head)];
         if done {
             chunks.push(Chunk::Done(Summary {
                 tenant_id: self.tenant,
@@ -560,6 +654,7 @@ pub fn verify<R: BufRead>(
     }
     let mut prev = seed(header.tenant_id, header.head_position, &header.head_hash);
     let mut count = 0u64;
+    let mut last_position = 0u64;
     let mut last_chain_hash = String::new();
     while let Some(text) = next(&mut number)? {
         let line = number;
@@ -572,16 +667,18 @@ pub fn verify<R: BufRead>(
             if hex::encode(link(&prev, covered.as_bytes())) != claimed {
                 return Err(mismatch("its hash does not match"));
             }
-            if count < header.head_position {
+            let whole = header.subject.is_none();
+            if whole && count < header.head_position {
                 return Err(VerifyError::Truncated { last_position: count });
             }
-            if !trailer.end || trailer.count != count || trailer.last_position != header.head_position {
+            let last_expected = if whole { header.head_position } else { last_position };
+            if !trailer.end || trailer.count != count || trailer.last_position != last_expected {
                 return Err(mismatch("event count"));
             }
             if trailer.final_hash != hex::encode(prev) {
                 return Err(mismatch("final hash"));
             }
-            if count > 0 && last_chain_hash != header.head_hash {
+            if whole && count > 0 && last_chain_hash != header.head_hash {
                 return Err(mismatch("the last event's chain hash is not the header's head hash"));
             }
             if next(&mut number)?.is_some_and(|rest| !rest.is_empty()) {
@@ -597,8 +694,13 @@ pub fn verify<R: BufRead>(
         }
         let event: EventLine = serde_json::from_str(&text)
             .map_err(|e| malformed(line, format!("not an export event line: {e}")))?;
-        let expected = count + 1;
-        if event.position != expected || expected > header.head_position {
+        // A whole log has every position; a person's export increasing ones.
+        let expected = last_position + 1;
+        let in_sequence = match header.subject {
+            None => event.position == expected,
+            Some(_) => event.position >= expected,
+        };
+        if !in_sequence || event.position > header.head_position {
             return Err(VerifyError::OutOfSequence { line, expected, found: event.position });
         }
         let hash = link(&prev, covered.as_bytes());
@@ -606,11 +708,12 @@ pub fn verify<R: BufRead>(
             return Err(VerifyError::Edited { line, position: event.position });
         }
         prev = hash;
-        count = expected;
+        count += 1;
+        last_position = event.position;
         last_chain_hash.clone_from(&event.chain_hash);
         on_event(&header, event)?;
     }
-    Err(VerifyError::Truncated { last_position: count })
+    Err(VerifyError::Truncated { last_position })
 }
 
 /// Parse an export line's `recorded_at`.

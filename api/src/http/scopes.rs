@@ -39,6 +39,10 @@ pub fn needed(method: &Method, route: &str) -> Option<Result<Scope, ()>> {
     if rest.ends_with("/runtime") {
         return Some(Ok(Scope::RuntimeRead));
     }
+    // A person's export holds their conversations too: the export scope, not the users'.
+    if rest.ends_with("/export") {
+        return Some(Ok(Scope::ExportRead));
+    }
     let section = rest.trim_start_matches('/').split('/').next().unwrap_or_default();
     let read = method == Method::GET || method == Method::HEAD;
     Some(

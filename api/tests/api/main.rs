@@ -26,6 +26,7 @@ mod legal_hold;
 mod lists;
 mod operators;
 mod partners;
+mod person_export;
 mod quotas;
 mod rate;
 mod runtime;

@@ -406,6 +406,7 @@ fn operations() -> Vec<Operation> {
         op!("get", "/v1/tenants/{tenant_id}/quotas", "getQuotas", [(OK, "QuotaPage")], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/audit", "listAudit", [(OK, "AuditPage")], Query::Audit),
         op!("get", "/v1/tenants/{tenant_id}/export", "exportTenant", [], Query::None),
+        op!("get", "/v1/tenants/{tenant_id}/users/{user_id}/export", "exportUser", [], Query::None),
         op!("get", "/v1/tenants/{tenant_id}/events", "listEvents", [(OK, "EventPage")], Query::Events),
         op!(
             "get",
