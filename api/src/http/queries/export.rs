@@ -4,8 +4,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use futures::{Stream, TryStreamExt};
 use tenantry_domain::{Actor, TenantId, UserId};
+use tenantry_store::StoreError;
 use tenantry_store::export::Exporter;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,8 +28,17 @@ pub async fn export(
     Administering(ctx): Administering,
 ) -> Result<Response, ApiError> {
     let tenant = ctx.tenant_id;
-    let chunks = Exporter::new(&state.store).chunks(&ctx).await.map_err(|e| match e {
-        tenantry_store::StoreError::UnknownTenant { .. } => ApiError::NotFound,
+    ndjson(tenant, Exporter::new(&state.store).chunks(&ctx).await, format!("tenant-{tenant}"))
+}
+
+/// An export as the answer: JSON Lines streamed as they are made, named `name.ndjson`.
+fn ndjson(
+    tenant: TenantId,
+    chunks: Result<impl Stream<Item = Result<Vec<u8>, StoreError>> + Send + 'static, StoreError>,
+    name: String,
+) -> Result<Response, ApiError> {
+    let chunks = chunks.map_err(|e| match e {
+        StoreError::UnknownTenant { .. } => ApiError::NotFound,
         other => other.into(),
     })?;
     // A failure mid-stream cuts the body short: the file then has no trailer, which
@@ -36,7 +46,7 @@ pub async fn export(
     let body = Body::from_stream(chunks.inspect_err(move |e| {
         tracing::error!(%tenant, error = %e, "export stopped");
     }));
-    let filename = format!("attachment; filename=\"tenant-{tenant}.ndjson\"");
+    let filename = format!("attachment; filename=\"{name}.ndjson\"");
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson".to_owned()), (header::CONTENT_DISPOSITION, filename)],
         body,
@@ -61,19 +71,6 @@ pub async fn export_person(
             "a person's export is for the tenant's admins and for the person".into(),
         ));
     }
-    let tenant = ctx.tenant_id;
-    let chunks =
-        Exporter::new(&state.store).subject_chunks(&ctx, *user.as_uuid()).await.map_err(|e| match e {
-            tenantry_store::StoreError::UnknownTenant { .. } => ApiError::NotFound,
-            other => other.into(),
-        })?;
-    let body = Body::from_stream(chunks.inspect_err(move |e| {
-        tracing::error!(%tenant, error = %e, "export stopped");
-    }));
-    let filename = format!("attachment; filename=\"user-{user}.ndjson\"");
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson".to_owned()), (header::CONTENT_DISPOSITION, filename)],
-        body,
-    )
-        .into_response())
+    let chunks = Exporter::new(&state.store).subject_chunks(&ctx, *user.as_uuid()).await;
+    ndjson(ctx.tenant_id, chunks, format!("user-{user}"))
 }
