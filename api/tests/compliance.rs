@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -622,7 +622,9 @@ async fn erasing_a_person_leaves_the_rest_of_the_tenant_intact(pg: Option<Harnes
     let ctx = TenantContext::system(t.parse().unwrap());
     api.app.store.verify_chain(&ctx, 1, None).await.unwrap();
     assert_eq!(traces(&dump(&api.url).await, "zqannerase"), Vec::<String>::new());
-    assert!(!traces(&dump(&api.url).await, "zqbobkeep").is_empty());
+    // The kept person's values are in the read models too, but only sealed: what the API
+    // shows of bob (above) is in no row in plaintext either.
+    assert_eq!(traces(&dump(&api.url).await, "zqbobkeep"), Vec::<String>::new());
     // The export says `[erased]` where ann's data was, and verifies.
     let res =
         api.client.get(format!("{}/v1/tenants/{t}/export", api.base)).bearer_auth(&key).send().await.unwrap();
@@ -733,4 +735,114 @@ async fn the_command_line_exports_verifies_replays_and_purges_on_sqlite() {
 async fn the_command_line_exports_verifies_replays_and_purges_on_postgres() {
     let Some(h) = Harness::postgres().await else { return };
     the_command_line_exports_verifies_replays_and_purges(Some(h)).await;
+}
+
+/// The files among `files` that hold `needle`.
+fn files_holding(files: &[std::path::PathBuf], needle: &str) -> Vec<String> {
+    files.iter().filter(|f| file_contains(f, needle.as_bytes())).map(|f| f.display().to_string()).collect()
+}
+
+/// The heap files of every relation of the database at `url` (every segment), after a
+/// checkpoint has written them out; and the server's WAL segments.
+async fn postgres_files(url: &str) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::query("CHECKPOINT").execute(&pool).await.unwrap();
+    let (data,): (String,) = sqlx::query_as("SHOW data_directory").fetch_one(&pool).await.unwrap();
+    let relations: Vec<(Option<String>,)> = sqlx::query_as(
+        "SELECT pg_relation_filepath(oid) FROM pg_class WHERE relkind IN ('r', 'i', 't', 'm')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let data = std::path::PathBuf::from(data);
+    let mut heap = Vec::new();
+    for path in relations.into_iter().filter_map(|(p,)| p) {
+        let main = data.join(&path);
+        for segment in 0.. {
+            let file = if segment == 0 { main.clone() } else { data.join(format!("{path}.{segment}")) };
+            if !file.exists() {
+                break;
+            }
+            heap.push(file);
+        }
+    }
+    let wal = std::fs::read_dir(data.join("pg_wal"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    (heap, wal)
+}
+
+/// On PostgreSQL, the personal and secret text of read models (a person's email, a tool's
+/// description, an agent's system prompt, a conversation's title and messages) is written
+/// sealed: the WAL never holds it in plaintext, and after a purge and its vacuum no heap
+/// file of the database does either. A value that is not sealed (an agent's name) is found
+/// in both, so the scan reads the right files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_values_never_reach_the_heap_or_the_wal_in_plaintext_on_postgres() {
+    let Some(h) = Harness::postgres().await else { return };
+    let api = Api::start(Some(h)).await;
+    let canary = format!("zqsealed{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let control = format!("zqplain{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let t = api.post(BOOTSTRAP, "/v1/tenants", json!({"slug": "sealed-org", "name": "Sealed Org"})).await;
+    let t = t["id"].as_str().unwrap().to_owned();
+    let key = api
+        .post(BOOTSTRAP, &format!("/v1/tenants/{t}/api-keys"), json!({"name": "k", "role": "admin"}))
+        .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    api.post(
+        &key,
+        &format!("/v1/tenants/{t}/users"),
+        json!({"email": format!("{canary}@example.com"), "role": "user"}),
+    )
+    .await;
+    let tool = api
+        .post(
+            &key,
+            &format!("/v1/tenants/{t}/tools"),
+            json!({"name": "lookup", "description": format!("finds {canary}"), "endpoint": "https://tools.example/x"}),
+        )
+        .await;
+    let agent = api
+        .post(
+            &key,
+            &format!("/v1/tenants/{t}/agents"),
+            json!({"name": format!("agent {control}"), "model": "m-1", "system_prompt": format!("you are {canary}"),
+                   "tool_ids": [tool["id"]]}),
+        )
+        .await;
+    let conv = api
+        .post(
+            &key,
+            &format!("/v1/tenants/{t}/conversations"),
+            json!({"agent_id": agent["id"], "title": format!("title {canary}")}),
+        )
+        .await;
+    let messages = format!("/v1/tenants/{t}/conversations/{}/messages", conv["id"].as_str().unwrap());
+    api.post(&key, &messages, json!({"role": "user", "content": format!("says {canary}")})).await;
+    // The read models hold all of it (the API reads it back from them).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, page) = api.call(&key, Method::GET, &messages, None).await;
+        if page.to_string().contains(&format!("says {canary}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the message never reached the read model");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (heap, wal) = postgres_files(&api.url).await;
+    assert!(!files_holding(&heap, &control).is_empty(), "the scan finds an unsealed value in the heap");
+    assert!(!files_holding(&wal, &control).is_empty(), "and in the WAL");
+    assert_eq!(
+        files_holding(&heap, &canary),
+        Vec::<String>::new(),
+        "a sealed value in plaintext in the heap"
+    );
+    assert_eq!(files_holding(&wal, &canary), Vec::<String>::new(), "a sealed value in plaintext in the WAL");
+
+    api.purge(&t).await;
+    let (heap, wal) = postgres_files(&api.url).await;
+    assert_eq!(files_holding(&heap, &canary), Vec::<String>::new(), "after the purge and its vacuum");
+    assert_eq!(files_holding(&wal, &canary), Vec::<String>::new(), "ever, in the WAL");
 }

@@ -239,8 +239,14 @@ fn worker(store: &StoreSettings) -> std::process::Child {
 }
 
 /// Read-model rows of one tenant, by table.
-fn rows_of(all: &BTreeMap<String, Vec<String>>, tenant: &str) -> BTreeMap<String, Vec<String>> {
-    [
+/// The tenant's rows of the read models, sealed values opened (a rebuild seals them anew).
+async fn rows_of(
+    all: &BTreeMap<String, Vec<String>>,
+    db: &tenantry_projections::ReadDb,
+    tenant: &str,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for table in [
         "conv_threads",
         "conv_messages",
         "quota_counters",
@@ -248,10 +254,15 @@ fn rows_of(all: &BTreeMap<String, Vec<String>>, tenant: &str) -> BTreeMap<String
         "audit_entries",
         "dir_agents",
         "dir_tenants",
-    ]
-    .iter()
-    .map(|t| (t.to_string(), all[*t].iter().filter(|r| r.contains(tenant)).cloned().collect()))
-    .collect()
+    ] {
+        let mut rows = Vec::new();
+        for row in all[table].iter().filter(|r| r.contains(tenant)) {
+            rows.push(support::opened(row, db, tenant).await);
+        }
+        rows.sort();
+        out.insert(table.to_owned(), rows);
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -301,11 +312,11 @@ async fn an_api_node_and_two_workers_project_every_event_once() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let projected = rows_of(&dump(&h.url).await, &t);
+    let projected = rows_of(&dump(&h.url).await, api.app.projections.db(), &t).await;
     assert_eq!(projected["conv_messages"].len(), sent, "every message once");
     // The rows equal a clean rebuild.
     api.app.projections.rebuild(None, Some(tenant), &tenantry_projections::Silent).await.unwrap();
-    assert_eq!(projected, rows_of(&dump(&h.url).await, &t));
+    assert_eq!(projected, rows_of(&dump(&h.url).await, api.app.projections.db(), &t).await);
     // SIGTERM: the surviving worker finishes what it is doing and exits cleanly.
     let pid = second.id().to_string();
     std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();

@@ -151,6 +151,8 @@ pub(crate) async fn insert_many_counted(
 /// The pools the read side writes and queries with.
 #[derive(Debug, Clone)]
 pub struct ReadDb {
+    /// Opens the sealed values of read models (see [`EventStore::seal_value`]).
+    store: Option<tenantry_store::EventStore>,
     pool: AnyPool,
     /// Where queries read: the same pool on PostgreSQL; on SQLite, read-only connections
     /// beside the one that writes, so queries do not queue behind the projector's writes.
@@ -194,7 +196,38 @@ impl ReadDb {
         } else {
             pool.clone()
         };
-        Ok(Self { pool, readers, postgres: !sqlite })
+        Ok(Self { store: None, pool, readers, postgres: !sqlite })
+    }
+
+    /// The read models of `store`: their sealed values open with its keys.
+    pub fn with_store(self, store: tenantry_store::EventStore) -> Self {
+        Self { store: Some(store), ..self }
+    }
+
+    /// A value of a sealed column as text (`[erased]` when its key is destroyed).
+    pub async fn open_value(&self, tenant: &str, stored: &str) -> Result<String, ProjectionError> {
+        if !stored.starts_with(tenantry_store::SEALED_VALUE_PREFIX) {
+            return Ok(stored.to_owned());
+        }
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| ProjectionError::Malformed("a sealed value, and no store to open it".into()))?;
+        let tenant =
+            tenant.parse().map_err(|_| ProjectionError::Malformed(format!("tenant id {tenant:?}")))?;
+        Ok(store.open_value(tenant, stored).await?)
+    }
+
+    /// [`ReadDb::open_value`] for a column that may be NULL.
+    pub async fn open_optional(
+        &self,
+        tenant: &str,
+        stored: Option<String>,
+    ) -> Result<Option<String>, ProjectionError> {
+        match stored {
+            Some(s) => Ok(Some(self.open_value(tenant, &s).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The pool that writes (and reads what must be read with the writes).

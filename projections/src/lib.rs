@@ -28,8 +28,8 @@ use tenantry_store::EventStore;
 /// Every read model of tenantry over `store`, priced with `prices`.
 pub fn standard(store: &EventStore, prices: PriceTable) -> Vec<Arc<dyn Projector>> {
     vec![
-        Arc::new(models::directory::Directory),
-        Arc::new(models::conversations::Conversations),
+        Arc::new(models::directory::Directory { store: store.clone() }),
+        Arc::new(models::conversations::Conversations { store: store.clone() }),
         Arc::new(models::quotas::Quotas),
         Arc::new(models::billing::Billing { prices: prices.clone() }),
         Arc::new(models::analytics::Analytics { prices }),

@@ -136,28 +136,28 @@ pub async fn dump(db: &ReadDb, tenant: TenantId) -> serde_json::Value {
             .fetch_all(db.pool())
             .await
             .expect("dump query");
-        let rows: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|row| {
-                let mut obj = serde_json::Map::new();
-                for (i, column) in row.columns().iter().enumerate() {
-                    use sqlx::Column;
-                    let name = column.name();
-                    if name == "tenant_id" {
-                        continue;
-                    }
-                    let value = match row.try_get::<Option<i64>, _>(i) {
-                        Ok(v) => v.map_or(serde_json::Value::Null, Into::into),
-                        Err(_) => row
-                            .try_get::<Option<String>, _>(i)
-                            .expect("text or integer")
-                            .map_or(serde_json::Value::Null, Into::into),
-                    };
-                    obj.insert(name.to_owned(), value);
+        let mut dumped = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut obj = serde_json::Map::new();
+            for (i, column) in row.columns().iter().enumerate() {
+                use sqlx::Column;
+                let name = column.name();
+                if name == "tenant_id" {
+                    continue;
                 }
-                serde_json::Value::Object(obj)
-            })
-            .collect();
+                let value = match row.try_get::<Option<i64>, _>(i) {
+                    Ok(v) => v.map_or(serde_json::Value::Null, Into::into),
+                    // Sealed values as they read (their ciphertext differs from run to run).
+                    Err(_) => match row.try_get::<Option<String>, _>(i).expect("text or integer") {
+                        Some(text) => db.open_value(&tenant.to_string(), &text).await.expect("opens").into(),
+                        None => serde_json::Value::Null,
+                    },
+                };
+                obj.insert(name.to_owned(), value);
+            }
+            dumped.push(serde_json::Value::Object(obj));
+        }
+        let rows = dumped;
         out.insert(table.to_string(), serde_json::Value::Array(rows));
     }
     serde_json::to_value(out).expect("json")

@@ -149,6 +149,21 @@ impl DataKey {
     }
 }
 
+impl DataKey {
+    /// Seal a value of a read-model column: it opens only for this tenant's read models.
+    pub(crate) fn seal_value(&self, plaintext: &[u8]) -> Vec<u8> {
+        seal(&self.cipher, plaintext, &value_aad(self.tenant))
+    }
+
+    pub(crate) fn open_value(&self, data: &[u8]) -> Option<Vec<u8>> {
+        open(&self.cipher, data, &value_aad(self.tenant))
+    }
+}
+
+fn value_aad(tenant: TenantId) -> Vec<u8> {
+    [b"tenantry/read-model/v1".as_slice(), tenant.as_uuid().as_bytes()].concat()
+}
+
 /// One person's data key inside a tenant: seals their personal values.
 pub(crate) struct SubjectKey {
     tenant: TenantId,

@@ -30,4 +30,5 @@ pub use model::{
     AppendOutcome, AppendQuota, AppendRequest, BlobWrite, ExpectedVersion, Head, NewEvent, RecordedEvent,
     SealedRecord, StreamWrite,
 };
+pub use store::SEALED_VALUE_PREFIX;
 pub use store::{Committed, Database, EventStore, Rewrapped, SealedCommit};

@@ -26,8 +26,29 @@ fn seq(stream_version: u64) -> i64 {
 /// Persisted projector name.
 pub const NAME: &str = "conversations";
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Conversations;
+/// Threads and messages. Titles and message content are kept sealed under the
+/// conversation's key (and its author's), then the tenant's (see [`EventStore::seal_value`]):
+/// deleting the conversation or erasing its author leaves only ciphertext behind.
+#[derive(Debug, Clone)]
+pub struct Conversations {
+    pub store: tenantry_store::EventStore,
+}
+
+impl Conversations {
+    async fn sealed(
+        &self,
+        tenant: &str,
+        person: Option<tenantry_domain::UserId>,
+        conversation: tenantry_domain::ConversationId,
+        text: &str,
+    ) -> Result<String, ProjectionError> {
+        let tenant =
+            tenant.parse().map_err(|_| ProjectionError::Malformed(format!("tenant id {tenant:?}")))?;
+        let layers: Vec<uuid::Uuid> =
+            person.map(|p| *p.as_uuid()).into_iter().chain([*conversation.as_uuid()]).collect();
+        Ok(self.store.seal_value(tenant, &layers, text).await?)
+    }
+}
 
 #[async_trait]
 impl Projector for Conversations {
@@ -59,7 +80,13 @@ impl Projector for Conversations {
                         c.conversation_id.to_string().into(),
                         c.agent_id.to_string().into(),
                         c.user_id.map(|u| u.to_string()).into(),
-                        c.title.as_ref().map(|t| t.as_str()).into(),
+                        match &c.title {
+                            Some(t) => {
+                                Some(self.sealed(tenant, c.user_id, c.conversation_id, t.as_str()).await?)
+                            }
+                            None => None,
+                        }
+                        .into(),
                         0i64.into(),
                         at.into(),
                         at.into(),
@@ -72,7 +99,9 @@ impl Projector for Conversations {
                             seq(e.stream_version).into(),
                             m.message_id.to_string().into(),
                             m.role.as_str().into(),
-                            m.content.as_str().into(),
+                            self.sealed(tenant, m.author, m.conversation_id, m.content.as_str())
+                                .await?
+                                .into(),
                             m.model.as_deref().into(),
                             m.usage.map(|u| u.prompt_tokens).into(),
                             m.usage.map(|u| u.completion_tokens).into(),
@@ -89,7 +118,13 @@ impl Projector for Conversations {
                             conn,
                             "UPDATE conv_threads SET title = $1 WHERE tenant_id = $2 AND conversation_id = $3",
                             vec![
-                                c.title.as_ref().map(|t| t.as_str()).into(),
+                                match &c.title {
+                                    Some(t) => {
+                                        Some(self.sealed(tenant, c.user_id, c.conversation_id, t.as_str()).await?)
+                                    }
+                                    None => None,
+                                }
+                                .into(),
                                 (*tenant).into(),
                                 c.conversation_id.to_string().into(),
                             ],
@@ -310,7 +345,10 @@ pub async fn threads(
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    let items: Vec<ThreadRow> = rows.iter().map(ThreadRow::try_from).collect::<Result<_, _>>()?;
+    let mut items: Vec<ThreadRow> = rows.iter().map(ThreadRow::try_from).collect::<Result<_, _>>()?;
+    for t in &mut items {
+        t.title = db.open_optional(&ctx.tenant_id.to_string(), t.title.take()).await?;
+    }
     Ok(Page::from_rows(items, limit, |t| format!("{}.{}", t.created_at, t.conversation_id)))
 }
 
@@ -325,7 +363,9 @@ pub async fn thread(
         .bind(conversation.to_string())
         .fetch_optional(db.readers())
         .await?;
-    row.as_ref().map(ThreadRow::try_from).transpose()
+    let Some(mut row) = row.as_ref().map(ThreadRow::try_from).transpose()? else { return Ok(None) };
+    row.title = db.open_optional(&tenant.to_string(), row.title.take()).await?;
+    Ok(Some(row))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -381,7 +421,15 @@ pub async fn message(
     .bind(message.to_string())
     .fetch_optional(db.readers())
     .await?;
-    row.as_ref().map(|r| Ok((opt_text(r, "owner")?, MessageRow::try_from(r)?))).transpose()
+    let Some((owner, mut message)) = row
+        .as_ref()
+        .map(|r| Ok::<_, ProjectionError>((opt_text(r, "owner")?, MessageRow::try_from(r)?)))
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    message.content = db.open_value(&ctx.tenant_id.to_string(), &message.content).await?;
+    Ok(Some((owner, message)))
 }
 
 impl MessageRow {
@@ -462,11 +510,15 @@ pub async fn thread_messages(
     .await?;
     let Some(first) = rows.first() else { return Ok(None) };
     let owner = opt_text(first, "owner")?;
-    let items: Vec<MessageRow> = rows
+    let mut items: Vec<MessageRow> = rows
         .iter()
         .filter(|r| opt_int(r, "seq").is_ok_and(|s| s.is_some()))
         .map(MessageRow::try_from)
         .collect::<Result<_, ProjectionError>>()?;
+    let key = tenant.to_string();
+    for m in &mut items {
+        m.content = db.open_value(&key, &m.content).await?;
+    }
     Ok(Some((owner, Page::from_rows(items, limit, |m| m.seq.to_string()))))
 }
 

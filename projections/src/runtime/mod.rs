@@ -175,8 +175,8 @@ fn is_data_fault(err: &ProjectionError) -> bool {
 impl Projections {
     pub fn new(store: EventStore, db: ReadDb, projectors: Vec<Arc<dyn Projector>>) -> Self {
         Self {
+            db: db.with_store(store.clone()),
             store,
-            db,
             projectors: Arc::new(projectors),
             applied: Arc::new(tokio::sync::watch::channel(0).0),
             together: Default::default(),

@@ -20,6 +20,9 @@ use crate::sqlite::Sqlite;
 
 mod lifecycle;
 mod read;
+mod values;
+
+pub use values::SEALED_VALUE_PREFIX;
 
 pub use lifecycle::Rewrapped;
 

@@ -18,8 +18,28 @@ pub use queries::*;
 /// Persisted projector name.
 pub const NAME: &str = "directory";
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Directory;
+/// Tenants, agents, tools, users and keys as they stand. System prompts, tool descriptions
+/// and emails are kept sealed (see [`EventStore::seal_value`]).
+#[derive(Debug, Clone)]
+pub struct Directory {
+    pub store: tenantry_store::EventStore,
+}
+
+impl Directory {
+    /// `text` as a sealed column holds it: under `person`'s key when it is theirs, then the
+    /// tenant's.
+    async fn sealed(
+        &self,
+        tenant: &str,
+        person: Option<tenantry_domain::UserId>,
+        text: &str,
+    ) -> Result<String, ProjectionError> {
+        let tenant =
+            tenant.parse().map_err(|_| ProjectionError::Malformed(format!("tenant id {tenant:?}")))?;
+        let layers: Vec<uuid::Uuid> = person.map(|p| *p.as_uuid()).into_iter().collect();
+        Ok(self.store.seal_value(tenant, &layers, text).await?)
+    }
+}
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
@@ -119,7 +139,7 @@ impl Projector for Directory {
                             a.agent_id.to_string().into(),
                             a.name.as_str().into(),
                             a.model.as_str().into(),
-                            a.system_prompt.as_str().into(),
+                            self.sealed(tenant, None, &a.system_prompt).await?.into(),
                             json(&a.tool_ids).into(),
                             at.into(),
                         ],
@@ -127,6 +147,10 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::AgentUpdated(a) => {
+                    let prompt = match a.system_prompt.as_deref() {
+                        Some(p) => Some(self.sealed(tenant, None, p).await?),
+                        None => None,
+                    };
                     exec(
                         conn,
                         "UPDATE dir_agents SET name = COALESCE($1, name), model = COALESCE($2, model),
@@ -136,7 +160,7 @@ impl Projector for Directory {
                         vec![
                             a.name.as_deref().into(),
                             a.model.as_deref().into(),
-                            a.system_prompt.as_deref().into(),
+                            prompt.into(),
                             a.tool_ids.as_ref().map(json).into(),
                             at.into(),
                             t(),
@@ -163,7 +187,7 @@ impl Projector for Directory {
                             t(),
                             x.tool_id.to_string().into(),
                             x.name.as_str().into(),
-                            x.description.as_str().into(),
+                            self.sealed(tenant, None, &x.description).await?.into(),
                             x.endpoint.as_str().into(),
                             x.parameters.as_str().into(),
                             x.enabled.into(),
@@ -173,13 +197,17 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::ToolUpdated(x) => {
+                    let description = match x.description.as_deref() {
+                        Some(d) => Some(self.sealed(tenant, None, d).await?),
+                        None => None,
+                    };
                     exec(
                         conn,
                         "UPDATE dir_tools SET description = COALESCE($1, description), endpoint = COALESCE($2, endpoint),
                                 parameters = COALESCE($3, parameters), enabled = COALESCE($4, enabled)
                          WHERE tenant_id = $5 AND tool_id = $6",
                         vec![
-                            x.description.as_deref().into(),
+                            description.into(),
                             x.endpoint.as_deref().into(),
                             x.parameters.as_deref().into(),
                             x.enabled.into(),
@@ -205,7 +233,7 @@ impl Projector for Directory {
                         vec![
                             t(),
                             u.user_id.to_string().into(),
-                            u.email.as_str().into(),
+                            self.sealed(tenant, Some(u.user_id), u.email.as_str()).await?.into(),
                             u.role.as_str().into(),
                             at.into(),
                             u.identity.as_ref().map(|i| i.issuer.as_str()).into(),
@@ -214,12 +242,16 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::UserUpdated(u) => {
+                    let email = match u.email.as_ref() {
+                        Some(e) => Some(self.sealed(tenant, Some(u.user_id), e.as_str()).await?),
+                        None => None,
+                    };
                     exec(
                         conn,
                         "UPDATE dir_users SET email = COALESCE($1, email), role = COALESCE($2, role)
                          WHERE tenant_id = $3 AND user_id = $4",
                         vec![
-                            u.email.as_ref().map(|e| e.as_str()).into(),
+                            email.into(),
                             u.role.map(|r| r.as_str()).into(),
                             t(),
                             u.user_id.to_string().into(),

@@ -358,7 +358,10 @@ pub async fn agents(
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    let rows = rows.iter().map(AgentRow::try_from).collect::<Result<_, _>>()?;
+    let mut rows: Vec<AgentRow> = rows.iter().map(AgentRow::try_from).collect::<Result<_, _>>()?;
+    for r in &mut rows {
+        r.system_prompt = db.open_value(&ctx.tenant_id.to_string(), &r.system_prompt).await?;
+    }
     Ok(Page::from_rows(rows, limit, |r: &AgentRow| r.agent_id.clone()))
 }
 
@@ -373,7 +376,9 @@ pub async fn agent(
         .bind(agent.to_string())
         .fetch_optional(db.readers())
         .await?;
-    row.as_ref().map(AgentRow::try_from).transpose()
+    let Some(mut row) = row.as_ref().map(AgentRow::try_from).transpose()? else { return Ok(None) };
+    row.system_prompt = db.open_value(&ctx.tenant_id.to_string(), &row.system_prompt).await?;
+    Ok(Some(row))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -421,7 +426,10 @@ pub async fn tools(
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    let rows = rows.iter().map(ToolRow::try_from).collect::<Result<_, _>>()?;
+    let mut rows: Vec<ToolRow> = rows.iter().map(ToolRow::try_from).collect::<Result<_, _>>()?;
+    for r in &mut rows {
+        r.description = db.open_value(&ctx.tenant_id.to_string(), &r.description).await?;
+    }
     Ok(Page::from_rows(rows, limit, |r: &ToolRow| r.tool_id.clone()))
 }
 
@@ -436,7 +444,9 @@ pub async fn tool(
         .bind(tool.to_string())
         .fetch_optional(db.readers())
         .await?;
-    row.as_ref().map(ToolRow::try_from).transpose()
+    let Some(mut row) = row.as_ref().map(ToolRow::try_from).transpose()? else { return Ok(None) };
+    row.description = db.open_value(&ctx.tenant_id.to_string(), &row.description).await?;
+    Ok(Some(row))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -479,7 +489,10 @@ pub async fn users(
     .bind(page_size(limit))
     .fetch_all(db.readers())
     .await?;
-    let rows = rows.iter().map(UserRow::try_from).collect::<Result<_, _>>()?;
+    let mut rows: Vec<UserRow> = rows.iter().map(UserRow::try_from).collect::<Result<_, _>>()?;
+    for r in &mut rows {
+        r.email = db.open_value(&ctx.tenant_id.to_string(), &r.email).await?;
+    }
     Ok(Page::from_rows(rows, limit, |r: &UserRow| r.user_id.clone()))
 }
 
@@ -494,7 +507,9 @@ pub async fn user(
         .bind(user.to_string())
         .fetch_optional(db.readers())
         .await?;
-    row.as_ref().map(UserRow::try_from).transpose()
+    let Some(mut row) = row.as_ref().map(UserRow::try_from).transpose()? else { return Ok(None) };
+    row.email = db.open_value(&ctx.tenant_id.to_string(), &row.email).await?;
+    Ok(Some(row))
 }
 
 /// An API key as listed: never its secret or hash.
