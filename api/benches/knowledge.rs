@@ -75,6 +75,8 @@ async fn run(name: &str, database_url: Option<String>, documents: usize) {
             data_dir: dir.path().join("data"),
             database_url,
             master_key_file: Some(dir.path().join("master.key")),
+            pg_tenant_role: None,
+            pg_platform_role: None,
             key_store: None,
             prices_file: None,
             nats_url: None,

@@ -29,6 +29,17 @@ pub struct StoreSettings {
     #[arg(long, env = "TENANTRY_KEY_STORE")]
     pub key_store: Option<String>,
 
+    /// PostgreSQL: the role a tenant's reads and appends work as, under row-level security
+    /// (`tenantry_app` when absent; not the tables' owner, no BYPASSRLS). The login role must
+    /// be a member of it.
+    #[arg(long, env = "TENANTRY_PG_TENANT_ROLE")]
+    pub pg_tenant_role: Option<String>,
+
+    /// PostgreSQL: the role platform-wide work runs as (projectors, relay, purge, rebuild,
+    /// listings across tenants; `tenantry_platform`, BYPASSRLS, when absent).
+    #[arg(long, env = "TENANTRY_PG_PLATFORM_ROLE")]
+    pub pg_platform_role: Option<String>,
+
     /// JSON price table for billing: `{"models": {"NAME": {"prompt_per_1k": "0.01",
     /// "completion_per_1k": "0.03"}}, "default": {…}}`. Built-in defaults when absent.
     #[arg(long, env = "TENANTRY_PRICES_FILE")]
@@ -45,6 +56,15 @@ impl StoreSettings {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("tenantry.db").display()),
+        }
+    }
+
+    /// The PostgreSQL roles to work as.
+    pub fn pg_roles(&self) -> tenantry_store::PgRoles {
+        let default = tenantry_store::PgRoles::default();
+        tenantry_store::PgRoles {
+            tenant: self.pg_tenant_role.clone().unwrap_or(default.tenant),
+            platform: self.pg_platform_role.clone().unwrap_or(default.platform),
         }
     }
 

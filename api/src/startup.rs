@@ -67,12 +67,15 @@ async fn open_store_with_key(
     } else {
         tracing::info!(path = %key_path.display(), "master key loaded");
     }
-    let store = EventStore::open(&url, &master)
-        .await
-        .context("cannot open the event store")?
-        .with_key_store(&key_store)
-        .await
-        .context("cannot open the key store")?;
+    let store = if url.starts_with("postgres") {
+        EventStore::open_postgres_as(&url, &master, 32, &settings.pg_roles()).await
+    } else {
+        EventStore::open(&url, &master).await
+    }
+    .context("cannot open the event store")?
+    .with_key_store(&key_store)
+    .await
+    .context("cannot open the key store")?;
     match &settings.database_url {
         None => tracing::info!(path = %settings.data_dir.display(), "embedded SQLite store ready"),
         Some(_) => tracing::info!("PostgreSQL store ready"),
@@ -96,7 +99,8 @@ pub async fn open_read_side_with_hasher(
 async fn open_all(settings: &StoreSettings, opening: Opening) -> anyhow::Result<(Projections, MasterKey)> {
     let (store, master) = open_store_with_key(settings, opening).await?;
     let prices = settings.prices()?;
-    Ok((tenantry_projections::open(store, &settings.database_url(), prices).await?, master))
+    let roles = settings.pg_roles();
+    Ok((tenantry_projections::open_as(store, &settings.database_url(), prices, &roles).await?, master))
 }
 
 /// How often the retention sweep runs.

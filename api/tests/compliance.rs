@@ -846,3 +846,74 @@ async fn sealed_values_never_reach_the_heap_or_the_wal_in_plaintext_on_postgres(
     assert_eq!(files_holding(&heap, &canary), Vec::<String>::new(), "after the purge and its vacuum");
     assert_eq!(files_holding(&wal, &canary), Vec::<String>::new(), "ever, in the WAL");
 }
+
+/// Row-level security on PostgreSQL: as the server's tenant role, a session that names no
+/// tenant sees no row of any tenant table; naming tenant A it sees all of A's rows and none of
+/// B's, on every table; and it cannot write a row of B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_shows_a_session_its_own_tenant_only_on_postgres() {
+    let Some(h) = Harness::postgres().await else { return };
+    let api = Api::start(Some(h)).await;
+    let (a, _) = api.seed("zqrlsalpha").await;
+    let (b, _) = api.seed("zqrlsbravo").await;
+    let pool = sqlx::PgPool::connect(&api.url).await.unwrap();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT c.table_name::text FROM information_schema.columns c
+         JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+         WHERE c.column_name = 'tenant_id' AND c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(tables.len() > 25, "{tables:?}");
+    let mut seen_a = 0;
+    for (table,) in &tables {
+        // As the owner (a superuser here): what is really there.
+        let count = |tenant: &str| format!("SELECT count(*) FROM {table} WHERE tenant_id::text = '{tenant}'");
+        let (a_rows,): (i64,) = sqlx::query_as(&count(&a)).fetch_one(&pool).await.unwrap();
+        let (b_rows,): (i64,) = sqlx::query_as(&count(&b)).fetch_one(&pool).await.unwrap();
+
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE tenantry_app").execute(&mut *tx).await.unwrap();
+        let (none,): (i64,) =
+            sqlx::query_as(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(none, 0, "{table}: rows seen without a tenant named");
+        sqlx::query("SELECT set_config('tenantry.tenant_id', $1, true)")
+            .bind(&a)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let (all,): (i64,) =
+            sqlx::query_as(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *tx).await.unwrap();
+        let (theirs,): (i64,) = sqlx::query_as(&count(&b)).fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(
+            (all, theirs),
+            (a_rows, 0),
+            "{table}: A sees {all} of its {a_rows} rows, {theirs} of B's {b_rows}"
+        );
+        seen_a += usize::from(a_rows > 0 && b_rows > 0);
+        tx.rollback().await.unwrap();
+    }
+    assert!(seen_a >= 15, "both tenants have rows in {seen_a} tables: the check above compared real rows");
+
+    // Writing another tenant's row is refused, whatever the statement says.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE tenantry_app").execute(&mut *tx).await.unwrap();
+    sqlx::query("SELECT set_config('tenantry.tenant_id', $1, true)")
+        .bind(&a)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let refused = sqlx::query(
+        "INSERT INTO projection_stalls (tenant_id, projector, position, reason, since) VALUES ($1, 'x', 1, 'y', 0)",
+    )
+    .bind(&b)
+    .execute(&mut *tx)
+    .await;
+    let code =
+        refused.err().and_then(|e| e.as_database_error().and_then(|d| d.code().map(|c| c.into_owned())));
+    assert_eq!(code.as_deref(), Some("42501"), "a row of B written as A");
+    tx.rollback().await.unwrap();
+    pool.close().await;
+}

@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use tenantry_domain::TenantId;
 
 use crate::error::ProjectionError;
 
@@ -168,13 +170,25 @@ impl ReadDb {
     /// Connect to the store's database (`sqlite://PATH` or `postgres://…`). The store has
     /// already run the migrations, read models included.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ProjectionError> {
+        Self::connect_as(url, max_connections, &tenantry_store::PgRoles::default()).await
+    }
+
+    /// [`ReadDb::connect`], working on PostgreSQL as `roles`: the platform's for the
+    /// projectors' writes and reads across tenants, the tenant role (row-level security) for
+    /// reads of one tenant ([`ReadDb::scoped`]).
+    pub async fn connect_as(
+        url: &str,
+        max_connections: u32,
+        roles: &tenantry_store::PgRoles,
+    ) -> Result<Self, ProjectionError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let options = |connections: u32, writes: bool| {
+        let options = |connections: u32, writes: bool, role: Option<String>| {
             AnyPoolOptions::new()
                 .max_connections(connections)
                 .acquire_timeout(Duration::from_secs(60))
                 .after_connect(move |conn, _| {
+                    let role = role.clone();
                     Box::pin(async move {
                         if sqlite {
                             // The store's writer holds the lock briefly; wait instead of failing.
@@ -185,16 +199,31 @@ impl ReadDb {
                             // Deleted rows (a purged tenant's) are zeroed in the file.
                             conn.execute("PRAGMA secure_delete = ON").await?;
                         }
+                        if let Some(role) = role {
+                            conn.execute(format!("SET ROLE {role}").as_str()).await?;
+                        }
                         Ok(())
                     })
                 })
         };
-        let pool = options(if sqlite { 1 } else { max_connections }, true).connect(url).await?;
+        let (platform, tenant) =
+            if sqlite { (None, None) } else { (Some(roles.platform_ident()?), Some(roles.tenant_ident()?)) };
+        let pool = options(if sqlite { 1 } else { max_connections }, true, platform).connect(url).await?;
         let readers = if sqlite {
             let separator = if url.contains('?') { '&' } else { '?' };
-            options(SQLITE_READERS, false).connect(&format!("{url}{separator}mode=ro")).await?
+            options(SQLITE_READERS, false, None).connect(&format!("{url}{separator}mode=ro")).await?
         } else {
-            pool.clone()
+            // A connection back in the pool names no tenant: a read that forgot to name one
+            // sees no rows at all.
+            options(max_connections, false, tenant)
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("RESET tenantry.tenant_id").await?;
+                        Ok(true)
+                    })
+                })
+                .connect(url)
+                .await?
         };
         Ok(Self { store: None, pool, readers, postgres: !sqlite })
     }
@@ -241,8 +270,23 @@ impl ReadDb {
         self.postgres
     }
 
-    /// The pool queries read read models with.
-    pub fn readers(&self) -> &AnyPool {
-        &self.readers
+    /// A connection for reading one tenant's read models: on PostgreSQL as the tenant role,
+    /// with row-level security showing it that tenant's rows only; on SQLite a read-only
+    /// connection.
+    pub async fn scoped(&self, tenant: TenantId) -> Result<PoolConnection<Any>, ProjectionError> {
+        let mut conn = self.readers.acquire().await?;
+        if self.postgres {
+            sqlx::query("SELECT set_config('tenantry.tenant_id', $1, false)")
+                .bind(tenant.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    /// Where reads across tenants go (listings for the platform, key lookups): the platform
+    /// role on PostgreSQL, the read-only connections on SQLite.
+    pub fn platform_readers(&self) -> &AnyPool {
+        if self.postgres { &self.pool } else { &self.readers }
     }
 }

@@ -41,7 +41,17 @@ pub fn standard(store: &EventStore, prices: PriceTable) -> Vec<Arc<dyn Projector
 
 /// Open the read side over the store's database at `url`.
 pub async fn open(store: EventStore, url: &str, prices: PriceTable) -> Result<Projections, ProjectionError> {
-    let db = ReadDb::connect(url, 8).await?;
+    open_as(store, url, prices, &tenantry_store::PgRoles::default()).await
+}
+
+/// [`open`], working on PostgreSQL as `roles`.
+pub async fn open_as(
+    store: EventStore,
+    url: &str,
+    prices: PriceTable,
+    roles: &tenantry_store::PgRoles,
+) -> Result<Projections, ProjectionError> {
+    let db = ReadDb::connect_as(url, 8, roles).await?;
     let projectors = standard(&store, prices);
     Ok(Projections::new(store, db, projectors))
 }

@@ -43,7 +43,7 @@ pub async fn partner_key(db: &ReadDb, key_id: &str) -> Result<Option<KeyRecord>,
         "SELECT secret_hash, partner_id FROM platform_keys WHERE key_id = $1 AND role = 'partner_admin'",
     )
     .bind(key_id)
-    .fetch_optional(db.readers())
+    .fetch_optional(db.platform_readers())
     .await?;
     let Some(row) = row else { return Ok(None) };
     let partner = row

@@ -57,6 +57,9 @@ pub enum StoreError {
     MasterKey(String),
     #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// A PostgreSQL role name that is not letters, digits and underscores.
+    #[error("invalid role name {0}")]
+    InvalidRole(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("migration failed: {0}")]

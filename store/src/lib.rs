@@ -32,3 +32,37 @@ pub use model::{
 };
 pub use store::SEALED_VALUE_PREFIX;
 pub use store::{Committed, Database, EventStore, Rewrapped, SealedCommit};
+
+/// The PostgreSQL roles the server works as (created by migration 0024 where the migrating
+/// role may): `tenant` for one tenant's reads and appends, under row-level security (not the
+/// tables' owner, no BYPASSRLS); `platform` for platform-wide work (BYPASSRLS). The login
+/// role runs the migrations and must be a member of both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgRoles {
+    pub tenant: String,
+    pub platform: String,
+}
+
+impl Default for PgRoles {
+    fn default() -> Self {
+        Self { tenant: "tenantry_app".into(), platform: "tenantry_platform".into() }
+    }
+}
+
+impl PgRoles {
+    /// The tenant role, quoted for SQL.
+    pub fn tenant_ident(&self) -> Result<String, StoreError> {
+        ident(&self.tenant)
+    }
+
+    /// The platform role, quoted for SQL.
+    pub fn platform_ident(&self) -> Result<String, StoreError> {
+        ident(&self.platform)
+    }
+}
+
+/// A role name as an SQL identifier; names are letters, digits and underscores only.
+fn ident(name: &str) -> Result<String, StoreError> {
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain { Ok(format!("\"{name}\"")) } else { Err(StoreError::InvalidRole(format!("{name:?}"))) }
+}

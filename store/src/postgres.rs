@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Row, postgres::PgConnectOptions};
+use sqlx::{Connection, Executor, PgConnection, Row, postgres::PgConnectOptions};
 use tenantry_domain::{EventId, TenantId};
 use uuid::Uuid;
 
+use crate::PgRoles;
 use crate::backend::*;
 use crate::error::{StoreError, quota_exceeded, unique_violation};
 use crate::model::{AppendOutcome, ExpectedVersion, Head};
@@ -18,7 +20,14 @@ static KEYS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/ke
 
 #[derive(Debug, Clone)]
 pub(crate) struct Postgres {
+    /// Platform-wide work, as the platform role (BYPASSRLS): listings across tenants, the
+    /// relay's reads of many tenants, purges, keys kept in this database.
     pub(crate) pool: PgPool,
+    /// One tenant's reads and appends, as the tenant role, under row-level security: each
+    /// use names its tenant first ([`Postgres::scoped`], or the append function itself).
+    tenant_pool: PgPool,
+    /// The login role, which owns the tables: migrations and VACUUM (only an owner may).
+    owner: PgConnectOptions,
 }
 
 impl Postgres {
@@ -28,21 +37,64 @@ impl Postgres {
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         KEYS_MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { tenant_pool: pool.clone(), pool, owner: options })
     }
 
-    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(
+        url: &str,
+        max_connections: u32,
+        roles: &PgRoles,
+    ) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+        // The login role owns the tables and runs the migrations; the pools then work as the
+        // two roles the migrations grant.
+        let mut owner = PgConnection::connect_with(&options).await?;
+        MIGRATOR.run(&mut owner).await?;
+        owner.close().await?;
+        let options_owner = options.clone();
+        let as_role = |role: String| {
+            PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
+                    let set = format!("SET ROLE {role}");
+                    Box::pin(async move {
+                        conn.execute(set.as_str()).await?;
+                        Ok(())
+                    })
+                })
+        };
+        let pool = as_role(roles.platform_ident()?).connect_with(options.clone()).await?;
+        let tenant_pool = as_role(roles.tenant_ident()?)
+            // Back in the pool, a connection names no tenant: a read that forgot to name one
+            // sees nothing.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("RESET tenantry.tenant_id").await?;
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, tenant_pool, owner: options_owner })
+    }
+
+    /// One connection as the login role, which owns the tables (for VACUUM).
+    async fn as_owner(&self) -> Result<PgPool, StoreError> {
+        Ok(PgPoolOptions::new().max_connections(1).connect_with(self.owner.clone()).await?)
+    }
+
+    /// A connection that sees `tenant`'s rows only.
+    async fn scoped(&self, tenant: TenantId) -> Result<PoolConnection<sqlx::Postgres>, StoreError> {
+        let mut conn = self.tenant_pool.acquire().await?;
+        sqlx::query("SELECT set_config('tenantry.tenant_id', $1, false)")
+            .bind(tenant.to_string())
+            .execute(&mut *conn)
+            .await?;
+        Ok(conn)
     }
 }
 
@@ -112,8 +164,11 @@ impl Backend for Postgres {
             return Ok(());
         }
         let list: Vec<String> = tables.iter().map(|(t,)| format!("\"{}\"", t.replace('"', "\"\""))).collect();
-        // Outside any transaction, in the simple protocol, as VACUUM must be.
-        sqlx::raw_sql(&format!("VACUUM {}", list.join(", "))).execute(&self.pool).await?;
+        // Outside any transaction, in the simple protocol, as VACUUM must be; as the tables'
+        // owner (a role that does not own them is skipped with a warning).
+        let owner = self.as_owner().await?;
+        sqlx::raw_sql(&format!("VACUUM {}", list.join(", "))).execute(&owner).await?;
+        owner.close().await;
         Ok(())
     }
 
@@ -176,11 +231,15 @@ impl Backend for Postgres {
         });
         let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> =
             if batch.blobs.is_empty() {
-                query.fetch_one(&self.pool).await
+                query.fetch_one(&self.tenant_pool).await
             } else {
                 // Bodies kept beside the log go in the same transaction, before the call that
                 // counts their bytes; anything but a written append rolls them back.
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.tenant_pool.begin().await?;
+                sqlx::query("SELECT set_config('tenantry.tenant_id', $1, true)")
+                    .bind(tenant.to_string())
+                    .execute(&mut *tx)
+                    .await?;
                 let mut bytes = 0_i64;
                 for blob in &batch.blobs {
                     match &blob.sealed {
@@ -247,7 +306,7 @@ impl Backend for Postgres {
             sqlx::query_as("SELECT sealed FROM blobs WHERE tenant_id = $1 AND blob_id = $2")
                 .bind(tenant.as_uuid())
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.scoped(tenant).await?)
                 .await?;
         Ok(row.map(|(b,)| b))
     }
@@ -258,7 +317,7 @@ impl Backend for Postgres {
             sqlx::query_as("SELECT position FROM events WHERE tenant_id = $1 AND event_id = ANY($2)")
                 .bind(tenant.as_uuid())
                 .bind(&ids)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.scoped(tenant).await?)
                 .await?;
         Ok(rows.into_iter().map(|(p,)| p as u64).collect())
     }
@@ -274,7 +333,7 @@ impl Backend for Postgres {
         )
         .bind(tenant.as_uuid())
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.scoped(tenant).await?)
         .await?;
         Ok(row.map(|(request_hash, f, l)| StoredIdempotency {
             request_hash,
@@ -296,7 +355,7 @@ impl Backend for Postgres {
             .bind(tenant.as_uuid())
             .bind(from)
             .bind(from.saturating_add(i64::from(limit)))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.scoped(tenant).await?)
             .await?;
         Ok(rows.iter().map(raw).collect::<Result<_, _>>()?)
     }
@@ -340,7 +399,7 @@ impl Backend for Postgres {
             .bind(stream)
             .bind(after_version as i64)
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.scoped(tenant).await?)
             .await?;
         Ok(rows.iter().map(raw).collect::<Result<_, _>>()?)
     }
@@ -349,7 +408,7 @@ impl Backend for Postgres {
         let row: Option<(i64, Vec<u8>)> =
             sqlx::query_as("SELECT position, last_hash FROM tenant_heads WHERE tenant_id = $1")
                 .bind(tenant.as_uuid())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.scoped(tenant).await?)
                 .await?;
         Ok(row.map(|(p, h)| Head { position: p as u64, last_hash: to_hash(&h) }))
     }
@@ -359,7 +418,7 @@ impl Backend for Postgres {
             sqlx::query_as("SELECT version FROM streams WHERE tenant_id = $1 AND stream_id = $2")
                 .bind(tenant.as_uuid())
                 .bind(stream)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.scoped(tenant).await?)
                 .await?;
         Ok(row.map_or(0, |(v,)| v as u64))
     }
@@ -558,7 +617,9 @@ impl KeyBackend for Postgres {
     async fn scrub_keys(&self) -> Result<(), StoreError> {
         // Dead versions of destroyed keys are pruned (VACUUM does not zero the space it
         // frees; the README says what that leaves and for how long).
-        sqlx::raw_sql("VACUUM tenant_keys, subject_keys").execute(&self.pool).await?;
+        let owner = self.as_owner().await?;
+        sqlx::raw_sql("VACUUM tenant_keys, subject_keys").execute(&owner).await?;
+        owner.close().await;
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! Citus readiness: every tenant table distributes by `tenant_id`. Reads the PostgreSQL
 //! catalog after the migrations and fails when a table holding tenant data lacks
 //! `tenant_id` in its primary key, in any unique constraint or in any foreign key, or when a
-//! new table has no `tenant_id` and is not one of the known platform tables.
+//! new table has no `tenant_id` and is not one of the known platform tables, or when a
+//! tenant table does not have row-level security enabled and forced with a policy.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -36,6 +37,20 @@ async fn every_tenant_table_is_keyed_by_tenant_id() {
                 problems.push(format!("{table}: no tenant_id column and not a known platform table"));
             }
             continue;
+        }
+        // Row-level security on and forced, with a policy (migration 0024).
+        let (on, forced, policies): (bool, bool, i64) = sqlx::query_as(
+            "SELECT c.relrowsecurity, c.relforcerowsecurity,
+                    (SELECT count(*) FROM pg_policies p WHERE p.schemaname = 'public' AND p.tablename = $1)
+             FROM pg_class c WHERE c.relname = $1 AND c.relnamespace = 'public'::regnamespace",
+        )
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if !(on && forced && policies > 0) {
+            problems
+                .push(format!("{table}: row-level security on {on}, forced {forced}, {policies} policies"));
         }
         // Every primary key, unique and foreign key constraint, with its columns.
         let constraints: Vec<(String, String, Vec<String>)> = sqlx::query_as(

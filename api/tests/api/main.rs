@@ -48,6 +48,8 @@ fn settings(dir: &std::path::Path) -> Settings {
             data_dir: dir.join("data"),
             database_url: None,
             master_key_file: None,
+            pg_tenant_role: None,
+            pg_platform_role: None,
             key_store: None,
             prices_file: None,
             nats_url: None,

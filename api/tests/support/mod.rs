@@ -28,6 +28,8 @@ pub(crate) fn server_settings(
             data_dir: dir.join("data"),
             database_url,
             master_key_file: Some(dir.join("master.key")),
+            pg_tenant_role: None,
+            pg_platform_role: None,
             key_store: None,
             prices_file: None,
             nats_url,

@@ -309,16 +309,17 @@ pub async fn report(
         }
         Scope::Platform => ("$3 = ''", Some(String::new())),
     };
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT tenant_id, day, agent_id, user_id, model, {} FROM analytics_daily
          WHERE day >= $1 AND day <= $2 AND {filter}",
         COUNTERS.join(", ")
-    ))
-    .bind(from)
-    .bind(to)
-    .bind(bound.unwrap_or_default())
-    .fetch_all(db.readers())
-    .await?;
+    );
+    let query = sqlx::query(&sql).bind(from).bind(to).bind(bound.unwrap_or_default());
+    // One tenant's report under its row-level security; roll-ups across tenants as the platform.
+    let rows = match scope {
+        Scope::Tenant(ctx) => query.fetch_all(&mut *db.scoped(ctx.tenant_id).await?).await?,
+        Scope::Partner(_) | Scope::Platform => query.fetch_all(db.platform_readers()).await?,
+    };
     // Per group: the counters and the users seen.
     let mut groups: BTreeMap<String, ([i64; 8], std::collections::BTreeSet<String>)> = BTreeMap::new();
     let mut total = ([0i64; 8], std::collections::BTreeSet::new());

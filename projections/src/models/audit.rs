@@ -191,7 +191,7 @@ pub async fn entries(
     .bind(filter.from.unwrap_or(i64::MIN))
     .bind(filter.to.unwrap_or(i64::MAX))
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let items: Vec<AuditEntry> = rows
         .iter()

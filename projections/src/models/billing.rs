@@ -173,7 +173,7 @@ pub async fn usage_of(
         .bind(tenant.to_string())
         .bind(from)
         .bind(to)
-        .fetch_all(db.readers())
+        .fetch_all(db.platform_readers())
         .await?;
         for r in &rows {
             let (model, p, c, cost, unpriced, n) = (
@@ -245,7 +245,7 @@ pub async fn partner_usage(
     let tenants =
         sqlx::query("SELECT tenant_id, slug, name FROM dir_tenants WHERE partner_id = $1 ORDER BY slug")
             .bind(partner.to_string())
-            .fetch_all(db.readers())
+            .fetch_all(db.platform_readers())
             .await?;
     let usage = sqlx::query(
         "SELECT u.tenant_id, u.prompt_tokens, u.completion_tokens, u.cost_nanos, u.requests
@@ -255,7 +255,7 @@ pub async fn partner_usage(
     .bind(partner.to_string())
     .bind(from)
     .bind(to)
-    .fetch_all(db.readers())
+    .fetch_all(db.platform_readers())
     .await?;
     // Per tenant: prompt, completion, requests, cost in nanos.
     let mut sums: HashMap<String, [i64; 4]> = HashMap::new();

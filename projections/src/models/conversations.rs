@@ -343,7 +343,7 @@ pub async fn threads(
     .bind(before_at)
     .bind(if cursor.is_none() { "~".to_owned() } else { before_id })
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let mut items: Vec<ThreadRow> = rows.iter().map(ThreadRow::try_from).collect::<Result<_, _>>()?;
     for t in &mut items {
@@ -361,7 +361,7 @@ pub async fn thread(
     let row = sqlx::query("SELECT * FROM conv_threads WHERE tenant_id = $1 AND conversation_id = $2")
         .bind(tenant.to_string())
         .bind(conversation.to_string())
-        .fetch_optional(db.readers())
+        .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
     let Some(mut row) = row.as_ref().map(ThreadRow::try_from).transpose()? else { return Ok(None) };
     row.title = db.open_optional(&tenant.to_string(), row.title.take()).await?;
@@ -419,7 +419,7 @@ pub async fn message(
     .bind(ctx.tenant_id.to_string())
     .bind(conversation.to_string())
     .bind(message.to_string())
-    .fetch_optional(db.readers())
+    .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let Some((owner, mut message)) = row
         .as_ref()
@@ -506,7 +506,7 @@ pub async fn thread_messages(
     .bind(conversation.to_string())
     .bind(after)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let Some(first) = rows.first() else { return Ok(None) };
     let owner = opt_text(first, "owner")?;
@@ -537,7 +537,7 @@ pub async fn inactive_since(
     .bind(ctx.tenant_id.to_string())
     .bind(before)
     .bind(i64::from(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     rows.iter()
         .map(|r| {

@@ -163,7 +163,7 @@ pub async fn documents(
     .bind(ctx.tenant_id.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let rows = rows.iter().map(DocumentRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |d: &DocumentRow| d.document_id.clone()))
@@ -177,7 +177,7 @@ pub async fn document(
     let row = sqlx::query("SELECT * FROM documents WHERE tenant_id = $1 AND document_id = $2")
         .bind(ctx.tenant_id.to_string())
         .bind(document.to_string())
-        .fetch_optional(db.readers())
+        .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
     row.as_ref().map(DocumentRow::try_from).transpose()
 }
@@ -228,7 +228,7 @@ pub async fn search(
         .bind(&tenant)
         .bind(words.join(" "))
         .bind(limit)
-        .fetch_all(db.readers())
+        .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
         .await?
     } else {
         // The tenant is a column of the index: the match itself is the tenant's. Every word
@@ -248,7 +248,7 @@ pub async fn search(
         .bind(expression)
         .bind(&tenant)
         .bind(limit)
-        .fetch_all(db.readers())
+        .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
         .await?
     };
     rows.iter()

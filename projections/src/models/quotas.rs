@@ -146,7 +146,7 @@ pub async fn period_usage(
     .bind(tenant.to_string())
     .bind(day(now))
     .bind(month(now))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(tenant).await?)
     .await?;
     let mut used = PeriodUsage::default();
     for r in &counters {
@@ -183,7 +183,7 @@ pub async fn quotas(
                 "SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1 AND {flag} = 0"
             ))
             .bind(key)
-            .fetch_one(db.readers())
+            .fetch_one(&mut *db.scoped(ctx.tenant_id).await?)
             .await?;
             int(&r, "n")
         }

@@ -182,7 +182,7 @@ pub async fn webhooks(
     .bind(ctx.tenant_id.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let rows = rows.iter().map(WebhookRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |w: &WebhookRow| w.webhook_id.clone()))
@@ -196,7 +196,7 @@ pub async fn webhook(
     let row = sqlx::query("SELECT * FROM webhooks WHERE tenant_id = $1 AND webhook_id = $2 AND removed = 0")
         .bind(ctx.tenant_id.to_string())
         .bind(id.to_string())
-        .fetch_optional(db.readers())
+        .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
     row.as_ref().map(WebhookRow::try_from).transpose()
 }
@@ -417,7 +417,7 @@ pub async fn deliveries(
     .bind(webhook.to_string())
     .bind(before)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let rows = rows.iter().map(DeliveryRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |d: &DeliveryRow| d.position.to_string()))

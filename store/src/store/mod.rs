@@ -96,7 +96,17 @@ impl EventStore {
         master: &MasterKey,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
-        let backend = Postgres::connect(url, max_connections).await?;
+        Self::open_postgres_as(url, master, max_connections, &crate::PgRoles::default()).await
+    }
+
+    /// [`EventStore::open_postgres`], working as `roles` (see [`crate::PgRoles`]).
+    pub async fn open_postgres_as(
+        url: &str,
+        master: &MasterKey,
+        max_connections: u32,
+        roles: &crate::PgRoles,
+    ) -> Result<Self, StoreError> {
+        let backend = Postgres::connect(url, max_connections, roles).await?;
         let database = Database::Postgres(backend.pool.clone());
         Ok(Self::new(backend, database, master))
     }

@@ -138,7 +138,7 @@ pub async fn tenant(ctx: &TenantContext, db: &ReadDb) -> Result<Option<TenantRow
     let tenant = ctx.tenant_id;
     let row = sqlx::query("SELECT * FROM dir_tenants WHERE tenant_id = $1")
         .bind(tenant.to_string())
-        .fetch_optional(db.readers())
+        .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
     row.as_ref().map(TenantRow::try_from).transpose()
 }
@@ -190,7 +190,7 @@ pub async fn operators(
     .bind(tenantry_domain::TenantId::PLATFORM.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(db.platform_readers())
     .await?;
     let rows = rows.iter().map(OperatorRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |o: &OperatorRow| o.operator_id.clone()))
@@ -203,7 +203,7 @@ pub async fn operator(db: &ReadDb, operator: OperatorId) -> Result<Option<Operat
     )
     .bind(tenantry_domain::TenantId::PLATFORM.to_string())
     .bind(operator.to_string())
-    .fetch_optional(db.readers())
+    .fetch_optional(db.platform_readers())
     .await?;
     row.as_ref().map(OperatorRow::try_from).transpose()
 }
@@ -224,7 +224,7 @@ pub async fn partners(
     .bind(id_cursor(after)?)
     .bind(only.unwrap_or(""))
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(db.platform_readers())
     .await?;
     let rows = rows.iter().map(PartnerRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |p: &PartnerRow| p.partner_id.clone()))
@@ -234,7 +234,7 @@ pub async fn partners(
 pub async fn partner_tenant_count(db: &ReadDb, partner: PartnerId) -> Result<u64, ProjectionError> {
     let row = sqlx::query("SELECT COUNT(*) AS n FROM dir_tenants WHERE partner_id = $1")
         .bind(partner.to_string())
-        .fetch_one(db.readers())
+        .fetch_one(db.platform_readers())
         .await?;
     Ok(u64::try_from(int(&row, "n")?).unwrap_or(0))
 }
@@ -246,7 +246,7 @@ pub async fn partner(db: &ReadDb, partner: PartnerId) -> Result<Option<PartnerRo
     )
     .bind(tenantry_domain::TenantId::PLATFORM.to_string())
     .bind(partner.to_string())
-    .fetch_optional(db.readers())
+    .fetch_optional(db.platform_readers())
     .await?;
     row.as_ref().map(PartnerRow::try_from).transpose()
 }
@@ -266,7 +266,7 @@ impl TryFrom<&AnyRow> for PartnerRow {
 pub async fn descendants(db: &ReadDb, tenant: TenantId) -> Result<Vec<TenantId>, ProjectionError> {
     let rows = sqlx::query("SELECT tenant_id FROM dir_tenants WHERE ancestors LIKE $1 ORDER BY tenant_id")
         .bind(format!("%{tenant}%"))
-        .fetch_all(db.readers())
+        .fetch_all(db.platform_readers())
         .await?;
     rows.iter()
         .map(|r| text(r, "tenant_id")?.parse().map_err(|_| ProjectionError::Malformed("tenant id".into())))
@@ -289,7 +289,7 @@ pub async fn tenants(
     .bind(partner.unwrap_or(""))
     .bind(text.map(contains_pattern).unwrap_or_default())
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(db.platform_readers())
     .await?;
     let rows = rows.iter().map(TenantRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |t: &TenantRow| t.tenant_id.clone()))
@@ -356,7 +356,7 @@ pub async fn agents(
     .bind(tenant.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let mut rows: Vec<AgentRow> = rows.iter().map(AgentRow::try_from).collect::<Result<_, _>>()?;
     for r in &mut rows {
@@ -374,7 +374,7 @@ pub async fn agent(
     let row = sqlx::query("SELECT * FROM dir_agents WHERE tenant_id = $1 AND agent_id = $2")
         .bind(tenant.to_string())
         .bind(agent.to_string())
-        .fetch_optional(db.readers())
+        .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
     let Some(mut row) = row.as_ref().map(AgentRow::try_from).transpose()? else { return Ok(None) };
     row.system_prompt = db.open_value(&ctx.tenant_id.to_string(), &row.system_prompt).await?;
@@ -424,7 +424,7 @@ pub async fn tools(
     .bind(tenant.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let mut rows: Vec<ToolRow> = rows.iter().map(ToolRow::try_from).collect::<Result<_, _>>()?;
     for r in &mut rows {
@@ -442,7 +442,7 @@ pub async fn tool(
     let row = sqlx::query("SELECT * FROM dir_tools WHERE tenant_id = $1 AND tool_id = $2 AND removed = 0")
         .bind(tenant.to_string())
         .bind(tool.to_string())
-        .fetch_optional(db.readers())
+        .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
     let Some(mut row) = row.as_ref().map(ToolRow::try_from).transpose()? else { return Ok(None) };
     row.description = db.open_value(&ctx.tenant_id.to_string(), &row.description).await?;
@@ -487,7 +487,7 @@ pub async fn users(
     .bind(tenant.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let mut rows: Vec<UserRow> = rows.iter().map(UserRow::try_from).collect::<Result<_, _>>()?;
     for r in &mut rows {
@@ -505,7 +505,7 @@ pub async fn user(
     let row = sqlx::query("SELECT * FROM dir_users WHERE tenant_id = $1 AND user_id = $2 AND removed = 0")
         .bind(tenant.to_string())
         .bind(user.to_string())
-        .fetch_optional(db.readers())
+        .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
     let Some(mut row) = row.as_ref().map(UserRow::try_from).transpose()? else { return Ok(None) };
     row.email = db.open_value(&ctx.tenant_id.to_string(), &row.email).await?;
@@ -553,7 +553,7 @@ pub async fn api_keys(
     .bind(tenant.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let rows = rows.iter().map(ApiKeyRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |k: &ApiKeyRow| k.key_id.clone()))
@@ -567,7 +567,7 @@ pub async fn api_key(
     let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} WHERE k.tenant_id = $1 AND k.key_id = $2"))
         .bind(ctx.tenant_id.to_string())
         .bind(key.to_string())
-        .fetch_optional(db.readers())
+        .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
     row.as_ref().map(ApiKeyRow::try_from).transpose()
 }
@@ -607,7 +607,7 @@ pub async fn auth_key(
          WHERE k.key_id = $1",
     )
     .bind(key_id)
-    .fetch_optional(db.readers())
+    .fetch_optional(db.platform_readers())
     .await?;
     let Some(r) = row else { return Ok(None) };
     if int(&r, "revoked")? != 0 {
@@ -712,7 +712,7 @@ pub async fn credentials(
     .bind(ctx.tenant_id.to_string())
     .bind(id_cursor(after)?)
     .bind(page_size(limit))
-    .fetch_all(db.readers())
+    .fetch_all(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     let rows = rows.iter().map(CredentialRow::try_from).collect::<Result<_, _>>()?;
     Ok(Page::from_rows(rows, limit, |c: &CredentialRow| c.credential_id.clone()))
@@ -728,7 +728,7 @@ pub async fn credential(
     )
     .bind(ctx.tenant_id.to_string())
     .bind(credential.to_string())
-    .fetch_optional(db.readers())
+    .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     row.as_ref().map(CredentialRow::try_from).transpose()
 }
@@ -745,7 +745,7 @@ pub async fn credential_for(
     )
     .bind(ctx.tenant_id.to_string())
     .bind(provider)
-    .fetch_optional(db.readers())
+    .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
     .await?;
     row.as_ref().map(CredentialRow::try_from).transpose()
 }
