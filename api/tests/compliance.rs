@@ -774,7 +774,8 @@ async fn postgres_files(url: &str) -> (Vec<std::path::PathBuf>, Vec<std::path::P
 }
 
 /// On PostgreSQL, the personal and secret text of read models (a person's email, a tool's
-/// description, an agent's system prompt, a conversation's title and messages) is written
+/// description, the tenant's and an agent's system prompts, a conversation's title and
+/// messages) is written
 /// sealed: the WAL never holds it in plaintext, and after a purge and its vacuum no heap
 /// file of the database does either. A value that is not sealed (an agent's name) is found
 /// in both, so the scan reads the right files.
@@ -784,7 +785,13 @@ async fn sealed_values_never_reach_the_heap_or_the_wal_in_plaintext_on_postgres(
     let api = Api::start(Some(h)).await;
     let canary = format!("zqsealed{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let control = format!("zqplain{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let t = api.post(BOOTSTRAP, "/v1/tenants", json!({"slug": "sealed-org", "name": "Sealed Org"})).await;
+    let t = api
+        .post(
+            BOOTSTRAP,
+            "/v1/tenants",
+            json!({"slug": "sealed-org", "name": "Sealed Org", "settings": {"system_prompt": format!("be {canary}")}}),
+        )
+        .await;
     let t = t["id"].as_str().unwrap().to_owned();
     let key = api
         .post(BOOTSTRAP, &format!("/v1/tenants/{t}/api-keys"), json!({"name": "k", "role": "admin"}))

@@ -257,7 +257,7 @@ async fn rows_of(
     ] {
         let mut rows = Vec::new();
         for row in all[table].iter().filter(|r| r.contains(tenant)) {
-            rows.push(support::opened(row, db, tenant).await);
+            rows.push(db.open_within(tenant, row).await.unwrap());
         }
         rows.sort();
         out.insert(table.to_owned(), rows);

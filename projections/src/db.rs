@@ -247,6 +247,27 @@ impl ReadDb {
         Ok(store.open_value(tenant, stored).await?)
     }
 
+    /// `text` with every sealed value in it opened (a JSON column holding one, a dump of a
+    /// row): for comparing rows whose ciphertext differs from write to write.
+    pub async fn open_within(&self, tenant: &str, text: &str) -> Result<String, ProjectionError> {
+        let prefix = tenantry_store::SEALED_VALUE_PREFIX;
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(prefix) {
+            out.push_str(&rest[..at]);
+            let len = rest[at..]
+                .char_indices()
+                .find(|(i, c)| {
+                    *i >= prefix.len() && !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '+' | '/'))
+                })
+                .map_or(rest.len() - at, |(i, _)| i);
+            out.push_str(&self.open_value(tenant, &rest[at..at + len]).await?);
+            rest = &rest[at + len..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
     /// [`ReadDb::open_value`] for a column that may be NULL.
     pub async fn open_optional(
         &self,

@@ -149,7 +149,7 @@ pub async fn dump(db: &ReadDb, tenant: TenantId) -> serde_json::Value {
                     Ok(v) => v.map_or(serde_json::Value::Null, Into::into),
                     // Sealed values as they read (their ciphertext differs from run to run).
                     Err(_) => match row.try_get::<Option<String>, _>(i).expect("text or integer") {
-                        Some(text) => db.open_value(&tenant.to_string(), &text).await.expect("opens").into(),
+                        Some(text) => db.open_within(&tenant.to_string(), &text).await.expect("opens").into(),
                         None => serde_json::Value::Null,
                     },
                 };

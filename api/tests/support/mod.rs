@@ -85,29 +85,6 @@ pub(crate) async fn dump(url: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// `row` with each sealed read-model value in it opened with the tenant's keys (its
-/// ciphertext differs from write to write; what it holds does not).
-#[allow(dead_code)] // not every test binary compares rows
-pub(crate) async fn opened(row: &str, db: &tenantry_projections::ReadDb, tenant: &str) -> String {
-    let prefix = tenantry_store::SEALED_VALUE_PREFIX;
-    let mut out = String::with_capacity(row.len());
-    let mut rest = row;
-    while let Some(at) = rest.find(prefix) {
-        out.push_str(&rest[..at]);
-        let token_len = rest[at..]
-            .char_indices()
-            .find(|(i, c)| {
-                *i >= prefix.len() && !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '+' | '/'))
-            })
-            .map_or(rest.len() - at, |(i, _)| i);
-        let token = &rest[at..at + token_len];
-        out.push_str(&db.open_value(tenant, token).await.unwrap_or_else(|e| format!("<{e}>")));
-        rest = &rest[at + token_len..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// A NATS server with JetStream on a free loopback port and a store directory of its own,
 /// so a test may stop and start it without touching anything else. Killed when dropped.
 pub(crate) struct NatsServer {

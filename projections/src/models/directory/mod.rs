@@ -26,6 +26,19 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Settings as `dir_tenants.settings` holds them: JSON, the system prompt sealed.
+    async fn sealed_settings(
+        &self,
+        tenant: &str,
+        settings: &tenantry_domain::event::Settings,
+    ) -> Result<String, ProjectionError> {
+        let mut settings = settings.clone();
+        if let Some(prompt) = settings.system_prompt.take() {
+            settings.system_prompt = Some(self.sealed(tenant, None, &prompt).await?);
+        }
+        Ok(json(&settings))
+    }
+
     /// `text` as a sealed column holds it: under `person`'s key when it is theirs, then the
     /// tenant's.
     async fn sealed(
@@ -73,7 +86,7 @@ impl Projector for Directory {
                             c.name.as_str().into(),
                             c.plan.as_str().into(),
                             c.partner_id.map(|p| p.to_string()).into(),
-                            json(&c.settings).into(),
+                            self.sealed_settings(tenant, &c.settings).await?.into(),
                             json(&c.limits).into(),
                             at.into(),
                             c.ancestors.last().map(|p| p.to_string()).into(),
@@ -83,6 +96,10 @@ impl Projector for Directory {
                     .await?;
                 }
                 Event::TenantUpdated(u) => {
+                    let settings = match &u.settings {
+                        Some(new) => Some(self.sealed_settings(tenant, new).await?),
+                        None => None,
+                    };
                     let limits = match u.limits {
                         Some(new) => {
                             let row = sqlx::query("SELECT limits FROM dir_tenants WHERE tenant_id = $1")
@@ -106,7 +123,7 @@ impl Projector for Directory {
                         vec![
                             u.name.as_deref().into(),
                             u.plan.map(|p| p.as_str()).into(),
-                            u.settings.as_ref().map(json).into(),
+                            settings.into(),
                             limits.into(),
                             at.into(),
                             t(),

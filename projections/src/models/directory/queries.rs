@@ -110,6 +110,16 @@ pub async fn effective_of(
     Ok(tenantry_domain::inherit::effective(&path, plans.limits(row.plan)))
 }
 
+impl TenantRow {
+    /// The sealed values of the row opened (the tenant-wide system prompt).
+    async fn open(&mut self, db: &ReadDb) -> Result<(), ProjectionError> {
+        if let Some(prompt) = self.settings.system_prompt.take() {
+            self.settings.system_prompt = Some(db.open_value(&self.tenant_id, &prompt).await?);
+        }
+        Ok(())
+    }
+}
+
 impl TryFrom<&AnyRow> for TenantRow {
     type Error = ProjectionError;
     fn try_from(r: &AnyRow) -> Result<Self, Self::Error> {
@@ -140,7 +150,9 @@ pub async fn tenant(ctx: &TenantContext, db: &ReadDb) -> Result<Option<TenantRow
         .bind(tenant.to_string())
         .fetch_optional(&mut *db.scoped(ctx.tenant_id).await?)
         .await?;
-    row.as_ref().map(TenantRow::try_from).transpose()
+    let Some(mut row) = row.as_ref().map(TenantRow::try_from).transpose()? else { return Ok(None) };
+    row.open(db).await?;
+    Ok(Some(row))
 }
 
 /// Tenants in id order after `after`, of one partner when given.
@@ -291,7 +303,10 @@ pub async fn tenants(
     .bind(page_size(limit))
     .fetch_all(db.platform_readers())
     .await?;
-    let rows = rows.iter().map(TenantRow::try_from).collect::<Result<_, _>>()?;
+    let mut rows: Vec<TenantRow> = rows.iter().map(TenantRow::try_from).collect::<Result<_, _>>()?;
+    for row in &mut rows {
+        row.open(db).await?;
+    }
     Ok(Page::from_rows(rows, limit, |t: &TenantRow| t.tenant_id.clone()))
 }
 
