@@ -119,7 +119,8 @@ async fn run(name: &str, database_url: Option<String>) {
             data_dir: dir.path().join("data"),
             database_url,
             master_key_file: Some(dir.path().join("master.key")),
-            pg_tenant_role: None,
+            // `TENANTRY_PG_TENANT_ROLE=postgres` (a superuser) measures the same without row-level security.
+            pg_tenant_role: std::env::var("TENANTRY_PG_TENANT_ROLE").ok(),
             pg_platform_role: None,
             key_store: None,
             prices_file: None,

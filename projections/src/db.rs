@@ -213,17 +213,8 @@ impl ReadDb {
             let separator = if url.contains('?') { '&' } else { '?' };
             options(SQLITE_READERS, false, None).connect(&format!("{url}{separator}mode=ro")).await?
         } else {
-            // A connection back in the pool names no tenant: a read that forgot to name one
-            // sees no rows at all.
-            options(max_connections, false, tenant)
-                .after_release(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("RESET tenantry.tenant_id").await?;
-                        Ok(true)
-                    })
-                })
-                .connect(url)
-                .await?
+            // Reached only through `scoped`, which names the tenant before every use.
+            options(max_connections, false, tenant).connect(url).await?
         };
         Ok(Self { store: None, pool, readers, postgres: !sqlite })
     }

@@ -68,17 +68,9 @@ impl Postgres {
                 })
         };
         let pool = as_role(roles.platform_ident()?).connect_with(options.clone()).await?;
-        let tenant_pool = as_role(roles.tenant_ident()?)
-            // Back in the pool, a connection names no tenant: a read that forgot to name one
-            // sees nothing.
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("RESET tenantry.tenant_id").await?;
-                    Ok(true)
-                })
-            })
-            .connect_with(options)
-            .await?;
+        // Used only through `scoped` (which names the tenant before every use) and by the
+        // append function (which names it for its transaction).
+        let tenant_pool = as_role(roles.tenant_ident()?).connect_with(options).await?;
         Ok(Self { pool, tenant_pool, owner: options_owner })
     }
 
