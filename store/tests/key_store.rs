@@ -256,6 +256,30 @@ async fn the_wrong_key_store_mints_no_key(postgres: bool) {
     assert_eq!(keys_held(&other).await, (0, 0), "no key was made in the wrong key store");
 }
 
+/// The first appends of a tenant, racing, with its key stored apart: one key is made and
+/// every append succeeds (one that finds the log before the key reads the key again).
+async fn racing_first_appends_share_one_key(postgres: bool) {
+    let Some(mut place) = Place::new(postgres).await else { return };
+    let (events, keys) = (place.database("events").await, place.database("keys").await);
+    let master = MasterKey::generate();
+    let store = open(&events, &keys, &master).await;
+    for _ in 0..5 {
+        let ctx = TenantContext::system(TenantId::new());
+        let appends = (0..16).map(|i| {
+            let (store, ctx) = (store.clone(), ctx.clone());
+            tokio::spawn(async move {
+                let stream: StreamId = format!("s-{i}").parse().unwrap();
+                let events = vec![new_event(&agent_created("racer"))];
+                store.append(&ctx, AppendRequest::to_stream(stream, ExpectedVersion::NoStream, events)).await
+            })
+        });
+        for outcome in futures::future::join_all(appends).await {
+            outcome.unwrap().expect("every first append succeeds");
+        }
+        assert_eq!(reads(&store, &ctx).await.unwrap(), 16);
+    }
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -273,4 +297,5 @@ on_both!(
     backups_after_a_purge_open_nothing,
     keys_held_with_the_events_move_to_the_key_store,
     the_wrong_key_store_mints_no_key,
+    racing_first_appends_share_one_key,
 );

@@ -225,9 +225,10 @@ impl EventStore {
             StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped).await,
             StoredKey::Destroyed => Err(StoreError::KeyDestroyed { tenant }),
             StoredKey::Missing if create => {
-                // A tenant with a log always has a key: none here means the wrong key store.
+                // A tenant with a log always has a key (stored before its first event): none
+                // here, read again after seeing the log, means the wrong key store.
                 if self.keys_apart && self.backend.head(tenant).await?.is_some() {
-                    return Err(StoreError::KeyMissing { tenant });
+                    return self.key_written_meanwhile(tenant).await;
                 }
                 self.keys.insert_key(tenant, &self.vault.new_wrapped(tenant).await?).await?;
                 // Load again: a concurrent first append may have stored its key first.
@@ -237,9 +238,19 @@ impl EventStore {
                 }
             }
             StoredKey::Missing if self.keys_apart && self.backend.head(tenant).await?.is_some() => {
-                Err(StoreError::KeyMissing { tenant })
+                self.key_written_meanwhile(tenant).await
             }
             StoredKey::Missing => Err(StoreError::KeyDestroyed { tenant }),
+        }
+    }
+
+    /// The key of a tenant whose log was seen after its key was not: a first append racing
+    /// this one stored it in between, or (none still) the key store is the wrong one.
+    async fn key_written_meanwhile(&self, tenant: TenantId) -> Result<Arc<DataKey>, StoreError> {
+        match self.keys.load_key(tenant).await? {
+            StoredKey::Wrapped(wrapped) => self.vault.unwrap(tenant, &wrapped).await,
+            StoredKey::Destroyed => Err(StoreError::KeyDestroyed { tenant }),
+            StoredKey::Missing => Err(StoreError::KeyMissing { tenant }),
         }
     }
 
