@@ -63,6 +63,19 @@ async fn create_in(
     Ok(Redirect::to(&format!("/console/t/{id}/{collection}")).into_response())
 }
 
+/// The tenant and the first 200 items of one of its collections, as the session may read
+/// them.
+async fn listing(
+    state: &ConsoleState,
+    session: &Session,
+    id: &str,
+    collection: &str,
+) -> Result<(Value, Vec<Value>), Failure> {
+    let t = tenant(state, session, id).await?;
+    let page = state.api.get(session, &format!("/v1/tenants/{id}/{collection}?limit=200")).await?;
+    Ok((t, items(&page)))
+}
+
 fn items(page: &Value) -> Vec<Value> {
     page["items"].as_array().cloned().unwrap_or_default()
 }
@@ -136,9 +149,8 @@ async fn agents(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
-    let t = tenant(&state, &session, &id).await?;
-    let page = state.api.get(&session, &format!("/v1/tenants/{id}/agents?limit=200")).await?;
-    let rows = items(&page)
+    let (t, list) = listing(&state, &session, &id, "agents").await?;
+    let rows = list
         .iter()
         .map(|a| {
             html! { tr {
@@ -198,9 +210,8 @@ async fn tools(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
-    let t = tenant(&state, &session, &id).await?;
-    let page = state.api.get(&session, &format!("/v1/tenants/{id}/tools?limit=200")).await?;
-    let rows = items(&page)
+    let (t, list) = listing(&state, &session, &id, "tools").await?;
+    let rows = list
         .iter()
         .map(|x| {
             html! { tr {
@@ -252,9 +263,7 @@ async fn users(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
-    let t = tenant(&state, &session, &id).await?;
-    let page = state.api.get(&session, &format!("/v1/tenants/{id}/users?limit=200")).await?;
-    let list = items(&page);
+    let (t, list) = listing(&state, &session, &id, "users").await?;
     let rows = list
         .iter()
         .map(|u| {
