@@ -244,8 +244,9 @@ pub(crate) trait KeyBackend: Send + Sync {
         old: &[u8],
         new: &[u8],
     ) -> Result<bool, StoreError>;
-    /// Destroy the tenant's key and delete its persons' and conversations' keys.
-    async fn purge_keys(&self, tenant: TenantId) -> Result<(), StoreError>;
+    /// Delete the keys of the tenant's persons and conversations (its own key is destroyed
+    /// with [`KeyBackend::destroy_key`]).
+    async fn delete_subject_keys(&self, tenant: TenantId) -> Result<(), StoreError>;
     /// Make destroyed keys unrecoverable from the files (SQLite: zeroed pages, WAL
     /// checkpointed and truncated; PostgreSQL: the key tables vacuumed).
     async fn scrub_keys(&self) -> Result<(), StoreError>;

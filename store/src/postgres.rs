@@ -588,21 +588,11 @@ impl KeyBackend for Postgres {
         Ok(())
     }
 
-    async fn purge_keys(&self, tenant: TenantId) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+    async fn delete_subject_keys(&self, tenant: TenantId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM subject_keys WHERE tenant_id = $1")
             .bind(tenant.as_uuid())
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        sqlx::query(
-            "INSERT INTO tenant_keys (tenant_id, wrapped_key, destroyed_at) VALUES ($1, NULL, now())
-             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
-                 destroyed_at = COALESCE(tenant_keys.destroyed_at, now())",
-        )
-        .bind(tenant.as_uuid())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -30,24 +30,28 @@ pub(crate) struct Sqlite {
     pub(crate) read: SqlitePool,
 }
 
+/// A database file in WAL mode, created if missing, waiting on the writer's lock.
+fn connect_options(path: &Path, synchronous: SqliteSynchronous) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .busy_timeout(Duration::from_secs(30))
+        // Deleted content is overwritten with zeros: a purged tenant's rows (a destroyed key)
+        // do not linger in free pages of the file.
+        .pragma("secure_delete", "ON")
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 impl Sqlite {
     pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode NORMAL loses no committed transaction on a process crash; only a
-            // power loss can drop the last few. FULL halves the append rate.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", "-16384")
-            // Deleted content is overwritten with zeros: a purged tenant's rows do not linger
-            // in free pages of the file.
-            .pragma("secure_delete", "ON");
+        // In WAL mode NORMAL loses no committed transaction on a process crash; only a power
+        // loss can drop the last few. FULL halves the append rate.
+        let options = connect_options(path, SqliteSynchronous::Normal).pragma("cache_size", "-16384");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
@@ -60,14 +64,8 @@ impl Sqlite {
 
     /// Open a key store apart from the event database (`keys.db`): the key tables only.
     pub(crate) async fn open_keys(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // A key is written once per tenant or person: durability over speed.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30))
-            .pragma("secure_delete", "ON");
+        // A key is written once per tenant or person: durability over speed.
+        let options = connect_options(path, SqliteSynchronous::Full);
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         KEYS_MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(2).connect_with(options.read_only(true)).await?;
@@ -584,22 +582,11 @@ impl KeyBackend for Sqlite {
         Ok(())
     }
 
-    async fn purge_keys(&self, tenant: TenantId) -> Result<(), StoreError> {
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+    async fn delete_subject_keys(&self, tenant: TenantId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM subject_keys WHERE tenant_id = ?")
             .bind(tenant.as_uuid())
-            .execute(&mut *tx)
+            .execute(&self.write)
             .await?;
-        sqlx::query(
-            "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at, destroyed_at) VALUES (?1, NULL, ?2, ?2)
-             ON CONFLICT (tenant_id) DO UPDATE SET wrapped_key = NULL,
-                 destroyed_at = COALESCE(destroyed_at, excluded.destroyed_at)",
-        )
-        .bind(tenant.as_uuid())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -21,7 +21,7 @@ impl EventStore {
         if self.keys_apart {
             // The persons' and conversations' keys go too (the event database's copy of the
             // tenant's row stays, destroyed: it refuses appends to the purged tenant).
-            self.keys.purge_keys(ctx.tenant_id).await?;
+            self.keys.delete_subject_keys(ctx.tenant_id).await?;
         }
         Ok(events)
     }
