@@ -262,16 +262,16 @@ async fn identity_providers_sign_users_in(database_url: Option<String>) {
     let gina = sign(&rsa, &claims("gina", &acme_id, &["user"]));
     let (s, _, _) = api.call(BOOTSTRAP, M::DELETE, &format!("/v1/tenants/{acme_id}"), None).await;
     assert!(matches!(s, StatusCode::OK | StatusCode::ACCEPTED), "{s}");
-    // The purge runs in the background (the token is refused as suspended meanwhile, 403);
-    // once it has gone far enough, the token opens nothing (401). A loaded machine may take
-    // seconds: the bound is generous.
+    // The purge runs in the background (the token is refused meanwhile); once it has gone
+    // far enough, the token opens nothing (401). A loaded machine may take seconds: the bound
+    // is generous.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let status = api.call(&gina, M::GET, "/v1/me", None).await.0;
         if status == StatusCode::UNAUTHORIZED {
             break;
         }
-        assert_eq!(status, StatusCode::FORBIDDEN, "while the purge runs");
+        assert!(status.is_client_error(), "while the purge runs: {status}");
         assert!(std::time::Instant::now() < deadline, "a purged tenant's token still opens");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
