@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::model::{AppendOutcome, ExpectedVersion, Head};
 
 /// An event encrypted and ready to insert; position and hashes come under the lock.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct SealedEvent {
     pub(crate) event_id: EventId,
     pub(crate) stream: StreamId,
@@ -271,6 +271,14 @@ pub(crate) trait Backend: Send + Sync {
     /// `secure_delete`).
     async fn scrub(&self) -> Result<(), StoreError>;
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError>;
+    /// Several appends, of any tenants, in one transaction and one commit (the group commit).
+    /// Each request's outcome, in order, is its own: a conflict, a duplicate, or a limit
+    /// refuses that request alone and leaves nothing of it written. `Err` when the
+    /// transaction as a whole failed. Requests carry no bodies ([`SealedBatch::blobs`]).
+    async fn append_many(
+        &self,
+        requests: &[(TenantId, &SealedBatch)],
+    ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError>;
     /// Positions of the stored events with these ids.
     async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError>;
     /// A body kept beside the log, still sealed.

@@ -9,10 +9,12 @@
 //! - [`chain`]: the hash chain and its verification report.
 //! - [`export`]: verifiable JSON Lines exports of a tenant's log and their offline check.
 //! - [`error`]: the store's typed errors.
+//! - `commit`: group commit, many appends in one transaction ([`GroupCommit`]).
 //! - `backend`, `sqlite`, `postgres`: the database backends behind one internal trait.
 
 mod backend;
 pub mod chain;
+mod commit;
 pub mod crypto;
 pub mod error;
 pub mod export;
@@ -24,6 +26,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use commit::{CommitStats, GroupCommit};
 pub use crypto::{KeyWrapper, LocalKeyWrapper, MasterKey};
 pub use error::StoreError;
 pub use model::{

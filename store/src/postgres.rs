@@ -165,18 +165,8 @@ impl Backend for Postgres {
     }
 
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
-        let (streams, expected): (Vec<&str>, Vec<i64>) = batch
-            .expectations
-            .iter()
-            .map(|(s, e)| {
-                let code = match e {
-                    ExpectedVersion::Any => -1,
-                    ExpectedVersion::NoStream => 0,
-                    ExpectedVersion::Exact(v) => *v as i64,
-                };
-                (s.as_str(), code)
-            })
-            .unzip();
+        let (streams, expected): (Vec<&str>, Vec<i64>) =
+            batch.expectations.iter().map(|(s, e)| (s.as_str(), expected_code(*e))).unzip();
         let n = batch.events.len();
         let mut ev_streams = Vec::with_capacity(n);
         let mut event_ids = Vec::with_capacity(n);
@@ -216,11 +206,7 @@ impl Backend for Postgres {
         .bind(batch.recorded_at)
         .bind(key)
         .bind(hash)
-        .bind(if batch.uncharged {
-            "uncharged".to_owned()
-        } else {
-            batch.quota.map(|q| q.setting()).unwrap_or_default()
-        });
+        .bind(quota_code(batch));
         let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> =
             if batch.blobs.is_empty() {
                 query.fetch_one(&self.tenant_pool).await
@@ -291,6 +277,85 @@ impl Backend for Postgres {
                 _ => Err(quota_exceeded(&e).unwrap_or_else(|| e.into())),
             },
         }
+    }
+
+    async fn append_many(
+        &self,
+        requests: &[(TenantId, &SealedBatch)],
+    ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
+        let mut args = ManyArgs::default();
+        for (tenant, batch) in requests {
+            args.push(*tenant, batch);
+        }
+        // One call, one transaction (autocommit), one round trip. A batch holds several
+        // tenants, so it runs as the platform role; the function keys every row it writes by
+        // its own request's tenant.
+        let rows: Vec<(i32, String, i64, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT * FROM tenantry_append_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&args.tenants)
+        .bind(&args.recorded_at)
+        .bind(&args.quotas)
+        .bind(&args.idem_keys)
+        .bind(&args.idem_hashes)
+        .bind(&args.exp_end)
+        .bind(&args.exp_req)
+        .bind(&args.streams)
+        .bind(&args.expected)
+        .bind(&args.ev_end)
+        .bind(&args.ev_streams)
+        .bind(&args.event_ids)
+        .bind(&args.types)
+        .bind(&args.schema_versions)
+        .bind(&args.payloads)
+        .bind(&args.metadata)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.len() != requests.len() {
+            return Err(sqlx::Error::Protocol(format!(
+                "{} outcomes for {} appends",
+                rows.len(),
+                requests.len()
+            ))
+            .into());
+        }
+        Ok(rows
+            .into_iter()
+            .zip(requests)
+            .map(|((_, status, first, last, detail, actual), (tenant, batch))| match status.as_str() {
+                "ok" => Ok(Attempt::Written(AppendOutcome {
+                    first_position: first as u64,
+                    last_position: last as u64,
+                    deduplicated: false,
+                    recorded_at: batch.recorded_at,
+                })),
+                "duplicate_event" => Ok(Attempt::DuplicateEvent),
+                "duplicate_key" => Ok(Attempt::DuplicateKey),
+                "shredded" => Err(StoreError::KeyDestroyed { tenant: *tenant }),
+                "conflict" => {
+                    let stream = detail.unwrap_or_default();
+                    match batch.expectations.iter().find(|(s, _)| s.as_str() == stream) {
+                        Some((stream, expected)) => Err(StoreError::Conflict {
+                            stream: stream.clone(),
+                            expected: *expected,
+                            actual: actual.unwrap_or(0) as u64,
+                        }),
+                        None => {
+                            Err(sqlx::Error::Protocol(format!("conflict on unknown stream {stream}")).into())
+                        }
+                    }
+                }
+                "quota" => Err(StoreError::QuotaExceeded {
+                    limit: if detail.as_deref() == Some("storage_bytes") {
+                        "storage_bytes"
+                    } else {
+                        "api_calls_per_day"
+                    },
+                    max: actual.unwrap_or(0) as u64,
+                }),
+                other => Err(sqlx::Error::Protocol(format!("unknown append status {other}")).into()),
+            })
+            .collect())
     }
 
     async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -647,5 +712,71 @@ impl KeyBackend for Postgres {
             .rows_affected();
         tx.commit().await?;
         Ok(subjects + tenants)
+    }
+}
+
+/// The arguments of `tenantry_append_many` (migration 0025): every request's columns, flat.
+#[derive(Default)]
+struct ManyArgs<'a> {
+    tenants: Vec<Uuid>,
+    recorded_at: Vec<i64>,
+    quotas: Vec<String>,
+    idem_keys: Vec<Option<&'a str>>,
+    idem_hashes: Vec<Option<&'a [u8]>>,
+    exp_end: Vec<i32>,
+    exp_req: Vec<i32>,
+    streams: Vec<&'a str>,
+    expected: Vec<i64>,
+    ev_end: Vec<i32>,
+    ev_streams: Vec<&'a str>,
+    event_ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i16>,
+    payloads: Vec<&'a [u8]>,
+    metadata: Vec<&'a [u8]>,
+}
+
+impl<'a> ManyArgs<'a> {
+    fn push(&mut self, tenant: TenantId, batch: &'a SealedBatch) {
+        self.tenants.push(*tenant.as_uuid());
+        let request = self.tenants.len() as i32;
+        self.recorded_at.push(batch.recorded_at);
+        self.quotas.push(quota_code(batch));
+        let (key, hash) = batch.idempotency.as_ref().map(|(k, h)| (k.as_str(), &h[..])).unzip();
+        self.idem_keys.push(key);
+        self.idem_hashes.push(hash);
+        for (stream, expected) in &batch.expectations {
+            self.exp_req.push(request);
+            self.streams.push(stream.as_str());
+            self.expected.push(expected_code(*expected));
+        }
+        self.exp_end.push(self.streams.len() as i32);
+        for e in &batch.events {
+            self.ev_streams.push(e.stream.as_str());
+            self.event_ids.push(*e.event_id.as_uuid());
+            self.types.push(e.event_type.as_str());
+            self.schema_versions.push(e.schema_version as i16);
+            self.payloads.push(&e.payload);
+            self.metadata.push(&e.metadata);
+        }
+        self.ev_end.push(self.ev_streams.len() as i32);
+    }
+}
+
+/// An expected version as the append functions take it: -1 any, 0 no stream, else exact.
+fn expected_code(expected: ExpectedVersion) -> i64 {
+    match expected {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exact(v) => v as i64,
+    }
+}
+
+/// The limits as the append functions take them: '' none, `uncharged`, or the quota's setting.
+fn quota_code(batch: &SealedBatch) -> String {
+    if batch.uncharged {
+        "uncharged".to_owned()
+    } else {
+        batch.quota.map(|q| q.setting()).unwrap_or_default()
     }
 }

@@ -137,13 +137,6 @@ impl Backend for Sqlite {
         let tid = tenant.as_uuid();
         // IMMEDIATE takes the write lock up front, so the reads below are current.
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let head: Option<(i64, Vec<u8>, i64, i64, i64)> = sqlx::query_as(
-            "SELECT position, last_hash, stored_bytes, day, day_calls FROM tenant_heads WHERE tenant_id = ?",
-        )
-        .bind(tid)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (stored, day, day_calls) = head.as_ref().map_or((0, 0, 0), |h| (h.2, h.3, h.4));
         // Bodies kept beside the log: written (or deleted) here, counted with the events.
         let mut blob_bytes = 0_i64;
         for blob in &batch.blobs {
@@ -170,135 +163,35 @@ impl Backend for Sqlite {
                 }
             }
         }
-        let added = if batch.uncharged {
-            0
+        let attempt = write_one(&mut tx, tenant, batch, blob_bytes).await;
+        if matches!(attempt, Ok(Attempt::Written(_))) {
+            tx.commit().await?;
         } else {
-            batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>() + blob_bytes
-        };
-        let stored = stored + added;
-        let (day, day_calls) = match batch.quota {
-            Some(q) if q.counts_as_call && q.day == day => (day, day_calls + 1),
-            Some(q) if q.counts_as_call => (q.day, 1),
-            _ => (day, day_calls),
-        };
-        let head = match head {
-            Some((p, h, ..)) => Head { position: p as u64, last_hash: to_hash(&h) },
-            None => {
-                sqlx::query("INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)")
-                    .bind(tid)
-                    .bind(&GENESIS[..])
-                    .execute(&mut *tx)
-                    .await?;
-                Head { position: 0, last_hash: GENESIS }
-            }
-        };
-        let mut versions = HashMap::new();
-        for stream in batch.streams() {
-            let v: Option<(i64,)> =
-                sqlx::query_as("SELECT version FROM streams WHERE tenant_id = ? AND stream_id = ?")
-                    .bind(tid)
-                    .bind(&stream)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some((v,)) = v {
-                versions.insert(stream, v as u64);
-            }
+            tx.rollback().await?;
         }
-        let plan = plan(tenant, &head, &versions, batch)?;
-        for (e, row) in batch.events.iter().zip(&plan.rows) {
-            let inserted = sqlx::query(
-                "INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
-                                     schema_version, recorded_at, payload, metadata, prev_hash, hash)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tid)
-            .bind(row.position as i64)
-            .bind(e.stream.as_str())
-            .bind(row.stream_version as i64)
-            .bind(e.event_id.as_uuid())
-            .bind(&e.event_type)
-            .bind(e.schema_version as i64)
-            .bind(batch.recorded_at)
-            .bind(&e.payload)
-            .bind(&e.metadata)
-            .bind(&row.prev_hash[..])
-            .bind(&row.hash[..])
-            .execute(&mut *tx)
-            .await;
-            if let Err(err) = inserted {
-                if unique_violation(&err).is_some_and(|m| m.contains("events.event_id")) {
+        attempt
+    }
+
+    async fn append_many(
+        &self,
+        requests: &[(TenantId, &SealedBatch)],
+    ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
+        // One transaction of the one writer, one commit for every request in it.
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for (tenant, batch) in requests {
+            debug_assert!(batch.blobs.is_empty(), "bodies are written by `append` alone");
+            match write_one(&mut tx, *tenant, batch, 0).await {
+                // The database failed, not the request: nothing of the batch is kept.
+                Err(e @ StoreError::Database(_)) => {
                     tx.rollback().await?;
-                    return Ok(Attempt::DuplicateEvent);
+                    return Err(e);
                 }
-                return Err(err.into());
-            }
-        }
-        for (stream, version) in &plan.streams {
-            sqlx::query(
-                "INSERT INTO streams (tenant_id, stream_id, version) VALUES (?, ?, ?)
-                 ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version",
-            )
-            .bind(tid)
-            .bind(stream)
-            .bind(*version as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Checked last, as the PostgreSQL trigger does: a retry of stored events is found a
-        // duplicate above before any limit is looked at.
-        if let Some(q) = batch.quota {
-            let refused = if q.counts_as_call && day_calls as u64 > q.max_calls_per_day {
-                Some(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: q.max_calls_per_day })
-            } else if added > 0 && stored as u64 > q.max_stored_bytes {
-                Some(StoreError::QuotaExceeded { limit: "storage_bytes", max: q.max_stored_bytes })
-            } else {
-                None
-            };
-            if let Some(refused) = refused {
-                tx.rollback().await?;
-                return Err(refused);
-            }
-        }
-        sqlx::query(
-            "UPDATE tenant_heads SET position = ?, last_hash = ?, stored_bytes = ?, day = ?, day_calls = ?
-             WHERE tenant_id = ?",
-        )
-        .bind(plan.head.position as i64)
-        .bind(&plan.head.last_hash[..])
-        .bind(stored)
-        .bind(day)
-        .bind(day_calls)
-        .bind(tid)
-        .execute(&mut *tx)
-        .await?;
-        let outcome = AppendOutcome {
-            first_position: head.position + 1,
-            last_position: plan.head.position,
-            deduplicated: false,
-            recorded_at: batch.recorded_at,
-        };
-        if let Some((key, hash)) = &batch.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(tid)
-            .bind(key)
-            .bind(&hash[..])
-            .bind(outcome.first_position as i64)
-            .bind(outcome.last_position as i64)
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = inserted {
-                if unique_violation(&e).is_some() {
-                    tx.rollback().await?;
-                    return Ok(Attempt::DuplicateKey);
-                }
-                return Err(e.into());
+                outcome => outcomes.push(outcome),
             }
         }
         tx.commit().await?;
-        Ok(Attempt::Written(outcome))
+        Ok(outcomes)
     }
 
     async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -639,4 +532,165 @@ impl KeyBackend for Sqlite {
         tx.commit().await?;
         Ok(subjects + tenants)
     }
+}
+
+/// One append inside the writer's open transaction: decided (versions, duplicate event ids,
+/// limits, a stored idempotency key) and written, or refused with nothing of it left in the
+/// transaction, so the requests after it in a batch commit as if it had never come.
+/// `blob_bytes`: bytes of bodies the caller wrote (or freed) before, counted with the events.
+async fn write_one(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: TenantId,
+    batch: &SealedBatch,
+    blob_bytes: i64,
+) -> Result<Attempt, StoreError> {
+    let tid = tenant.as_uuid();
+    let head: Option<(i64, Vec<u8>, i64, i64, i64)> = sqlx::query_as(
+        "SELECT position, last_hash, stored_bytes, day, day_calls FROM tenant_heads WHERE tenant_id = ?",
+    )
+    .bind(tid)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (stored, day, day_calls) = head.as_ref().map_or((0, 0, 0), |h| (h.2, h.3, h.4));
+    let added = if batch.uncharged {
+        0
+    } else {
+        batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>() + blob_bytes
+    };
+    let stored = stored + added;
+    let (day, day_calls) = match batch.quota {
+        Some(q) if q.counts_as_call && q.day == day => (day, day_calls + 1),
+        Some(q) if q.counts_as_call => (q.day, 1),
+        _ => (day, day_calls),
+    };
+    let head = match head {
+        Some((p, h, ..)) => Head { position: p as u64, last_hash: to_hash(&h) },
+        None => {
+            sqlx::query("INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)")
+                .bind(tid)
+                .bind(&GENESIS[..])
+                .execute(&mut *tx)
+                .await?;
+            Head { position: 0, last_hash: GENESIS }
+        }
+    };
+    let mut versions = HashMap::new();
+    for stream in batch.streams() {
+        let v: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM streams WHERE tenant_id = ? AND stream_id = ?")
+                .bind(tid)
+                .bind(&stream)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((v,)) = v {
+            versions.insert(stream, v as u64);
+        }
+    }
+    let plan = plan(tenant, &head, &versions, batch)?;
+    let key_taken = match &batch.idempotency {
+        Some((key, _)) => sqlx::query("SELECT 1 FROM idempotency_keys WHERE tenant_id = ? AND key = ?")
+            .bind(tid)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    // The events go in first: a retry of stored events is found a duplicate before any limit
+    // is looked at, as the PostgreSQL function decides.
+    let mut refusal = None;
+    for (e, row) in batch.events.iter().zip(&plan.rows) {
+        let inserted = sqlx::query(
+            "INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
+                                 schema_version, recorded_at, payload, metadata, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tid)
+        .bind(row.position as i64)
+        .bind(e.stream.as_str())
+        .bind(row.stream_version as i64)
+        .bind(e.event_id.as_uuid())
+        .bind(&e.event_type)
+        .bind(e.schema_version as i64)
+        .bind(batch.recorded_at)
+        .bind(&e.payload)
+        .bind(&e.metadata)
+        .bind(&row.prev_hash[..])
+        .bind(&row.hash[..])
+        .execute(&mut *tx)
+        .await;
+        if let Err(err) = inserted {
+            if unique_violation(&err).is_some_and(|m| m.contains("events.event_id")) {
+                refusal = Some(Ok(Attempt::DuplicateEvent));
+                break;
+            }
+            return Err(err.into());
+        }
+    }
+    if refusal.is_none()
+        && let Some(q) = batch.quota
+    {
+        if q.counts_as_call && day_calls as u64 > q.max_calls_per_day {
+            refusal =
+                Some(Err(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: q.max_calls_per_day }));
+        } else if added > 0 && stored as u64 > q.max_stored_bytes {
+            refusal =
+                Some(Err(StoreError::QuotaExceeded { limit: "storage_bytes", max: q.max_stored_bytes }));
+        }
+    }
+    if refusal.is_none() && key_taken {
+        refusal = Some(Ok(Attempt::DuplicateKey));
+    }
+    if let Some(refusal) = refusal {
+        // Nothing else of this request was written yet: its events are the rows past the head.
+        sqlx::query("DELETE FROM events WHERE tenant_id = ? AND position > ?")
+            .bind(tid)
+            .bind(head.position as i64)
+            .execute(&mut *tx)
+            .await?;
+        return refusal;
+    }
+    for (stream, version) in &plan.streams {
+        sqlx::query(
+            "INSERT INTO streams (tenant_id, stream_id, version) VALUES (?, ?, ?)
+             ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version",
+        )
+        .bind(tid)
+        .bind(stream)
+        .bind(*version as i64)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE tenant_heads SET position = ?, last_hash = ?, stored_bytes = ?, day = ?, day_calls = ?
+         WHERE tenant_id = ?",
+    )
+    .bind(plan.head.position as i64)
+    .bind(&plan.head.last_hash[..])
+    .bind(stored)
+    .bind(day)
+    .bind(day_calls)
+    .bind(tid)
+    .execute(&mut *tx)
+    .await?;
+    let outcome = AppendOutcome {
+        first_position: head.position + 1,
+        last_position: plan.head.position,
+        deduplicated: false,
+        recorded_at: batch.recorded_at,
+    };
+    if let Some((key, hash)) = &batch.idempotency {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(tid)
+        .bind(key)
+        .bind(&hash[..])
+        .bind(outcome.first_position as i64)
+        .bind(outcome.last_position as i64)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(Attempt::Written(outcome))
 }

@@ -12,6 +12,7 @@ use crate::backend::{
     Attempt, Backend, KeyBackend, RawEvent, SealedBatch, SealedBlob, SealedEvent, StoredKey, to_hash,
 };
 use crate::chain::{ChainLink, ChainReport, GENESIS, link_hash};
+use crate::commit::{Committer, GroupCommit};
 use crate::crypto::{DataKey, KeyVault, MasterKey, Part, SubjectKey};
 use crate::error::StoreError;
 use crate::model::*;
@@ -65,6 +66,8 @@ pub struct EventStore {
     database: Database,
     committed: broadcast::Sender<Committed>,
     sealed: broadcast::Sender<Arc<SealedCommit>>,
+    /// Appends go through it (group commit) when the store was opened on a Tokio runtime.
+    committer: Option<Arc<Committer>>,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -108,20 +111,27 @@ impl EventStore {
     ) -> Result<Self, StoreError> {
         let backend = Postgres::connect(url, max_connections, roles).await?;
         let database = Database::Postgres(backend.pool.clone());
-        Ok(Self::new(backend, database, master))
+        Ok(Self::new(backend, database, master, GroupCommit::default()))
     }
 
     fn with_sqlite(backend: Sqlite, master: &MasterKey) -> Self {
         let database = Database::Sqlite { write: backend.write.clone(), read: backend.read.clone() };
-        Self::new(backend, database, master)
+        // One writer connection: one commit at a time, the next batch gathering meanwhile.
+        Self::new(backend, database, master, GroupCommit { max_in_flight: 1, ..GroupCommit::default() })
     }
 
-    fn new<B: Backend + KeyBackend + 'static>(backend: B, database: Database, master: &MasterKey) -> Self {
+    fn new<B: Backend + KeyBackend + 'static>(
+        backend: B,
+        database: Database,
+        master: &MasterKey,
+        group: GroupCommit,
+    ) -> Self {
         let (committed, _) = broadcast::channel(4096);
         let (sealed, _) = broadcast::channel(4096);
         let wrapper = Arc::new(crate::crypto::LocalKeyWrapper::new(master));
         let backend = Arc::new(backend);
         Self {
+            committer: Committer::start(backend.clone(), group).map(Arc::new),
             backend: backend.clone(),
             keys: backend,
             keys_apart: false,
@@ -168,6 +178,18 @@ impl EventStore {
     /// Whether data keys are kept apart from the event database.
     pub fn keys_apart(&self) -> bool {
         self.keys_apart
+    }
+
+    /// The same store with its appends grouped into commits as `group` says (see
+    /// [`GroupCommit`]); `None`: each append its own transaction.
+    pub fn with_group_commit(self, group: Option<GroupCommit>) -> Self {
+        let committer = group.and_then(|g| Committer::start(self.backend.clone(), g)).map(Arc::new);
+        Self { committer, ..self }
+    }
+
+    /// What the group commit did so far; `None` when appends are not grouped.
+    pub fn commit_stats(&self) -> Option<crate::CommitStats> {
+        self.committer.as_ref().map(|c| c.stats())
     }
 
     /// The same store with data keys wrapped by `wrapper` (a key management service) instead
@@ -376,6 +398,65 @@ impl EventStore {
         request: AppendRequest,
     ) -> Result<AppendOutcome, StoreError> {
         let tenant = ctx.tenant_id;
+        let (batch, ids) = self.seal(ctx, request).await?;
+        let batch = Arc::new(batch);
+        // Bodies kept beside the log are written by a transaction of their own.
+        let grouped = match &self.committer {
+            Some(committer) if batch.blobs.is_empty() => committer.append(tenant, batch.clone()).await,
+            _ => None,
+        };
+        let attempt = match grouped {
+            Some(attempt) => attempt,
+            None => self.backend.append(tenant, &batch).await,
+        };
+        self.settle(tenant, &batch, &ids, attempt).await
+    }
+
+    /// Several appends, of this context's tenant or others, in one transaction with one commit
+    /// (imports, and tests that need appends in one batch): each keeps its own outcome, in
+    /// order, as if appended one after the other. Appends with bodies kept beside the log are
+    /// written by transactions of their own, after the others.
+    pub async fn append_together(
+        &self,
+        requests: Vec<(TenantContext, AppendRequest)>,
+    ) -> Vec<Result<AppendOutcome, StoreError>> {
+        let mut sealed = Vec::with_capacity(requests.len());
+        for (ctx, request) in requests {
+            sealed.push(self.seal(&ctx, request).await.map(|(batch, ids)| (ctx.tenant_id, batch, ids)));
+        }
+        let together: Vec<(TenantId, &SealedBatch)> = sealed
+            .iter()
+            .flatten()
+            .filter(|(_, batch, _)| batch.blobs.is_empty())
+            .map(|(tenant, batch, _)| (*tenant, batch))
+            .collect();
+        let mut attempts =
+            crate::commit::append_many_or_each(self.backend.as_ref(), &together).await.into_iter();
+        let mut out = Vec::with_capacity(sealed.len());
+        for entry in sealed {
+            out.push(match entry {
+                Err(e) => Err(e),
+                Ok((tenant, batch, ids)) => {
+                    let attempt = if batch.blobs.is_empty() {
+                        attempts.next().unwrap_or(Err(StoreError::EmptyBatch)) // one answer per request
+                    } else {
+                        self.backend.append(tenant, &batch).await
+                    };
+                    self.settle(tenant, &batch, &ids, attempt).await
+                }
+            });
+        }
+        out
+    }
+
+    /// Check an append request and seal it with its keys, ready for the backend; with the ids
+    /// of its events.
+    async fn seal(
+        &self,
+        ctx: &TenantContext,
+        request: AppendRequest,
+    ) -> Result<(SealedBatch, Vec<EventId>), StoreError> {
+        let tenant = ctx.tenant_id;
         let count = request.event_count();
         if count == 0 {
             return Err(StoreError::EmptyBatch);
@@ -454,11 +535,23 @@ impl EventStore {
             uncharged: request.uncharged,
             blobs,
         };
-        let attempt = match self.backend.append(tenant, &batch).await {
+        Ok((batch, ids))
+    }
+
+    /// What an append attempt means for its caller: a retry answered with its first result, a
+    /// refusal, or a commit announced to this process's subscribers.
+    async fn settle(
+        &self,
+        tenant: TenantId,
+        batch: &SealedBatch,
+        ids: &[EventId],
+        attempt: Result<Attempt, StoreError>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let attempt = match attempt {
             // A retry arrives after its first attempt moved the stream on: the conflict is
             // only real when the request was not already stored.
             Err(conflict @ StoreError::Conflict { .. }) => {
-                return match self.replayed(tenant, &batch, &ids).await {
+                return match self.replayed(tenant, batch, ids).await {
                     Ok(outcome) => Ok(outcome),
                     Err(_) => Err(conflict),
                 };
@@ -466,7 +559,7 @@ impl EventStore {
             // A retry of a request stored before answers its first result, even once the
             // limit it counted against is used up (the limit is checked before the key).
             Err(limit @ StoreError::QuotaExceeded { .. }) if batch.idempotency.is_some() => {
-                return match self.replayed_key(tenant, &batch).await {
+                return match self.replayed_key(tenant, batch).await {
                     Ok(outcome) => Ok(outcome),
                     Err(_) => Err(limit),
                 };
@@ -477,6 +570,10 @@ impl EventStore {
                 self.vault.forget(tenant);
                 return Err(StoreError::KeyDestroyed { tenant });
             }
+            Err(destroyed @ StoreError::KeyDestroyed { .. }) => {
+                self.vault.forget(tenant);
+                return Err(destroyed);
+            }
             other => other?,
         };
         let outcome = match attempt {
@@ -485,14 +582,14 @@ impl EventStore {
                 if self.sealed.receiver_count() > 0 {
                     let events = batch
                         .events
-                        .into_iter()
+                        .iter()
                         .zip(outcome.first_position..)
                         .map(|(e, position)| SealedRecord {
                             position,
                             stream_id: e.stream.as_str().to_owned(),
                             event_id: e.event_id,
-                            event_type: e.event_type,
-                            payload: e.payload,
+                            event_type: e.event_type.clone(),
+                            payload: e.payload.clone(),
                         })
                         .collect();
                     let _ = self.sealed.send(Arc::new(SealedCommit { tenant_id: tenant, events }));
@@ -500,8 +597,8 @@ impl EventStore {
                 let _ = self.committed.send(Committed { tenant_id: tenant, position: outcome.last_position });
                 outcome
             }
-            Attempt::DuplicateKey => self.replayed_key(tenant, &batch).await?,
-            Attempt::DuplicateEvent => self.replayed(tenant, &batch, &ids).await?,
+            Attempt::DuplicateKey => self.replayed_key(tenant, batch).await?,
+            Attempt::DuplicateEvent => self.replayed(tenant, batch, ids).await?,
         };
         Ok(outcome)
     }

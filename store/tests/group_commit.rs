@@ -1,0 +1,263 @@
+//! Group commit on both backends: appends of many tenants in one transaction keep their own
+//! outcomes, and the log is what one-by-one appends would have made.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use support::{Harness, agent_created, new_event};
+use tenantry_domain::{StreamId, TenantContext, TenantId};
+use tenantry_store::{
+    AppendOutcome, AppendQuota, AppendRequest, EventStore, ExpectedVersion, GroupCommit, StoreError,
+};
+
+fn stream(name: &str) -> StreamId {
+    name.parse().expect("valid stream")
+}
+
+fn one(stream_name: &str, expected: ExpectedVersion) -> AppendRequest {
+    AppendRequest::to_stream(stream(stream_name), expected, vec![new_event(&agent_created("a"))])
+}
+
+fn calls(max: u64) -> AppendQuota {
+    AppendQuota { max_stored_bytes: u64::MAX, max_calls_per_day: max, day: 20_100, counts_as_call: true }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let h = super::Harness::sqlite().await;
+                    super::$name(&h.store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(h) = super::Harness::postgres().await else { return };
+                    super::$name(&h.store).await;
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    one_batch_keeps_each_appends_outcome,
+    two_appends_to_one_stream_in_one_batch_chain_in_order,
+    racing_appenders_over_eight_tenants_keep_their_outcomes,
+    a_lone_append_is_committed_alone,
+);
+
+/// Every position of the tenant's log, gap-free from 1, with the chain intact.
+async fn positions(store: &EventStore, ctx: &TenantContext) -> Vec<u64> {
+    let log: Vec<_> = store.read_log(ctx, 0).try_collect().await.unwrap();
+    let positions: Vec<u64> = log.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (1..=positions.len() as u64).collect::<Vec<_>>(), "gap-free");
+    if !positions.is_empty() {
+        let report = store.verify_chain(ctx, 1, None).await.unwrap();
+        assert_eq!(report.events, positions.len() as u64);
+    }
+    positions
+}
+
+/// One transaction holding a conflict, a limit refusal, a replayed idempotency key, a retried
+/// event and good appends of three tenants: only the refused requests are left out.
+async fn one_batch_keeps_each_appends_outcome(store: &EventStore) {
+    let (a, b, c) = (
+        TenantContext::system(TenantId::new()),
+        TenantContext::system(TenantId::new()),
+        TenantContext::system(TenantId::new()),
+    );
+    store.append(&a, one("s", ExpectedVersion::NoStream)).await.unwrap();
+    let keyed = one("k", ExpectedVersion::Any).with_idempotency_key("key-1");
+    let first = store.append(&b, keyed.clone()).await.unwrap();
+    let retried = one("r", ExpectedVersion::Any);
+    let stored = store.append(&c, retried.clone()).await.unwrap();
+
+    let outcomes = store
+        .append_together(vec![
+            (a.clone(), one("s", ExpectedVersion::Exact(1))),
+            // Stale: the stream is at 1 (2 after the append before it in this batch).
+            (a.clone(), one("s", ExpectedVersion::NoStream)),
+            (b.clone(), keyed),
+            (b.clone(), one("q", ExpectedVersion::Any).with_quota(calls(1))),
+            (b.clone(), one("q", ExpectedVersion::Any).with_quota(calls(1))),
+            (c.clone(), retried),
+            (c.clone(), one("t", ExpectedVersion::NoStream)),
+        ])
+        .await;
+    let written =
+        |o: &Result<AppendOutcome, StoreError>| o.as_ref().ok().filter(|o| !o.deduplicated).copied();
+    assert_eq!(written(&outcomes[0]).map(|o| o.first_position), Some(2));
+    assert!(
+        matches!(
+            &outcomes[1],
+            Err(StoreError::Conflict { actual: 2, expected: ExpectedVersion::NoStream, .. })
+        ),
+        "{:?}",
+        outcomes[1]
+    );
+    let replay = outcomes[2].as_ref().unwrap();
+    assert!(replay.deduplicated);
+    assert_eq!((replay.first_position, replay.last_position), (first.first_position, first.last_position));
+    assert_eq!(written(&outcomes[3]).map(|o| o.first_position), Some(2));
+    assert!(
+        matches!(outcomes[4], Err(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: 1 })),
+        "{:?}",
+        outcomes[4]
+    );
+    let again = outcomes[5].as_ref().unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.first_position, stored.first_position);
+    assert_eq!(written(&outcomes[6]).map(|o| o.first_position), Some(2));
+
+    assert_eq!(positions(store, &a).await, [1, 2]);
+    assert_eq!(positions(store, &b).await, [1, 2]);
+    assert_eq!(positions(store, &c).await, [1, 2]);
+    assert_eq!(store.stream_version(&a, &stream("s")).await.unwrap(), 2);
+    assert_eq!(store.stream_version(&b, &stream("q")).await.unwrap(), 1);
+    // The refused request's stream was never made.
+    assert_eq!(store.stream_version(&c, &stream("t")).await.unwrap(), 1);
+}
+
+/// Two appends to one stream in one batch: the second is checked against the first's version
+/// and chained after it, and a third expecting the version before both is refused.
+async fn two_appends_to_one_stream_in_one_batch_chain_in_order(store: &EventStore) {
+    let ctx = TenantContext::system(TenantId::new());
+    let outcomes = store
+        .append_together(vec![
+            (ctx.clone(), one("agent-1", ExpectedVersion::NoStream)),
+            (ctx.clone(), one("agent-1", ExpectedVersion::Exact(1))),
+            (ctx.clone(), one("agent-1", ExpectedVersion::Exact(1))),
+            (
+                ctx.clone(),
+                AppendRequest::to_stream(
+                    stream("agent-1"),
+                    ExpectedVersion::Exact(2),
+                    vec![new_event(&agent_created("b")), new_event(&agent_created("c"))],
+                ),
+            ),
+        ])
+        .await;
+    let spans: Vec<Option<(u64, u64)>> =
+        outcomes.iter().map(|o| o.as_ref().ok().map(|o| (o.first_position, o.last_position))).collect();
+    assert_eq!(spans, [Some((1, 1)), Some((2, 2)), None, Some((3, 4))]);
+    assert!(matches!(outcomes[2], Err(StoreError::Conflict { actual: 2, .. })), "{:?}", outcomes[2]);
+    assert_eq!(positions(store, &ctx).await, [1, 2, 3, 4]);
+    let versions: Vec<u64> = store
+        .read_stream(&ctx, &stream("agent-1"), 0)
+        .map_ok(|e| e.stream_version)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(versions, [1, 2, 3, 4]);
+}
+
+/// 64 appenders over 8 tenants through the group commit: each appends to a stream shared with
+/// the other seven of its tenant at the version it last read (so some conflict), to a stream
+/// of its own, with an idempotency key it then retries, and against a daily call limit its
+/// tenant's appenders share. Every outcome is checked against the log.
+async fn racing_appenders_over_eight_tenants_keep_their_outcomes(store: &EventStore) {
+    let store = store.clone().with_group_commit(Some(GroupCommit {
+        window: Duration::from_millis(2),
+        max_batch: 64,
+        max_in_flight: 2,
+    }));
+    let tenants: Vec<TenantContext> = (0..8).map(|_| TenantContext::system(TenantId::new())).collect();
+    const ROUNDS: u64 = 6;
+    const LIMITED: u64 = 20;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (store, ctx) = (store.clone(), tenants[i % 8].clone());
+        tasks.push(tokio::spawn(async move {
+            let mut shared = Vec::new();
+            let mut own = Vec::new();
+            let mut limited = 0;
+            for round in 0..ROUNDS {
+                let seen = store.stream_version(&ctx, &stream("shared")).await.unwrap();
+                match store.append(&ctx, one("shared", ExpectedVersion::after(seen))).await {
+                    Ok(o) => shared.push(o.first_position),
+                    Err(StoreError::Conflict { actual, .. }) => assert_ne!(actual, seen),
+                    Err(e) => panic!("{e}"),
+                }
+                let key = format!("task-{i}-{round}");
+                let request =
+                    one(&format!("own-{i}"), ExpectedVersion::after(round)).with_idempotency_key(key);
+                let first = store.append(&ctx, request.clone()).await.unwrap();
+                let retry = store.append(&ctx, request).await.unwrap();
+                assert!(retry.deduplicated && retry.first_position == first.first_position);
+                own.push(first.first_position);
+                match store
+                    .append(&ctx, one("limited", ExpectedVersion::Any).with_quota(calls(LIMITED)))
+                    .await
+                {
+                    Ok(_) => limited += 1,
+                    Err(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: LIMITED }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (shared, own, limited)
+        }));
+    }
+    let mut shared: BTreeMap<TenantId, BTreeSet<u64>> = BTreeMap::new();
+    let mut written: BTreeMap<TenantId, u64> = BTreeMap::new();
+    let mut limited: BTreeMap<TenantId, u64> = BTreeMap::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (s, own, l) = task.await.unwrap();
+        let tenant = tenants[i % 8].tenant_id;
+        *written.entry(tenant).or_default() += (s.len() + own.len()) as u64 + l;
+        shared.entry(tenant).or_default().extend(s);
+        *limited.entry(tenant).or_default() += l;
+    }
+    for ctx in &tenants {
+        let tenant = ctx.tenant_id;
+        // Exactly the limit landed, however the appends were grouped.
+        assert_eq!(limited[&tenant], LIMITED);
+        // Every acknowledged append is in the log, and nothing else is.
+        let log = positions(&store, ctx).await;
+        assert_eq!(log.len() as u64, written[&tenant]);
+        // The shared stream holds exactly the appends answered as written, in version order.
+        let events: Vec<_> = store.read_stream(ctx, &stream("shared"), 0).try_collect().await.unwrap();
+        let at: BTreeSet<u64> = events.iter().map(|e| e.position).collect();
+        assert_eq!(at, shared[&tenant]);
+        let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
+        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+        for i in (0..64).filter(|i| tenants[i % 8].tenant_id == tenant) {
+            assert_eq!(store.stream_version(ctx, &stream(&format!("own-{i}"))).await.unwrap(), ROUNDS);
+        }
+    }
+    let stats = store.commit_stats().unwrap();
+    assert!(stats.largest > 1, "appends were grouped: {stats:?}");
+    assert!(stats.commits < stats.appends, "{stats:?}");
+}
+
+/// With nothing else going on, an append is committed by itself, at once.
+async fn a_lone_append_is_committed_alone(store: &EventStore) {
+    let store = store.clone().with_group_commit(Some(GroupCommit {
+        window: Duration::from_secs(30),
+        max_batch: 64,
+        max_in_flight: 2,
+    }));
+    let ctx = TenantContext::system(TenantId::new());
+    // A window of 30 s is never waited on by a lone append: the test would time out.
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        for _ in 0..3 {
+            store.append(&ctx, one("s", ExpectedVersion::Any)).await.unwrap();
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "a lone append waited for company");
+    assert_eq!(
+        store.commit_stats().unwrap(),
+        tenantry_store::CommitStats { commits: 3, appends: 3, largest: 1 }
+    );
+}
