@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+#[allow(dead_code)] // each test file uses a part of it
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
