@@ -16,7 +16,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
-use tenantry_store::testing::{Harness, peak_rss_mib};
+use tenantry_store::testing::{Harness, peak_rss_mib, raw_commit_rate};
 
 /// The allocator the `tenantry` binary runs with.
 #[global_allocator]
@@ -110,7 +110,8 @@ fn queries(prelude: &str) -> String {
     )
 }
 
-async fn run(name: &str, database_url: Option<String>) {
+async fn run(name: &str, database_url: Option<String>, raw: Option<f64>) {
+    let of_raw = |rate: f64| raw.map(|raw| format!(" ({:.2}x raw)", rate / raw)).unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
     let (oidc_config, sign) = identity_provider(dir.path());
     let settings = Settings {
@@ -122,6 +123,7 @@ async fn run(name: &str, database_url: Option<String>) {
             // `TENANTRY_PG_TENANT_ROLE=postgres` (a superuser) measures the same without row-level security.
             pg_tenant_role: std::env::var("TENANTRY_PG_TENANT_ROLE").ok(),
             pg_platform_role: None,
+            group_commit: Default::default(),
             key_store: None,
             prices_file: None,
             nats_url: None,
@@ -192,7 +194,8 @@ async fn run(name: &str, database_url: Option<String>) {
     );
     let (rate, p99) = wrk(&base, &command);
     println!(
-        "| {name} | append-message commands, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |"
+        "| {name} | append-message commands, 32 connections, 100 tenants | {rate:.0} req/s{}, p99 {p99:.1} ms |",
+        of_raw(rate)
     );
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     let conflicts =
@@ -200,7 +203,8 @@ async fn run(name: &str, database_url: Option<String>) {
     eprintln!("{name}: commands decided again after a conflict: {conflicts}");
     let (rate, p99) = wrk(&base, &queries(&prelude));
     println!(
-        "| {name} | conversation-message and usage queries, 32 connections, 100 tenants | {rate:.0} req/s, p99 {p99:.1} ms |"
+        "| {name} | conversation-message and usage queries, 32 connections, 100 tenants | {rate:.0} req/s{}, p99 {p99:.1} ms |",
+        of_raw(rate)
     );
     // The same queries with a token per tenant in place of the key. The first token of each
     // tenant provisions its user; that is done before the run.
@@ -246,15 +250,23 @@ async fn main() {
         println!("SKIPPED: wrk is not installed (apt-get install wrk)");
         return;
     }
+    // Raw PostgreSQL's single-row commit rate on the same server and cores, for the ratios.
+    let raw = raw_commit_rate(8, 10).await;
+    match raw {
+        Some(rate) => {
+            println!("raw PostgreSQL, one INSERT a transaction, 8 pgbench clients: {rate:.0} commits/s")
+        }
+        None => println!("raw PostgreSQL: pgbench did not run"),
+    }
     println!("| backend | workload | result |");
     println!("|---|---|---|");
     let only = std::env::var("TENANTRY_BENCH_ONLY").unwrap_or_default();
     if only != "sqlite"
         && let Some(h) = Harness::postgres().await
     {
-        run("PostgreSQL", Some(h.url.clone())).await;
+        run("PostgreSQL", Some(h.url.clone()), raw).await;
     }
     if only != "postgres" {
-        run("SQLite", None).await;
+        run("SQLite", None, raw).await;
     }
 }

@@ -77,6 +77,7 @@ async fn run(name: &str, database_url: Option<String>, documents: usize) {
             master_key_file: Some(dir.path().join("master.key")),
             pg_tenant_role: None,
             pg_platform_role: None,
+            group_commit: Default::default(),
             key_store: None,
             prices_file: None,
             nats_url: None,

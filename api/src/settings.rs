@@ -49,6 +49,44 @@ pub struct StoreSettings {
     /// `worker` is woken through it, and a purge deletes the tenant's messages there.
     #[arg(long, env = "TENANTRY_NATS_URL")]
     pub nats_url: Option<String>,
+
+    #[command(flatten)]
+    pub group_commit: GroupCommitSettings,
+}
+
+/// How concurrent appends are grouped into one transaction and one commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct GroupCommitSettings {
+    /// Microseconds a commit started while others are in flight waits for more appends to
+    /// join it (never when the store is idle: a lone append is committed at once). 0: it
+    /// takes what is queued and goes.
+    #[arg(long, env = "TENANTRY_GROUP_COMMIT_WINDOW_US", default_value_t = 0)]
+    pub group_commit_window_us: u64,
+
+    /// Most appends in one commit.
+    #[arg(long, env = "TENANTRY_GROUP_COMMIT_MAX_BATCH", default_value_t = 256)]
+    pub group_commit_max_batch: usize,
+
+    /// Each append its own transaction, as before group commit.
+    #[arg(long, env = "TENANTRY_NO_GROUP_COMMIT")]
+    pub no_group_commit: bool,
+}
+
+impl Default for GroupCommitSettings {
+    fn default() -> Self {
+        Self { group_commit_window_us: 0, group_commit_max_batch: 256, no_group_commit: false }
+    }
+}
+
+impl GroupCommitSettings {
+    /// The store's settings, on top of the backend's own (how many commits run at once).
+    pub fn apply(&self, backend: tenantry_store::GroupCommit) -> Option<tenantry_store::GroupCommit> {
+        (!self.no_group_commit).then_some(tenantry_store::GroupCommit {
+            window: std::time::Duration::from_micros(self.group_commit_window_us),
+            max_batch: self.group_commit_max_batch.clamp(1, 10_000),
+            ..backend
+        })
+    }
 }
 
 impl StoreSettings {

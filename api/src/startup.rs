@@ -76,6 +76,10 @@ async fn open_store_with_key(
     .with_key_store(&key_store)
     .await
     .context("cannot open the key store")?;
+    let store = match store.group_commit() {
+        Some(backend) => store.with_group_commit(settings.group_commit.apply(backend)),
+        None => store,
+    };
     match &settings.database_url {
         None => tracing::info!(path = %settings.data_dir.display(), "embedded SQLite store ready"),
         Some(_) => tracing::info!("PostgreSQL store ready"),

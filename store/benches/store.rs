@@ -1,10 +1,12 @@
 //! Store throughput: `cargo bench -p tenantry-store --bench store`.
 //!
 //! 200-byte payloads. Rows: single-event appends (one transaction each, 8 tasks over 8
-//! tenants), batches of 100, and reading one tenant's log in order with decryption and
+//! tenants), the same with 64 tasks over 64 tenants (group commit, then each append its own
+//! transaction), batches of 100, and reading one tenant's log in order with decryption and
 //! decoding, with the peak RSS of the read phase. PostgreSQL at
 //! `TENANTRY_TEST_DATABASE_URL` when it answers; SQLite always.
-//! `TENANTRY_BENCH_READ_EVENTS` sets the size of the read log (default 1,000,000).
+//! `TENANTRY_BENCH_READ_EVENTS` sets the size of the read log (default 1,000,000). First,
+//! raw PostgreSQL's single-row commit rate at 8 clients (`pgbench`), for the ratios.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
 
@@ -13,7 +15,7 @@ use std::time::Instant;
 use futures::TryStreamExt;
 use tenantry_domain::event::{MessageAppended, MessageRole};
 use tenantry_domain::{ConversationId, Event, EventId, MessageId, StreamId, TenantContext, TenantId};
-use tenantry_store::testing::{Harness, peak_rss_mib, reset_peak_rss};
+use tenantry_store::testing::{Harness, peak_rss_mib, raw_commit_rate, reset_peak_rss};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 
 fn message() -> Event {
@@ -86,9 +88,28 @@ async fn read(store: &EventStore, events: usize) -> (f64, f64) {
     (rate, peak_rss_mib())
 }
 
-async fn run(name: &str, store: &EventStore, read_events: usize) {
+async fn run(name: &str, store: &EventStore, read_events: usize, raw: Option<f64>) {
     let single = appends(store, 8, 5_000, 1).await;
     println!("| {name} | single-event appends, 8 tasks x 8 tenants | {single:.0} events/s |");
+    // Many appenders: what group commit is for. The same workload with each append its own
+    // transaction, in the same run.
+    reset_peak_rss();
+    let grouped = appends(store, 64, 1_000, 1).await;
+    let rss = peak_rss_mib();
+    let ratio = raw.map(|raw| format!(", {:.2}x raw", grouped / raw)).unwrap_or_default();
+    println!(
+        "| {name} | single-event appends, 64 tasks x 64 tenants, group commit | {grouped:.0} events/s{ratio}; peak RSS {rss:.0} MiB |"
+    );
+    if let Some(stats) = store.commit_stats() {
+        println!(
+            "|  | (group commit so far: {} appends in {} commits, largest {}) | |",
+            stats.appends, stats.commits, stats.largest
+        );
+    }
+    let alone = store.clone().with_group_commit(None);
+    let one_by_one = appends(&alone, 64, 1_000, 1).await;
+    let ratio = raw.map(|raw| format!(", {:.2}x raw", one_by_one / raw)).unwrap_or_default();
+    println!("| {name} | the same, each append its own transaction | {one_by_one:.0} events/s{ratio} |");
     let batched = appends(store, 8, 25_000, 100).await;
     println!("| {name} | batches of 100 events, 8 tasks | {batched:.0} events/s |");
     let (rate, rss) = read(store, read_events).await;
@@ -102,6 +123,14 @@ async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let read_events: usize =
         std::env::var("TENANTRY_BENCH_READ_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    // Raw PostgreSQL's single-row commit rate on the same server, for the ratios.
+    let raw = raw_commit_rate(8, 10).await;
+    match raw {
+        Some(rate) => {
+            println!("raw PostgreSQL, one INSERT a transaction, 8 pgbench clients: {rate:.0} commits/s")
+        }
+        None => println!("raw PostgreSQL: pgbench did not run"),
+    }
     println!("| backend | workload | result |");
     println!("|---|---|---|");
     // `TENANTRY_BENCH_ONLY=postgres` or `sqlite` runs one backend.
@@ -109,10 +138,10 @@ async fn main() {
     if only != "sqlite"
         && let Some(h) = Harness::postgres().await
     {
-        run("PostgreSQL", &h.store, read_events).await;
+        run("PostgreSQL", &h.store, read_events, raw).await;
     }
     if only != "postgres" {
         let h = Harness::sqlite().await;
-        run("SQLite", &h.store, read_events).await;
+        run("SQLite", &h.store, read_events, raw).await;
     }
 }

@@ -63,6 +63,7 @@ struct Counters {
 pub(crate) struct Committer {
     queue: mpsc::UnboundedSender<Pending>,
     counters: Arc<Counters>,
+    pub(crate) settings: GroupCommit,
 }
 
 impl Committer {
@@ -77,7 +78,7 @@ impl Committer {
         };
         let counters = Arc::new(Counters::default());
         runtime.spawn(run(backend, pending, settings, counters.clone()));
-        Some(Self { queue, counters })
+        Some(Self { queue, counters, settings })
     }
 
     pub(crate) fn stats(&self) -> CommitStats {

@@ -130,3 +130,49 @@ pub fn peak_rss_mib() -> f64 {
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
+
+/// Raw PostgreSQL's single-row commit rate, for benchmarks to print their figures beside:
+/// `pgbench` with `clients` clients for `seconds` seconds, each transaction one INSERT of a
+/// 200-byte row, in a scratch database on the server of [`postgres_url`]. `None` where no
+/// server answers or `pgbench` is not installed.
+pub async fn raw_commit_rate(clients: u32, seconds: u32) -> Option<f64> {
+    let scratch = ScratchDatabase::create().await?;
+    let mut conn = sqlx::PgConnection::connect(&scratch.url).await.ok()?;
+    conn.execute("CREATE TABLE raw_commits (id BIGSERIAL PRIMARY KEY, payload BYTEA NOT NULL)").await.ok()?;
+    conn.close().await.ok()?;
+    let script = tempfile_path("raw-commit.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO raw_commits (payload) VALUES (convert_to(repeat('x', 200), 'UTF8'));\n",
+    )
+    .ok()?;
+    let out = tokio::process::Command::new("pgbench")
+        .args(["-n", "-c", &clients.to_string(), "-j", &clients.min(2).to_string()])
+        .args(["-T", &seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg(&scratch.url)
+        .output()
+        .await;
+    let _ = std::fs::remove_file(&script);
+    let out = match out {
+        Ok(out) if out.status.success() => out,
+        Ok(out) => {
+            eprintln!("pgbench failed: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: pgbench: {e}");
+            return None;
+        }
+    };
+    // "tps = 8415.123456 (without initial connection time)"
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// A path in the temporary directory, unique to this process.
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tenantry-{}-{name}", std::process::id()))
+}

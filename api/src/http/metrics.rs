@@ -1,5 +1,5 @@
 //! `GET /metrics` in Prometheus text: requests and their latency by route and status,
-//! events appended, and projection lag per projector.
+//! events appended, projection lag per projector, and the group commit's commits and appends.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -54,6 +54,11 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         metrics::gauge!("tenantry_projection_lag_events", &labels).set(s.lag_events as f64);
         metrics::gauge!("tenantry_projection_tenants_behind", &labels).set(s.tenants_behind as f64);
         metrics::gauge!("tenantry_projection_stalled_tenants", &labels).set(s.stalled.len() as f64);
+    }
+    if let Some(stats) = state.store.commit_stats() {
+        metrics::gauge!("tenantry_group_commits").set(stats.commits as f64);
+        metrics::gauge!("tenantry_group_commit_appends").set(stats.appends as f64);
+        metrics::gauge!("tenantry_group_commit_largest_batch").set(stats.largest as f64);
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response())
 }

@@ -19,6 +19,7 @@ mod conversations;
 mod credentials;
 mod documents;
 mod events;
+mod group_commit;
 mod hierarchy;
 mod idempotency;
 mod keys;
@@ -50,6 +51,7 @@ fn settings(dir: &std::path::Path) -> Settings {
             master_key_file: None,
             pg_tenant_role: None,
             pg_platform_role: None,
+            group_commit: Default::default(),
             key_store: None,
             prices_file: None,
             nats_url: None,

@@ -16,7 +16,7 @@ use sha2::Sha256;
 use tenantry_store::testing::Harness;
 
 use crate::client::Api;
-use crate::support::BOOTSTRAP;
+use crate::support::{BOOTSTRAP, free_port, serve_process as serve, up};
 
 /// One request the receiver got: its `webhook-*` headers and body.
 #[derive(Debug, Clone)]
@@ -315,38 +315,6 @@ async fn private_addresses_are_refused_by_default() {
     assert!(events["items"].as_array().unwrap().iter().any(|e| e["type"] == "webhook.disabled"), "{events}");
     let (_, log, _) = api.call(&key, M::GET, &format!("{one}/deliveries"), None).await;
     assert_eq!(log["items"][0]["status"], "failed", "{log}");
-}
-
-/// A free port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `tenantry serve` as a process of its own, delivering webhooks to loopback.
-fn serve(dir: &std::path::Path, port: u16, database_url: Option<&str>) -> std::process::Child {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--webhooks-allow-private"])
-        .args(["--webhooks-first-retry-ms", "50", "--data-dir"])
-        .arg(dir.join("data"))
-        .env("TENANTRY_BOOTSTRAP_KEY", BOOTSTRAP)
-        .env("TENANTRY_LOG", "warn")
-        .stdout(std::process::Stdio::null());
-    if let Some(url) = database_url {
-        command.args(["--database-url", url]);
-    }
-    command.spawn().unwrap()
-}
-
-/// Wait (at most 30 s) until the server answers.
-async fn up(client: &reqwest::Client, base: &str) {
-    for _ in 0..300 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server did not come up");
 }
 
 /// The dispatcher killed with SIGKILL mid-way loses nothing: after a restart every event

@@ -30,6 +30,7 @@ pub(crate) fn server_settings(
             master_key_file: Some(dir.join("master.key")),
             pg_tenant_role: None,
             pg_platform_role: None,
+            group_commit: Default::default(),
             key_store: None,
             prices_file: None,
             nats_url,
@@ -161,4 +162,40 @@ pub(crate) fn any_file_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
             std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
         }
     })
+}
+
+/// A free port on loopback.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `tenantry serve` as a process of its own, delivering webhooks to loopback.
+pub(crate) fn serve_process(
+    dir: &std::path::Path,
+    port: u16,
+    database_url: Option<&str>,
+) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--webhooks-allow-private"])
+        .args(["--webhooks-first-retry-ms", "50", "--data-dir"])
+        .arg(dir.join("data"))
+        .env("TENANTRY_BOOTSTRAP_KEY", BOOTSTRAP)
+        .env("TENANTRY_LOG", "warn")
+        .stdout(std::process::Stdio::null());
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    command.spawn().unwrap()
+}
+
+/// Wait (at most 30 s) until the server answers.
+pub(crate) async fn up(client: &reqwest::Client, base: &str) {
+    for _ in 0..300 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server did not come up");
 }

@@ -187,6 +187,11 @@ impl EventStore {
         Self { committer, ..self }
     }
 
+    /// How appends are grouped now; `None` when each is its own transaction.
+    pub fn group_commit(&self) -> Option<GroupCommit> {
+        self.committer.as_ref().map(|c| c.settings)
+    }
+
     /// What the group commit did so far; `None` when appends are not grouped.
     pub fn commit_stats(&self) -> Option<crate::CommitStats> {
         self.committer.as_ref().map(|c| c.stats())
