@@ -6,10 +6,12 @@
 -- what the requests before it in the batch left: two appends to one stream in one batch are
 -- checked and chained in order.
 --
--- Rows are written set-wise: one INSERT of every event of the batch, one UPDATE and one INSERT
--- for the streams, one UPDATE of the heads, one INSERT of the idempotency keys, whatever the
--- number of requests. The heads are locked first, all of them, in tenant order, so two batches
--- (of two processes) never wait on each other in a cycle.
+-- Statements are what an append costs (each one about as much as all the arithmetic of a
+-- request), so a batch runs three whatever its size: one locks the heads of its tenants, all
+-- of them, in tenant order (two batches of two processes never wait on each other in a
+-- cycle); one reads the streams, event ids and idempotency keys the batch names; one writes
+-- every event, stream, head and key of the batch (data-modifying CTEs) and answers. Between
+-- them each request is decided in memory. A tenant's first append makes its head first.
 --
 -- A batch holds several tenants, so it runs as the platform role (BYPASSRLS); every row it
 -- writes is keyed by its own request's tenant, as in `tenantry_append`.
@@ -39,7 +41,9 @@ CREATE FUNCTION tenantry_append_many(
     p_metadata    BYTEA[]
 ) RETURNS TABLE (request INT, status TEXT, first_position BIGINT, last_position BIGINT,
                  detail TEXT, actual BIGINT)
-LANGUAGE plpgsql AS $$
+-- Generic plans: a custom plan would be made again on every call (the arguments are arrays,
+-- whose custom plans never look dearer than a generic one), which cost more than the batch.
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     n_req     INT := cardinality(p_tenants);
     r         RECORD;
@@ -57,7 +61,6 @@ DECLARE
     s_tenant  UUID[]   := '{}';
     s_name    TEXT[]   := '{}';
     s_ver     BIGINT[] := '{}';
-    s_stored  BOOLEAN[] := '{}';
     s_dirty   BOOLEAN[] := '{}';
     -- Event ids and idempotency keys taken, before or earlier in the batch ('tenant/…').
     e_taken   TEXT[];
@@ -104,47 +107,46 @@ DECLARE
     v_type    BYTEA;
     v_tenant  TEXT;
 BEGIN
-    -- A tenant's first append makes its head; a purged tenant's may not be made again (the
-    -- trigger of 0006 refuses it), which refuses that tenant's requests alone.
-    FOR r IN SELECT DISTINCT t.id FROM unnest(p_tenants) AS t(id)
-             WHERE NOT EXISTS (SELECT 1 FROM tenant_heads h WHERE h.tenant_id = t.id) ORDER BY t.id LOOP
-        BEGIN
-            INSERT INTO tenant_heads (tenant_id, position, last_hash)
-            VALUES (r.id, 0, decode(repeat('00', 32), 'hex'))
-            ON CONFLICT (tenant_id) DO NOTHING;
-        EXCEPTION WHEN raise_exception THEN
-            t_gone := t_gone || r.id;
-        END;
-    END LOOP;
-    FOR r IN SELECT h.tenant_id, h.position, h.last_hash, h.stored_bytes, h.day, h.day_calls
-             FROM tenant_heads h WHERE h.tenant_id = ANY (p_tenants) ORDER BY h.tenant_id FOR UPDATE LOOP
-        t_ids := t_ids || r.tenant_id;
-        t_pos := t_pos || r.position;
-        t_hash := t_hash || r.last_hash;
-        t_stored := t_stored || r.stored_bytes;
-        t_day := t_day || r.day;
-        t_calls := t_calls || r.day_calls;
-        t_dirty := t_dirty || false;
-    END LOOP;
+    SELECT array_agg(h.tenant_id), array_agg(h.position), array_agg(h.last_hash),
+           array_agg(h.stored_bytes), array_agg(h.day), array_agg(h.day_calls)
+    INTO t_ids, t_pos, t_hash, t_stored, t_day, t_calls
+    FROM (SELECT * FROM tenant_heads WHERE tenant_id = ANY (p_tenants) ORDER BY tenant_id FOR UPDATE) h;
+    IF t_ids IS NULL OR NOT (p_tenants <@ t_ids) THEN
+        -- A tenant's first append makes its head; a purged tenant's may not be made again
+        -- (the trigger of 0006 refuses it), which refuses that tenant's requests alone. Then
+        -- every head again, in order.
+        FOR r IN SELECT DISTINCT t.id FROM unnest(p_tenants) AS t(id)
+                 WHERE t.id <> ALL (coalesce(t_ids, '{}')) ORDER BY t.id LOOP
+            BEGIN
+                INSERT INTO tenant_heads (tenant_id, position, last_hash)
+                VALUES (r.id, 0, decode(repeat('00', 32), 'hex'))
+                ON CONFLICT (tenant_id) DO NOTHING;
+            EXCEPTION WHEN raise_exception THEN
+                t_gone := t_gone || r.id;
+            END;
+        END LOOP;
+        SELECT array_agg(h.tenant_id), array_agg(h.position), array_agg(h.last_hash),
+               array_agg(h.stored_bytes), array_agg(h.day), array_agg(h.day_calls)
+        INTO t_ids, t_pos, t_hash, t_stored, t_day, t_calls
+        FROM (SELECT * FROM tenant_heads WHERE tenant_id = ANY (p_tenants) ORDER BY tenant_id FOR UPDATE) h;
+    END IF;
+    t_ids := coalesce(t_ids, '{}');
+    t_dirty := array_fill(false, ARRAY[cardinality(t_ids)]);
 
-    -- What is stored already, read once for the whole batch under the locks.
-    FOR r IN SELECT DISTINCT s.tenant_id, s.stream_id, s.version
-             FROM (SELECT DISTINCT p_tenants[x.req] AS tenant_id, x.stream_id
-                   FROM unnest(p_exp_req, p_streams) AS x(req, stream_id)) w
-             JOIN streams s ON s.tenant_id = w.tenant_id AND s.stream_id = w.stream_id LOOP
-        s_keys := s_keys || (r.tenant_id::text || '/' || r.stream_id);
-        s_tenant := s_tenant || r.tenant_id;
-        s_name := s_name || r.stream_id;
-        s_ver := s_ver || r.version;
-        s_stored := s_stored || true;
-        s_dirty := s_dirty || false;
-    END LOOP;
-    SELECT coalesce(array_agg(e.tenant_id::text || '/' || e.event_id::text), '{}') INTO e_taken
-    FROM events e
-    WHERE e.tenant_id = ANY (p_tenants) AND e.event_id = ANY (p_event_ids);
-    SELECT coalesce(array_agg(k.tenant_id::text || '/' || k.key), '{}') INTO k_taken
-    FROM idempotency_keys k
-    WHERE k.tenant_id = ANY (p_tenants) AND k.key = ANY (p_idem_keys);
+    -- What is stored already, read once for the whole batch under the locks (a statement
+    -- after the lock's, so it sees every commit before the lock was granted).
+    SELECT coalesce(array_agg(s.tenant_id::text || '/' || s.stream_id), '{}'),
+           coalesce(array_agg(s.tenant_id), '{}'), coalesce(array_agg(s.stream_id), '{}'),
+           coalesce(array_agg(s.version), '{}'),
+           ARRAY(SELECT e.tenant_id::text || '/' || e.event_id::text FROM events e
+                 WHERE e.tenant_id = ANY (p_tenants) AND e.event_id = ANY (p_event_ids)),
+           ARRAY(SELECT k.tenant_id::text || '/' || k.key FROM idempotency_keys k
+                 WHERE k.tenant_id = ANY (p_tenants) AND k.key = ANY (p_idem_keys))
+    INTO s_keys, s_tenant, s_name, s_ver, e_taken, k_taken
+    FROM (SELECT DISTINCT p_tenants[x.req] AS tenant_id, x.stream_id
+          FROM unnest(p_exp_req, p_streams) AS x(req, stream_id)) w
+    JOIN streams s ON s.tenant_id = w.tenant_id AND s.stream_id = w.stream_id;
+    s_dirty := array_fill(false, ARRAY[cardinality(s_keys)]);
 
     FOR i IN 1 .. n_req LOOP
         v_status := 'ok';
@@ -167,7 +169,6 @@ BEGIN
                     s_tenant := s_tenant || p_tenants[i];
                     s_name := s_name || p_streams[j];
                     s_ver := s_ver || 0::BIGINT;
-                    s_stored := s_stored || false;
                     s_dirty := s_dirty || false;
                     sx := cardinality(s_keys);
                 END IF;
@@ -273,13 +274,15 @@ BEGIN
                     s_dirty[l_sx[x]] := true;
                 END IF;
             END LOOP;
-            a_ev := a_ev || array(SELECT generate_series(v0 + 1, p_ev_end[i]));
-            a_ev_req := a_ev_req || array_fill(i, ARRAY[p_ev_end[i] - v0]);
+            FOR k IN v0 + 1 .. p_ev_end[i] LOOP
+                a_ev := a_ev || k;
+                a_ev_req := a_ev_req || i;
+                e_taken := e_taken || (v_tenant || p_event_ids[k]::text);
+            END LOOP;
             a_pos := a_pos || l_pos;
             a_sver := a_sver || l_sver;
             a_prev := a_prev || l_prev;
             a_hash := a_hash || l_hash;
-            e_taken := e_taken || array(SELECT v_tenant || e::text FROM unnest(p_event_ids[v0 + 1 : p_ev_end[i]]) AS e);
             IF p_idem_keys[i] IS NOT NULL THEN
                 a_req := a_req || i;
                 a_first := a_first || (v_pos - (p_ev_end[i] - v0) + 1);
@@ -297,35 +300,35 @@ BEGIN
         v0 := p_ev_end[i];
     END LOOP;
 
-    INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
-                        schema_version, recorded_at, payload, metadata, prev_hash, hash)
-    SELECT p_tenants[a.req], a.position, p_ev_streams[a.ev], a.stream_version, p_event_ids[a.ev],
-           p_types[a.ev], p_schema[a.ev], p_recorded_at[a.req], p_payloads[a.ev], p_metadata[a.ev],
-           a.prev_hash, a.hash
-    FROM unnest(a_ev, a_ev_req, a_pos, a_sver, a_prev, a_hash)
-         AS a(ev, req, position, stream_version, prev_hash, hash);
-
-    -- A stream listed only to check its version got no event: it is left as it is.
-    UPDATE streams s SET version = x.version
-    FROM unnest(s_tenant, s_name, s_ver, s_stored, s_dirty) AS x(tenant_id, stream_id, version, stored, dirty)
-    WHERE x.dirty AND x.stored AND s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id;
-    INSERT INTO streams (tenant_id, stream_id, version)
-    SELECT x.tenant_id, x.stream_id, x.version
-    FROM unnest(s_tenant, s_name, s_ver, s_stored, s_dirty) AS x(tenant_id, stream_id, version, stored, dirty)
-    WHERE x.dirty AND NOT x.stored;
-
-    UPDATE tenant_heads h
-    SET position = x.position, last_hash = x.last_hash, stored_bytes = x.stored_bytes, day = x.day,
-        day_calls = x.day_calls
-    FROM unnest(t_ids, t_pos, t_hash, t_stored, t_day, t_calls, t_dirty)
-         AS x(tenant_id, position, last_hash, stored_bytes, day, day_calls, dirty)
-    WHERE x.dirty AND h.tenant_id = x.tenant_id;
-
-    INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
-    SELECT p_tenants[k.req], p_idem_keys[k.req], p_idem_hashes[k.req], k.first_position, k.last_position
-    FROM unnest(a_req, a_first, a_last) AS k(req, first_position, last_position);
-
+    -- Every write of the batch, and the outcomes, in one statement.
     RETURN QUERY
+    WITH written_events AS (
+        INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
+                            schema_version, recorded_at, payload, metadata, prev_hash, hash)
+        SELECT p_tenants[a.req], a.position, p_ev_streams[a.ev], a.stream_version, p_event_ids[a.ev],
+               p_types[a.ev], p_schema[a.ev], p_recorded_at[a.req], p_payloads[a.ev], p_metadata[a.ev],
+               a.prev_hash, a.hash
+        FROM unnest(a_ev, a_ev_req, a_pos, a_sver, a_prev, a_hash)
+             AS a(ev, req, position, stream_version, prev_hash, hash)
+    ), written_streams AS (
+        -- A stream listed only to check its version got no event: it is left as it is.
+        INSERT INTO streams (tenant_id, stream_id, version)
+        SELECT x.tenant_id, x.stream_id, x.version
+        FROM unnest(s_tenant, s_name, s_ver, s_dirty) AS x(tenant_id, stream_id, version, dirty)
+        WHERE x.dirty
+        ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version
+    ), written_heads AS (
+        UPDATE tenant_heads h
+        SET position = x.position, last_hash = x.last_hash, stored_bytes = x.stored_bytes, day = x.day,
+            day_calls = x.day_calls
+        FROM unnest(t_ids, t_pos, t_hash, t_stored, t_day, t_calls, t_dirty)
+             AS x(tenant_id, position, last_hash, stored_bytes, day, day_calls, dirty)
+        WHERE x.dirty AND h.tenant_id = x.tenant_id
+    ), written_keys AS (
+        INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
+        SELECT p_tenants[k.req], p_idem_keys[k.req], p_idem_hashes[k.req], k.first_position, k.last_position
+        FROM unnest(a_req, a_first, a_last) AS k(req, first_position, last_position)
+    )
     SELECT o.i::INT, o.status, o.first_position, o.last_position, o.detail, o.actual
     FROM unnest(o_status, o_first, o_last, o_detail, o_actual)
          WITH ORDINALITY AS o(status, first_position, last_position, detail, actual, i);
