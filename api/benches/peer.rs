@@ -30,6 +30,7 @@ use tenantry_domain::tenant::TenantCommand;
 use tenantry_domain::{
     AgentId, ConversationId, LimitOverrides, MessageId, Plan, PlanCatalog, TenantContext, TenantId,
 };
+use tenantry_store::GroupCommit;
 use tenantry_store::testing::{Harness, ScratchDatabase, raw_commit_rate};
 
 /// Commands per conversation: the open, then messages.
@@ -263,8 +264,21 @@ async fn main() {
     pool.execute(PEER_SCHEMA).await.unwrap();
     let cqrs = Arc::new(postgres_es::postgres_cqrs(pool, vec![], ()));
 
-    let store = h.store.clone();
+    // `TENANTRY_BENCH_IN_FLIGHT` and `TENANTRY_BENCH_WINDOW_US` try other group commit
+    // settings; `TENANTRY_BENCH_IN_FLIGHT=0` appends without group commit.
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let store =
+        match (h.store.group_commit(), env("TENANTRY_BENCH_IN_FLIGHT"), env("TENANTRY_BENCH_WINDOW_US")) {
+            (_, Some(0), _) => h.store.clone().with_group_commit(None),
+            (Some(group), in_flight, window) => h.store.clone().with_group_commit(Some(GroupCommit {
+                max_in_flight: in_flight.map_or(group.max_in_flight, |n| n as usize),
+                window: window.map_or(group.window, Duration::from_micros),
+                ..group
+            })),
+            (None, ..) => h.store.clone(),
+        };
     let group = store.group_commit();
+    let store_for_stats = store.clone();
     let commands = Arc::new(Commands::new(store, PlanCatalog::default()));
     let mut tenants = Vec::new();
     for i in 0..64 {
@@ -287,7 +301,7 @@ async fn main() {
             t.rate / p.rate
         );
     }
-    if let Some(stats) = h.store.commit_stats() {
+    if let Some(stats) = store_for_stats.commit_stats() {
         println!(
             "tenantry: {} appends in {} commits (largest {})",
             stats.appends, stats.commits, stats.largest

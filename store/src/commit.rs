@@ -1,19 +1,20 @@
 //! Group commit: appends made at the same time, of any tenants, written in one transaction
 //! with one commit, each answered with its own outcome once that commit is durable.
 //!
-//! One task takes the queued appends and starts a commit of them; up to
-//! [`GroupCommit::max_in_flight`] commits run at once. A lone append is committed at once
-//! (there is nothing to wait for); under load the appends that arrive while the commits in
-//! flight run make up the next batch, which is what makes batches grow with load. With a
-//! [`GroupCommit::window`], a batch started while others are in flight also waits that long
-//! for company (never when the store is idle).
+//! Up to [`GroupCommit::max_in_flight`] commits run at once. An append that finds a slot free
+//! and nobody waiting commits itself at once, on its own task (a lone append waits for
+//! nothing and hops to no other task). One that finds every slot taken waits in the queue; a
+//! commit that ends with appends queued hands its slot to a task that commits them all (up to
+//! [`GroupCommit::max_batch`]) in one transaction, and again while any are queued. So batches
+//! are what arrived while the commits in flight ran: they grow with load and never wait at low
+//! load. With a [`GroupCommit::window`], a queued batch also waits that long for company.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tenantry_domain::TenantId;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::backend::{Attempt, Backend, SealedBatch};
 use crate::error::StoreError;
@@ -21,8 +22,8 @@ use crate::error::StoreError;
 /// How appends are grouped into commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommit {
-    /// How long a batch started under load waits for more appends (zero: it takes what is
-    /// queued and goes).
+    /// How long a queued batch waits for more appends (zero: it takes what is queued and
+    /// goes). Never waited by an append that finds a free slot.
     pub window: Duration,
     /// Most appends in one transaction.
     pub max_batch: usize,
@@ -36,13 +37,6 @@ impl Default for GroupCommit {
     }
 }
 
-/// An append waiting for its commit.
-struct Pending {
-    tenant: TenantId,
-    batch: Arc<SealedBatch>,
-    answer: oneshot::Sender<Result<Attempt, StoreError>>,
-}
-
 /// How many commits the group commit made, and how many appends they held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitStats {
@@ -52,101 +46,139 @@ pub struct CommitStats {
     pub largest: u64,
 }
 
+/// An append waiting in the queue for its commit.
+struct Pending {
+    tenant: TenantId,
+    batch: Arc<SealedBatch>,
+    answer: oneshot::Sender<Result<Attempt, StoreError>>,
+}
+
 #[derive(Default)]
-struct Counters {
+struct Queue {
+    waiting: Vec<Pending>,
+    in_flight: usize,
+}
+
+/// The slots and the queue in front of the database.
+pub(crate) struct Committer {
+    backend: Arc<dyn Backend>,
+    queue: Mutex<Queue>,
+    pub(crate) settings: GroupCommit,
     commits: AtomicU64,
     appends: AtomicU64,
     largest: AtomicU64,
 }
 
-/// The queue in front of the committing task.
-pub(crate) struct Committer {
-    queue: mpsc::UnboundedSender<Pending>,
-    counters: Arc<Counters>,
-    pub(crate) settings: GroupCommit,
-}
-
 impl Committer {
-    /// Start the committing task on the current Tokio runtime; `None` outside one.
+    /// A committer in front of `backend`; `None` outside a Tokio runtime (queued batches are
+    /// committed by tasks of their own).
     pub(crate) fn start(backend: Arc<dyn Backend>, settings: GroupCommit) -> Option<Self> {
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::runtime::Handle::try_current().ok()?;
         let settings = GroupCommit {
             max_batch: settings.max_batch.max(1),
             max_in_flight: settings.max_in_flight.max(1),
             ..settings
         };
-        let counters = Arc::new(Counters::default());
-        runtime.spawn(run(backend, pending, settings, counters.clone()));
-        Some(Self { queue, counters, settings })
+        Some(Self {
+            backend,
+            queue: Mutex::default(),
+            settings,
+            commits: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+            largest: AtomicU64::new(0),
+        })
     }
 
     pub(crate) fn stats(&self) -> CommitStats {
         CommitStats {
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            appends: self.counters.appends.load(Ordering::Relaxed),
-            largest: self.counters.largest.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            largest: self.largest.load(Ordering::Relaxed),
         }
     }
 
-    /// Append through the next commit; `None` when the committing task is gone (its runtime
-    /// shut down), so the caller appends on its own: an append the task did commit before it
-    /// went is then found stored by its event ids.
+    fn counted(&self, appends: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.appends.fetch_add(appends as u64, Ordering::Relaxed);
+        self.largest.fetch_max(appends as u64, Ordering::Relaxed);
+    }
+
+    /// Append through the group commit. `None` when the task that took it went away without
+    /// an answer (its runtime shut down): the caller appends on its own, and an append that
+    /// was committed after all is then found stored by its event ids.
     pub(crate) async fn append(
-        &self,
+        self: &Arc<Self>,
         tenant: TenantId,
         batch: Arc<SealedBatch>,
     ) -> Option<Result<Attempt, StoreError>> {
-        let (answer, answered) = oneshot::channel();
-        self.queue.send(Pending { tenant, batch, answer }).ok()?;
-        answered.await.ok()
-    }
-}
-
-async fn run(
-    backend: Arc<dyn Backend>,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
-    settings: GroupCommit,
-    counters: Arc<Counters>,
-) {
-    let slots = Arc::new(Semaphore::new(settings.max_in_flight));
-    while let Some(first) = queue.recv().await {
-        // Wait for a free slot: what arrives meanwhile joins this batch.
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let loaded = slots.available_permits() + 1 < settings.max_in_flight;
-        let deadline = tokio::time::Instant::now() + settings.window;
-        let mut group = vec![first];
-        while group.len() < settings.max_batch {
-            match queue.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) if loaded && !settings.window.is_zero() => {
-                    match tokio::time::timeout_at(deadline, queue.recv()).await {
-                        Ok(Some(next)) => group.push(next),
-                        _ => break,
-                    }
-                }
-                Err(_) => break,
+        let answered = {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.in_flight < self.settings.max_in_flight && queue.waiting.is_empty() {
+                queue.in_flight += 1;
+                None
+            } else {
+                let (answer, answered) = oneshot::channel();
+                queue.waiting.push(Pending { tenant, batch: batch.clone(), answer });
+                Some(answered)
+            }
+        };
+        match answered {
+            Some(answered) => answered.await.ok(),
+            None => {
+                // A free slot: commit this one now, on this task. The slot is handed on when
+                // this is done, or dropped (a caller that gave up).
+                let _slot = Slot(self.clone());
+                self.counted(1);
+                append_many_or_each(self.backend.as_ref(), &[(tenant, batch.as_ref())]).await.pop()
             }
         }
-        counters.commits.fetch_add(1, Ordering::Relaxed);
-        counters.appends.fetch_add(group.len() as u64, Ordering::Relaxed);
-        counters.largest.fetch_max(group.len() as u64, Ordering::Relaxed);
-        let backend = backend.clone();
-        tokio::spawn(async move {
-            commit(backend.as_ref(), group).await;
-            drop(slot);
-        });
+    }
+
+    /// A commit is done: its slot goes to a task committing what queued meanwhile, or is free.
+    fn release(self: &Arc<Self>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !queue.waiting.is_empty() => {
+                drop(queue);
+                runtime.spawn(self.clone().drain());
+            }
+            // Nothing queued (or the runtime is going away with everything queued).
+            _ => queue.in_flight -= 1,
+        }
+    }
+
+    /// Commit the queued appends, a batch at a time, until none are queued; then free the slot.
+    async fn drain(self: Arc<Self>) {
+        loop {
+            if !self.settings.window.is_zero() {
+                tokio::time::sleep(self.settings.window).await;
+            }
+            let group: Vec<Pending> = {
+                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if queue.waiting.is_empty() {
+                    queue.in_flight -= 1;
+                    return;
+                }
+                let take = queue.waiting.len().min(self.settings.max_batch);
+                queue.waiting.drain(..take).collect()
+            };
+            self.counted(group.len());
+            let requests: Vec<(TenantId, &SealedBatch)> =
+                group.iter().map(|p| (p.tenant, p.batch.as_ref())).collect();
+            let outcomes = append_many_or_each(self.backend.as_ref(), &requests).await;
+            for (pending, outcome) in group.into_iter().zip(outcomes) {
+                let _ = pending.answer.send(outcome);
+            }
+        }
     }
 }
 
-/// Commit one batch and answer each of its appends.
-async fn commit(backend: &dyn Backend, group: Vec<Pending>) {
-    let requests: Vec<(TenantId, &SealedBatch)> =
-        group.iter().map(|p| (p.tenant, p.batch.as_ref())).collect();
-    let outcomes = append_many_or_each(backend, &requests).await;
-    tracing::trace!(appends = group.len(), "group committed");
-    for (pending, outcome) in group.into_iter().zip(outcomes) {
-        let _ = pending.answer.send(outcome);
+/// A commit slot held by an append committing itself.
+struct Slot(Arc<Committer>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
