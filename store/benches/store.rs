@@ -18,9 +18,10 @@ use tenantry_domain::{ConversationId, Event, EventId, MessageId, StreamId, Tenan
 use tenantry_store::testing::{Harness, peak_rss_mib, raw_commit_rate, reset_peak_rss};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 
-fn message() -> Event {
+/// A message of `conversation` (sealed with its conversation's key, made at its first append).
+fn message(conversation: ConversationId) -> Event {
     Event::MessageAppended(MessageAppended {
-        conversation_id: ConversationId::new(),
+        conversation_id: conversation,
         message_id: MessageId::new(),
         role: MessageRole::User,
         content: "x".repeat(150).into(),
@@ -30,8 +31,8 @@ fn message() -> Event {
     })
 }
 
-fn batch(n: usize) -> Vec<NewEvent> {
-    let event = NewEvent::new(EventId::new(), &message()).unwrap();
+fn batch(conversation: ConversationId, n: usize) -> Vec<NewEvent> {
+    let event = NewEvent::new(EventId::new(), &message(conversation)).unwrap();
     (0..n).map(|_| NewEvent { event_id: EventId::new(), ..event.clone() }).collect()
 }
 
@@ -42,12 +43,17 @@ async fn appends(store: &EventStore, tasks: usize, per_task: usize, batch_size: 
         let store = store.clone();
         handles.push(tokio::spawn(async move {
             let ctx = TenantContext::system(TenantId::new());
-            let stream = StreamId::conversation(ConversationId::new());
+            let conversation = ConversationId::new();
+            let stream = StreamId::conversation(conversation);
             for _ in 0..per_task / batch_size {
                 store
                     .append(
                         &ctx,
-                        AppendRequest::to_stream(stream.clone(), ExpectedVersion::Any, batch(batch_size)),
+                        AppendRequest::to_stream(
+                            stream.clone(),
+                            ExpectedVersion::Any,
+                            batch(conversation, batch_size),
+                        ),
                     )
                     .await
                     .unwrap();
@@ -62,10 +68,14 @@ async fn appends(store: &EventStore, tasks: usize, per_task: usize, batch_size: 
 
 async fn read(store: &EventStore, events: usize) -> (f64, f64) {
     let ctx = TenantContext::system(TenantId::new());
-    let stream = StreamId::conversation(ConversationId::new());
+    let conversation = ConversationId::new();
+    let stream = StreamId::conversation(conversation);
     for _ in 0..events / 1000 {
         store
-            .append(&ctx, AppendRequest::to_stream(stream.clone(), ExpectedVersion::Any, batch(1000)))
+            .append(
+                &ctx,
+                AppendRequest::to_stream(stream.clone(), ExpectedVersion::Any, batch(conversation, 1000)),
+            )
             .await
             .unwrap();
     }
@@ -89,6 +99,14 @@ async fn read(store: &EventStore, events: usize) -> (f64, f64) {
 }
 
 async fn run(name: &str, store: &EventStore, read_events: usize, raw: Option<f64>) {
+    // `TENANTRY_BENCH_IN_FLIGHT=N` tries another number of commits in flight.
+    let in_flight = std::env::var("TENANTRY_BENCH_IN_FLIGHT").ok().and_then(|v| v.parse().ok());
+    let store = &match (store.group_commit(), in_flight) {
+        (Some(group), Some(max_in_flight)) => {
+            store.clone().with_group_commit(Some(tenantry_store::GroupCommit { max_in_flight, ..group }))
+        }
+        _ => store.clone(),
+    };
     let single = appends(store, 8, 5_000, 1).await;
     println!("| {name} | single-event appends, 8 tasks x 8 tenants | {single:.0} events/s |");
     // Many appenders: what group commit is for. The same workload with each append its own

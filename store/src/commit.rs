@@ -32,8 +32,11 @@ pub struct GroupCommit {
 }
 
 impl Default for GroupCommit {
+    /// PostgreSQL's: 16 commits at once. Fewer starve the server's cores (a batch is decided
+    /// by one backend process, one request after another) and its own WAL group commit; the
+    /// store bench measured 4 at a quarter of 16's rate at 64 appenders.
     fn default() -> Self {
-        Self { window: Duration::ZERO, max_batch: 256, max_in_flight: 4 }
+        Self { window: Duration::ZERO, max_batch: 256, max_in_flight: 16 }
     }
 }
 
