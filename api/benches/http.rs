@@ -123,7 +123,11 @@ async fn run(name: &str, database_url: Option<String>, raw: Option<f64>) {
             // `TENANTRY_PG_TENANT_ROLE=postgres` (a superuser) measures the same without row-level security.
             pg_tenant_role: std::env::var("TENANTRY_PG_TENANT_ROLE").ok(),
             pg_platform_role: None,
-            group_commit: Default::default(),
+            // `TENANTRY_NO_GROUP_COMMIT=1` measures each append as its own transaction.
+            group_commit: tenantry::settings::GroupCommitSettings {
+                no_group_commit: std::env::var("TENANTRY_NO_GROUP_COMMIT").is_ok(),
+                ..Default::default()
+            },
             key_store: None,
             prices_file: None,
             nats_url: None,
