@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeSet;
@@ -31,30 +32,7 @@ async fn log(store: &EventStore, ctx: &TenantContext) -> Vec<tenantry_store::Rec
     store.read_log(ctx, 0).try_collect().await.expect("log reads")
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let h = super::Harness::sqlite().await;
-                    super::$name(&h.store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(h) = super::Harness::postgres().await else { return };
-                    super::$name(&h.store).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_backends!(
     appends_read_back_in_order,
     expected_versions_are_enforced,
     concurrent_appends_at_one_version_have_one_winner,

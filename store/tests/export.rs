@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 #[allow(dead_code)] // the tampering helpers serve the conformance suite
+#[macro_use]
 mod support;
 
 use rand::Rng;
@@ -13,30 +14,7 @@ use tenantry_domain::{StreamId, TenantContext, TenantId};
 use tenantry_store::export::{self, Exporter, VerifyError};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let h = super::Harness::sqlite().await;
-                    super::$name(&h.store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(h) = super::Harness::postgres().await else { return };
-                    super::$name(&h.store).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+on_both_backends!(
     an_export_holds_every_event_and_verifies,
     two_exports_differ_only_in_the_header,
     every_mutation_of_an_export_is_caught,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 #[allow(dead_code)] // each test file uses a part of it
+#[macro_use]
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,30 +29,7 @@ fn calls(max: u64) -> AppendQuota {
     AppendQuota { max_stored_bytes: u64::MAX, max_calls_per_day: max, day: 20_100, counts_as_call: true }
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let h = super::Harness::sqlite().await;
-                    super::$name(&h.store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(h) = super::Harness::postgres().await else { return };
-                    super::$name(&h.store).await;
-                }
-            )*
-        }
-    };
-}
-
-both!(
+on_both_backends!(
     one_batch_keeps_each_appends_outcome,
     two_appends_to_one_stream_in_one_batch_chain_in_order,
     racing_appenders_over_eight_tenants_keep_their_outcomes,

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tenantry_store::testing::Harness;
 
-use crate::support::{BOOTSTRAP, free_port, serve_process, up};
+use crate::support::{BOOTSTRAP, free_port, post_ok, serve_process, up};
 
 async fn a_killed_server_loses_no_acknowledged_append(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
@@ -20,13 +20,7 @@ async fn a_killed_server_loses_no_acknowledged_append(database_url: Option<Strin
     let mut server = serve_process(dir.path(), port, database_url.as_deref());
     up(&client, &base).await;
     let post = |key: &str, path: String, body: Value| {
-        let (client, key) = (client.clone(), key.to_owned());
-        let url = format!("{base}{path}");
-        async move {
-            let res = client.post(url).bearer_auth(key).json(&body).send().await.unwrap();
-            assert!(res.status().is_success(), "{}", res.status());
-            res.json::<Value>().await.unwrap()
-        }
+        post_ok(client.clone(), format!("{base}{path}"), key.to_owned(), body)
     };
     let mut tenants = Vec::new();
     for i in 0..8 {

@@ -16,7 +16,7 @@ use sha2::Sha256;
 use tenantry_store::testing::Harness;
 
 use crate::client::Api;
-use crate::support::{BOOTSTRAP, free_port, serve_process as serve, up};
+use crate::support::{BOOTSTRAP, free_port, post_ok, serve_process as serve, up};
 
 /// One request the receiver got: its `webhook-*` headers and body.
 #[derive(Debug, Clone)]
@@ -329,13 +329,7 @@ async fn a_killed_dispatcher_loses_nothing(database_url: Option<String>) {
     let mut server = serve(dir.path(), port, database_url.as_deref());
     up(&client, &base).await;
     let post = |key: &str, path: String, body: Value| {
-        let (client, key) = (client.clone(), key.to_owned());
-        let url = format!("{base}{path}");
-        async move {
-            let res = client.post(url).bearer_auth(key).json(&body).send().await.unwrap();
-            assert!(res.status().is_success(), "{}", res.status());
-            res.json::<Value>().await.unwrap()
-        }
+        post_ok(client.clone(), format!("{base}{path}"), key.to_owned(), body)
     };
     let t =
         post(BOOTSTRAP, "/v1/tenants".into(), json!({"slug": "killed", "name": "K", "plan": "enterprise"}))

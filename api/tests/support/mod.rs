@@ -199,3 +199,15 @@ pub(crate) async fn up(client: &reqwest::Client, base: &str) {
     }
     panic!("the server did not come up");
 }
+
+/// POST `body` to `url` with a bearer key, asserting success; the answer's JSON.
+pub(crate) async fn post_ok(
+    client: reqwest::Client,
+    url: String,
+    key: String,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let res = client.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    res.json().await.unwrap()
+}

@@ -112,3 +112,29 @@ pub(crate) async fn blob_rows(store: &EventStore, tenant: TenantId) -> i64 {
     };
     rows.expect("blobs count").0
 }
+
+/// One test body per name, instantiated for SQLite (always) and PostgreSQL (when a server
+/// answers): `async fn name(store: &EventStore)` gets a fresh store of each backend.
+#[allow(unused_macros)] // not every test file uses it
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let h = super::Harness::sqlite().await;
+                    super::$name(&h.store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(h) = super::Harness::postgres().await else { return };
+                    super::$name(&h.store).await;
+                }
+            )*
+        }
+    };
+}
