@@ -169,12 +169,26 @@ pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A `tenantry serve` process, killed with SIGKILL when dropped (a failed test leaves none
+/// running).
+pub(crate) struct Served(Child);
+
+impl Served {
+    /// SIGKILL, as a crash would, and reap it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// `tenantry serve` as a process of its own, delivering webhooks to loopback.
-pub(crate) fn serve_process(
-    dir: &std::path::Path,
-    port: u16,
-    database_url: Option<&str>,
-) -> std::process::Child {
+pub(crate) fn serve_process(dir: &std::path::Path, port: u16, database_url: Option<&str>) -> Served {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--webhooks-allow-private"])
@@ -186,7 +200,7 @@ pub(crate) fn serve_process(
     if let Some(url) = database_url {
         command.args(["--database-url", url]);
     }
-    command.spawn().unwrap()
+    Served(command.spawn().unwrap())
 }
 
 /// Wait (at most 30 s) until the server answers.
