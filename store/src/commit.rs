@@ -116,12 +116,20 @@ impl Committer {
     ) -> Option<Result<Attempt, StoreError>> {
         let answered = {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if queue.in_flight < self.settings.max_in_flight && queue.waiting.is_empty() {
+            let free = queue.in_flight < self.settings.max_in_flight;
+            if free && queue.waiting.is_empty() {
                 queue.in_flight += 1;
                 None
             } else {
                 let (answer, answered) = oneshot::channel();
                 queue.waiting.push(Pending { tenant, batch: batch.clone(), answer });
+                if free {
+                    // Appends queued with a slot free (their drainer went away): this slot
+                    // commits them, this one with them.
+                    queue.in_flight += 1;
+                    drop(queue);
+                    tokio::spawn(self.clone().drain());
+                }
                 Some(answered)
             }
         };
@@ -150,8 +158,10 @@ impl Committer {
         }
     }
 
-    /// Commit the queued appends, a batch at a time, until none are queued; then free the slot.
+    /// Commit the queued appends, a batch at a time, until none are queued; then hand the slot
+    /// on or free it (also when this task is dropped half-way).
     async fn drain(self: Arc<Self>) {
+        let _slot = Slot(self.clone());
         loop {
             if !self.settings.window.is_zero() {
                 tokio::time::sleep(self.settings.window).await;
@@ -159,7 +169,6 @@ impl Committer {
             let group: Vec<Pending> = {
                 let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
                 if queue.waiting.is_empty() {
-                    queue.in_flight -= 1;
                     return;
                 }
                 let take = queue.waiting.len().min(self.settings.max_batch);
@@ -176,7 +185,7 @@ impl Committer {
     }
 }
 
-/// A commit slot held by an append committing itself.
+/// A commit slot, held by an append committing itself or by a task committing queued ones.
 struct Slot(Arc<Committer>);
 
 impl Drop for Slot {

@@ -34,6 +34,7 @@ on_both_backends!(
     two_appends_to_one_stream_in_one_batch_chain_in_order,
     racing_appenders_over_eight_tenants_keep_their_outcomes,
     a_lone_append_is_committed_alone,
+    appends_whose_callers_give_up_leave_no_slot_taken,
 );
 
 /// Every position of the tenant's log, gap-free from 1, with the chain intact.
@@ -239,4 +240,36 @@ async fn a_lone_append_is_committed_alone(store: &EventStore) {
         store.commit_stats().unwrap(),
         tenantry_store::CommitStats { commits: 3, appends: 3, largest: 1 }
     );
+}
+
+/// Callers that give up while their append commits (a dropped HTTP request) hand their commit
+/// slot on: later appends still commit, with one slot in all.
+async fn appends_whose_callers_give_up_leave_no_slot_taken(store: &EventStore) {
+    let store = store.clone().with_group_commit(Some(GroupCommit {
+        window: Duration::ZERO,
+        max_batch: 8,
+        max_in_flight: 1,
+    }));
+    let ctx = TenantContext::system(TenantId::new());
+    let mut abandoned = Vec::new();
+    for i in 0..40 {
+        let (store, ctx) = (store.clone(), ctx.clone());
+        abandoned.push(tokio::spawn(async move {
+            let request = one(&format!("s-{i}"), ExpectedVersion::Any);
+            // Given up after a few hundred microseconds: most are dropped mid-commit or queued.
+            let _ = tokio::time::timeout(Duration::from_micros(300), store.append(&ctx, request)).await;
+        }));
+    }
+    for task in abandoned {
+        task.await.unwrap();
+    }
+    let later = tokio::time::timeout(Duration::from_secs(20), async {
+        for _ in 0..3 {
+            store.append(&ctx, one("after", ExpectedVersion::Any)).await.unwrap();
+        }
+    })
+    .await;
+    assert!(later.is_ok(), "a slot was lost with a caller that gave up: {:?}", store.commit_stats());
+    assert_eq!(store.stream_version(&ctx, &stream("after")).await.unwrap(), 3);
+    positions(&store, &ctx).await;
 }
