@@ -16,7 +16,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use tenantry::settings::StoreSettings;
 use tenantry::{Application, Settings};
-use tenantry_store::testing::{Harness, peak_rss_mib, raw_commit_rate};
+use tenantry_store::testing::{Harness, peak_rss_mib, print_raw_commit_rate};
 
 /// The allocator the `tenantry` binary runs with.
 #[global_allocator]
@@ -255,13 +255,7 @@ async fn main() {
         return;
     }
     // Raw PostgreSQL's single-row commit rate on the same server and cores, for the ratios.
-    let raw = raw_commit_rate(8, 10).await;
-    match raw {
-        Some(rate) => {
-            println!("raw PostgreSQL, one INSERT a transaction, 8 pgbench clients: {rate:.0} commits/s")
-        }
-        None => println!("raw PostgreSQL: pgbench did not run"),
-    }
+    let raw = print_raw_commit_rate(10).await;
     println!("| backend | workload | result |");
     println!("|---|---|---|");
     let only = std::env::var("TENANTRY_BENCH_ONLY").unwrap_or_default();

@@ -31,7 +31,7 @@ use tenantry_domain::{
     AgentId, ConversationId, LimitOverrides, MessageId, Plan, PlanCatalog, TenantContext, TenantId,
 };
 use tenantry_store::GroupCommit;
-use tenantry_store::testing::{Harness, ScratchDatabase, raw_commit_rate};
+use tenantry_store::testing::{Harness, ScratchDatabase, print_raw_commit_rate};
 
 /// Commands per conversation: the open, then messages.
 const PER_CONVERSATION: u64 = 20;
@@ -307,10 +307,5 @@ async fn main() {
             stats.appends, stats.commits, stats.largest
         );
     }
-    match raw_commit_rate(8, seconds as u32).await {
-        Some(rate) => {
-            println!("raw PostgreSQL, one INSERT a transaction, 8 pgbench clients: {rate:.0} commits/s")
-        }
-        None => println!("raw PostgreSQL: pgbench did not run"),
-    }
+    print_raw_commit_rate(seconds as u32).await;
 }

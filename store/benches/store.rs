@@ -15,7 +15,7 @@ use std::time::Instant;
 use futures::TryStreamExt;
 use tenantry_domain::event::{MessageAppended, MessageRole};
 use tenantry_domain::{ConversationId, Event, EventId, MessageId, StreamId, TenantContext, TenantId};
-use tenantry_store::testing::{Harness, peak_rss_mib, raw_commit_rate, reset_peak_rss};
+use tenantry_store::testing::{Harness, peak_rss_mib, print_raw_commit_rate, reset_peak_rss};
 use tenantry_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 
 /// A message of `conversation` (sealed with its conversation's key, made at its first append).
@@ -142,13 +142,7 @@ async fn main() {
     let read_events: usize =
         std::env::var("TENANTRY_BENCH_READ_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     // Raw PostgreSQL's single-row commit rate on the same server, for the ratios.
-    let raw = raw_commit_rate(8, 10).await;
-    match raw {
-        Some(rate) => {
-            println!("raw PostgreSQL, one INSERT a transaction, 8 pgbench clients: {rate:.0} commits/s")
-        }
-        None => println!("raw PostgreSQL: pgbench did not run"),
-    }
+    let raw = print_raw_commit_rate(10).await;
     println!("| backend | workload | result |");
     println!("|---|---|---|");
     // `TENANTRY_BENCH_ONLY=postgres` or `sqlite` runs one backend.

@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::model::{AppendOutcome, ExpectedVersion, Head};
 
 /// An event encrypted and ready to insert; position and hashes come under the lock.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SealedEvent {
     pub(crate) event_id: EventId,
     pub(crate) stream: StreamId,

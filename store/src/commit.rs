@@ -73,23 +73,22 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// A committer in front of `backend`; `None` outside a Tokio runtime (queued batches are
-    /// committed by tasks of their own).
-    pub(crate) fn start(backend: Arc<dyn Backend>, settings: GroupCommit) -> Option<Self> {
-        tokio::runtime::Handle::try_current().ok()?;
+    /// A committer in front of `backend`. It runs no task of its own: appends commit on their
+    /// callers' tasks, and queued ones on tasks started for them.
+    pub(crate) fn new(backend: Arc<dyn Backend>, settings: GroupCommit) -> Self {
         let settings = GroupCommit {
             max_batch: settings.max_batch.max(1),
             max_in_flight: settings.max_in_flight.max(1),
             ..settings
         };
-        Some(Self {
+        Self {
             backend,
             queue: Mutex::default(),
             settings,
             commits: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             largest: AtomicU64::new(0),
-        })
+        }
     }
 
     pub(crate) fn stats(&self) -> CommitStats {

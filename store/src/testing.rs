@@ -140,20 +140,19 @@ pub async fn raw_commit_rate(clients: u32, seconds: u32) -> Option<f64> {
     let mut conn = sqlx::PgConnection::connect(&scratch.url).await.ok()?;
     conn.execute("CREATE TABLE raw_commits (id BIGSERIAL PRIMARY KEY, payload BYTEA NOT NULL)").await.ok()?;
     conn.close().await.ok()?;
-    let script = tempfile_path("raw-commit.sql");
+    let script = tempfile::Builder::new().suffix(".sql").tempfile().ok()?;
     std::fs::write(
-        &script,
+        script.path(),
         "INSERT INTO raw_commits (payload) VALUES (convert_to(repeat('x', 200), 'UTF8'));\n",
     )
     .ok()?;
     let out = tokio::process::Command::new("pgbench")
         .args(["-n", "-c", &clients.to_string(), "-j", &clients.min(2).to_string()])
         .args(["-T", &seconds.to_string(), "-f"])
-        .arg(&script)
+        .arg(script.path())
         .arg(&scratch.url)
         .output()
         .await;
-    let _ = std::fs::remove_file(&script);
     let out = match out {
         Ok(out) if out.status.success() => out,
         Ok(out) => {
@@ -172,7 +171,15 @@ pub async fn raw_commit_rate(clients: u32, seconds: u32) -> Option<f64> {
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
-/// A path in the temporary directory, unique to this process.
-fn tempfile_path(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("tenantry-{}-{name}", std::process::id()))
+/// [`raw_commit_rate`] at 8 clients for `seconds`, printed as the line benchmarks show their
+/// ratios against.
+pub async fn print_raw_commit_rate(seconds: u32) -> Option<f64> {
+    let raw = raw_commit_rate(8, seconds).await;
+    match raw {
+        Some(rate) => {
+            println!("raw PostgreSQL, one INSERT a transaction, 8 pgbench clients: {rate:.0} commits/s")
+        }
+        None => println!("raw PostgreSQL: pgbench did not run"),
+    }
+    raw
 }

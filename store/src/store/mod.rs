@@ -66,7 +66,7 @@ pub struct EventStore {
     database: Database,
     committed: broadcast::Sender<Committed>,
     sealed: broadcast::Sender<Arc<SealedCommit>>,
-    /// Appends go through it (group commit) when the store was opened on a Tokio runtime.
+    /// Appends go through it (group commit) unless [`EventStore::with_group_commit`] took it.
     committer: Option<Arc<Committer>>,
 }
 
@@ -131,7 +131,7 @@ impl EventStore {
         let wrapper = Arc::new(crate::crypto::LocalKeyWrapper::new(master));
         let backend = Arc::new(backend);
         Self {
-            committer: Committer::start(backend.clone(), group).map(Arc::new),
+            committer: Some(Arc::new(Committer::new(backend.clone(), group))),
             backend: backend.clone(),
             keys: backend,
             keys_apart: false,
@@ -183,7 +183,7 @@ impl EventStore {
     /// The same store with its appends grouped into commits as `group` says (see
     /// [`GroupCommit`]); `None`: each append its own transaction.
     pub fn with_group_commit(self, group: Option<GroupCommit>) -> Self {
-        let committer = group.and_then(|g| Committer::start(self.backend.clone(), g)).map(Arc::new);
+        let committer = group.map(|g| Arc::new(Committer::new(self.backend.clone(), g)));
         Self { committer, ..self }
     }
 
