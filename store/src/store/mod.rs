@@ -442,10 +442,11 @@ impl EventStore {
             out.push(match entry {
                 Err(e) => Err(e),
                 Ok((tenant, batch, ids)) => {
-                    let attempt = if batch.blobs.is_empty() {
-                        attempts.next().unwrap_or(Err(StoreError::EmptyBatch)) // one answer per request
-                    } else {
-                        self.backend.append(tenant, &batch).await
+                    // One answer per request appended together; a body's append goes alone.
+                    let together = if batch.blobs.is_empty() { attempts.next() } else { None };
+                    let attempt = match together {
+                        Some(attempt) => attempt,
+                        None => self.backend.append(tenant, &batch).await,
                     };
                     self.settle(tenant, &batch, &ids, attempt).await
                 }
