@@ -165,27 +165,8 @@ impl Backend for Postgres {
     }
 
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
-        let (streams, expected): (Vec<&str>, Vec<i64>) =
-            batch.expectations.iter().map(|(s, e)| (s.as_str(), expected_code(*e))).unzip();
-        let n = batch.events.len();
-        let mut ev_streams = Vec::with_capacity(n);
-        let mut event_ids = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut schema_versions = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut metadata = Vec::with_capacity(n);
-        for e in &batch.events {
-            ev_streams.push(e.stream.as_str());
-            event_ids.push(*e.event_id.as_uuid());
-            types.push(e.event_type.as_str());
-            schema_versions.push(e.schema_version as i16);
-            payloads.push(e.payload.as_slice());
-            metadata.push(e.metadata.as_slice());
-        }
-        let (key, hash) = match &batch.idempotency {
-            Some((k, h)) => (Some(k.as_str()), Some(&h[..])),
-            None => (None, None),
-        };
+        let mut args = ManyArgs::default();
+        args.push(tenant, batch);
         // One round trip in autocommit: the function locks, checks, chains and writes.
         let query = sqlx::query_as(
             // The limits go in a transaction-local setting, set first (the function's first
@@ -195,18 +176,18 @@ impl Backend for Postgres {
                                          $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) r",
         )
         .bind(tenant.as_uuid())
-        .bind(&streams)
-        .bind(&expected)
-        .bind(&ev_streams)
-        .bind(&event_ids)
-        .bind(&types)
-        .bind(&schema_versions)
-        .bind(&payloads)
-        .bind(&metadata)
+        .bind(&args.streams)
+        .bind(&args.expected)
+        .bind(&args.ev_streams)
+        .bind(&args.event_ids)
+        .bind(&args.types)
+        .bind(&args.schema_versions)
+        .bind(&args.payloads)
+        .bind(&args.metadata)
         .bind(batch.recorded_at)
-        .bind(key)
-        .bind(hash)
-        .bind(quota_code(batch));
+        .bind(args.idem_keys[0])
+        .bind(args.idem_hashes[0])
+        .bind(&args.quotas[0]);
         let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> =
             if batch.blobs.is_empty() {
                 query.fetch_one(&self.tenant_pool).await
@@ -715,7 +696,8 @@ impl KeyBackend for Postgres {
     }
 }
 
-/// The arguments of `tenantry_append_many` (migration 0025): every request's columns, flat.
+/// The arguments of the append functions: every request's columns, flat, as
+/// `tenantry_append_many` (migration 0025) takes them; `tenantry_append` takes one request's.
 #[derive(Default)]
 struct ManyArgs<'a> {
     tenants: Vec<Uuid>,
