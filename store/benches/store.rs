@@ -112,6 +112,7 @@ async fn run(name: &str, store: &EventStore, read_events: usize, raw: Option<f64
     // Many appenders: what group commit is for. The same workload with each append its own
     // transaction, in the same run.
     reset_peak_rss();
+    let before = store.commit_stats().unwrap_or_default();
     let grouped = appends(store, 64, 1_000, 1).await;
     let rss = peak_rss_mib();
     let ratio = raw.map(|raw| format!(", {:.2}x raw", grouped / raw)).unwrap_or_default();
@@ -120,8 +121,10 @@ async fn run(name: &str, store: &EventStore, read_events: usize, raw: Option<f64
     );
     if let Some(stats) = store.commit_stats() {
         println!(
-            "|  | (group commit so far: {} appends in {} commits, largest {}) | |",
-            stats.appends, stats.commits, stats.largest
+            "|  | (group commit: {} appends in {} commits, largest {}) | |",
+            stats.appends - before.appends,
+            stats.commits - before.commits,
+            stats.largest
         );
     }
     let alone = store.clone().with_group_commit(None);

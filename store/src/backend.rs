@@ -1,7 +1,7 @@
 //! What each database backend provides, and the logic they share: planning an append under
 //! the tenant's head lock (versions, positions, the hash chain).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use tenantry_domain::{EventId, StreamId, TenantId};
@@ -130,6 +130,170 @@ pub(crate) fn plan(
     // A stream listed only to check its version got no event and is not written.
     next_versions.retain(|(s, v)| versions.get(s).copied().unwrap_or(0) != *v);
     Ok(Plan { rows, streams: next_versions, head: Head { position, last_hash: prev } })
+}
+
+/// A tenant's head with the counters its limits are decided on.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadState {
+    pub(crate) head: Head,
+    pub(crate) stored_bytes: i64,
+    pub(crate) day: i64,
+    pub(crate) day_calls: i64,
+}
+
+/// The counters an append leaves its tenant, and the limit that refuses it, if one does.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    pub(crate) stored_bytes: i64,
+    pub(crate) day: i64,
+    pub(crate) day_calls: i64,
+    pub(crate) refusal: Option<StoreError>,
+}
+
+/// Count an append against its tenant's limits: its payload bytes (and `blob_bytes` of
+/// bodies written or freed with it) toward `storage_bytes`, and one call of its day when it
+/// is a command. An uncharged append (the audit record of a refused request) counts nothing
+/// and is never refused: a refusal never spends its target's limits.
+pub(crate) fn charge(state: &HeadState, batch: &SealedBatch, blob_bytes: i64) -> Charge {
+    let quota = if batch.uncharged { None } else { batch.quota };
+    let added = if batch.uncharged {
+        0
+    } else {
+        batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>() + blob_bytes
+    };
+    let stored_bytes = state.stored_bytes + added;
+    let (day, day_calls) = match quota {
+        Some(q) if q.counts_as_call && q.day == state.day => (state.day, state.day_calls + 1),
+        Some(q) if q.counts_as_call => (q.day, 1),
+        _ => (state.day, state.day_calls),
+    };
+    let refusal = match quota {
+        Some(q) if q.counts_as_call && day_calls > q.max_calls_per_day.min(i64::MAX as u64) as i64 => {
+            Some(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: q.max_calls_per_day })
+        }
+        Some(q) if added > 0 && stored_bytes > q.max_stored_bytes.min(i64::MAX as u64) as i64 => {
+            Some(StoreError::QuotaExceeded { limit: "storage_bytes", max: q.max_stored_bytes })
+        }
+        _ => None,
+    };
+    Charge { stored_bytes, day, day_calls, refusal }
+}
+
+/// What the appends of a group commit find stored, read under their tenants' head locks:
+/// each tenant's head (none: a purged tenant), the versions of the streams they name, and
+/// which of their event ids and idempotency keys are taken.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub(crate) heads: HashMap<TenantId, HeadState>,
+    pub(crate) versions: HashMap<(TenantId, String), u64>,
+    pub(crate) events: HashSet<(TenantId, EventId)>,
+    pub(crate) keys: HashSet<(TenantId, String)>,
+}
+
+/// One event to insert, as its request decided it.
+#[derive(Debug)]
+pub(crate) struct DecidedEvent<'a> {
+    pub(crate) tenant: TenantId,
+    pub(crate) event: &'a SealedEvent,
+    pub(crate) recorded_at: i64,
+    pub(crate) row: PlannedRow,
+}
+
+/// A group commit decided: each request's outcome, in order, and every row the written ones
+/// leave (the streams and heads as the last of them left them).
+#[derive(Debug, Default)]
+pub(crate) struct Decided<'a> {
+    pub(crate) outcomes: Vec<Result<Attempt, StoreError>>,
+    pub(crate) events: Vec<DecidedEvent<'a>>,
+    pub(crate) streams: Vec<(TenantId, String, u64)>,
+    pub(crate) heads: Vec<(TenantId, HeadState)>,
+    /// Idempotency keys: tenant, key, request hash, first and last position.
+    pub(crate) keys: Vec<(TenantId, &'a str, &'a [u8; 32], u64, u64)>,
+}
+
+/// Decide the appends of a group commit in order, each against what the ones before it left:
+/// a purged tenant, a version conflict, a stored event id, a limit or a stored idempotency key
+/// refuses that request alone, before anything of it is written (the order
+/// `tenantry_append` decides in); two appends to one stream are checked and chained in turn.
+pub(crate) fn decide<'a>(requests: &[(TenantId, &'a SealedBatch)], mut found: Found) -> Decided<'a> {
+    let mut out = Decided::default();
+    let mut streams: HashMap<(TenantId, String), usize> = HashMap::new();
+    let mut heads: Vec<TenantId> = Vec::new();
+    for &(tenant, batch) in requests {
+        let Some(state) = found.heads.get(&tenant) else {
+            out.outcomes.push(Err(StoreError::KeyDestroyed { tenant }));
+            continue;
+        };
+        let versions: HashMap<String, u64> = batch
+            .streams()
+            .into_iter()
+            .filter_map(|s| {
+                let v = found.versions.get(&(tenant, s.clone())).copied()?;
+                Some((s, v))
+            })
+            .collect();
+        let plan = match plan(tenant, &state.head, &versions, batch) {
+            Ok(plan) => plan,
+            Err(refused) => {
+                out.outcomes.push(Err(refused));
+                continue;
+            }
+        };
+        if batch.events.iter().any(|e| found.events.contains(&(tenant, e.event_id))) {
+            out.outcomes.push(Ok(Attempt::DuplicateEvent));
+            continue;
+        }
+        let charge = charge(state, batch, 0);
+        if let Some(refused) = charge.refusal {
+            out.outcomes.push(Err(refused));
+            continue;
+        }
+        if let Some((key, _)) = &batch.idempotency
+            && found.keys.contains(&(tenant, key.clone()))
+        {
+            out.outcomes.push(Ok(Attempt::DuplicateKey));
+            continue;
+        }
+        let outcome = AppendOutcome {
+            first_position: state.head.position + 1,
+            last_position: plan.head.position,
+            deduplicated: false,
+            recorded_at: batch.recorded_at,
+        };
+        if !heads.contains(&tenant) {
+            heads.push(tenant);
+        }
+        found.heads.insert(
+            tenant,
+            HeadState {
+                head: plan.head,
+                stored_bytes: charge.stored_bytes,
+                day: charge.day,
+                day_calls: charge.day_calls,
+            },
+        );
+        for (stream, version) in plan.streams {
+            found.versions.insert((tenant, stream.clone()), version);
+            match streams.get(&(tenant, stream.clone())) {
+                Some(&at) => out.streams[at].2 = version,
+                None => {
+                    streams.insert((tenant, stream.clone()), out.streams.len());
+                    out.streams.push((tenant, stream, version));
+                }
+            }
+        }
+        for (event, row) in batch.events.iter().zip(plan.rows) {
+            found.events.insert((tenant, event.event_id));
+            out.events.push(DecidedEvent { tenant, event, recorded_at: batch.recorded_at, row });
+        }
+        if let Some((key, hash)) = &batch.idempotency {
+            found.keys.insert((tenant, key.clone()));
+            out.keys.push((tenant, key, hash, outcome.first_position, outcome.last_position));
+        }
+        out.outcomes.push(Ok(Attempt::Written(outcome)));
+    }
+    out.heads = heads.into_iter().filter_map(|t| found.heads.remove(&t).map(|h| (t, h))).collect();
+    out
 }
 
 /// A stored event, still encrypted.

@@ -165,8 +165,8 @@ impl Backend for Postgres {
     }
 
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
-        let mut args = ManyArgs::default();
-        args.push(tenant, batch);
+        let args = AppendArgs::of(batch);
+        let (idem_key, idem_hash) = batch.idempotency.as_ref().map(|(k, h)| (k.as_str(), &h[..])).unzip();
         // One round trip in autocommit: the function locks, checks, chains and writes.
         let query = sqlx::query_as(
             // The limits go in a transaction-local setting, set first (the function's first
@@ -185,9 +185,9 @@ impl Backend for Postgres {
         .bind(&args.payloads)
         .bind(&args.metadata)
         .bind(batch.recorded_at)
-        .bind(args.idem_keys[0])
-        .bind(args.idem_hashes[0])
-        .bind(&args.quotas[0]);
+        .bind(idem_key)
+        .bind(idem_hash)
+        .bind(quota_code(batch));
         let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> =
             if batch.blobs.is_empty() {
                 query.fetch_one(&self.tenant_pool).await
@@ -264,79 +264,122 @@ impl Backend for Postgres {
         &self,
         requests: &[(TenantId, &SealedBatch)],
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
-        let mut args = ManyArgs::default();
+        // One transaction, one commit, two statements whatever the batch's size: one locks
+        // the heads and reads what the batch names, one writes everything; each request is
+        // decided in between, in memory (`decide`). A batch holds several tenants, so it runs as the
+        // platform role; every row is keyed by its own request's tenant.
+        let mut tenants: Vec<Uuid> = requests.iter().map(|(t, _)| *t.as_uuid()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let mut named = Named::default();
         for (tenant, batch) in requests {
-            args.push(*tenant, batch);
+            named.push(*tenant.as_uuid(), batch);
         }
-        // One call, one transaction (autocommit), one round trip. A batch holds several
-        // tenants, so it runs as the platform role; the function keys every row it writes by
-        // its own request's tenant.
-        let rows: Vec<(i32, String, i64, i64, Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT * FROM tenantry_append_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(&args.tenants)
-        .bind(&args.recorded_at)
-        .bind(&args.quotas)
-        .bind(&args.idem_keys)
-        .bind(&args.idem_hashes)
-        .bind(&args.exp_end)
-        .bind(&args.exp_req)
-        .bind(&args.streams)
-        .bind(&args.expected)
-        .bind(&args.ev_end)
-        .bind(&args.ev_streams)
-        .bind(&args.event_ids)
-        .bind(&args.types)
-        .bind(&args.schema_versions)
-        .bind(&args.payloads)
-        .bind(&args.metadata)
-        .fetch_all(&self.pool)
-        .await?;
-        if rows.len() != requests.len() {
-            return Err(sqlx::Error::Protocol(format!(
-                "{} outcomes for {} appends",
-                rows.len(),
-                requests.len()
-            ))
-            .into());
-        }
-        Ok(rows
-            .into_iter()
-            .zip(requests)
-            .map(|((_, status, first, last, detail, actual), (tenant, batch))| match status.as_str() {
-                "ok" => Ok(Attempt::Written(AppendOutcome {
-                    first_position: first as u64,
-                    last_position: last as u64,
-                    deduplicated: false,
-                    recorded_at: batch.recorded_at,
-                })),
-                "duplicate_event" => Ok(Attempt::DuplicateEvent),
-                "duplicate_key" => Ok(Attempt::DuplicateKey),
-                "shredded" => Err(StoreError::KeyDestroyed { tenant: *tenant }),
-                "conflict" => {
-                    let stream = detail.unwrap_or_default();
-                    match batch.expectations.iter().find(|(s, _)| s.as_str() == stream) {
-                        Some((stream, expected)) => Err(StoreError::Conflict {
-                            stream: stream.clone(),
-                            expected: *expected,
-                            actual: actual.unwrap_or(0) as u64,
-                        }),
-                        None => {
-                            Err(sqlx::Error::Protocol(format!("conflict on unknown stream {stream}")).into())
-                        }
-                    }
+        let mut tx = self.pool.begin().await?;
+        // Every head of the batch locked in tenant order (two batches of two processes never
+        // wait on each other in a cycle), a first append's head made, and then what is stored
+        // of the streams, event ids and keys the batch names: one call (migration 0026).
+        type Locked =
+            (i16, Uuid, Option<String>, Option<i64>, Option<Vec<u8>>, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Locked> =
+            sqlx::query_as("SELECT * FROM tenantry_lock_batch($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&tenants)
+                .bind(&named.stream_tenants)
+                .bind(&named.streams)
+                .bind(&named.event_tenants)
+                .bind(&named.event_ids)
+                .bind(&named.key_tenants)
+                .bind(&named.keys)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut found = crate::backend::Found::default();
+        for (kind, tenant, name, version, last_hash, stored_bytes, day, day_calls) in rows {
+            let tenant = TenantId::from_uuid(tenant);
+            match (kind, name) {
+                (0, _) => {
+                    let head = Head {
+                        position: version.unwrap_or(0) as u64,
+                        last_hash: to_hash(&last_hash.unwrap_or_default()),
+                    };
+                    let state = HeadState {
+                        head,
+                        stored_bytes: stored_bytes.unwrap_or(0),
+                        day: day.unwrap_or(0),
+                        day_calls: day_calls.unwrap_or(0),
+                    };
+                    found.heads.insert(tenant, state);
                 }
-                "quota" => Err(StoreError::QuotaExceeded {
-                    limit: if detail.as_deref() == Some("storage_bytes") {
-                        "storage_bytes"
-                    } else {
-                        "api_calls_per_day"
-                    },
-                    max: actual.unwrap_or(0) as u64,
-                }),
-                other => Err(sqlx::Error::Protocol(format!("unknown append status {other}")).into()),
-            })
-            .collect())
+                (1, Some(stream)) => {
+                    found.versions.insert((tenant, stream), version.unwrap_or(0) as u64);
+                }
+                (2, Some(id)) => {
+                    let id = id.parse::<Uuid>().map_err(|e| sqlx::Error::Decode(e.into()))?;
+                    found.events.insert((tenant, EventId::from_uuid(id)));
+                }
+                (_, Some(key)) => {
+                    found.keys.insert((tenant, key));
+                }
+                (_, None) => return Err(sqlx::Error::Protocol("a batch's read named nothing".into()).into()),
+            }
+        }
+        let decided = decide(requests, found);
+        if !decided.events.is_empty() {
+            let mut w = Writes::default();
+            w.push(&decided);
+            sqlx::query(
+                "WITH written_events AS (
+                     INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id,
+                                         event_type, schema_version, recorded_at, payload, metadata,
+                                         prev_hash, hash)
+                     SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::uuid[],
+                                          $6::text[], $7::int2[], $8::int8[], $9::bytea[], $10::bytea[],
+                                          $11::bytea[], $12::bytea[])
+                 ), written_streams AS (
+                     INSERT INTO streams (tenant_id, stream_id, version)
+                     SELECT * FROM unnest($13::uuid[], $14::text[], $15::int8[])
+                     ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version
+                 ), written_heads AS (
+                     UPDATE tenant_heads h
+                     SET position = x.position, last_hash = x.last_hash, stored_bytes = x.stored_bytes,
+                         day = x.day, day_calls = x.day_calls
+                     FROM unnest($16::uuid[], $17::int8[], $18::bytea[], $19::int8[], $20::int8[], $21::int8[])
+                          AS x(tenant_id, position, last_hash, stored_bytes, day, day_calls)
+                     WHERE h.tenant_id = x.tenant_id
+                 )
+                 INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
+                 SELECT * FROM unnest($22::uuid[], $23::text[], $24::bytea[], $25::int8[], $26::int8[])",
+            )
+            .bind(&w.tenants)
+            .bind(&w.positions)
+            .bind(&w.streams)
+            .bind(&w.versions)
+            .bind(&w.event_ids)
+            .bind(&w.types)
+            .bind(&w.schema_versions)
+            .bind(&w.recorded_at)
+            .bind(&w.payloads)
+            .bind(&w.metadata)
+            .bind(&w.prev_hashes)
+            .bind(&w.hashes)
+            .bind(&w.stream_tenants)
+            .bind(&w.stream_ids)
+            .bind(&w.stream_versions)
+            .bind(&w.head_tenants)
+            .bind(&w.head_positions)
+            .bind(&w.head_hashes)
+            .bind(&w.head_stored)
+            .bind(&w.head_days)
+            .bind(&w.head_calls)
+            .bind(&w.key_tenants)
+            .bind(&w.keys)
+            .bind(&w.key_hashes)
+            .bind(&w.key_first)
+            .bind(&w.key_last)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(decided.outcomes)
     }
 
     async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -696,20 +739,10 @@ impl KeyBackend for Postgres {
     }
 }
 
-/// The arguments of the append functions: every request's columns, flat, as
-/// `tenantry_append_many` (migration 0025) takes them; `tenantry_append` takes one request's.
-#[derive(Default)]
-struct ManyArgs<'a> {
-    tenants: Vec<Uuid>,
-    recorded_at: Vec<i64>,
-    quotas: Vec<String>,
-    idem_keys: Vec<Option<&'a str>>,
-    idem_hashes: Vec<Option<&'a [u8]>>,
-    exp_end: Vec<i32>,
-    exp_req: Vec<i32>,
+/// The array arguments of `tenantry_append`: one request's expectations and events.
+struct AppendArgs<'a> {
     streams: Vec<&'a str>,
     expected: Vec<i64>,
-    ev_end: Vec<i32>,
     ev_streams: Vec<&'a str>,
     event_ids: Vec<Uuid>,
     types: Vec<&'a str>,
@@ -718,30 +751,19 @@ struct ManyArgs<'a> {
     metadata: Vec<&'a [u8]>,
 }
 
-impl<'a> ManyArgs<'a> {
-    fn push(&mut self, tenant: TenantId, batch: &'a SealedBatch) {
-        self.tenants.push(*tenant.as_uuid());
-        let request = self.tenants.len() as i32;
-        self.recorded_at.push(batch.recorded_at);
-        self.quotas.push(quota_code(batch));
-        let (key, hash) = batch.idempotency.as_ref().map(|(k, h)| (k.as_str(), &h[..])).unzip();
-        self.idem_keys.push(key);
-        self.idem_hashes.push(hash);
-        for (stream, expected) in &batch.expectations {
-            self.exp_req.push(request);
-            self.streams.push(stream.as_str());
-            self.expected.push(expected_code(*expected));
+impl<'a> AppendArgs<'a> {
+    fn of(batch: &'a SealedBatch) -> Self {
+        let events = &batch.events;
+        Self {
+            streams: batch.expectations.iter().map(|(s, _)| s.as_str()).collect(),
+            expected: batch.expectations.iter().map(|(_, e)| expected_code(*e)).collect(),
+            ev_streams: events.iter().map(|e| e.stream.as_str()).collect(),
+            event_ids: events.iter().map(|e| *e.event_id.as_uuid()).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            schema_versions: events.iter().map(|e| e.schema_version as i16).collect(),
+            payloads: events.iter().map(|e| &e.payload[..]).collect(),
+            metadata: events.iter().map(|e| &e.metadata[..]).collect(),
         }
-        self.exp_end.push(self.streams.len() as i32);
-        for e in &batch.events {
-            self.ev_streams.push(e.stream.as_str());
-            self.event_ids.push(*e.event_id.as_uuid());
-            self.types.push(e.event_type.as_str());
-            self.schema_versions.push(e.schema_version as i16);
-            self.payloads.push(&e.payload);
-            self.metadata.push(&e.metadata);
-        }
-        self.ev_end.push(self.ev_streams.len() as i32);
     }
 }
 
@@ -760,5 +782,103 @@ fn quota_code(batch: &SealedBatch) -> String {
         "uncharged".to_owned()
     } else {
         batch.quota.map(|q| q.setting()).unwrap_or_default()
+    }
+}
+
+/// The streams, event ids and idempotency keys a group commit names, as array arguments.
+#[derive(Default)]
+struct Named<'a> {
+    stream_tenants: Vec<Uuid>,
+    streams: Vec<&'a str>,
+    event_tenants: Vec<Uuid>,
+    event_ids: Vec<Uuid>,
+    key_tenants: Vec<Uuid>,
+    keys: Vec<&'a str>,
+}
+
+impl<'a> Named<'a> {
+    fn push(&mut self, tenant: Uuid, batch: &'a SealedBatch) {
+        for (stream, _) in &batch.expectations {
+            self.stream_tenants.push(tenant);
+            self.streams.push(stream.as_str());
+        }
+        for e in &batch.events {
+            self.event_tenants.push(tenant);
+            self.event_ids.push(*e.event_id.as_uuid());
+        }
+        if let Some((key, _)) = &batch.idempotency {
+            self.key_tenants.push(tenant);
+            self.keys.push(key);
+        }
+    }
+}
+
+/// Every row a decided group commit writes, as array arguments.
+#[derive(Default)]
+struct Writes<'a> {
+    tenants: Vec<Uuid>,
+    positions: Vec<i64>,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i16>,
+    recorded_at: Vec<i64>,
+    payloads: Vec<&'a [u8]>,
+    metadata: Vec<&'a [u8]>,
+    prev_hashes: Vec<&'a [u8]>,
+    hashes: Vec<&'a [u8]>,
+    stream_tenants: Vec<Uuid>,
+    stream_ids: Vec<&'a str>,
+    stream_versions: Vec<i64>,
+    head_tenants: Vec<Uuid>,
+    head_positions: Vec<i64>,
+    head_hashes: Vec<&'a [u8]>,
+    head_stored: Vec<i64>,
+    head_days: Vec<i64>,
+    head_calls: Vec<i64>,
+    key_tenants: Vec<Uuid>,
+    keys: Vec<&'a str>,
+    key_hashes: Vec<&'a [u8]>,
+    key_first: Vec<i64>,
+    key_last: Vec<i64>,
+}
+
+impl<'a> Writes<'a> {
+    fn push(&mut self, decided: &'a Decided<'a>) {
+        for e in &decided.events {
+            self.tenants.push(*e.tenant.as_uuid());
+            self.positions.push(e.row.position as i64);
+            self.streams.push(e.event.stream.as_str());
+            self.versions.push(e.row.stream_version as i64);
+            self.event_ids.push(*e.event.event_id.as_uuid());
+            self.types.push(&e.event.event_type);
+            self.schema_versions.push(e.event.schema_version as i16);
+            self.recorded_at.push(e.recorded_at);
+            self.payloads.push(&e.event.payload);
+            self.metadata.push(&e.event.metadata);
+            self.prev_hashes.push(&e.row.prev_hash);
+            self.hashes.push(&e.row.hash);
+        }
+        for (tenant, stream, version) in &decided.streams {
+            self.stream_tenants.push(*tenant.as_uuid());
+            self.stream_ids.push(stream);
+            self.stream_versions.push(*version as i64);
+        }
+        for (tenant, state) in &decided.heads {
+            self.head_tenants.push(*tenant.as_uuid());
+            self.head_positions.push(state.head.position as i64);
+            self.head_hashes.push(&state.head.last_hash);
+            self.head_stored.push(state.stored_bytes);
+            self.head_days.push(state.day);
+            self.head_calls.push(state.day_calls);
+        }
+        for (tenant, key, hash, first, last) in &decided.keys {
+            self.key_tenants.push(*tenant.as_uuid());
+            self.keys.push(key);
+            self.key_hashes.push(&hash[..]);
+            self.key_first.push(*first as i64);
+            self.key_last.push(*last as i64);
+        }
     }
 }
