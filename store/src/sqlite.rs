@@ -176,22 +176,27 @@ impl Backend for Sqlite {
         &self,
         requests: &[(TenantId, &SealedBatch)],
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
-        // One transaction of the one writer, one commit for every request in it.
+        // One transaction of the one writer, one commit for every request in it, and a few
+        // statements whatever the batch's size: read the heads and what the batch names,
+        // decide each request in memory (`decide`), write every row.
+        let mut tenants: Vec<Uuid> = requests.iter().map(|(t, _)| *t.as_uuid()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for (tenant, batch) in requests {
-            debug_assert!(batch.blobs.is_empty(), "bodies are written by `append` alone");
-            match write_one(&mut tx, *tenant, batch, 0).await {
-                // The database failed, not the request: nothing of the batch is kept.
-                Err(e @ StoreError::Database(_)) => {
-                    tx.rollback().await?;
-                    return Err(e);
-                }
-                outcome => outcomes.push(outcome),
+        let found = match read_batch(&mut tx, &tenants, requests).await {
+            Ok(found) => found,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
             }
+        };
+        let decided = decide(requests, found);
+        if let Err(e) = write_batch(&mut tx, &decided).await {
+            tx.rollback().await?;
+            return Err(e.into());
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(decided.outcomes)
     }
 
     async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -551,29 +556,29 @@ async fn write_one(
     .bind(tid)
     .fetch_optional(&mut *tx)
     .await?;
-    let (stored, day, day_calls) = head.as_ref().map_or((0, 0, 0), |h| (h.2, h.3, h.4));
-    let added = if batch.uncharged {
-        0
-    } else {
-        batch.events.iter().map(|e| stored_bytes(&e.payload) as i64).sum::<i64>() + blob_bytes
-    };
-    let stored = stored + added;
-    let (day, day_calls) = match batch.quota {
-        Some(q) if q.counts_as_call && q.day == day => (day, day_calls + 1),
-        Some(q) if q.counts_as_call => (q.day, 1),
-        _ => (day, day_calls),
-    };
-    let head = match head {
-        Some((p, h, ..)) => Head { position: p as u64, last_hash: to_hash(&h) },
+    let state = match head {
+        Some((p, h, stored_bytes, day, day_calls)) => HeadState {
+            head: Head { position: p as u64, last_hash: to_hash(&h) },
+            stored_bytes,
+            day,
+            day_calls,
+        },
         None => {
             sqlx::query("INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)")
                 .bind(tid)
                 .bind(&GENESIS[..])
                 .execute(&mut *tx)
                 .await?;
-            Head { position: 0, last_hash: GENESIS }
+            HeadState {
+                head: Head { position: 0, last_hash: GENESIS },
+                stored_bytes: 0,
+                day: 0,
+                day_calls: 0,
+            }
         }
     };
+    let head = state.head.clone();
+    let charge = charge(&state, batch, blob_bytes);
     let mut versions = HashMap::new();
     for stream in batch.streams() {
         let v: Option<(i64,)> =
@@ -628,15 +633,9 @@ async fn write_one(
         }
     }
     if refusal.is_none()
-        && let Some(q) = batch.quota
+        && let Some(limit) = charge.refusal
     {
-        if q.counts_as_call && day_calls as u64 > q.max_calls_per_day {
-            refusal =
-                Some(Err(StoreError::QuotaExceeded { limit: "api_calls_per_day", max: q.max_calls_per_day }));
-        } else if added > 0 && stored as u64 > q.max_stored_bytes {
-            refusal =
-                Some(Err(StoreError::QuotaExceeded { limit: "storage_bytes", max: q.max_stored_bytes }));
-        }
+        refusal = Some(Err(limit));
     }
     if refusal.is_none() && key_taken {
         refusal = Some(Ok(Attempt::DuplicateKey));
@@ -667,9 +666,9 @@ async fn write_one(
     )
     .bind(plan.head.position as i64)
     .bind(&plan.head.last_hash[..])
-    .bind(stored)
-    .bind(day)
-    .bind(day_calls)
+    .bind(charge.stored_bytes)
+    .bind(charge.day)
+    .bind(charge.day_calls)
     .bind(tid)
     .execute(&mut *tx)
     .await?;
@@ -693,4 +692,194 @@ async fn write_one(
         .await?;
     }
     Ok(Attempt::Written(outcome))
+}
+
+/// Most bound values in one statement (SQLite allows 32,766).
+const MAX_VARIABLES: usize = 30_000;
+
+/// `n` rows of `width` placeholders: `(?, ?), (?, ?)`.
+fn placeholders(n: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    vec![row; n].join(", ")
+}
+
+/// What a batch finds stored, in the writer's open transaction: its tenants' heads (a first
+/// append's made, never a purged tenant's), the versions of the streams it names, and which of
+/// its event ids and idempotency keys are taken.
+async fn read_batch(
+    tx: &mut sqlx::SqliteConnection,
+    tenants: &[Uuid],
+    requests: &[(TenantId, &SealedBatch)],
+) -> Result<Found, StoreError> {
+    let mut found = Found::default();
+    for chunk in tenants.chunks(MAX_VARIABLES) {
+        let sql = format!(
+            "SELECT tenant_id, position, last_hash, stored_bytes, day, day_calls FROM tenant_heads
+             WHERE tenant_id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (Uuid, i64, Vec<u8>, i64, i64, i64)>(&sql).persistent(false);
+        for t in chunk {
+            query = query.bind(t);
+        }
+        for (tenant, position, hash, stored_bytes, day, day_calls) in query.fetch_all(&mut *tx).await? {
+            let head = Head { position: position as u64, last_hash: to_hash(&hash) };
+            found.heads.insert(TenantId::from_uuid(tenant), HeadState { head, stored_bytes, day, day_calls });
+        }
+    }
+    for tenant in tenants {
+        let tenant = TenantId::from_uuid(*tenant);
+        if found.heads.contains_key(&tenant) {
+            continue;
+        }
+        // A purged tenant's head may not be made again: the trigger refuses this statement
+        // alone, and the tenant's requests are refused (it has no head).
+        let made = sqlx::query("INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)")
+            .bind(tenant.as_uuid())
+            .bind(&GENESIS[..])
+            .execute(&mut *tx)
+            .await;
+        match made {
+            Ok(_) => {
+                let head = Head { position: 0, last_hash: GENESIS };
+                found.heads.insert(tenant, HeadState { head, stored_bytes: 0, day: 0, day_calls: 0 });
+            }
+            Err(e) if crate::error::shredded(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut streams: Vec<(Uuid, &str)> = Vec::new();
+    let mut events: Vec<(Uuid, Uuid)> = Vec::new();
+    let mut keys: Vec<(Uuid, &str)> = Vec::new();
+    for (tenant, batch) in requests {
+        let t = *tenant.as_uuid();
+        streams.extend(batch.expectations.iter().map(|(s, _)| (t, s.as_str())));
+        events.extend(batch.events.iter().map(|e| (t, *e.event_id.as_uuid())));
+        if let Some((key, _)) = &batch.idempotency {
+            keys.push((t, key.as_str()));
+        }
+    }
+    for chunk in streams.chunks(MAX_VARIABLES / 2) {
+        let sql = format!(
+            "WITH w(t, s) AS (VALUES {})
+             SELECT w.t, w.s, x.version FROM w JOIN streams x ON x.tenant_id = w.t AND x.stream_id = w.s",
+            placeholders(chunk.len(), 2)
+        );
+        let mut query = sqlx::query_as::<_, (Uuid, String, i64)>(&sql).persistent(false);
+        for (t, stream) in chunk {
+            query = query.bind(t).bind(*stream);
+        }
+        for (tenant, stream, version) in query.fetch_all(&mut *tx).await? {
+            found.versions.insert((TenantId::from_uuid(tenant), stream), version as u64);
+        }
+    }
+    for chunk in events.chunks(MAX_VARIABLES / 2) {
+        let sql = format!(
+            "WITH w(t, e) AS (VALUES {})
+             SELECT w.t, w.e FROM w JOIN events x ON x.tenant_id = w.t AND x.event_id = w.e",
+            placeholders(chunk.len(), 2)
+        );
+        let mut query = sqlx::query_as::<_, (Uuid, Uuid)>(&sql).persistent(false);
+        for (t, id) in chunk {
+            query = query.bind(t).bind(id);
+        }
+        for (tenant, id) in query.fetch_all(&mut *tx).await? {
+            found.events.insert((TenantId::from_uuid(tenant), EventId::from_uuid(id)));
+        }
+    }
+    for chunk in keys.chunks(MAX_VARIABLES / 2) {
+        let sql = format!(
+            "WITH w(t, k) AS (VALUES {})
+             SELECT w.t, w.k FROM w JOIN idempotency_keys x ON x.tenant_id = w.t AND x.key = w.k",
+            placeholders(chunk.len(), 2)
+        );
+        let mut query = sqlx::query_as::<_, (Uuid, String)>(&sql).persistent(false);
+        for (t, key) in chunk {
+            query = query.bind(t).bind(*key);
+        }
+        for (tenant, key) in query.fetch_all(&mut *tx).await? {
+            found.keys.insert((TenantId::from_uuid(tenant), key));
+        }
+    }
+    Ok(found)
+}
+
+/// Every row a decided batch leaves: its events, streams, heads and idempotency keys, a few
+/// multi-row statements each.
+async fn write_batch(tx: &mut sqlx::SqliteConnection, decided: &Decided<'_>) -> Result<(), sqlx::Error> {
+    for chunk in decided.events.chunks(MAX_VARIABLES / 12) {
+        let sql = format!(
+            "INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
+                                 schema_version, recorded_at, payload, metadata, prev_hash, hash)
+             VALUES {}",
+            placeholders(chunk.len(), 12)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for e in chunk {
+            query = query
+                .bind(e.tenant.as_uuid())
+                .bind(e.row.position as i64)
+                .bind(e.event.stream.as_str())
+                .bind(e.row.stream_version as i64)
+                .bind(e.event.event_id.as_uuid())
+                .bind(&e.event.event_type)
+                .bind(e.event.schema_version as i64)
+                .bind(e.recorded_at)
+                .bind(&e.event.payload)
+                .bind(&e.event.metadata)
+                .bind(&e.row.prev_hash[..])
+                .bind(&e.row.hash[..]);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for chunk in decided.streams.chunks(MAX_VARIABLES / 3) {
+        let sql = format!(
+            "INSERT INTO streams (tenant_id, stream_id, version) VALUES {}
+             ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (tenant, stream, version) in chunk {
+            query = query.bind(tenant.as_uuid()).bind(stream).bind(*version as i64);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for chunk in decided.heads.chunks(MAX_VARIABLES / 6) {
+        let sql = format!(
+            "WITH w(t, p, h, s, d, c) AS (VALUES {})
+             UPDATE tenant_heads SET position = w.p, last_hash = w.h, stored_bytes = w.s, day = w.d,
+                                     day_calls = w.c
+             FROM w WHERE tenant_heads.tenant_id = w.t",
+            placeholders(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (tenant, state) in chunk {
+            query = query
+                .bind(tenant.as_uuid())
+                .bind(state.head.position as i64)
+                .bind(&state.head.last_hash[..])
+                .bind(state.stored_bytes)
+                .bind(state.day)
+                .bind(state.day_calls);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for chunk in decided.keys.chunks(MAX_VARIABLES / 5) {
+        let sql = format!(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
+             VALUES {}",
+            placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (tenant, key, hash, first, last) in chunk {
+            query = query
+                .bind(tenant.as_uuid())
+                .bind(*key)
+                .bind(&hash[..])
+                .bind(*first as i64)
+                .bind(*last as i64);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
 }
