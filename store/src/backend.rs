@@ -215,9 +215,17 @@ pub(crate) struct Decided<'a> {
 /// a purged tenant, a version conflict, a stored event id, a limit or a stored idempotency key
 /// refuses that request alone, before anything of it is written (the order
 /// `tenantry_append` decides in); two appends to one stream are checked and chained in turn.
-pub(crate) fn decide<'a>(requests: &[(TenantId, &'a SealedBatch)], mut found: Found) -> Decided<'a> {
+/// `blob_bytes`: bytes of bodies written (or freed) before in the transaction, counted with
+/// the request that carries bodies.
+pub(crate) fn decide<'a>(
+    requests: &[(TenantId, &'a SealedBatch)],
+    mut found: Found,
+    blob_bytes: i64,
+) -> Decided<'a> {
     let mut out = Decided::default();
-    let mut streams: HashMap<(TenantId, String), usize> = HashMap::new();
+    // What the written requests touched, in first-written order; their final versions and
+    // heads are in `found` once every request is decided.
+    let mut streams: Vec<(TenantId, String)> = Vec::new();
     let mut heads: Vec<TenantId> = Vec::new();
     for &(tenant, batch) in requests {
         let Some(state) = found.heads.get(&tenant) else {
@@ -243,7 +251,7 @@ pub(crate) fn decide<'a>(requests: &[(TenantId, &'a SealedBatch)], mut found: Fo
             out.outcomes.push(Ok(Attempt::DuplicateEvent));
             continue;
         }
-        let charge = charge(state, batch, 0);
+        let charge = charge(state, batch, if batch.blobs.is_empty() { 0 } else { blob_bytes });
         if let Some(refused) = charge.refusal {
             out.outcomes.push(Err(refused));
             continue;
@@ -273,14 +281,11 @@ pub(crate) fn decide<'a>(requests: &[(TenantId, &'a SealedBatch)], mut found: Fo
             },
         );
         for (stream, version) in plan.streams {
-            found.versions.insert((tenant, stream.clone()), version);
-            match streams.get(&(tenant, stream.clone())) {
-                Some(&at) => out.streams[at].2 = version,
-                None => {
-                    streams.insert((tenant, stream.clone()), out.streams.len());
-                    out.streams.push((tenant, stream, version));
-                }
+            let key = (tenant, stream);
+            if !streams.contains(&key) {
+                streams.push(key.clone());
             }
+            found.versions.insert(key, version);
         }
         for (event, row) in batch.events.iter().zip(plan.rows) {
             found.events.insert((tenant, event.event_id));
@@ -292,6 +297,10 @@ pub(crate) fn decide<'a>(requests: &[(TenantId, &'a SealedBatch)], mut found: Fo
         }
         out.outcomes.push(Ok(Attempt::Written(outcome)));
     }
+    out.streams = streams
+        .into_iter()
+        .filter_map(|(t, s)| found.versions.get(&(t, s.clone())).map(|&v| (t, s, v)))
+        .collect();
     out.heads = heads.into_iter().filter_map(|t| found.heads.remove(&t).map(|h| (t, h))).collect();
     out
 }

@@ -142,7 +142,6 @@ impl Committer {
                 // this is done, or dropped (a caller that gave up).
                 let _slot = Slot(self.clone());
                 self.counted(1);
-                let request = [(tenant, batch.as_ref())];
                 if alone {
                     // Nothing else in flight: the backend's single append, its fewest round
                     // trips (on PostgreSQL one call, under the tenant's row-level security).
@@ -150,7 +149,7 @@ impl Committer {
                 } else {
                     // Others are committing: the group commit's path, which costs the
                     // database less per append.
-                    append_many_or_each(self.backend.as_ref(), &request).await.pop()
+                    append_many_or_each(self.backend.as_ref(), &[(tenant, batch.as_ref())]).await.pop()
                 }
             }
         }

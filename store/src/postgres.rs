@@ -322,7 +322,7 @@ impl Backend for Postgres {
                 (_, None) => return Err(sqlx::Error::Protocol("a batch's read named nothing".into()).into()),
             }
         }
-        let decided = decide(requests, found);
+        let decided = decide(requests, found, 0);
         if !decided.events.is_empty() {
             let mut w = Writes::default();
             w.push(&decided);

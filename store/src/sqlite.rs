@@ -1,7 +1,6 @@
 //! The embedded SQLite backend: WAL, one writer connection taking `BEGIN IMMEDIATE`, a pool
 //! of readers.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,8 +15,8 @@ use uuid::Uuid;
 
 use crate::backend::*;
 use crate::chain::GENESIS;
-use crate::error::{StoreError, unique_violation};
-use crate::model::{AppendOutcome, Head};
+use crate::error::StoreError;
+use crate::model::Head;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static KEYS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/keys/sqlite");
@@ -163,7 +162,14 @@ impl Backend for Sqlite {
                 }
             }
         }
-        let attempt = write_one(&mut tx, tenant, batch, blob_bytes).await;
+        // Decided and written as a batch of one, its bodies' bytes counted with it.
+        let attempt = match decide_and_write(&mut tx, &[(tenant, batch)], blob_bytes).await {
+            // `decide` answers each request it is given.
+            Ok(mut outcomes) => outcomes
+                .pop()
+                .unwrap_or_else(|| Err(sqlx::Error::Protocol("an append decided nothing".into()).into())),
+            Err(e) => Err(e),
+        };
         if matches!(attempt, Ok(Attempt::Written(_))) {
             tx.commit().await?;
         } else {
@@ -176,27 +182,18 @@ impl Backend for Sqlite {
         &self,
         requests: &[(TenantId, &SealedBatch)],
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
-        // One transaction of the one writer, one commit for every request in it, and a few
-        // statements whatever the batch's size: read the heads and what the batch names,
-        // decide each request in memory (`decide`), write every row.
-        let mut tenants: Vec<Uuid> = requests.iter().map(|(t, _)| *t.as_uuid()).collect();
-        tenants.sort_unstable();
-        tenants.dedup();
+        // One transaction of the one writer, one commit for every request in it.
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let found = match read_batch(&mut tx, &tenants, requests).await {
-            Ok(found) => found,
+        match decide_and_write(&mut tx, requests, 0).await {
+            Ok(outcomes) => {
+                tx.commit().await?;
+                Ok(outcomes)
+            }
             Err(e) => {
                 tx.rollback().await?;
-                return Err(e);
+                Err(e)
             }
-        };
-        let decided = decide(requests, found);
-        if let Err(e) = write_batch(&mut tx, &decided).await {
-            tx.rollback().await?;
-            return Err(e.into());
         }
-        tx.commit().await?;
-        Ok(decided.outcomes)
     }
 
     async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -539,159 +536,23 @@ impl KeyBackend for Sqlite {
     }
 }
 
-/// One append inside the writer's open transaction: decided (versions, duplicate event ids,
-/// limits, a stored idempotency key) and written, or refused with nothing of it left in the
-/// transaction, so the requests after it in a batch commit as if it had never come.
-/// `blob_bytes`: bytes of bodies the caller wrote (or freed) before, counted with the events.
-async fn write_one(
+/// Appends in the writer's open transaction, with a few statements whatever their number:
+/// read the heads and what they name, decide each in order in memory (`decide`, the same as
+/// PostgreSQL's group commit), write every row of the written ones. A refused request leaves
+/// nothing. `blob_bytes`: bytes of bodies the caller wrote (or freed) before, counted with the
+/// request that carries them (only a single append does).
+async fn decide_and_write(
     tx: &mut sqlx::SqliteConnection,
-    tenant: TenantId,
-    batch: &SealedBatch,
+    requests: &[(TenantId, &SealedBatch)],
     blob_bytes: i64,
-) -> Result<Attempt, StoreError> {
-    let tid = tenant.as_uuid();
-    let head: Option<(i64, Vec<u8>, i64, i64, i64)> = sqlx::query_as(
-        "SELECT position, last_hash, stored_bytes, day, day_calls FROM tenant_heads WHERE tenant_id = ?",
-    )
-    .bind(tid)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let state = match head {
-        Some((p, h, stored_bytes, day, day_calls)) => HeadState {
-            head: Head { position: p as u64, last_hash: to_hash(&h) },
-            stored_bytes,
-            day,
-            day_calls,
-        },
-        None => {
-            sqlx::query("INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)")
-                .bind(tid)
-                .bind(&GENESIS[..])
-                .execute(&mut *tx)
-                .await?;
-            HeadState {
-                head: Head { position: 0, last_hash: GENESIS },
-                stored_bytes: 0,
-                day: 0,
-                day_calls: 0,
-            }
-        }
-    };
-    let head = state.head.clone();
-    let charge = charge(&state, batch, blob_bytes);
-    let mut versions = HashMap::new();
-    for stream in batch.streams() {
-        let v: Option<(i64,)> =
-            sqlx::query_as("SELECT version FROM streams WHERE tenant_id = ? AND stream_id = ?")
-                .bind(tid)
-                .bind(&stream)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some((v,)) = v {
-            versions.insert(stream, v as u64);
-        }
-    }
-    let plan = plan(tenant, &head, &versions, batch)?;
-    let key_taken = match &batch.idempotency {
-        Some((key, _)) => sqlx::query("SELECT 1 FROM idempotency_keys WHERE tenant_id = ? AND key = ?")
-            .bind(tid)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some(),
-        None => false,
-    };
-    // The events go in first: a retry of stored events is found a duplicate before any limit
-    // is looked at, as the PostgreSQL function decides.
-    let mut refusal = None;
-    for (e, row) in batch.events.iter().zip(&plan.rows) {
-        let inserted = sqlx::query(
-            "INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
-                                 schema_version, recorded_at, payload, metadata, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(tid)
-        .bind(row.position as i64)
-        .bind(e.stream.as_str())
-        .bind(row.stream_version as i64)
-        .bind(e.event_id.as_uuid())
-        .bind(&e.event_type)
-        .bind(e.schema_version as i64)
-        .bind(batch.recorded_at)
-        .bind(&e.payload)
-        .bind(&e.metadata)
-        .bind(&row.prev_hash[..])
-        .bind(&row.hash[..])
-        .execute(&mut *tx)
-        .await;
-        if let Err(err) = inserted {
-            if unique_violation(&err).is_some_and(|m| m.contains("events.event_id")) {
-                refusal = Some(Ok(Attempt::DuplicateEvent));
-                break;
-            }
-            return Err(err.into());
-        }
-    }
-    if refusal.is_none()
-        && let Some(limit) = charge.refusal
-    {
-        refusal = Some(Err(limit));
-    }
-    if refusal.is_none() && key_taken {
-        refusal = Some(Ok(Attempt::DuplicateKey));
-    }
-    if let Some(refusal) = refusal {
-        // Nothing else of this request was written yet: its events are the rows past the head.
-        sqlx::query("DELETE FROM events WHERE tenant_id = ? AND position > ?")
-            .bind(tid)
-            .bind(head.position as i64)
-            .execute(&mut *tx)
-            .await?;
-        return refusal;
-    }
-    for (stream, version) in &plan.streams {
-        sqlx::query(
-            "INSERT INTO streams (tenant_id, stream_id, version) VALUES (?, ?, ?)
-             ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version",
-        )
-        .bind(tid)
-        .bind(stream)
-        .bind(*version as i64)
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query(
-        "UPDATE tenant_heads SET position = ?, last_hash = ?, stored_bytes = ?, day = ?, day_calls = ?
-         WHERE tenant_id = ?",
-    )
-    .bind(plan.head.position as i64)
-    .bind(&plan.head.last_hash[..])
-    .bind(charge.stored_bytes)
-    .bind(charge.day)
-    .bind(charge.day_calls)
-    .bind(tid)
-    .execute(&mut *tx)
-    .await?;
-    let outcome = AppendOutcome {
-        first_position: head.position + 1,
-        last_position: plan.head.position,
-        deduplicated: false,
-        recorded_at: batch.recorded_at,
-    };
-    if let Some((key, hash)) = &batch.idempotency {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(tid)
-        .bind(key)
-        .bind(&hash[..])
-        .bind(outcome.first_position as i64)
-        .bind(outcome.last_position as i64)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(Attempt::Written(outcome))
+) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
+    let mut tenants: Vec<Uuid> = requests.iter().map(|(t, _)| *t.as_uuid()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let found = read_batch(&mut *tx, &tenants, requests).await?;
+    let decided = decide(requests, found, blob_bytes);
+    write_batch(tx, &decided).await?;
+    Ok(decided.outcomes)
 }
 
 /// Most bound values in one statement (SQLite allows 32,766).
