@@ -179,6 +179,14 @@ pub(crate) fn charge(state: &HeadState, batch: &SealedBatch, blob_bytes: i64) ->
     Charge { stored_bytes, day, day_calls, refusal }
 }
 
+/// The tenants of a group commit, once each, in id order (the order their heads are locked in).
+pub(crate) fn batch_tenants(requests: &[(TenantId, &SealedBatch)]) -> Vec<Uuid> {
+    let mut tenants: Vec<Uuid> = requests.iter().map(|(t, _)| *t.as_uuid()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    tenants
+}
+
 /// What the appends of a group commit find stored, read under their tenants' head locks:
 /// each tenant's head (none: a purged tenant), the versions of the streams they name, and
 /// which of their event ids and idempotency keys are taken.

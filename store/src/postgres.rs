@@ -266,11 +266,9 @@ impl Backend for Postgres {
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
         // One transaction, one commit, two statements whatever the batch's size: one locks
         // the heads and reads what the batch names, one writes everything; each request is
-        // decided in between, in memory (`decide`). A batch holds several tenants, so it runs as the
-        // platform role; every row is keyed by its own request's tenant.
-        let mut tenants: Vec<Uuid> = requests.iter().map(|(t, _)| *t.as_uuid()).collect();
-        tenants.sort_unstable();
-        tenants.dedup();
+        // decided in between, in memory (`decide`). A batch holds several tenants, so it runs
+        // as the platform role; every row is keyed by its own request's tenant.
+        let tenants = batch_tenants(requests);
         let mut named = Named::default();
         for (tenant, batch) in requests {
             named.push(*tenant.as_uuid(), batch);
@@ -296,6 +294,7 @@ impl Backend for Postgres {
         for (kind, tenant, name, version, last_hash, stored_bytes, day, day_calls) in rows {
             let tenant = TenantId::from_uuid(tenant);
             match (kind, name) {
+                // A head: its position comes in `version`.
                 (0, _) => {
                     let head = Head {
                         position: version.unwrap_or(0) as u64,
@@ -316,16 +315,19 @@ impl Backend for Postgres {
                     let id = id.parse::<Uuid>().map_err(|e| sqlx::Error::Decode(e.into()))?;
                     found.events.insert((tenant, EventId::from_uuid(id)));
                 }
-                (_, Some(key)) => {
+                (3, Some(key)) => {
                     found.keys.insert((tenant, key));
                 }
-                (_, None) => return Err(sqlx::Error::Protocol("a batch's read named nothing".into()).into()),
+                (kind, _) => {
+                    return Err(
+                        sqlx::Error::Protocol(format!("a batch's read gave a row of kind {kind}")).into()
+                    );
+                }
             }
         }
         let decided = decide(requests, found, 0);
         if !decided.events.is_empty() {
-            let mut w = Writes::default();
-            w.push(&decided);
+            let w = Writes::of(&decided);
             sqlx::query(
                 "WITH written_events AS (
                      INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id,
@@ -845,40 +847,42 @@ struct Writes<'a> {
 }
 
 impl<'a> Writes<'a> {
-    fn push(&mut self, decided: &'a Decided<'a>) {
+    fn of(decided: &'a Decided<'a>) -> Self {
+        let mut w = Self::default();
         for e in &decided.events {
-            self.tenants.push(*e.tenant.as_uuid());
-            self.positions.push(e.row.position as i64);
-            self.streams.push(e.event.stream.as_str());
-            self.versions.push(e.row.stream_version as i64);
-            self.event_ids.push(*e.event.event_id.as_uuid());
-            self.types.push(&e.event.event_type);
-            self.schema_versions.push(e.event.schema_version as i16);
-            self.recorded_at.push(e.recorded_at);
-            self.payloads.push(&e.event.payload);
-            self.metadata.push(&e.event.metadata);
-            self.prev_hashes.push(&e.row.prev_hash);
-            self.hashes.push(&e.row.hash);
+            w.tenants.push(*e.tenant.as_uuid());
+            w.positions.push(e.row.position as i64);
+            w.streams.push(e.event.stream.as_str());
+            w.versions.push(e.row.stream_version as i64);
+            w.event_ids.push(*e.event.event_id.as_uuid());
+            w.types.push(&e.event.event_type);
+            w.schema_versions.push(e.event.schema_version as i16);
+            w.recorded_at.push(e.recorded_at);
+            w.payloads.push(&e.event.payload);
+            w.metadata.push(&e.event.metadata);
+            w.prev_hashes.push(&e.row.prev_hash);
+            w.hashes.push(&e.row.hash);
         }
         for (tenant, stream, version) in &decided.streams {
-            self.stream_tenants.push(*tenant.as_uuid());
-            self.stream_ids.push(stream);
-            self.stream_versions.push(*version as i64);
+            w.stream_tenants.push(*tenant.as_uuid());
+            w.stream_ids.push(stream);
+            w.stream_versions.push(*version as i64);
         }
         for (tenant, state) in &decided.heads {
-            self.head_tenants.push(*tenant.as_uuid());
-            self.head_positions.push(state.head.position as i64);
-            self.head_hashes.push(&state.head.last_hash);
-            self.head_stored.push(state.stored_bytes);
-            self.head_days.push(state.day);
-            self.head_calls.push(state.day_calls);
+            w.head_tenants.push(*tenant.as_uuid());
+            w.head_positions.push(state.head.position as i64);
+            w.head_hashes.push(&state.head.last_hash);
+            w.head_stored.push(state.stored_bytes);
+            w.head_days.push(state.day);
+            w.head_calls.push(state.day_calls);
         }
         for (tenant, key, hash, first, last) in &decided.keys {
-            self.key_tenants.push(*tenant.as_uuid());
-            self.keys.push(key);
-            self.key_hashes.push(&hash[..]);
-            self.key_first.push(*first as i64);
-            self.key_last.push(*last as i64);
+            w.key_tenants.push(*tenant.as_uuid());
+            w.keys.push(key);
+            w.key_hashes.push(&hash[..]);
+            w.key_first.push(*first as i64);
+            w.key_last.push(*last as i64);
         }
+        w
     }
 }

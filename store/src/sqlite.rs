@@ -546,9 +546,7 @@ async fn decide_and_write(
     requests: &[(TenantId, &SealedBatch)],
     blob_bytes: i64,
 ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
-    let mut tenants: Vec<Uuid> = requests.iter().map(|(t, _)| *t.as_uuid()).collect();
-    tenants.sort_unstable();
-    tenants.dedup();
+    let tenants = batch_tenants(requests);
     let found = read_batch(&mut *tx, &tenants, requests).await?;
     let decided = decide(requests, found, blob_bytes);
     write_batch(tx, &decided).await?;
