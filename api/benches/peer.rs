@@ -287,7 +287,12 @@ async fn main() {
     println!("tenantry group commit: {group:?}");
     println!("| tasks | postgres-es 0.5.0 | tenantry | tenantry / peer |");
     println!("|---|---|---|---|");
-    for tasks in [1, 8, 64] {
+    // `TENANTRY_BENCH_TASKS=1,8` runs only those rows.
+    let rows: Vec<usize> = std::env::var("TENANTRY_BENCH_TASKS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 8, 64]);
+    for tasks in rows {
         let p = peer(&cqrs, tasks, run_for).await;
         let t = tenantry(&commands, &tenants, tasks, run_for).await;
         println!(

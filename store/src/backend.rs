@@ -207,14 +207,31 @@ pub(crate) struct DecidedEvent<'a> {
     pub(crate) row: PlannedRow,
 }
 
+/// A stream the written requests appended to, at the version the last of them left it.
+#[derive(Debug)]
+pub(crate) struct WrittenStream {
+    pub(crate) tenant: TenantId,
+    pub(crate) stream: String,
+    pub(crate) version: u64,
+}
+
+/// A head the written requests moved: its position before the group commit, and its state as
+/// the last of them left it.
+#[derive(Debug)]
+pub(crate) struct WrittenHead {
+    pub(crate) tenant: TenantId,
+    pub(crate) was: u64,
+    pub(crate) state: HeadState,
+}
+
 /// A group commit decided: each request's outcome, in order, and every row the written ones
 /// leave (the streams and heads as the last of them left them).
 #[derive(Debug, Default)]
 pub(crate) struct Decided<'a> {
     pub(crate) outcomes: Vec<Result<Attempt, StoreError>>,
     pub(crate) events: Vec<DecidedEvent<'a>>,
-    pub(crate) streams: Vec<(TenantId, String, u64)>,
-    pub(crate) heads: Vec<(TenantId, HeadState)>,
+    pub(crate) streams: Vec<WrittenStream>,
+    pub(crate) heads: Vec<WrittenHead>,
     /// Idempotency keys: tenant, key, request hash, first and last position.
     pub(crate) keys: Vec<(TenantId, &'a str, &'a [u8; 32], u64, u64)>,
 }
@@ -231,10 +248,11 @@ pub(crate) fn decide<'a>(
     blob_bytes: i64,
 ) -> Decided<'a> {
     let mut out = Decided::default();
-    // What the written requests touched, in first-written order; their final versions and
-    // heads are in `found` once every request is decided.
+    // What the written requests touched, in first-written order (heads with their positions
+    // before the batch); their final versions and heads are in `found` once every request is
+    // decided.
     let mut streams: Vec<(TenantId, String)> = Vec::new();
-    let mut heads: Vec<TenantId> = Vec::new();
+    let mut heads: Vec<(TenantId, u64)> = Vec::new();
     for &(tenant, batch) in requests {
         let Some(state) = found.heads.get(&tenant) else {
             out.outcomes.push(Err(StoreError::KeyDestroyed { tenant }));
@@ -276,8 +294,8 @@ pub(crate) fn decide<'a>(
             deduplicated: false,
             recorded_at: batch.recorded_at,
         };
-        if !heads.contains(&tenant) {
-            heads.push(tenant);
+        if !heads.iter().any(|(t, _)| *t == tenant) {
+            heads.push((tenant, state.head.position));
         }
         found.heads.insert(
             tenant,
@@ -307,9 +325,17 @@ pub(crate) fn decide<'a>(
     }
     out.streams = streams
         .into_iter()
-        .filter_map(|(t, s)| found.versions.get(&(t, s.clone())).map(|&v| (t, s, v)))
+        .filter_map(|(tenant, stream)| {
+            let version = found.versions.get(&(tenant, stream.clone())).copied()?;
+            Some(WrittenStream { tenant, stream, version })
+        })
         .collect();
-    out.heads = heads.into_iter().filter_map(|t| found.heads.remove(&t).map(|h| (t, h))).collect();
+    out.heads = heads
+        .into_iter()
+        .filter_map(|(tenant, was)| {
+            found.heads.remove(&tenant).map(|state| WrittenHead { tenant, was, state })
+        })
+        .collect();
     out
 }
 

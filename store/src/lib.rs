@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod export;
 pub mod idempotency;
+mod known;
 pub mod model;
 mod postgres;
 mod sqlite;

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: one row lock on the tenant's head per append, the batch written in
 //! one statement with UNNEST.
 
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 use crate::PgRoles;
 use crate::backend::*;
 use crate::error::{StoreError, quota_exceeded, unique_violation};
+use crate::known::Known;
 use crate::model::{AppendOutcome, ExpectedVersion, Head};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -23,12 +25,24 @@ pub(crate) struct Postgres {
     /// Platform-wide work, as the platform role (BYPASSRLS): listings across tenants, the
     /// relay's reads of many tenants, purges, keys kept in this database.
     pub(crate) pool: PgPool,
+    /// Group commits, as the platform role (a batch holds several tenants; every row it
+    /// writes is keyed by its own request's tenant), with generic plans: a group commit's
+    /// statements take arrays, whose custom plans never look dearer to the planner, so they
+    /// were planned again on every commit (planning cost more than the writes).
+    commit_pool: PgPool,
     /// One tenant's reads and appends, as the tenant role, under row-level security: each
     /// use names its tenant first ([`Postgres::scoped`], or the append function itself).
     tenant_pool: PgPool,
     /// The login role, which owns the tables: migrations and VACUUM (only an owner may).
     owner: PgConnectOptions,
+    /// Heads and streams as this process's last commits left them, so that a group commit
+    /// can be decided and written in one checked statement.
+    known: Arc<Known>,
 }
+
+/// Heads (and as many stream versions) a process keeps for its group commits: a few
+/// megabytes at most.
+const KNOWN: usize = 16_384;
 
 impl Postgres {
     /// A key store apart from the event database: the key tables only.
@@ -40,7 +54,13 @@ impl Postgres {
             .connect_with(options.clone())
             .await?;
         KEYS_MIGRATOR.run(&pool).await?;
-        Ok(Self { tenant_pool: pool.clone(), pool, owner: options })
+        Ok(Self {
+            tenant_pool: pool.clone(),
+            commit_pool: pool.clone(),
+            pool,
+            owner: options,
+            known: Arc::new(Known::new(KNOWN)),
+        })
     }
 
     pub(crate) async fn connect(
@@ -55,7 +75,7 @@ impl Postgres {
         MIGRATOR.run(&mut owner).await?;
         owner.close().await?;
         let options_owner = options.clone();
-        let as_role = |role: String| {
+        let as_role = |role: String, settings: &'static str| {
             PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
@@ -63,20 +83,199 @@ impl Postgres {
                     let set = format!("SET ROLE {role}");
                     Box::pin(async move {
                         conn.execute(set.as_str()).await?;
+                        if !settings.is_empty() {
+                            conn.execute(settings).await?;
+                        }
                         Ok(())
                     })
                 })
         };
-        let pool = as_role(roles.platform_ident()?).connect_with(options.clone()).await?;
+        let pool = as_role(roles.platform_ident()?, "").connect_with(options.clone()).await?;
+        let commit_pool = as_role(roles.platform_ident()?, "SET plan_cache_mode = force_generic_plan")
+            .connect_lazy_with(options.clone());
         // Used only through `scoped` (which names the tenant before every use) and by the
         // append function (which names it for its transaction).
-        let tenant_pool = as_role(roles.tenant_ident()?).connect_with(options).await?;
-        Ok(Self { pool, tenant_pool, owner: options_owner })
+        let tenant_pool = as_role(roles.tenant_ident()?, "").connect_with(options).await?;
+        Ok(Self { pool, commit_pool, tenant_pool, owner: options_owner, known: Arc::new(Known::new(KNOWN)) })
     }
 
     /// One connection as the login role, which owns the tables (for VACUUM).
     async fn as_owner(&self) -> Result<PgPool, StoreError> {
         Ok(PgPoolOptions::new().max_connections(1).connect_with(self.owner.clone()).await?)
+    }
+
+    /// One append by the append function, in autocommit under the tenant's row-level
+    /// security (one round trip), or with the bodies it keeps beside the log in a transaction.
+    async fn append_alone(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
+        let args = AppendArgs::of(batch);
+        let (idem_key, idem_hash) = batch.idempotency.as_ref().map(|(k, h)| (k.as_str(), &h[..])).unzip();
+        // One round trip in autocommit: the function locks, checks, chains and writes.
+        let query = sqlx::query_as(
+            // The limits go in a transaction-local setting, set first (the function's first
+            // argument depends on it), for the head trigger to check under the lock.
+            "SELECT r.* FROM (SELECT set_config('tenantry.quota', $13, true) AS q) s,
+                 LATERAL tenantry_append(CASE WHEN s.q IS NULL THEN NULL ELSE $1 END,
+                                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) r",
+        )
+        .bind(tenant.as_uuid())
+        .bind(&args.streams)
+        .bind(&args.expected)
+        .bind(&args.ev_streams)
+        .bind(&args.event_ids)
+        .bind(&args.types)
+        .bind(&args.schema_versions)
+        .bind(&args.payloads)
+        .bind(&args.metadata)
+        .bind(batch.recorded_at)
+        .bind(idem_key)
+        .bind(idem_hash)
+        .bind(quota_code(batch));
+        // Status, first and last position, and the stream and version of a conflict.
+        type Appended = (String, i64, i64, Option<String>, Option<i64>);
+        let row: Result<Appended, sqlx::Error> = if batch.blobs.is_empty() {
+            query.fetch_one(&self.tenant_pool).await
+        } else {
+            // Bodies kept beside the log go in the same transaction, before the call that
+            // counts their bytes; anything but a written append rolls them back.
+            let mut tx = self.tenant_pool.begin().await?;
+            sqlx::query("SELECT set_config('tenantry.tenant_id', $1, true)")
+                .bind(tenant.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let mut bytes = 0_i64;
+            for blob in &batch.blobs {
+                match &blob.sealed {
+                    Some(sealed) => {
+                        sqlx::query(
+                            "INSERT INTO blobs (tenant_id, blob_id, sealed, size) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(tenant.as_uuid())
+                        .bind(blob.id)
+                        .bind(sealed)
+                        .bind(blob.size)
+                        .execute(&mut *tx)
+                        .await?;
+                        bytes += blob.size;
+                    }
+                    None => {
+                        let gone: Option<(i64,)> = sqlx::query_as(
+                            "DELETE FROM blobs WHERE tenant_id = $1 AND blob_id = $2 RETURNING size",
+                        )
+                        .bind(tenant.as_uuid())
+                        .bind(blob.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        bytes -= gone.map_or(0, |(size,)| size);
+                    }
+                }
+            }
+            sqlx::query("SELECT set_config('tenantry.blob_bytes', $1, true)")
+                .bind(bytes.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let row = query.fetch_one(&mut *tx).await;
+            if matches!(&row, Ok((status, ..)) if status == "ok") {
+                tx.commit().await?;
+            }
+            row
+        };
+        match row {
+            Ok((status, first, last, _, _)) if status == "ok" => Ok(Attempt::Written(AppendOutcome {
+                first_position: first as u64,
+                last_position: last as u64,
+                deduplicated: false,
+                recorded_at: batch.recorded_at,
+            })),
+            Ok((_, _, _, stream, actual)) => {
+                let stream = stream.unwrap_or_default();
+                let (stream_id, expected) =
+                    batch.expectations.iter().find(|(s, _)| s.as_str() == stream).cloned().ok_or_else(
+                        || sqlx::Error::Protocol(format!("conflict on unknown stream {stream}")),
+                    )?;
+                Err(StoreError::Conflict { stream: stream_id, expected, actual: actual.unwrap_or(0) as u64 })
+            }
+            Err(e) => match unique_violation(&e).as_deref() {
+                Some("events_event_id_key") => Ok(Attempt::DuplicateEvent),
+                Some("idempotency_keys_pkey") => Ok(Attempt::DuplicateKey),
+                // The head trigger refused the append for a limit.
+                _ => Err(quota_exceeded(&e).unwrap_or_else(|| e.into())),
+            },
+        }
+    }
+
+    /// A group commit decided under its tenants' head locks, on what it reads under them: one
+    /// transaction, BEGIN, one call that locks and reads, one statement that writes, COMMIT.
+    /// A batch holds several tenants, so it runs as the platform role; every row is keyed by
+    /// its own request's tenant.
+    async fn append_locked(
+        &self,
+        requests: &[(TenantId, &SealedBatch)],
+    ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
+        let tenants = batch_tenants(requests);
+        let mut named = Named::default();
+        for (tenant, batch) in requests {
+            named.push(*tenant.as_uuid(), batch);
+        }
+        let mut tx = self.commit_pool.begin().await?;
+        // Every head of the batch locked in tenant order (two batches of two processes never
+        // wait on each other in a cycle), a first append's head made, and then what is stored
+        // of the streams, event ids and keys the batch names: one call (migration 0026).
+        type Locked =
+            (i16, Uuid, Option<String>, Option<i64>, Option<Vec<u8>>, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Locked> =
+            sqlx::query_as("SELECT * FROM tenantry_lock_batch($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&tenants)
+                .bind(&named.stream_tenants)
+                .bind(&named.streams)
+                .bind(&named.event_tenants)
+                .bind(&named.event_ids)
+                .bind(&named.key_tenants)
+                .bind(&named.keys)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut found = crate::backend::Found::default();
+        for (kind, tenant, name, version, last_hash, stored_bytes, day, day_calls) in rows {
+            let tenant = TenantId::from_uuid(tenant);
+            match (kind, name) {
+                // A head: its position comes in `version`.
+                (0, _) => {
+                    let head = Head {
+                        position: version.unwrap_or(0) as u64,
+                        last_hash: to_hash(&last_hash.unwrap_or_default()),
+                    };
+                    let state = HeadState {
+                        head,
+                        stored_bytes: stored_bytes.unwrap_or(0),
+                        day: day.unwrap_or(0),
+                        day_calls: day_calls.unwrap_or(0),
+                    };
+                    found.heads.insert(tenant, state);
+                }
+                (1, Some(stream)) => {
+                    found.versions.insert((tenant, stream), version.unwrap_or(0) as u64);
+                }
+                (2, Some(id)) => {
+                    let id = id.parse::<Uuid>().map_err(|e| sqlx::Error::Decode(e.into()))?;
+                    found.events.insert((tenant, EventId::from_uuid(id)));
+                }
+                (3, Some(key)) => {
+                    found.keys.insert((tenant, key));
+                }
+                (kind, _) => {
+                    return Err(
+                        sqlx::Error::Protocol(format!("a batch's read gave a row of kind {kind}")).into()
+                    );
+                }
+            }
+        }
+        let held = Held::of(&found);
+        let decided = decide(requests, found, 0);
+        if !decided.events.is_empty() {
+            write(&mut *tx, &decided, &held).await?;
+        }
+        tx.commit().await?;
+        self.known.learn(&decided);
+        Ok(decided.outcomes)
     }
 
     /// A connection that sees `tenant`'s rows only.
@@ -165,223 +364,48 @@ impl Backend for Postgres {
     }
 
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
-        let args = AppendArgs::of(batch);
-        let (idem_key, idem_hash) = batch.idempotency.as_ref().map(|(k, h)| (k.as_str(), &h[..])).unzip();
-        // One round trip in autocommit: the function locks, checks, chains and writes.
-        let query = sqlx::query_as(
-            // The limits go in a transaction-local setting, set first (the function's first
-            // argument depends on it), for the head trigger to check under the lock.
-            "SELECT r.* FROM (SELECT set_config('tenantry.quota', $13, true) AS q) s,
-                 LATERAL tenantry_append(CASE WHEN s.q IS NULL THEN NULL ELSE $1 END,
-                                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) r",
-        )
-        .bind(tenant.as_uuid())
-        .bind(&args.streams)
-        .bind(&args.expected)
-        .bind(&args.ev_streams)
-        .bind(&args.event_ids)
-        .bind(&args.types)
-        .bind(&args.schema_versions)
-        .bind(&args.payloads)
-        .bind(&args.metadata)
-        .bind(batch.recorded_at)
-        .bind(idem_key)
-        .bind(idem_hash)
-        .bind(quota_code(batch));
-        let row: Result<(String, i64, i64, Option<String>, Option<i64>), sqlx::Error> =
-            if batch.blobs.is_empty() {
-                query.fetch_one(&self.tenant_pool).await
-            } else {
-                // Bodies kept beside the log go in the same transaction, before the call that
-                // counts their bytes; anything but a written append rolls them back.
-                let mut tx = self.tenant_pool.begin().await?;
-                sqlx::query("SELECT set_config('tenantry.tenant_id', $1, true)")
-                    .bind(tenant.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                let mut bytes = 0_i64;
-                for blob in &batch.blobs {
-                    match &blob.sealed {
-                        Some(sealed) => {
-                            sqlx::query(
-                            "INSERT INTO blobs (tenant_id, blob_id, sealed, size) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(tenant.as_uuid())
-                        .bind(blob.id)
-                        .bind(sealed)
-                        .bind(blob.size)
-                        .execute(&mut *tx)
-                        .await?;
-                            bytes += blob.size;
-                        }
-                        None => {
-                            let gone: Option<(i64,)> = sqlx::query_as(
-                                "DELETE FROM blobs WHERE tenant_id = $1 AND blob_id = $2 RETURNING size",
-                            )
-                            .bind(tenant.as_uuid())
-                            .bind(blob.id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                            bytes -= gone.map_or(0, |(size,)| size);
-                        }
-                    }
+        // A group commit of one: one checked statement when the tenant's head is known, else
+        // decided under its lock (which makes it known). Bodies kept beside the log, and an
+        // append that path could not commit, go through the append function.
+        if batch.blobs.is_empty() {
+            match self.append_many(&[(tenant, batch)]).await {
+                Ok(mut outcomes) if outcomes.len() == 1 => return outcomes.remove(0),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "a group commit of one failed; appending through the function")
                 }
-                sqlx::query("SELECT set_config('tenantry.blob_bytes', $1, true)")
-                    .bind(bytes.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                let row = query.fetch_one(&mut *tx).await;
-                if matches!(&row, Ok((status, ..)) if status == "ok") {
-                    tx.commit().await?;
-                }
-                row
-            };
-        match row {
-            Ok((status, first, last, _, _)) if status == "ok" => Ok(Attempt::Written(AppendOutcome {
-                first_position: first as u64,
-                last_position: last as u64,
-                deduplicated: false,
-                recorded_at: batch.recorded_at,
-            })),
-            Ok((_, _, _, stream, actual)) => {
-                let stream = stream.unwrap_or_default();
-                let (stream_id, expected) =
-                    batch.expectations.iter().find(|(s, _)| s.as_str() == stream).cloned().ok_or_else(
-                        || sqlx::Error::Protocol(format!("conflict on unknown stream {stream}")),
-                    )?;
-                Err(StoreError::Conflict { stream: stream_id, expected, actual: actual.unwrap_or(0) as u64 })
             }
-            Err(e) => match unique_violation(&e).as_deref() {
-                Some("events_event_id_key") => Ok(Attempt::DuplicateEvent),
-                Some("idempotency_keys_pkey") => Ok(Attempt::DuplicateKey),
-                // The head trigger refused the append for a limit.
-                _ => Err(quota_exceeded(&e).unwrap_or_else(|| e.into())),
-            },
         }
+        let attempt = self.append_alone(tenant, batch).await;
+        // The head moved without this process learning where to.
+        self.known.forget(&[(tenant, batch)]);
+        attempt
     }
 
     async fn append_many(
         &self,
         requests: &[(TenantId, &SealedBatch)],
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
-        // One transaction, one commit, two statements whatever the batch's size: one locks
-        // the heads and reads what the batch names, one writes everything; each request is
-        // decided in between, in memory (`decide`). A batch holds several tenants, so it runs
-        // as the platform role; every row is keyed by its own request's tenant.
-        let tenants = batch_tenants(requests);
-        let mut named = Named::default();
-        for (tenant, batch) in requests {
-            named.push(*tenant.as_uuid(), batch);
-        }
-        let mut tx = self.pool.begin().await?;
-        // Every head of the batch locked in tenant order (two batches of two processes never
-        // wait on each other in a cycle), a first append's head made, and then what is stored
-        // of the streams, event ids and keys the batch names: one call (migration 0026).
-        type Locked =
-            (i16, Uuid, Option<String>, Option<i64>, Option<Vec<u8>>, Option<i64>, Option<i64>, Option<i64>);
-        let rows: Vec<Locked> =
-            sqlx::query_as("SELECT * FROM tenantry_lock_batch($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&tenants)
-                .bind(&named.stream_tenants)
-                .bind(&named.streams)
-                .bind(&named.event_tenants)
-                .bind(&named.event_ids)
-                .bind(&named.key_tenants)
-                .bind(&named.keys)
-                .fetch_all(&mut *tx)
-                .await?;
-        let mut found = crate::backend::Found::default();
-        for (kind, tenant, name, version, last_hash, stored_bytes, day, day_calls) in rows {
-            let tenant = TenantId::from_uuid(tenant);
-            match (kind, name) {
-                // A head: its position comes in `version`.
-                (0, _) => {
-                    let head = Head {
-                        position: version.unwrap_or(0) as u64,
-                        last_hash: to_hash(&last_hash.unwrap_or_default()),
-                    };
-                    let state = HeadState {
-                        head,
-                        stored_bytes: stored_bytes.unwrap_or(0),
-                        day: day.unwrap_or(0),
-                        day_calls: day_calls.unwrap_or(0),
-                    };
-                    found.heads.insert(tenant, state);
-                }
-                (1, Some(stream)) => {
-                    found.versions.insert((tenant, stream), version.unwrap_or(0) as u64);
-                }
-                (2, Some(id)) => {
-                    let id = id.parse::<Uuid>().map_err(|e| sqlx::Error::Decode(e.into()))?;
-                    found.events.insert((tenant, EventId::from_uuid(id)));
-                }
-                (3, Some(key)) => {
-                    found.keys.insert((tenant, key));
-                }
-                (kind, _) => {
-                    return Err(
-                        sqlx::Error::Protocol(format!("a batch's read gave a row of kind {kind}")).into()
-                    );
+        // Heads and streams this process knows: the batch is decided at once and written by
+        // one checked statement in autocommit, one round trip. Only when every request is
+        // written as assumed: a refusal is decided under the locks, on what they read.
+        if let Some(found) = self.known.assume(requests) {
+            let held = Held::of(&found);
+            let decided = decide(requests, found, 0);
+            if decided.outcomes.iter().all(|o| matches!(o, Ok(Attempt::Written(_)))) {
+                match write(&self.commit_pool, &decided, &held).await {
+                    Ok(()) => {
+                        self.known.learn(&decided);
+                        return Ok(decided.outcomes);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a group commit found its tenants moved; deciding it under their locks");
+                    }
                 }
             }
+            self.known.forget(requests);
         }
-        let decided = decide(requests, found, 0);
-        if !decided.events.is_empty() {
-            let w = Writes::of(&decided);
-            sqlx::query(
-                "WITH written_events AS (
-                     INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id,
-                                         event_type, schema_version, recorded_at, payload, metadata,
-                                         prev_hash, hash)
-                     SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::uuid[],
-                                          $6::text[], $7::int2[], $8::int8[], $9::bytea[], $10::bytea[],
-                                          $11::bytea[], $12::bytea[])
-                 ), written_streams AS (
-                     INSERT INTO streams (tenant_id, stream_id, version)
-                     SELECT * FROM unnest($13::uuid[], $14::text[], $15::int8[])
-                     ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version
-                 ), written_heads AS (
-                     UPDATE tenant_heads h
-                     SET position = x.position, last_hash = x.last_hash, stored_bytes = x.stored_bytes,
-                         day = x.day, day_calls = x.day_calls
-                     FROM unnest($16::uuid[], $17::int8[], $18::bytea[], $19::int8[], $20::int8[], $21::int8[])
-                          AS x(tenant_id, position, last_hash, stored_bytes, day, day_calls)
-                     WHERE h.tenant_id = x.tenant_id
-                 )
-                 INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
-                 SELECT * FROM unnest($22::uuid[], $23::text[], $24::bytea[], $25::int8[], $26::int8[])",
-            )
-            .bind(&w.tenants)
-            .bind(&w.positions)
-            .bind(&w.streams)
-            .bind(&w.versions)
-            .bind(&w.event_ids)
-            .bind(&w.types)
-            .bind(&w.schema_versions)
-            .bind(&w.recorded_at)
-            .bind(&w.payloads)
-            .bind(&w.metadata)
-            .bind(&w.prev_hashes)
-            .bind(&w.hashes)
-            .bind(&w.stream_tenants)
-            .bind(&w.stream_ids)
-            .bind(&w.stream_versions)
-            .bind(&w.head_tenants)
-            .bind(&w.head_positions)
-            .bind(&w.head_hashes)
-            .bind(&w.head_stored)
-            .bind(&w.head_days)
-            .bind(&w.head_calls)
-            .bind(&w.key_tenants)
-            .bind(&w.keys)
-            .bind(&w.key_hashes)
-            .bind(&w.key_first)
-            .bind(&w.key_last)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(decided.outcomes)
+        self.append_locked(requests).await
     }
 
     async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -816,6 +840,123 @@ impl<'a> Named<'a> {
 }
 
 /// Every row a decided group commit writes, as array arguments.
+/// The stream versions a group commit was decided on (0: no stream).
+#[derive(Default)]
+struct Held {
+    tenants: Vec<Uuid>,
+    streams: Vec<String>,
+    versions: Vec<i64>,
+}
+
+impl Held {
+    fn of(found: &Found) -> Self {
+        let mut held = Self::default();
+        for ((tenant, stream), version) in &found.versions {
+            held.tenants.push(*tenant.as_uuid());
+            held.streams.push(stream.clone());
+            held.versions.push(*version as i64);
+        }
+        held
+    }
+}
+
+/// Write a decided group commit with one statement: its events, streams, heads and keys. Each
+/// head moves only from the position the decision found it at, and each stream it was decided
+/// on is still at that version (a stream another process appends to meanwhile moves its
+/// tenant's head, or collides with an event written here), so a decision made on what was
+/// known, not read under the locks, is refused whole (by `tenantry_stale`, migration 0027, or
+/// a unique index) when something moved meanwhile.
+async fn write<'e>(
+    executor: impl Executor<'e, Database = sqlx::Postgres>,
+    decided: &Decided<'_>,
+    held: &Held,
+) -> Result<(), sqlx::Error> {
+    let w = Writes::of(decided);
+    let checks = w.head_tenants.len() + held.tenants.len();
+    // A statement that names a table costs its executor the table's opening even for no rows:
+    // idempotency keys are written by a second form of the statement, used when there are any.
+    let sql: &str = if w.keys.is_empty() { &WRITE } else { &WRITE_WITH_KEYS };
+    let query = sqlx::query(sql)
+        .bind(&w.tenants)
+        .bind(&w.positions)
+        .bind(&w.streams)
+        .bind(&w.versions)
+        .bind(&w.event_ids)
+        .bind(&w.types)
+        .bind(&w.schema_versions)
+        .bind(&w.recorded_at)
+        .bind(&w.payloads)
+        .bind(&w.metadata)
+        .bind(&w.prev_hashes)
+        .bind(&w.hashes)
+        .bind(&w.stream_tenants)
+        .bind(&w.stream_ids)
+        .bind(&w.stream_versions)
+        .bind(&w.head_tenants)
+        .bind(&w.head_was)
+        .bind(&w.head_positions)
+        .bind(&w.head_hashes)
+        .bind(&w.head_stored)
+        .bind(&w.head_days)
+        .bind(&w.head_calls)
+        .bind(&held.tenants)
+        .bind(&held.streams)
+        .bind(&held.versions)
+        .bind(checks as i64);
+    let query = if w.keys.is_empty() {
+        query
+    } else {
+        query.bind(&w.key_tenants).bind(&w.keys).bind(&w.key_hashes).bind(&w.key_first).bind(&w.key_last)
+    };
+    query.execute(executor).await?;
+    Ok(())
+}
+
+/// [`write`]'s statement: events, streams and heads written, then checked (`$26`: how many
+/// heads moved and streams held there must be); `{keys}` is where idempotency keys go.
+const WRITE_FORM: &str = "WITH written_events AS (
+         INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
+                             schema_version, recorded_at, payload, metadata, prev_hash, hash)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::uuid[],
+                              $6::text[], $7::int2[], $8::int8[], $9::bytea[], $10::bytea[],
+                              $11::bytea[], $12::bytea[])
+     ), written_streams AS (
+         INSERT INTO streams (tenant_id, stream_id, version)
+         SELECT * FROM unnest($13::uuid[], $14::text[], $15::int8[])
+         ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version
+     ), moved_heads AS (
+         UPDATE tenant_heads h
+         SET position = x.position, last_hash = x.last_hash, stored_bytes = x.stored_bytes,
+             day = x.day, day_calls = x.day_calls
+         FROM unnest($16::uuid[], $17::int8[], $18::int8[], $19::bytea[], $20::int8[], $21::int8[],
+                     $22::int8[])
+              AS x(tenant_id, was, position, last_hash, stored_bytes, day, day_calls)
+         WHERE h.tenant_id = ANY($16::uuid[]) AND h.tenant_id = x.tenant_id AND h.position = x.was
+         RETURNING 1
+     ), held_streams AS (
+         SELECT count(*) AS n
+         FROM unnest($23::uuid[], $24::text[], $25::int8[]) AS x(tenant_id, stream_id, version)
+              LEFT JOIN LATERAL (SELECT s.version FROM streams s
+                                 WHERE s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
+                                 LIMIT 1) s ON true
+         WHERE COALESCE(s.version, 0) = x.version
+     ){keys}, checked AS MATERIALIZED (
+         SELECT (SELECT count(*) FROM moved_heads) + (SELECT n FROM held_streams) AS n
+     )
+     SELECT tenantry_stale(n, $26) FROM checked WHERE n <> $26";
+
+static WRITE: LazyLock<String> = LazyLock::new(|| WRITE_FORM.replace("{keys}", ""));
+
+static WRITE_WITH_KEYS: LazyLock<String> = LazyLock::new(|| {
+    WRITE_FORM.replace(
+        "{keys}",
+        ", written_keys AS (
+         INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
+         SELECT * FROM unnest($27::uuid[], $28::text[], $29::bytea[], $30::int8[], $31::int8[])
+     )",
+    )
+});
+
 #[derive(Default)]
 struct Writes<'a> {
     tenants: Vec<Uuid>,
@@ -834,6 +975,7 @@ struct Writes<'a> {
     stream_ids: Vec<&'a str>,
     stream_versions: Vec<i64>,
     head_tenants: Vec<Uuid>,
+    head_was: Vec<i64>,
     head_positions: Vec<i64>,
     head_hashes: Vec<&'a [u8]>,
     head_stored: Vec<i64>,
@@ -863,13 +1005,14 @@ impl<'a> Writes<'a> {
             w.prev_hashes.push(&e.row.prev_hash);
             w.hashes.push(&e.row.hash);
         }
-        for (tenant, stream, version) in &decided.streams {
-            w.stream_tenants.push(*tenant.as_uuid());
-            w.stream_ids.push(stream);
-            w.stream_versions.push(*version as i64);
+        for s in &decided.streams {
+            w.stream_tenants.push(*s.tenant.as_uuid());
+            w.stream_ids.push(&s.stream);
+            w.stream_versions.push(s.version as i64);
         }
-        for (tenant, state) in &decided.heads {
+        for WrittenHead { tenant, was, state } in &decided.heads {
             w.head_tenants.push(*tenant.as_uuid());
+            w.head_was.push(*was as i64);
             w.head_positions.push(state.head.position as i64);
             w.head_hashes.push(&state.head.last_hash);
             w.head_stored.push(state.stored_bytes);

@@ -705,8 +705,8 @@ async fn write_batch(tx: &mut sqlx::SqliteConnection, decided: &Decided<'_>) -> 
             placeholders(chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql).persistent(false);
-        for (tenant, stream, version) in chunk {
-            query = query.bind(tenant.as_uuid()).bind(stream).bind(*version as i64);
+        for s in chunk {
+            query = query.bind(s.tenant.as_uuid()).bind(&s.stream).bind(s.version as i64);
         }
         query.execute(&mut *tx).await?;
     }
@@ -719,7 +719,7 @@ async fn write_batch(tx: &mut sqlx::SqliteConnection, decided: &Decided<'_>) -> 
             placeholders(chunk.len(), 6)
         );
         let mut query = sqlx::query(&sql).persistent(false);
-        for (tenant, state) in chunk {
+        for WrittenHead { tenant, state, .. } in chunk {
             query = query
                 .bind(tenant.as_uuid())
                 .bind(state.head.position as i64)

@@ -37,6 +37,22 @@ on_both_backends!(
     appends_whose_callers_give_up_leave_no_slot_taken,
 );
 
+/// Two processes on one database: each knows its tenants' heads and streams from its own
+/// commits, which the other's appends and purges move.
+mod two_processes {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        let h = super::Harness::sqlite().await;
+        super::appends_decide_on_what_another_process_wrote(&h).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        let Some(h) = super::Harness::postgres().await else { return };
+        super::appends_decide_on_what_another_process_wrote(&h).await;
+    }
+}
+
 /// Every position of the tenant's log, gap-free from 1, with the chain intact.
 async fn positions(store: &EventStore, ctx: &TenantContext) -> Vec<u64> {
     let log: Vec<_> = store.read_log(ctx, 0).try_collect().await.unwrap();
@@ -272,4 +288,56 @@ async fn appends_whose_callers_give_up_leave_no_slot_taken(store: &EventStore) {
     assert!(later.is_ok(), "a slot was lost with a caller that gave up: {:?}", store.commit_stats());
     assert_eq!(store.stream_version(&ctx, &stream("after")).await.unwrap(), 3);
     positions(&store, &ctx).await;
+}
+
+/// Appends are decided on what is stored, not on what this process last wrote: another
+/// process's appends to a stream and a tenant this one appended to make conflicts and later
+/// positions here, its event ids are duplicates here, and its purge refuses appends here.
+async fn appends_decide_on_what_another_process_wrote(h: &Harness) {
+    let here = &h.store;
+    let there = EventStore::open(&h.url, &h.master).await.unwrap();
+    let ctx = TenantContext::system(TenantId::new());
+    here.append(&ctx, one("s", ExpectedVersion::NoStream)).await.unwrap();
+    here.append(&ctx, one("s", ExpectedVersion::Exact(1))).await.unwrap();
+    here.append(&ctx, one("any", ExpectedVersion::Any)).await.unwrap();
+    // There: "s" to 3, "any" to 2, the head to 5.
+    there.append(&ctx, one("s", ExpectedVersion::Exact(2))).await.unwrap();
+    let theirs = new_event(&agent_created("theirs"));
+    there
+        .append(&ctx, AppendRequest::to_stream(stream("any"), ExpectedVersion::Any, vec![theirs.clone()]))
+        .await
+        .unwrap();
+
+    // What this process wrote last is no longer so; an expectation past the stream neither.
+    for expected in [2, 4] {
+        let refused = here.append(&ctx, one("s", ExpectedVersion::Exact(expected))).await.unwrap_err();
+        assert!(matches!(refused, StoreError::Conflict { actual: 3, .. }), "{expected}: {refused:?}");
+    }
+    assert!(matches!(
+        here.append(&ctx, one("any", ExpectedVersion::NoStream)).await.unwrap_err(),
+        StoreError::Conflict { actual: 2, .. }
+    ));
+    // Their event, retried here, is found stored, not written again.
+    let again = here
+        .append(&ctx, AppendRequest::to_stream(stream("any"), ExpectedVersion::Any, vec![theirs]))
+        .await
+        .unwrap();
+    assert_eq!((again.first_position, again.last_position, again.deduplicated), (5, 5, true));
+    // Appends land after theirs, on the stream's stored version.
+    let any = here.append(&ctx, one("any", ExpectedVersion::Any)).await.unwrap();
+    assert_eq!((any.first_position, any.deduplicated), (6, false));
+    assert_eq!(here.stream_version(&ctx, &stream("any")).await.unwrap(), 3);
+    let s = here.append(&ctx, one("s", ExpectedVersion::Exact(3))).await.unwrap();
+    assert_eq!(s.first_position, 7);
+    // Nothing moved meanwhile: an expectation past the stream is refused all the same.
+    let refused = here.append(&ctx, one("s", ExpectedVersion::Exact(9))).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict { actual: 4, .. }), "{refused:?}");
+    here.append(&ctx, one("s", ExpectedVersion::Exact(4))).await.unwrap();
+    assert_eq!(positions(here, &ctx).await.len(), 8);
+
+    // A purge there: the tenant's log cannot start again here.
+    there.purge_log(&ctx).await.unwrap();
+    let refused = here.append(&ctx, one("s", ExpectedVersion::Any)).await.unwrap_err();
+    assert!(matches!(refused, StoreError::KeyDestroyed { .. }), "{refused:?}");
+    assert!(here.head(&ctx).await.unwrap().is_none(), "nothing written after the purge");
 }
