@@ -207,11 +207,13 @@ pub(crate) struct DecidedEvent<'a> {
     pub(crate) row: PlannedRow,
 }
 
-/// A stream the written requests appended to, at the version the last of them left it.
+/// A stream the written requests appended to: its version before the group commit (0: a new
+/// stream) and as the last of them left it.
 #[derive(Debug)]
 pub(crate) struct WrittenStream {
     pub(crate) tenant: TenantId,
     pub(crate) stream: String,
+    pub(crate) was: u64,
     pub(crate) version: u64,
 }
 
@@ -248,10 +250,10 @@ pub(crate) fn decide<'a>(
     blob_bytes: i64,
 ) -> Decided<'a> {
     let mut out = Decided::default();
-    // What the written requests touched, in first-written order (heads with their positions
-    // before the batch); their final versions and heads are in `found` once every request is
+    // What the written requests touched, in first-written order, with their versions and
+    // positions before the batch; their final ones are in `found` once every request is
     // decided.
-    let mut streams: Vec<(TenantId, String)> = Vec::new();
+    let mut streams: Vec<((TenantId, String), u64)> = Vec::new();
     let mut heads: Vec<(TenantId, u64)> = Vec::new();
     for &(tenant, batch) in requests {
         let Some(state) = found.heads.get(&tenant) else {
@@ -308,8 +310,8 @@ pub(crate) fn decide<'a>(
         );
         for (stream, version) in plan.streams {
             let key = (tenant, stream);
-            if !streams.contains(&key) {
-                streams.push(key.clone());
+            if !streams.iter().any(|(k, _)| *k == key) {
+                streams.push((key.clone(), found.versions.get(&key).copied().unwrap_or(0)));
             }
             found.versions.insert(key, version);
         }
@@ -325,9 +327,9 @@ pub(crate) fn decide<'a>(
     }
     out.streams = streams
         .into_iter()
-        .filter_map(|(tenant, stream)| {
+        .filter_map(|((tenant, stream), was)| {
             let version = found.versions.get(&(tenant, stream.clone())).copied()?;
-            Some(WrittenStream { tenant, stream, version })
+            Some(WrittenStream { tenant, stream, was, version })
         })
         .collect();
     out.heads = heads

@@ -26,9 +26,7 @@ pub(crate) struct Postgres {
     /// relay's reads of many tenants, purges, keys kept in this database.
     pub(crate) pool: PgPool,
     /// Group commits, as the platform role (a batch holds several tenants; every row it
-    /// writes is keyed by its own request's tenant), with generic plans: a group commit's
-    /// statements take arrays, whose custom plans never look dearer to the planner, so they
-    /// were planned again on every commit (planning cost more than the writes).
+    /// writes is keyed by its own request's tenant), with [`COMMIT_SETTINGS`].
     commit_pool: PgPool,
     /// One tenant's reads and appends, as the tenant role, under row-level security: each
     /// use names its tenant first ([`Postgres::scoped`], or the append function itself).
@@ -39,6 +37,13 @@ pub(crate) struct Postgres {
     /// can be decided and written in one checked statement.
     known: Arc<Known>,
 }
+
+/// The group commit's connections plan its statements once (generic plans: they take arrays,
+/// whose custom plans never look dearer to the planner, so they were planned again on every
+/// commit, which cost more than the writes) and join the arrays' rows to the tables by index
+/// lookups, one a row (a hash or merge join would read a whole table for a batch of rows).
+const COMMIT_SETTINGS: &[&str] =
+    &["SET plan_cache_mode = force_generic_plan", "SET enable_hashjoin = off", "SET enable_mergejoin = off"];
 
 /// Heads (and as many stream versions) a process keeps for its group commits: a few
 /// megabytes at most.
@@ -75,7 +80,7 @@ impl Postgres {
         MIGRATOR.run(&mut owner).await?;
         owner.close().await?;
         let options_owner = options.clone();
-        let as_role = |role: String, settings: &'static str| {
+        let as_role = |role: String, settings: &'static [&'static str]| {
             PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
@@ -83,19 +88,19 @@ impl Postgres {
                     let set = format!("SET ROLE {role}");
                     Box::pin(async move {
                         conn.execute(set.as_str()).await?;
-                        if !settings.is_empty() {
-                            conn.execute(settings).await?;
+                        for setting in settings {
+                            conn.execute(*setting).await?;
                         }
                         Ok(())
                     })
                 })
         };
-        let pool = as_role(roles.platform_ident()?, "").connect_with(options.clone()).await?;
-        let commit_pool = as_role(roles.platform_ident()?, "SET plan_cache_mode = force_generic_plan")
-            .connect_lazy_with(options.clone());
+        let pool = as_role(roles.platform_ident()?, &[]).connect_with(options.clone()).await?;
+        let commit_pool =
+            as_role(roles.platform_ident()?, COMMIT_SETTINGS).connect_lazy_with(options.clone());
         // Used only through `scoped` (which names the tenant before every use) and by the
         // append function (which names it for its transaction).
-        let tenant_pool = as_role(roles.tenant_ident()?, "").connect_with(options).await?;
+        let tenant_pool = as_role(roles.tenant_ident()?, &[]).connect_with(options).await?;
         Ok(Self { pool, commit_pool, tenant_pool, owner: options_owner, known: Arc::new(Known::new(KNOWN)) })
     }
 
@@ -268,8 +273,9 @@ impl Postgres {
                 }
             }
         }
-        let held = Held::of(&found);
+        let assumed = Held::of(&found);
         let decided = decide(requests, found, 0);
+        let held = assumed.unwritten(&decided);
         if !decided.events.is_empty() {
             write(&mut *tx, &decided, &held).await?;
         }
@@ -390,8 +396,9 @@ impl Backend for Postgres {
         // one checked statement in autocommit, one round trip. Only when every request is
         // written as assumed: a refusal is decided under the locks, on what they read.
         if let Some(found) = self.known.assume(requests) {
-            let held = Held::of(&found);
+            let assumed = Held::of(&found);
             let decided = decide(requests, found, 0);
+            let held = assumed.unwritten(&decided);
             if decided.outcomes.iter().all(|o| matches!(o, Ok(Attempt::Written(_)))) {
                 match write(&self.commit_pool, &decided, &held).await {
                     Ok(()) => {
@@ -840,7 +847,7 @@ impl<'a> Named<'a> {
 }
 
 /// Every row a decided group commit writes, as array arguments.
-/// The stream versions a group commit was decided on (0: no stream).
+/// Stream versions a group commit was decided on (0: no stream).
 #[derive(Default)]
 struct Held {
     tenants: Vec<Uuid>,
@@ -858,25 +865,40 @@ impl Held {
         }
         held
     }
+
+    /// Those of the streams no request of `decided` writes (only checked): a written one is
+    /// checked by its own write.
+    fn unwritten(self, decided: &Decided<'_>) -> Self {
+        let mut held = Self::default();
+        for ((tenant, stream), version) in self.tenants.into_iter().zip(self.streams).zip(self.versions) {
+            if !decided.streams.iter().any(|w| *w.tenant.as_uuid() == tenant && w.stream == stream) {
+                held.tenants.push(tenant);
+                held.streams.push(stream);
+                held.versions.push(version);
+            }
+        }
+        held
+    }
 }
 
 /// Write a decided group commit with one statement: its events, streams, heads and keys. Each
-/// head moves only from the position the decision found it at, and each stream it was decided
-/// on is still at that version (a stream another process appends to meanwhile moves its
-/// tenant's head, or collides with an event written here), so a decision made on what was
-/// known, not read under the locks, is refused whole (by `tenantry_stale`, migration 0027, or
-/// a unique index) when something moved meanwhile.
+/// head and stream moves only from the position or version the decision found it at (a new
+/// stream is inserted, never overwritten), and each stream it was decided on but does not
+/// write is still at that version (a stream another process appends to meanwhile moves its
+/// tenant's head), so a decision made on what was known, not read under the locks, is refused
+/// whole (by `tenantry_stale`, migration 0027, or a unique index) when something moved.
 async fn write<'e>(
     executor: impl Executor<'e, Database = sqlx::Postgres>,
     decided: &Decided<'_>,
     held: &Held,
 ) -> Result<(), sqlx::Error> {
     let w = Writes::of(decided);
-    let checks = w.head_tenants.len() + held.tenants.len();
+    let moved_streams = w.stream_was.iter().filter(|v| **v > 0).count();
+    let checks = w.head_tenants.len() + moved_streams + held.tenants.len();
     // A statement that names a table costs its executor the table's opening even for no rows:
-    // idempotency keys are written by a second form of the statement, used when there are any.
-    let sql: &str = if w.keys.is_empty() { &WRITE } else { &WRITE_WITH_KEYS };
-    let query = sqlx::query(sql)
+    // held streams and idempotency keys are in the statement only when there are any.
+    let sql = &WRITE[usize::from(!held.tenants.is_empty()) + 2 * usize::from(!w.keys.is_empty())];
+    sqlx::query(sql)
         .bind(&w.tenants)
         .bind(&w.positions)
         .bind(&w.streams)
@@ -891,6 +913,7 @@ async fn write<'e>(
         .bind(&w.hashes)
         .bind(&w.stream_tenants)
         .bind(&w.stream_ids)
+        .bind(&w.stream_was)
         .bind(&w.stream_versions)
         .bind(&w.head_tenants)
         .bind(&w.head_was)
@@ -899,62 +922,77 @@ async fn write<'e>(
         .bind(&w.head_stored)
         .bind(&w.head_days)
         .bind(&w.head_calls)
+        .bind(checks as i64)
         .bind(&held.tenants)
         .bind(&held.streams)
         .bind(&held.versions)
-        .bind(checks as i64);
-    let query = if w.keys.is_empty() {
-        query
-    } else {
-        query.bind(&w.key_tenants).bind(&w.keys).bind(&w.key_hashes).bind(&w.key_first).bind(&w.key_last)
-    };
-    query.execute(executor).await?;
+        .bind(&w.key_tenants)
+        .bind(&w.keys)
+        .bind(&w.key_hashes)
+        .bind(&w.key_first)
+        .bind(&w.key_last)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
-/// [`write`]'s statement: events, streams and heads written, then checked (`$26`: how many
-/// heads moved and streams held there must be); `{keys}` is where idempotency keys go.
+/// [`write`]'s statement: events, streams and heads written, then checked (`$24`: how many
+/// heads and streams must have moved, and streams held); `{held}` is where the streams only
+/// checked go, `{keys}` where idempotency keys go. Parameters a form leaves out are bound all
+/// the same (typed, empty).
 const WRITE_FORM: &str = "WITH written_events AS (
          INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
                              schema_version, recorded_at, payload, metadata, prev_hash, hash)
          SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::uuid[],
                               $6::text[], $7::int2[], $8::int8[], $9::bytea[], $10::bytea[],
                               $11::bytea[], $12::bytea[])
-     ), written_streams AS (
+     ), new_streams AS (
          INSERT INTO streams (tenant_id, stream_id, version)
-         SELECT * FROM unnest($13::uuid[], $14::text[], $15::int8[])
-         ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version
+         SELECT x.tenant_id, x.stream_id, x.version
+         FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::int8[])
+              AS x(tenant_id, stream_id, was, version)
+         WHERE x.was = 0
+     ), moved_streams AS (
+         UPDATE streams s SET version = x.version
+         FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::int8[])
+              AS x(tenant_id, stream_id, was, version)
+         WHERE x.was > 0 AND s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
+           AND s.version = x.was
+         RETURNING 1
      ), moved_heads AS (
          UPDATE tenant_heads h
          SET position = x.position, last_hash = x.last_hash, stored_bytes = x.stored_bytes,
              day = x.day, day_calls = x.day_calls
-         FROM unnest($16::uuid[], $17::int8[], $18::int8[], $19::bytea[], $20::int8[], $21::int8[],
-                     $22::int8[])
+         FROM unnest($17::uuid[], $18::int8[], $19::int8[], $20::bytea[], $21::int8[], $22::int8[],
+                     $23::int8[])
               AS x(tenant_id, was, position, last_hash, stored_bytes, day, day_calls)
-         WHERE h.tenant_id = ANY($16::uuid[]) AND h.tenant_id = x.tenant_id AND h.position = x.was
+         WHERE h.tenant_id = x.tenant_id AND h.position = x.was
          RETURNING 1
-     ), held_streams AS (
-         SELECT count(*) AS n
-         FROM unnest($23::uuid[], $24::text[], $25::int8[]) AS x(tenant_id, stream_id, version)
-              LEFT JOIN LATERAL (SELECT s.version FROM streams s
-                                 WHERE s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
-                                 LIMIT 1) s ON true
-         WHERE COALESCE(s.version, 0) = x.version
-     ){keys}, checked AS MATERIALIZED (
-         SELECT (SELECT count(*) FROM moved_heads) + (SELECT n FROM held_streams) AS n
+     ){held}{keys}, checked AS MATERIALIZED (
+         SELECT (SELECT count(*) FROM moved_heads) + (SELECT count(*) FROM moved_streams){held_n} AS n
      )
-     SELECT tenantry_stale(n, $26) FROM checked WHERE n <> $26";
+     SELECT tenantry_stale(n, $24) FROM checked WHERE n <> $24";
 
-static WRITE: LazyLock<String> = LazyLock::new(|| WRITE_FORM.replace("{keys}", ""));
+const HELD: &str = ", held_streams AS (
+         SELECT count(*) AS n
+         FROM unnest($25::uuid[], $26::text[], $27::int8[]) AS x(tenant_id, stream_id, version)
+              LEFT JOIN streams s ON s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
+         WHERE COALESCE(s.version, 0) = x.version
+     )";
 
-static WRITE_WITH_KEYS: LazyLock<String> = LazyLock::new(|| {
-    WRITE_FORM.replace(
-        "{keys}",
-        ", written_keys AS (
+const KEYS: &str = ", written_keys AS (
          INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
-         SELECT * FROM unnest($27::uuid[], $28::text[], $29::bytea[], $30::int8[], $31::int8[])
-     )",
-    )
+         SELECT * FROM unnest($28::uuid[], $29::text[], $30::bytea[], $31::int8[], $32::int8[])
+     )";
+
+/// The four forms of [`WRITE_FORM`]: without and with held streams, then the same with keys.
+static WRITE: LazyLock<[String; 4]> = LazyLock::new(|| {
+    [(false, false), (true, false), (false, true), (true, true)].map(|(held, keys)| {
+        WRITE_FORM
+            .replace("{held}", if held { HELD } else { "" })
+            .replace("{held_n}", if held { " + (SELECT n FROM held_streams)" } else { "" })
+            .replace("{keys}", if keys { KEYS } else { "" })
+    })
 });
 
 #[derive(Default)]
@@ -974,6 +1012,7 @@ struct Writes<'a> {
     stream_tenants: Vec<Uuid>,
     stream_ids: Vec<&'a str>,
     stream_versions: Vec<i64>,
+    stream_was: Vec<i64>,
     head_tenants: Vec<Uuid>,
     head_was: Vec<i64>,
     head_positions: Vec<i64>,
@@ -1009,6 +1048,7 @@ impl<'a> Writes<'a> {
             w.stream_tenants.push(*s.tenant.as_uuid());
             w.stream_ids.push(&s.stream);
             w.stream_versions.push(s.version as i64);
+            w.stream_was.push(s.was as i64);
         }
         for WrittenHead { tenant, was, state } in &decided.heads {
             w.head_tenants.push(*tenant.as_uuid());
