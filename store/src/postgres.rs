@@ -896,8 +896,9 @@ async fn write<'e>(
     let moved_streams = w.stream_was.iter().filter(|v| **v > 0).count();
     let checks = w.head_tenants.len() + moved_streams + held.tenants.len();
     // A statement that names a table costs its executor the table's opening even for no rows:
-    // held streams and idempotency keys are in the statement only when there are any.
-    let sql = &WRITE[usize::from(!held.tenants.is_empty()) + 2 * usize::from(!w.keys.is_empty())];
+    // each part is in the statement only when the batch has rows for it.
+    let parts = [w.stream_was.contains(&0), moved_streams > 0, !held.tenants.is_empty(), !w.keys.is_empty()];
+    let sql = &WRITE[parts.iter().enumerate().map(|(i, on)| usize::from(*on) << i).sum::<usize>()];
     sqlx::query(sql)
         .bind(&w.tenants)
         .bind(&w.positions)
@@ -936,29 +937,15 @@ async fn write<'e>(
     Ok(())
 }
 
-/// [`write`]'s statement: events, streams and heads written, then checked (`$24`: how many
-/// heads and streams must have moved, and streams held); `{held}` is where the streams only
-/// checked go, `{keys}` where idempotency keys go. Parameters a form leaves out are bound all
-/// the same (typed, empty).
+/// [`write`]'s statement: events and heads written, then checked (`$24`: how many heads and
+/// streams must have moved, and streams be held); the [`WRITE_PARTS`] between them. Parameters
+/// a form leaves out are bound all the same (typed, empty).
 const WRITE_FORM: &str = "WITH written_events AS (
          INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
                              schema_version, recorded_at, payload, metadata, prev_hash, hash)
          SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::uuid[],
                               $6::text[], $7::int2[], $8::int8[], $9::bytea[], $10::bytea[],
                               $11::bytea[], $12::bytea[])
-     ), new_streams AS (
-         INSERT INTO streams (tenant_id, stream_id, version)
-         SELECT x.tenant_id, x.stream_id, x.version
-         FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::int8[])
-              AS x(tenant_id, stream_id, was, version)
-         WHERE x.was = 0
-     ), moved_streams AS (
-         UPDATE streams s SET version = x.version
-         FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::int8[])
-              AS x(tenant_id, stream_id, was, version)
-         WHERE x.was > 0 AND s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
-           AND s.version = x.was
-         RETURNING 1
      ), moved_heads AS (
          UPDATE tenant_heads h
          SET position = x.position, last_hash = x.last_hash, stored_bytes = x.stored_bytes,
@@ -968,31 +955,64 @@ const WRITE_FORM: &str = "WITH written_events AS (
               AS x(tenant_id, was, position, last_hash, stored_bytes, day, day_calls)
          WHERE h.tenant_id = x.tenant_id AND h.position = x.was
          RETURNING 1
-     ){held}{keys}, checked AS MATERIALIZED (
-         SELECT (SELECT count(*) FROM moved_heads) + (SELECT count(*) FROM moved_streams){held_n} AS n
+     ){parts}, checked AS MATERIALIZED (
+         SELECT (SELECT count(*) FROM moved_heads){counts} AS n
      )
      SELECT tenantry_stale(n, $24) FROM checked WHERE n <> $24";
 
-const HELD: &str = ", held_streams AS (
+/// The optional parts of [`WRITE_FORM`], each with what it adds to the check: new streams
+/// (inserted, never overwritten), moved streams (only from the version decided on), streams
+/// decided on but only checked, and idempotency keys.
+const WRITE_PARTS: [(&str, &str); 4] = [
+    (
+        ", new_streams AS (
+         INSERT INTO streams (tenant_id, stream_id, version)
+         SELECT x.tenant_id, x.stream_id, x.version
+         FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::int8[])
+              AS x(tenant_id, stream_id, was, version)
+         WHERE x.was = 0
+     )",
+        "",
+    ),
+    (
+        ", moved_streams AS (
+         UPDATE streams s SET version = x.version
+         FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::int8[])
+              AS x(tenant_id, stream_id, was, version)
+         WHERE x.was > 0 AND s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
+           AND s.version = x.was
+         RETURNING 1
+     )",
+        " + (SELECT count(*) FROM moved_streams)",
+    ),
+    (
+        ", held_streams AS (
          SELECT count(*) AS n
          FROM unnest($25::uuid[], $26::text[], $27::int8[]) AS x(tenant_id, stream_id, version)
               LEFT JOIN streams s ON s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
          WHERE COALESCE(s.version, 0) = x.version
-     )";
-
-const KEYS: &str = ", written_keys AS (
+     )",
+        " + (SELECT n FROM held_streams)",
+    ),
+    (
+        ", written_keys AS (
          INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
          SELECT * FROM unnest($28::uuid[], $29::text[], $30::bytea[], $31::int8[], $32::int8[])
-     )";
+     )",
+        "",
+    ),
+];
 
-/// The four forms of [`WRITE_FORM`]: without and with held streams, then the same with keys.
-static WRITE: LazyLock<[String; 4]> = LazyLock::new(|| {
-    [(false, false), (true, false), (false, true), (true, true)].map(|(held, keys)| {
-        WRITE_FORM
-            .replace("{held}", if held { HELD } else { "" })
-            .replace("{held_n}", if held { " + (SELECT n FROM held_streams)" } else { "" })
-            .replace("{keys}", if keys { KEYS } else { "" })
-    })
+/// Every form of [`WRITE_FORM`], by which of [`WRITE_PARTS`] it has (bit `i`: part `i`).
+static WRITE: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..1 << WRITE_PARTS.len())
+        .map(|form: usize| {
+            let on = || WRITE_PARTS.iter().enumerate().filter(move |(i, _)| form & (1 << i) != 0);
+            let parts: String = on().map(|(_, (part, _))| *part).collect();
+            let counts: String = on().map(|(_, (_, count))| *count).collect();
+            WRITE_FORM.replace("{parts}", &parts).replace("{counts}", &counts)
+        })
+        .collect()
 });
 
 #[derive(Default)]
