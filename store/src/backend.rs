@@ -255,6 +255,7 @@ pub(crate) fn decide<'a>(
     // decided.
     let mut streams: Vec<((TenantId, String), u64)> = Vec::new();
     let mut heads: Vec<(TenantId, u64)> = Vec::new();
+    let (mut streams_seen, mut heads_seen) = (HashSet::new(), HashSet::new());
     for &(tenant, batch) in requests {
         let Some(state) = found.heads.get(&tenant) else {
             out.outcomes.push(Err(StoreError::KeyDestroyed { tenant }));
@@ -296,7 +297,7 @@ pub(crate) fn decide<'a>(
             deduplicated: false,
             recorded_at: batch.recorded_at,
         };
-        if !heads.iter().any(|(t, _)| *t == tenant) {
+        if heads_seen.insert(tenant) {
             heads.push((tenant, state.head.position));
         }
         found.heads.insert(
@@ -310,7 +311,7 @@ pub(crate) fn decide<'a>(
         );
         for (stream, version) in plan.streams {
             let key = (tenant, stream);
-            if !streams.iter().any(|(k, _)| *k == key) {
+            if streams_seen.insert(key.clone()) {
                 streams.push((key.clone(), found.versions.get(&key).copied().unwrap_or(0)));
             }
             found.versions.insert(key, version);

@@ -2,10 +2,9 @@
 //! with one commit, each answered with its own outcome once that commit is durable.
 //!
 //! Up to [`GroupCommit::max_in_flight`] commits run at once. An append that finds a slot free
-//! and nobody waiting commits itself at once, on its own task (a lone append waits for
-//! nothing and hops to no other task): with nothing else in flight through the backend's single
-//! append, its fewest round trips; beside other commits through the group commit's path, which
-//! costs the database less an append. One that finds every slot taken waits in the queue; a
+//! and nobody waiting commits itself at once, on its own task, through the backend's single
+//! append (a lone append waits for nothing and hops to no other task). One that finds every
+//! slot taken waits in the queue; a
 //! commit that ends with appends queued hands its slot to a task that commits them all (up to
 //! [`GroupCommit::max_batch`]) in one transaction, and again while any are queued. So batches
 //! are what arrived while the commits in flight ran: they grow with load and never wait at low
@@ -116,12 +115,13 @@ impl Committer {
         tenant: TenantId,
         batch: Arc<SealedBatch>,
     ) -> Option<Result<Attempt, StoreError>> {
-        let answered = {
+        // Queued: the answer to wait for; `None`: a free slot, taken.
+        let queued = {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             let free = queue.in_flight < self.settings.max_in_flight;
             if free && queue.waiting.is_empty() {
                 queue.in_flight += 1;
-                Err(queue.in_flight == 1)
+                None
             } else {
                 let (answer, answered) = oneshot::channel();
                 queue.waiting.push(Pending { tenant, batch: batch.clone(), answer });
@@ -132,25 +132,18 @@ impl Committer {
                     drop(queue);
                     tokio::spawn(self.clone().drain());
                 }
-                Ok(answered)
+                Some(answered)
             }
         };
-        match answered {
-            Ok(answered) => answered.await.ok(),
-            Err(alone) => {
-                // A free slot: commit this one now, on this task. The slot is handed on when
-                // this is done, or dropped (a caller that gave up).
+        match queued {
+            Some(answered) => answered.await.ok(),
+            None => {
+                // A free slot: commit this one now, on this task, as a batch of one (each
+                // backend's single append is its group commit of one). The slot is handed on
+                // when this is done, or dropped (a caller that gave up).
                 let _slot = Slot(self.clone());
                 self.counted(1);
-                if alone {
-                    // Nothing else in flight: the backend's single append, its fewest round
-                    // trips (on PostgreSQL one call, under the tenant's row-level security).
-                    Some(self.backend.append(tenant, &batch).await)
-                } else {
-                    // Others are committing: the group commit's path, which costs the
-                    // database less per append.
-                    append_many_or_each(self.backend.as_ref(), &[(tenant, batch.as_ref())]).await.pop()
-                }
+                Some(self.backend.append(tenant, &batch).await)
             }
         }
     }

@@ -57,20 +57,10 @@ impl Known {
     /// assume them too.
     pub(crate) fn assume(&self, requests: &[(TenantId, &SealedBatch)]) -> Option<Found> {
         let mut inner = self.inner();
-        let knows = requests.iter().all(|(tenant, batch)| {
-            inner.heads.contains_key(tenant)
-                && batch.expectations.iter().all(|(stream, expected)| {
-                    *expected != ExpectedVersion::Any
-                        || inner.streams.contains_key(&(*tenant, stream.as_str().to_owned()))
-                })
-        });
-        if !knows {
-            return None;
-        }
         let mut found = Found::default();
         for (tenant, batch) in requests {
-            if !found.heads.contains_key(tenant) {
-                found.heads.insert(*tenant, inner.heads.remove(tenant)?);
+            if !inner.heads.contains_key(tenant) {
+                return None;
             }
             for (stream, expected) in &batch.expectations {
                 let key = (*tenant, stream.as_str().to_owned());
@@ -83,6 +73,12 @@ impl Known {
                     ExpectedVersion::Any => *inner.streams.get(&key)?,
                 };
                 found.versions.insert(key, version);
+            }
+        }
+        // Everything is known: the heads are taken out.
+        for (tenant, _) in requests {
+            if !found.heads.contains_key(tenant) {
+                found.heads.insert(*tenant, inner.heads.remove(tenant)?);
             }
         }
         Some(found)

@@ -273,11 +273,10 @@ impl Postgres {
                 }
             }
         }
-        let assumed = Held::of(&found);
         let decided = decide(requests, found, 0);
-        let held = assumed.unwritten(&decided);
         if !decided.events.is_empty() {
-            write(&mut *tx, &decided, &held).await?;
+            // Read under the locks: no stream it was decided on can have moved.
+            write(&mut *tx, &decided, &Held::default()).await?;
         }
         tx.commit().await?;
         self.known.learn(&decided);
@@ -846,7 +845,6 @@ impl<'a> Named<'a> {
     }
 }
 
-/// Every row a decided group commit writes, as array arguments.
 /// Stream versions a group commit was decided on (0: no stream).
 #[derive(Default)]
 struct Held {
@@ -1015,6 +1013,7 @@ static WRITE: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Every row a decided group commit writes, as array arguments.
 #[derive(Default)]
 struct Writes<'a> {
     tenants: Vec<Uuid>,
