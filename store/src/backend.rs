@@ -32,6 +32,23 @@ pub(crate) struct SealedBatch {
     /// Bytes not counted to the tenant; see [`crate::model::AppendRequest::uncharged`].
     pub(crate) uncharged: bool,
     pub(crate) blobs: Vec<SealedBlob>,
+    /// Person and conversation keys minted to seal this batch, stored in the same
+    /// transaction as its events (only by a backend that [`Backend::stores_minted_keys`]).
+    pub(crate) minted: Vec<MintedKey>,
+}
+
+/// A person's or conversation's data key minted for a batch: wrapped for storage, and the
+/// key itself to cache once the batch is written.
+pub(crate) struct MintedKey {
+    pub(crate) subject: Uuid,
+    pub(crate) wrapped: Vec<u8>,
+    pub(crate) key: std::sync::Arc<crate::crypto::SubjectKey>,
+}
+
+impl std::fmt::Debug for MintedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintedKey").field("subject", &self.subject).finish_non_exhaustive()
+    }
 }
 
 /// A body to keep beside the log (sealed, with its plaintext size), or one to delete.
@@ -481,6 +498,13 @@ pub(crate) trait Backend: Send + Sync {
     /// `secure_delete`).
     async fn scrub(&self) -> Result<(), StoreError>;
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError>;
+    /// Whether an append stores the keys minted for it ([`SealedBatch::minted`]) in its own
+    /// transaction: a request whose minted key lost a race to another is refused with
+    /// [`StoreError::KeyRace`] and nothing of it is written. Otherwise a key is stored on its
+    /// own when minted, before the append.
+    fn stores_minted_keys(&self) -> bool {
+        false
+    }
     /// Several appends, of any tenants, in one transaction and one commit (the group commit).
     /// Each request's outcome, in order, is its own: a conflict, a duplicate, or a limit
     /// refuses that request alone and leaves nothing of it written. `Err` when the

@@ -299,6 +299,27 @@ impl KeyVault {
         self.wrapper.wrap(&key[..], &subject_wrap_aad(tenant, subject)).await
     }
 
+    /// A new data key for a person, wrapped for storage and ready to seal with, not cached:
+    /// it is stored with the append that first uses it, and cached once that append is
+    /// written ([`KeyVault::remember_subject`]).
+    pub(crate) async fn mint_subject(
+        &self,
+        tenant: TenantId,
+        subject: uuid::Uuid,
+    ) -> Result<(Vec<u8>, Arc<SubjectKey>), StoreError> {
+        let key: Zeroizing<[u8; 32]> = Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
+        let wrapped = self.wrapper.wrap(&key[..], &subject_wrap_aad(tenant, subject)).await?;
+        let cipher = XChaCha20Poly1305::new((&*key).into());
+        Ok((wrapped, Arc::new(SubjectKey { tenant, subject, cipher })))
+    }
+
+    /// Cache a minted key once the append that stored it is written.
+    pub(crate) fn remember_subject(&self, key: &Arc<SubjectKey>) {
+        if let Ok(mut subjects) = self.subjects.write() {
+            subjects.entry((key.tenant, key.subject)).or_insert_with(|| key.clone());
+        }
+    }
+
     pub(crate) async fn unwrap_subject(
         &self,
         tenant: TenantId,

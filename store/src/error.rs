@@ -9,6 +9,10 @@ pub enum StoreError {
     /// The stream was not at the version the append expected.
     #[error("stream `{stream}` is at version {actual}, the append expected {expected}")]
     Conflict { stream: StreamId, expected: ExpectedVersion, actual: u64 },
+    /// Another append stored a key for a person or conversation this append minted one for
+    /// first: nothing was written, and the same request sealed again uses the stored key.
+    #[error("another append stored the data key of subject {subject} first; decide again")]
+    KeyRace { subject: uuid::Uuid },
     /// The idempotency key was used before for a different request.
     #[error("idempotency key `{key}` was already used for a different request")]
     IdempotencyMismatch { key: String },
@@ -71,7 +75,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying the same call could succeed (conflicts and transient faults).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Self::Conflict { .. })
+        matches!(self, Self::Conflict { .. } | Self::KeyRace { .. })
     }
 }
 

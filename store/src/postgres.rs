@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: one row lock on the tenant's head per append, the batch written in
 //! one statement with UNNEST.
 
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -137,16 +138,20 @@ impl Postgres {
         .bind(quota_code(batch));
         // Status, first and last position, and the stream and version of a conflict.
         type Appended = (String, i64, i64, Option<String>, Option<i64>);
-        let row: Result<Appended, sqlx::Error> = if batch.blobs.is_empty() {
+        let row: Result<Appended, sqlx::Error> = if batch.blobs.is_empty() && batch.minted.is_empty() {
             query.fetch_one(&self.tenant_pool).await
         } else {
-            // Bodies kept beside the log go in the same transaction, before the call that
-            // counts their bytes; anything but a written append rolls them back.
+            // Bodies kept beside the log and keys minted for the append go in the same
+            // transaction, before the call that counts the bodies' bytes; anything but a
+            // written append rolls them back.
             let mut tx = self.tenant_pool.begin().await?;
             sqlx::query("SELECT set_config('tenantry.tenant_id', $1, true)")
                 .bind(tenant.to_string())
                 .execute(&mut *tx)
                 .await?;
+            if let Some(Some(subject)) = store_minted(&mut tx, &[(tenant, batch)]).await?.pop() {
+                return Err(StoreError::KeyRace { subject });
+            }
             let mut bytes = 0_i64;
             for blob in &batch.blobs {
                 match &blob.sealed {
@@ -273,14 +278,26 @@ impl Postgres {
                 }
             }
         }
-        let decided = decide(requests, found, 0);
+        // Keys minted for the batch, stored first: a request whose key another append stored
+        // meanwhile is refused (sealed again, it uses that key) and the others decided.
+        let raced = store_minted(&mut tx, requests).await?;
+        let deciding: Vec<(TenantId, &SealedBatch)> =
+            requests.iter().zip(&raced).filter(|(_, r)| r.is_none()).map(|(r, _)| *r).collect();
+        let decided = decide(&deciding, found, 0);
         if !decided.events.is_empty() {
             // Read under the locks: no stream it was decided on can have moved.
-            write(&mut *tx, &decided, &Held::default()).await?;
+            write(&mut *tx, &decided, &Held::default(), &Minted::default()).await?;
         }
         tx.commit().await?;
         self.known.learn(&decided);
-        Ok(decided.outcomes)
+        let mut outcomes = decided.outcomes.into_iter();
+        Ok(raced
+            .into_iter()
+            .map(|r| match r {
+                Some(subject) => Err(StoreError::KeyRace { subject }),
+                None => outcomes.next().unwrap_or(Err(StoreError::EmptyBatch)),
+            })
+            .collect())
     }
 
     /// A connection that sees `tenant`'s rows only.
@@ -368,6 +385,10 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    fn stores_minted_keys(&self) -> bool {
+        true
+    }
+
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
         // A group commit of one: one checked statement when the tenant's head is known, else
         // decided under its lock (which makes it known). Bodies kept beside the log, and an
@@ -399,7 +420,7 @@ impl Backend for Postgres {
             let decided = decide(requests, found, 0);
             let held = assumed.unwritten(&decided);
             if decided.outcomes.iter().all(|o| matches!(o, Ok(Attempt::Written(_)))) {
-                match write(&self.commit_pool, &decided, &held).await {
+                match write(&self.commit_pool, &decided, &held, &Minted::of(requests)).await {
                     Ok(()) => {
                         self.known.learn(&decided);
                         return Ok(decided.outcomes);
@@ -879,6 +900,69 @@ impl Held {
     }
 }
 
+/// Store the keys minted for `requests` where no key of their subject is stored yet: for each
+/// request, the subject of a key of its that another append stored first (`None`: all its
+/// own are stored).
+async fn store_minted(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    requests: &[(TenantId, &SealedBatch)],
+) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
+    let minted = Minted::of(requests);
+    if minted.tenants.is_empty() {
+        return Ok(vec![None; requests.len()]);
+    }
+    // Two requests of a batch may mint for the same subject: the one whose bytes were stored
+    // keeps it.
+    let stored: HashSet<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
+        "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bytea[])
+         ON CONFLICT DO NOTHING
+         RETURNING tenant_id, subject_id, wrapped_key",
+    )
+    .bind(&minted.tenants)
+    .bind(&minted.subjects)
+    .bind(&minted.wrapped)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(requests
+        .iter()
+        .map(|(tenant, batch)| {
+            batch
+                .minted
+                .iter()
+                .find(|m| !stored.contains(&(*tenant.as_uuid(), m.subject, m.wrapped.clone())))
+                .map(|m| m.subject)
+        })
+        .collect())
+}
+
+/// The keys minted for a batch's requests ([`SealedBatch::minted`]), as array arguments.
+#[derive(Default)]
+struct Minted<'a> {
+    tenants: Vec<Uuid>,
+    subjects: Vec<Uuid>,
+    wrapped: Vec<&'a [u8]>,
+}
+
+impl<'a> Minted<'a> {
+    fn of<'r>(requests: impl IntoIterator<Item = &'r (TenantId, &'a SealedBatch)>) -> Self
+    where
+        'a: 'r,
+    {
+        let mut m = Self::default();
+        for (tenant, batch) in requests {
+            for key in &batch.minted {
+                m.tenants.push(*tenant.as_uuid());
+                m.subjects.push(key.subject);
+                m.wrapped.push(&key.wrapped);
+            }
+        }
+        m
+    }
+}
+
 /// Write a decided group commit with one statement: its events, streams, heads and keys. Each
 /// head and stream moves only from the position or version the decision found it at (a new
 /// stream is inserted, never overwritten), and each stream it was decided on but does not
@@ -889,13 +973,20 @@ async fn write<'e>(
     executor: impl Executor<'e, Database = sqlx::Postgres>,
     decided: &Decided<'_>,
     held: &Held,
+    minted: &Minted<'_>,
 ) -> Result<(), sqlx::Error> {
     let w = Writes::of(decided);
     let moved_streams = w.stream_was.iter().filter(|v| **v > 0).count();
     let checks = w.head_tenants.len() + moved_streams + held.tenants.len();
     // A statement that names a table costs its executor the table's opening even for no rows:
     // each part is in the statement only when the batch has rows for it.
-    let parts = [w.stream_was.contains(&0), moved_streams > 0, !held.tenants.is_empty(), !w.keys.is_empty()];
+    let parts = [
+        w.stream_was.contains(&0),
+        moved_streams > 0,
+        !held.tenants.is_empty(),
+        !w.keys.is_empty(),
+        !minted.tenants.is_empty(),
+    ];
     let sql = &WRITE[parts.iter().enumerate().map(|(i, on)| usize::from(*on) << i).sum::<usize>()];
     sqlx::query(sql)
         .bind(&w.tenants)
@@ -930,6 +1021,9 @@ async fn write<'e>(
         .bind(&w.key_hashes)
         .bind(&w.key_first)
         .bind(&w.key_last)
+        .bind(&minted.tenants)
+        .bind(&minted.subjects)
+        .bind(&minted.wrapped)
         .execute(executor)
         .await?;
     Ok(())
@@ -960,8 +1054,9 @@ const WRITE_FORM: &str = "WITH written_events AS (
 
 /// The optional parts of [`WRITE_FORM`], each with what it adds to the check: new streams
 /// (inserted, never overwritten), moved streams (only from the version decided on), streams
-/// decided on but only checked, and idempotency keys.
-const WRITE_PARTS: [(&str, &str); 4] = [
+/// decided on but only checked, idempotency keys, and the person and conversation keys
+/// minted for the batch.
+const WRITE_PARTS: [(&str, &str); 5] = [
     (
         ", new_streams AS (
          INSERT INTO streams (tenant_id, stream_id, version)
@@ -996,6 +1091,14 @@ const WRITE_PARTS: [(&str, &str); 4] = [
         ", written_keys AS (
          INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
          SELECT * FROM unnest($28::uuid[], $29::text[], $30::bytea[], $31::int8[], $32::int8[])
+     )",
+        "",
+    ),
+    (
+        // Never over another key: a subject's key stored meanwhile fails the statement.
+        ", minted_keys AS (
+         INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key)
+         SELECT * FROM unnest($33::uuid[], $34::uuid[], $35::bytea[])
      )",
         "",
     ),

@@ -51,6 +51,104 @@ mod two_processes {
         let Some(h) = super::Harness::postgres().await else { return };
         super::appends_decide_on_what_another_process_wrote(&h).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_minted_keys() {
+        let h = super::Harness::sqlite().await;
+        super::keys_minted_by_racing_appends_seal_every_message(&h).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_minted_keys() {
+        let Some(h) = super::Harness::postgres().await else { return };
+        super::keys_minted_by_racing_appends_seal_every_message(&h).await;
+    }
+}
+
+/// Append until written: a lost race to store a new conversation's key is sealed again.
+async fn append_sealed_again(
+    store: &EventStore,
+    ctx: &TenantContext,
+    request: AppendRequest,
+) -> AppendOutcome {
+    for _ in 0..10 {
+        match store.append(ctx, request.clone()).await {
+            Err(StoreError::KeyRace { .. }) => continue,
+            written => return written.unwrap(),
+        }
+    }
+    panic!("an append lost its key race ten times");
+}
+
+/// Conversations' first messages, appended at once by two processes and twice in one batch,
+/// each mint the conversation's key: one key is stored per conversation, an append whose key
+/// lost is refused whole and written when sealed again, and a third process opens every
+/// message.
+async fn keys_minted_by_racing_appends_seal_every_message(h: &Harness) {
+    use tenantry_domain::event::{Event, MessageAppended, MessageRole};
+    use tenantry_domain::{ConversationId, MessageId};
+    let here = h.store.clone();
+    let there = EventStore::open(&h.url, &h.master).await.unwrap();
+    let ctx = TenantContext::system(TenantId::new());
+    here.append(&ctx, one("s", ExpectedVersion::NoStream)).await.unwrap();
+    let message = |conversation: ConversationId, text: String| {
+        let event = Event::MessageAppended(MessageAppended {
+            conversation_id: conversation,
+            message_id: MessageId::new(),
+            role: MessageRole::User,
+            content: text.as_str().into(),
+            model: None,
+            usage: None,
+            author: None,
+        });
+        AppendRequest::to_stream(
+            stream(&format!("conversation-{conversation}")),
+            ExpectedVersion::Any,
+            vec![new_event(&event)],
+        )
+    };
+    let mut sent = BTreeSet::new();
+    for round in 0..8 {
+        let conversation = ConversationId::new();
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let store = if i % 2 == 0 { here.clone() } else { there.clone() };
+            let (ctx, text) = (ctx.clone(), format!("round {round}, message {i}"));
+            sent.insert(text.clone());
+            let request = message(conversation, text);
+            tasks.push(tokio::spawn(async move { append_sealed_again(&store, &ctx, request).await }));
+        }
+        for t in tasks {
+            assert!(!t.await.unwrap().deduplicated);
+        }
+    }
+    // Two first messages of one conversation in one batch: each sealed before either is
+    // stored, so each minted a key.
+    let conversation = ConversationId::new();
+    let pair = ["batched first", "batched second"].map(|t| message(conversation, t.to_owned()));
+    let outcomes = here.append_together(pair.iter().map(|r| (ctx.clone(), r.clone())).collect()).await;
+    for (request, outcome) in pair.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(_) => {}
+            Err(StoreError::KeyRace { .. }) => {
+                append_sealed_again(&here, &ctx, request).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    sent.extend(["batched first".to_owned(), "batched second".to_owned()]);
+
+    let reader = EventStore::open(&h.url, &h.master).await.unwrap();
+    let log: Vec<_> = reader.read_log(&ctx, 0).try_collect().await.unwrap();
+    let opened: BTreeSet<String> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::MessageAppended(m) => Some(m.content.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened, sent, "every message opens, under the one key stored for its conversation");
+    positions(&reader, &ctx).await;
 }
 
 /// Every position of the tenant's log, gap-free from 1, with the chain intact.

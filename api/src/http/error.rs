@@ -245,7 +245,9 @@ impl From<Rejection> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } => Self::Conflict { detail: e.to_string(), field: None },
+            StoreError::Conflict { .. } | StoreError::KeyRace { .. } => {
+                Self::Conflict { detail: e.to_string(), field: None }
+            }
             StoreError::IdempotencyMismatch { .. } => Self::IdempotencyKeyReused {
                 detail: "this Idempotency-Key was used before with another request".into(),
                 field: None,

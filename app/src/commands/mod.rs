@@ -354,7 +354,9 @@ impl Commands {
                     }
                     return Ok(Written { position: last_position, events, stream_version, recorded_at });
                 }
-                Err(StoreError::Conflict { .. }) => {
+                // A lost race: for a stream's version, or to store a new person's or
+                // conversation's key (sealed again, the request uses the stored one).
+                Err(StoreError::Conflict { .. } | StoreError::KeyRace { .. }) => {
                     metrics::counter!("tenantry_command_conflicts_total").increment(1);
                     if reading == Reading::Fresh {
                         // Spread the retries of a crowd of writers.

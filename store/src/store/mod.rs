@@ -9,7 +9,8 @@ use tenantry_domain::{Event, EventId, Metadata, Personal, StreamId, TenantContex
 use tokio::sync::broadcast;
 
 use crate::backend::{
-    Attempt, Backend, KeyBackend, RawEvent, SealedBatch, SealedBlob, SealedEvent, StoredKey, to_hash,
+    Attempt, Backend, KeyBackend, MintedKey, RawEvent, SealedBatch, SealedBlob, SealedEvent, StoredKey,
+    to_hash,
 };
 use crate::chain::{ChainLink, ChainReport, GENESIS, link_hash};
 use crate::commit::{Committer, GroupCommit};
@@ -313,15 +314,51 @@ impl EventStore {
         }
     }
 
+    /// The key to seal a person's or conversation's values with: `None` when it was destroyed.
+    /// One that does not exist yet is minted: stored with the append in `minted` where the
+    /// backend does that (one commit for both), else stored now.
+    async fn sealing_key(
+        &self,
+        tenant: TenantId,
+        subject: uuid::Uuid,
+        minted: &mut Vec<MintedKey>,
+    ) -> Result<Option<Arc<SubjectKey>>, StoreError> {
+        if let Some(m) = minted.iter().find(|m| m.subject == subject) {
+            return Ok(Some(m.key.clone()));
+        }
+        if self.keys_apart || !self.backend.stores_minted_keys() {
+            return self.subject_key(tenant, subject, true).await;
+        }
+        if let Some(key) = self.vault.cached_subject(tenant, subject) {
+            return Ok(Some(key));
+        }
+        match self.keys.load_subject_key(tenant, subject).await? {
+            StoredKey::Wrapped(wrapped) => {
+                self.vault.unwrap_subject(tenant, subject, &wrapped).await.map(Some)
+            }
+            StoredKey::Destroyed => Ok(None),
+            StoredKey::Missing => {
+                let (wrapped, key) = self.vault.mint_subject(tenant, subject).await?;
+                minted.push(MintedKey { subject, wrapped, key: key.clone() });
+                Ok(Some(key))
+            }
+        }
+    }
+
     /// Seal each personal value of `event` with its keys (its person's, then its
     /// conversation's) and encode the event. A value whose key is destroyed (the person
     /// erased, the conversation deleted) is not kept at all.
-    async fn seal_personal(&self, tenant: TenantId, mut event: Event) -> Result<Vec<u8>, StoreError> {
+    async fn seal_personal(
+        &self,
+        tenant: TenantId,
+        mut event: Event,
+        minted: &mut Vec<MintedKey>,
+    ) -> Result<Vec<u8>, StoreError> {
         for (sealers, value) in event.personal_mut() {
             if let Personal::Text(text) = value {
                 let mut sealed = Some(text.as_bytes().to_vec());
                 for subject in layers(&sealers, true) {
-                    sealed = match (sealed, self.subject_key(tenant, subject, true).await?) {
+                    sealed = match (sealed, self.sealing_key(tenant, subject, minted).await?) {
                         (Some(bytes), Some(key)) => Some(key.seal(&bytes)),
                         _ => None,
                     };
@@ -512,6 +549,7 @@ impl EventStore {
         let mut events = Vec::with_capacity(count);
         let mut expectations = Vec::with_capacity(request.writes.len());
         let mut ids = Vec::with_capacity(count);
+        let mut minted = Vec::new();
         for write in request.writes {
             expectations.push((write.stream.clone(), write.expected));
             for e in write.events {
@@ -519,7 +557,7 @@ impl EventStore {
                 // Sealed per person after the idempotency hash was taken over the plain
                 // payload: a retry hashes the same, whatever nonces sealing draws.
                 let payload = match e.personal {
-                    Some(event) => self.seal_personal(tenant, *event).await?,
+                    Some(event) => self.seal_personal(tenant, *event, &mut minted).await?,
                     None => e.payload,
                 };
                 events.push(SealedEvent {
@@ -540,6 +578,7 @@ impl EventStore {
             quota: request.quota,
             uncharged: request.uncharged,
             blobs,
+            minted,
         };
         Ok((batch, ids))
     }
@@ -584,6 +623,8 @@ impl EventStore {
         };
         let outcome = match attempt {
             Attempt::Written(outcome) => {
+                // Stored with the events: from now on this process seals with them.
+                batch.minted.iter().for_each(|m| self.vault.remember_subject(&m.key));
                 // No receiver is fine: nobody is projecting or relaying in this process.
                 if self.sealed.receiver_count() > 0 {
                     let events = batch
