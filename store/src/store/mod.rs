@@ -282,24 +282,24 @@ impl EventStore {
         }
     }
 
-    /// The data key of one person of the tenant: `None` when it was destroyed (the person was
-    /// erased), or when it does not exist and `create` is false. Never minted again once
-    /// destroyed.
+    /// The data key of one person (or conversation) of the tenant: `None` when it was
+    /// destroyed (the person was erased), or when it does not exist and `missing` makes none.
+    /// Never minted again once destroyed.
     async fn subject_key(
         &self,
         tenant: TenantId,
         subject: uuid::Uuid,
-        create: bool,
+        missing: Missing<'_>,
     ) -> Result<Option<Arc<SubjectKey>>, StoreError> {
         if let Some(key) = self.vault.cached_subject(tenant, subject) {
             return Ok(Some(key));
         }
-        match self.keys.load_subject_key(tenant, subject).await? {
-            StoredKey::Wrapped(wrapped) => {
+        match (self.keys.load_subject_key(tenant, subject).await?, missing) {
+            (StoredKey::Wrapped(wrapped), _) => {
                 self.vault.unwrap_subject(tenant, subject, &wrapped).await.map(Some)
             }
-            StoredKey::Destroyed => Ok(None),
-            StoredKey::Missing if create => {
+            (StoredKey::Destroyed, _) | (StoredKey::Missing, Missing::None) => Ok(None),
+            (StoredKey::Missing, Missing::StoreNow) => {
                 let wrapped = self.vault.new_wrapped_subject(tenant, subject).await?;
                 self.keys.insert_subject_key(tenant, subject, &wrapped).await?;
                 // Load again: a concurrent first use may have stored its key first.
@@ -310,7 +310,11 @@ impl EventStore {
                     _ => Ok(None),
                 }
             }
-            StoredKey::Missing => Ok(None),
+            (StoredKey::Missing, Missing::WithAppend(minted)) => {
+                let (wrapped, key) = self.vault.mint_subject(tenant, subject).await?;
+                minted.push(MintedKey { subject, wrapped, key: key.clone() });
+                Ok(Some(key))
+            }
         }
     }
 
@@ -326,23 +330,12 @@ impl EventStore {
         if let Some(m) = minted.iter().find(|m| m.subject == subject) {
             return Ok(Some(m.key.clone()));
         }
-        if self.keys_apart || !self.backend.stores_minted_keys() {
-            return self.subject_key(tenant, subject, true).await;
-        }
-        if let Some(key) = self.vault.cached_subject(tenant, subject) {
-            return Ok(Some(key));
-        }
-        match self.keys.load_subject_key(tenant, subject).await? {
-            StoredKey::Wrapped(wrapped) => {
-                self.vault.unwrap_subject(tenant, subject, &wrapped).await.map(Some)
-            }
-            StoredKey::Destroyed => Ok(None),
-            StoredKey::Missing => {
-                let (wrapped, key) = self.vault.mint_subject(tenant, subject).await?;
-                minted.push(MintedKey { subject, wrapped, key: key.clone() });
-                Ok(Some(key))
-            }
-        }
+        let missing = if self.keys_apart || !self.backend.stores_minted_keys() {
+            Missing::StoreNow
+        } else {
+            Missing::WithAppend(minted)
+        };
+        self.subject_key(tenant, subject, missing).await
     }
 
     /// Seal each personal value of `event` with its keys (its person's, then its
@@ -389,7 +382,7 @@ impl EventStore {
                     let mut opened = Some(std::mem::take(sealed));
                     // Outermost first.
                     for subject in layers(&sealers, conversation_sealed).into_iter().rev() {
-                        opened = match (opened, self.subject_key(tenant, subject, false).await?) {
+                        opened = match (opened, self.subject_key(tenant, subject, Missing::None).await?) {
                             (Some(bytes), Some(key)) => {
                                 Some(key.open(&bytes).ok_or(StoreError::Tampered { tenant, position })?)
                             }
@@ -724,6 +717,16 @@ impl EventStore {
 
 /// The keys that seal a personal value, innermost first: its person's, then (for values
 /// stored since conversations had keys) its conversation's.
+/// What [`EventStore::subject_key`] does about a key that does not exist yet.
+enum Missing<'a> {
+    /// Nothing: there is none (a read).
+    None,
+    /// Mint it and store it at once, on its own.
+    StoreNow,
+    /// Mint it for the append being sealed, which stores it with its events.
+    WithAppend(&'a mut Vec<MintedKey>),
+}
+
 fn layers(sealers: &tenantry_domain::event::Sealers, conversation_sealed: bool) -> Vec<uuid::Uuid> {
     let person = sealers.person.map(|u| *u.as_uuid());
     let conversation = sealers.conversation.filter(|_| conversation_sealed).map(|c| *c.as_uuid());

@@ -80,7 +80,7 @@ impl EventStore {
         };
         let mut opened = key.open_value(&bytes).ok_or_else(tampered)?;
         for subject in layers.iter().rev() {
-            match self.subject_key(tenant, *subject, false).await? {
+            match self.subject_key(tenant, *subject, super::Missing::None).await? {
                 Some(key) => opened = key.open(&opened).ok_or_else(tampered)?,
                 None => return Ok(tenantry_domain::personal::ERASED.to_owned()),
             }
