@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::PgRoles;
 use crate::backend::*;
 use crate::error::{StoreError, quota_exceeded, unique_violation};
-use crate::known::{Assumed, Known};
+use crate::known::Known;
 use crate::model::{AppendOutcome, ExpectedVersion, Head};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -289,7 +289,7 @@ impl Postgres {
             write(&mut *tx, &decided, &Held::default(), &Minted::default()).await?;
         }
         tx.commit().await?;
-        self.known.learn(&decided, None);
+        self.known.learn(&decided);
         let mut outcomes = decided.outcomes.into_iter();
         Ok(raced
             .into_iter()
@@ -415,14 +415,14 @@ impl Backend for Postgres {
         // Heads and streams this process knows: the batch is decided at once and written by
         // one checked statement in autocommit, one round trip. Only when every request is
         // written as assumed: a refusal is decided under the locks, on what they read.
-        if let Some(Assumed { found, certain, epochs }) = self.known.assume(requests) {
-            let assumed = Held::of(&found, &certain);
+        if let Some(found) = self.known.assume(requests) {
+            let assumed = Held::of(&found);
             let decided = decide(requests, found, 0);
             let held = assumed.unwritten(&decided);
             if decided.outcomes.iter().all(|o| matches!(o, Ok(Attempt::Written(_)))) {
                 match write(&self.commit_pool, &decided, &held, &Minted::of(requests)).await {
                     Ok(()) => {
-                        self.known.learn(&decided, Some(&epochs));
+                        self.known.learn(&decided);
                         return Ok(decided.outcomes);
                     }
                     Err(e) => {
@@ -866,7 +866,7 @@ impl<'a> Named<'a> {
     }
 }
 
-/// Stream versions a group commit was decided on (0: no stream) and is to check.
+/// Stream versions a group commit was decided on (0: no stream).
 #[derive(Default)]
 struct Held {
     tenants: Vec<Uuid>,
@@ -875,14 +875,9 @@ struct Held {
 }
 
 impl Held {
-    /// Those of `found` not `certain` (see [`crate::known`]): the others hold while their heads
-    /// do, and the write checks the heads.
-    fn of(found: &Found, certain: &HashSet<(TenantId, String)>) -> Self {
+    fn of(found: &Found) -> Self {
         let mut held = Self::default();
-        for (key @ (tenant, stream), version) in &found.versions {
-            if certain.contains(key) {
-                continue;
-            }
+        for ((tenant, stream), version) in &found.versions {
             held.tenants.push(*tenant.as_uuid());
             held.streams.push(stream.clone());
             held.versions.push(*version as i64);
