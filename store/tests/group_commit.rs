@@ -433,6 +433,30 @@ async fn appends_decide_on_what_another_process_wrote(h: &Harness) {
     here.append(&ctx, one("s", ExpectedVersion::Exact(4))).await.unwrap();
     assert_eq!(positions(here, &ctx).await.len(), 8);
 
+    // A stream only checked, known here from before the other process moved it: the commit
+    // here that found the head moved (decided under the locks) does not vouch for it.
+    here.append(&ctx, one("checked", ExpectedVersion::NoStream)).await.unwrap();
+    there.append(&ctx, one("checked", ExpectedVersion::Exact(1))).await.unwrap();
+    here.append(&ctx, one("elsewhere", ExpectedVersion::NoStream)).await.unwrap();
+    let checking = |version| {
+        one("elsewhere", ExpectedVersion::Exact(1))
+            .checking(stream("checked"), ExpectedVersion::Exact(version))
+    };
+    let refused = here.append(&ctx, checking(1)).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict { actual: 2, .. }), "{refused:?}");
+    here.append(&ctx, checking(2)).await.unwrap();
+    // Known from this process's own commits since: checked against them, still refused.
+    let refused = here
+        .append(
+            &ctx,
+            one("elsewhere", ExpectedVersion::Exact(2))
+                .checking(stream("checked"), ExpectedVersion::Exact(1)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict { actual: 2, .. }), "{refused:?}");
+    assert_eq!(positions(here, &ctx).await.len(), 12);
+
     // A purge there: the tenant's log cannot start again here.
     there.purge_log(&ctx).await.unwrap();
     let refused = here.append(&ctx, one("s", ExpectedVersion::Any)).await.unwrap_err();
