@@ -433,8 +433,8 @@ async fn appends_decide_on_what_another_process_wrote(h: &Harness) {
     here.append(&ctx, one("s", ExpectedVersion::Exact(4))).await.unwrap();
     assert_eq!(positions(here, &ctx).await.len(), 8);
 
-    // A stream only checked, known here from before the other process moved it: the commit
-    // here that found the head moved (decided under the locks) does not vouch for it.
+    // A stream only checked (not written), last written here before the other process moved
+    // it: an append here in between, on another stream, does not make the old version hold.
     here.append(&ctx, one("checked", ExpectedVersion::NoStream)).await.unwrap();
     there.append(&ctx, one("checked", ExpectedVersion::Exact(1))).await.unwrap();
     here.append(&ctx, one("elsewhere", ExpectedVersion::NoStream)).await.unwrap();
