@@ -50,15 +50,30 @@ const COMMIT_SETTINGS: &[&str] =
 /// megabytes at most.
 const KNOWN: usize = 16_384;
 
+/// A pooled connection idle this long is pinged before it is handed out, and replaced when the
+/// server or the network dropped it meanwhile. One in steady use is not: sqlx's default pings
+/// on every acquire, a round trip of its own before each statement or transaction.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
+
+/// Pool options for every pool of the store.
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().acquire_timeout(Duration::from_secs(10)).test_before_acquire(false).before_acquire(
+        |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        },
+    )
+}
+
 impl Postgres {
     /// A key store apart from the event database: the key tables only.
     pub(crate) async fn connect_keys(url: &str) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
+        let pool = pool_options().max_connections(4).connect_with(options.clone()).await?;
         KEYS_MIGRATOR.run(&pool).await?;
         Ok(Self {
             tenant_pool: pool.clone(),
@@ -82,19 +97,16 @@ impl Postgres {
         owner.close().await?;
         let options_owner = options.clone();
         let as_role = |role: String, settings: &'static [&'static str]| {
-            PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .after_connect(move |conn, _| {
-                    let set = format!("SET ROLE {role}");
-                    Box::pin(async move {
-                        conn.execute(set.as_str()).await?;
-                        for setting in settings {
-                            conn.execute(*setting).await?;
-                        }
-                        Ok(())
-                    })
+            pool_options().max_connections(max_connections).after_connect(move |conn, _| {
+                let set = format!("SET ROLE {role}");
+                Box::pin(async move {
+                    conn.execute(set.as_str()).await?;
+                    for setting in settings {
+                        conn.execute(*setting).await?;
+                    }
+                    Ok(())
                 })
+            })
         };
         let pool = as_role(roles.platform_ident()?, &[]).connect_with(options.clone()).await?;
         let commit_pool =
