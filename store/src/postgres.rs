@@ -307,7 +307,10 @@ impl Postgres {
             .into_iter()
             .map(|r| match r {
                 Some(subject) => Err(StoreError::KeyRace { subject }),
-                None => outcomes.next().unwrap_or(Err(StoreError::EmptyBatch)),
+                // `decide` answers each request it is given, in order.
+                None => outcomes.next().unwrap_or_else(|| {
+                    Err(sqlx::Error::Protocol("a request of the batch was not decided".into()).into())
+                }),
             })
             .collect())
     }
