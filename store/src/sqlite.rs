@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,43 +27,6 @@ pub(crate) struct Sqlite {
     /// than `SQLITE_BUSY` retries.
     pub(crate) write: SqlitePool,
     pub(crate) read: SqlitePool,
-    _checkpointer: Option<Arc<Checkpointer>>,
-}
-
-/// WAL pages past which the writer checkpoints by itself (4 KiB pages: 64 MiB). This is a
-/// backstop for when the checkpointer falls behind.
-const WRITER_CHECKPOINT_PAGES: &str = "16384";
-
-/// How often the checkpointer copies the WAL's committed pages into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
-/// Copies committed pages from the WAL into the database file on a connection of its own.
-/// SQLite's automatic checkpoint runs on the connection that commits, so the one writer would
-/// stop appending to do it (and to flush the file). A passive checkpoint waits for no reader
-/// or writer. The task ends when the last handle to the backend is dropped.
-#[derive(Debug)]
-struct Checkpointer(tokio::task::AbortHandle);
-
-impl Checkpointer {
-    fn start(pool: SqlitePool) -> Arc<Self> {
-        let task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(CHECKPOINT_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-                    tracing::debug!(error = %e, "a checkpoint failed; the next one tries again");
-                }
-            }
-        });
-        Arc::new(Self(task.abort_handle()))
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A database file in WAL mode, created if missing, waiting on the writer's lock.
@@ -95,18 +57,15 @@ impl Sqlite {
     pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
         // In WAL mode NORMAL loses no committed transaction on a process crash; only a power
         // loss can drop the last few. FULL halves the append rate.
-        let options = connect_options(path, SqliteSynchronous::Normal)
-            .pragma("cache_size", "-16384")
-            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES);
+        let options = connect_options(path, SqliteSynchronous::Normal).pragma("cache_size", "-16384");
         let write = pool_options()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&write).await?;
-        let checkpoints = pool_options().max_connections(1).connect_with(options.clone()).await?;
         let read = pool_options().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(Self { write, read, _checkpointer: Some(Checkpointer::start(checkpoints)) })
+        Ok(Self { write, read })
     }
 
     /// Open a key store apart from the event database (`keys.db`): the key tables only.
@@ -116,7 +75,7 @@ impl Sqlite {
         let write = pool_options().max_connections(1).connect_with(options.clone()).await?;
         KEYS_MIGRATOR.run(&write).await?;
         let read = pool_options().max_connections(2).connect_with(options.read_only(true)).await?;
-        Ok(Self { write, read, _checkpointer: None })
+        Ok(Self { write, read })
     }
 
     /// Open from a `sqlite://PATH` url.
