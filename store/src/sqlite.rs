@@ -42,13 +42,6 @@ fn connect_options(path: &Path, synchronous: SqliteSynchronous) -> SqliteConnect
         .pragma("secure_delete", "ON")
 }
 
-/// Pool options for every pool of the store. A connection to a file is not dropped by a
-/// server or a network, so none is pinged before use (sqlx's default on every acquire: a hop to
-/// the connection's thread and back before each statement or transaction).
-fn pool_options() -> SqlitePoolOptions {
-    SqlitePoolOptions::new().test_before_acquire(false)
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -58,13 +51,13 @@ impl Sqlite {
         // In WAL mode NORMAL loses no committed transaction on a process crash; only a power
         // loss can drop the last few. FULL halves the append rate.
         let options = connect_options(path, SqliteSynchronous::Normal).pragma("cache_size", "-16384");
-        let write = pool_options()
+        let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&write).await?;
-        let read = pool_options().max_connections(4).connect_with(options.read_only(true)).await?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(Self { write, read })
     }
 
@@ -72,9 +65,9 @@ impl Sqlite {
     pub(crate) async fn open_keys(path: &Path) -> Result<Self, StoreError> {
         // A key is written once per tenant or person: durability over speed.
         let options = connect_options(path, SqliteSynchronous::Full);
-        let write = pool_options().max_connections(1).connect_with(options.clone()).await?;
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         KEYS_MIGRATOR.run(&write).await?;
-        let read = pool_options().max_connections(2).connect_with(options.read_only(true)).await?;
+        let read = SqlitePoolOptions::new().max_connections(2).connect_with(options.read_only(true)).await?;
         Ok(Self { write, read })
     }
 
