@@ -289,19 +289,9 @@ impl KeyVault {
         self.subjects.read().ok()?.get(&(tenant, subject)).cloned()
     }
 
-    /// A new data key for a person, wrapped for storage.
-    pub(crate) async fn new_wrapped_subject(
-        &self,
-        tenant: TenantId,
-        subject: uuid::Uuid,
-    ) -> Result<Vec<u8>, StoreError> {
-        let key: Zeroizing<[u8; 32]> = Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
-        self.wrapper.wrap(&key[..], &subject_wrap_aad(tenant, subject)).await
-    }
-
     /// A new data key for a person, wrapped for storage and ready to seal with, not cached:
-    /// it is stored with the append that first uses it, and cached once that append is
-    /// written ([`KeyVault::remember_subject`]).
+    /// cached once stored (by the append that first uses it, [`KeyVault::remember_subject`],
+    /// or loaded again after it was stored on its own).
     pub(crate) async fn mint_subject(
         &self,
         tenant: TenantId,

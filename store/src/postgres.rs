@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: one row lock on the tenant's head per append, the batch written in
 //! one statement with UNNEST.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -928,7 +928,7 @@ async fn store_minted(
     }
     // Two requests of a batch may mint for the same subject: the one whose bytes were stored
     // keeps it.
-    let stored: HashSet<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
+    let stored: HashMap<(Uuid, Uuid), Vec<u8>> = sqlx::query_as::<_, (Uuid, Uuid, Vec<u8>)>(
         "INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key)
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bytea[])
          ON CONFLICT DO NOTHING
@@ -940,6 +940,7 @@ async fn store_minted(
     .fetch_all(&mut **tx)
     .await?
     .into_iter()
+    .map(|(tenant, subject, wrapped)| ((tenant, subject), wrapped))
     .collect();
     Ok(requests
         .iter()
@@ -947,7 +948,7 @@ async fn store_minted(
             batch
                 .minted
                 .iter()
-                .find(|m| !stored.contains(&(*tenant.as_uuid(), m.subject, m.wrapped.clone())))
+                .find(|m| stored.get(&(*tenant.as_uuid(), m.subject)) != Some(&m.wrapped))
                 .map(|m| m.subject)
         })
         .collect())

@@ -300,7 +300,7 @@ impl EventStore {
             }
             (StoredKey::Destroyed, _) | (StoredKey::Missing, Missing::None) => Ok(None),
             (StoredKey::Missing, Missing::StoreNow) => {
-                let wrapped = self.vault.new_wrapped_subject(tenant, subject).await?;
+                let (wrapped, _) = self.vault.mint_subject(tenant, subject).await?;
                 self.keys.insert_subject_key(tenant, subject, &wrapped).await?;
                 // Load again: a concurrent first use may have stored its key first.
                 match self.keys.load_subject_key(tenant, subject).await? {
@@ -715,8 +715,6 @@ impl EventStore {
     }
 }
 
-/// The keys that seal a personal value, innermost first: its person's, then (for values
-/// stored since conversations had keys) its conversation's.
 /// What [`EventStore::subject_key`] does about a key that does not exist yet.
 enum Missing<'a> {
     /// Nothing: there is none (a read).
@@ -727,6 +725,8 @@ enum Missing<'a> {
     WithAppend(&'a mut Vec<MintedKey>),
 }
 
+/// The keys that seal a personal value, innermost first: its person's, then (for values
+/// stored since conversations had keys) its conversation's.
 fn layers(sealers: &tenantry_domain::event::Sealers, conversation_sealed: bool) -> Vec<uuid::Uuid> {
     let person = sealers.person.map(|u| *u.as_uuid());
     let conversation = sealers.conversation.filter(|_| conversation_sealed).map(|c| *c.as_uuid());
