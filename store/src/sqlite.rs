@@ -51,10 +51,13 @@ impl Sqlite {
         // In WAL mode NORMAL loses no committed transaction on a process crash; only a power
         // loss can drop the last few. FULL halves the append rate.
         let options = connect_options(path, SqliteSynchronous::Normal).pragma("cache_size", "-16384");
+        // The writer's statement journals (what a multi-row statement undoes if it fails half
+        // way) stay in memory: on disk they were a write of every page a batch touched, beside
+        // its WAL frame.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("temp_store", "MEMORY"))
             .await?;
         MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
