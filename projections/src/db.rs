@@ -160,6 +160,8 @@ pub struct ReadDb {
     /// beside the one that writes, so queries do not queue behind the projector's writes.
     readers: AnyPool,
     postgres: bool,
+    /// On SQLite, this process's turn at writing the file, shared with the log's appends.
+    turn: Option<tenantry_store::WriteTurn>,
 }
 
 /// Read-only connections to the SQLite read models (WAL mode lets them read while the
@@ -196,6 +198,9 @@ impl ReadDb {
                         }
                         if sqlite && writes {
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            // A multi-row statement's journal (what it undoes if it fails half
+                            // way) in memory, not a temp file.
+                            conn.execute("PRAGMA temp_store = MEMORY").await?;
                             // Deleted rows (a purged tenant's) are zeroed in the file.
                             conn.execute("PRAGMA secure_delete = ON").await?;
                         }
@@ -216,7 +221,13 @@ impl ReadDb {
             // Reached only through `scoped`, which names the tenant before every use.
             options(max_connections, false, tenant).connect(url).await?
         };
-        Ok(Self { store: None, pool, readers, postgres: !sqlite })
+        Ok(Self {
+            store: None,
+            pool,
+            readers,
+            postgres: !sqlite,
+            turn: tenantry_store::sqlite_write_turn(url),
+        })
     }
 
     /// The read models of `store`: their sealed values open with its keys.
@@ -276,6 +287,14 @@ impl ReadDb {
         &self.pool
     }
 
+    /// On SQLite, this process's turn at writing the file ([`tenantry_store::WriteTurn`]):
+    /// taken before a write transaction and held until it ends, so that the projectors and the
+    /// log's appends queue in order instead of sleeping in SQLite's busy handler. Nothing on
+    /// PostgreSQL.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        Some(self.turn.clone()?.lock_owned().await)
+    }
+
     /// Whether the database is PostgreSQL (else SQLite): for the few queries whose SQL differs,
     /// such as full-text search.
     pub fn is_postgres(&self) -> bool {
@@ -300,5 +319,25 @@ impl ReadDb {
     /// role on PostgreSQL, the read-only connections on SQLite.
     pub fn platform_readers(&self) -> &AnyPool {
         if self.postgres { &self.pool } else { &self.readers }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::ReadDb;
+
+    /// On SQLite the projectors' write turn is the one the log's appends take: held here, the
+    /// file's turn is taken; released, it is free.
+    #[tokio::test]
+    async fn projectors_take_the_same_write_turn_as_the_log() {
+        let h = tenantry_store::testing::Harness::sqlite().await;
+        let db = ReadDb::connect(&h.url, 1).await.unwrap();
+        let turn = tenantry_store::sqlite_write_turn(&h.url).unwrap();
+        let held = db.write_turn().await.unwrap();
+        assert!(turn.try_lock().is_err());
+        drop(held);
+        assert!(turn.try_lock().is_ok());
     }
 }

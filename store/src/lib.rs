@@ -34,6 +34,7 @@ pub use model::{
     AppendOutcome, AppendQuota, AppendRequest, BlobWrite, ExpectedVersion, Head, NewEvent, RecordedEvent,
     SealedRecord, StreamWrite,
 };
+pub use sqlite::{WriteTurn, sqlite_write_turn};
 pub use store::SEALED_VALUE_PREFIX;
 pub use store::{Committed, Database, EventStore, Rewrapped, SealedCommit};
 

@@ -1,16 +1,21 @@
 //! The embedded SQLite backend: WAL, one writer connection taking `BEGIN IMMEDIATE`, a pool
 //! of readers.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
+use sqlx::{Connection, Row};
 use tenantry_domain::{EventId, TenantId};
+use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use crate::backend::*;
@@ -27,6 +32,62 @@ pub(crate) struct Sqlite {
     /// than `SQLITE_BUSY` retries.
     pub(crate) write: SqlitePool,
     pub(crate) read: SqlitePool,
+    /// This process's turn at writing the file, shared with its other writers.
+    turn: WriteTurn,
+}
+
+/// Turns at writing one SQLite file, shared by every writer of it in this process (the log's
+/// appends, the projectors): they queue here, first come first served, before they take
+/// SQLite's write lock. Writers that met at SQLite's lock instead waited in its busy handler,
+/// which sleeps 1 ms, then 2, 5, 10 and up to 100 ms between tries, and could find the lock
+/// taken again each time it woke. Another process still waits in the busy handler.
+pub type WriteTurn = Arc<tokio::sync::Mutex<()>>;
+
+/// Every file's turn, while anyone holds it.
+static TURNS: LazyLock<Mutex<HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>>> = LazyLock::new(Mutex::default);
+
+/// The turn at writing the SQLite file at `path` (however the path is spelled).
+pub(crate) fn write_turn(path: &Path) -> WriteTurn {
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut turns = TURNS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(turn) = turns.get(&key).and_then(Weak::upgrade) {
+        return turn;
+    }
+    turns.retain(|_, turn| turn.strong_count() > 0);
+    let turn = WriteTurn::default();
+    turns.insert(key, Arc::downgrade(&turn));
+    turn
+}
+
+/// The file a `sqlite://PATH` url names; `None` for another url.
+pub(crate) fn url_path(url: &str) -> Option<PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    PathBuf::from_str(path.split('?').next().unwrap_or(path)).ok()
+}
+
+/// The turn at writing the SQLite file a `sqlite://PATH` url names; `None` for another url.
+pub fn sqlite_write_turn(url: &str) -> Option<WriteTurn> {
+    url_path(url).map(|path| write_turn(&path))
+}
+
+/// The writer's connection, held with this process's turn at the file.
+pub(crate) struct Writer {
+    conn: PoolConnection<sqlx::Sqlite>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl Deref for Writer {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
 }
 
 /// A database file in WAL mode, created if missing, waiting on the writer's lock.
@@ -61,7 +122,7 @@ impl Sqlite {
             .await?;
         MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(Self { write, read })
+        Ok(Self { write, read, turn: write_turn(path) })
     }
 
     /// Open a key store apart from the event database (`keys.db`): the key tables only.
@@ -71,18 +132,18 @@ impl Sqlite {
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         KEYS_MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(2).connect_with(options.read_only(true)).await?;
-        Ok(Self { write, read })
+        Ok(Self { write, read, turn: write_turn(path) })
     }
 
     /// Open from a `sqlite://PATH` url.
     pub(crate) async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
-        let path = path.split('?').next().unwrap_or(path);
-        Self::open(&std::path::PathBuf::from_str(path).map_err(|_| StoreError::UnsupportedUrl(url.into()))?)
-            .await
+        Self::open(&url_path(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?).await
+    }
+
+    /// The writer's connection, once this process's other writers of the file are done.
+    pub(crate) async fn writer(&self) -> Result<Writer, StoreError> {
+        let turn = self.turn.clone().lock_owned().await;
+        Ok(Writer { conn: self.write.acquire().await?, _turn: turn })
     }
 }
 
@@ -108,7 +169,8 @@ fn raw(row: &SqliteRow) -> Result<RawEvent, sqlx::Error> {
 #[async_trait]
 impl Backend for Sqlite {
     async fn purge_log(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let id = tenant.as_uuid();
         let events = sqlx::query("DELETE FROM events WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
         for table in ["streams", "idempotency_keys", "subject_keys", "blobs", "tenant_heads"] {
@@ -131,14 +193,15 @@ impl Backend for Sqlite {
     }
 
     async fn scrub(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.write).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *self.writer().await?).await?;
         Ok(())
     }
 
     async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
         let tid = tenant.as_uuid();
         // IMMEDIATE takes the write lock up front, so the reads below are current.
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         // Bodies kept beside the log: written (or deleted) here, counted with the events.
         let mut blob_bytes = 0_i64;
         for blob in &batch.blobs {
@@ -186,7 +249,8 @@ impl Backend for Sqlite {
         requests: &[(TenantId, &SealedBatch)],
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
         // One transaction of the one writer, one commit for every request in it.
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         match decide_and_write(&mut tx, requests, 0).await {
             Ok(outcomes) => {
                 tx.commit().await?;
@@ -336,7 +400,7 @@ impl KeyBackend for Sqlite {
         .bind(tenant.as_uuid())
         .bind(wrapped)
         .bind(now_ms())
-        .execute(&self.write)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -365,7 +429,7 @@ impl KeyBackend for Sqlite {
         .bind(subject)
         .bind(wrapped)
         .bind(now_ms())
-        .execute(&self.write)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -437,7 +501,7 @@ impl KeyBackend for Sqlite {
                 .bind(new)
                 .bind(tenant)
                 .bind(old)
-                .execute(&self.write)
+                .execute(&mut *self.writer().await?)
                 .await?,
             Some(subject) => sqlx::query(
                 "UPDATE subject_keys SET wrapped_key = ? WHERE tenant_id = ? AND subject_id = ? AND wrapped_key = ?",
@@ -446,7 +510,7 @@ impl KeyBackend for Sqlite {
             .bind(tenant)
             .bind(subject)
             .bind(old)
-            .execute(&self.write)
+            .execute(&mut *self.writer().await?)
             .await?,
         };
         Ok(done.rows_affected() == 1)
@@ -462,7 +526,7 @@ impl KeyBackend for Sqlite {
         .bind(tenant.as_uuid())
         .bind(subject)
         .bind(now_ms())
-        .execute(&self.write)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -475,7 +539,7 @@ impl KeyBackend for Sqlite {
         )
         .bind(tenant.as_uuid())
         .bind(now_ms())
-        .execute(&self.write)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -483,14 +547,14 @@ impl KeyBackend for Sqlite {
     async fn delete_subject_keys(&self, tenant: TenantId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM subject_keys WHERE tenant_id = ?")
             .bind(tenant.as_uuid())
-            .execute(&self.write)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
 
     async fn scrub_keys(&self) -> Result<(), StoreError> {
         // secure_delete zeroed the freed bytes in the pages; the WAL's copies go here.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.write).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *self.writer().await?).await?;
         Ok(())
     }
 
@@ -505,7 +569,8 @@ impl KeyBackend for Sqlite {
     }
 
     async fn import_keys(&self, rows: &[KeyRow]) -> Result<(), StoreError> {
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         for row in rows {
             let (now, destroyed) = (now_ms(), row.wrapped.is_none().then(now_ms));
             let query = match row.subject {
@@ -528,7 +593,8 @@ impl KeyBackend for Sqlite {
     }
 
     async fn drop_wrapped_keys(&self) -> Result<u64, StoreError> {
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let subjects = sqlx::query("DELETE FROM subject_keys").execute(&mut *tx).await?.rows_affected();
         let tenants = sqlx::query("DELETE FROM tenant_keys WHERE wrapped_key IS NOT NULL")
             .execute(&mut *tx)

@@ -11,13 +11,8 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use sqlx::Connection;
-use support::{Harness, agent_created, new_event};
+use support::{Harness, append_agent};
 use tenantry_domain::{StreamId, TenantContext, TenantId};
-use tenantry_store::{AppendRequest, ExpectedVersion};
-
-fn append(name: &str) -> AppendRequest {
-    AppendRequest::to_stream(StreamId::tenant(), ExpectedVersion::Any, vec![new_event(&agent_created(name))])
-}
 
 /// Every connection of the store is terminated by the server while idle; after a second, the
 /// next read and append each get a live connection and succeed.
@@ -26,7 +21,7 @@ async fn connections_the_server_dropped_while_idle_are_replaced() {
     let Some(h) = Harness::postgres().await else { return };
     let ctx = TenantContext::system(TenantId::new());
     // Several connections of each pool in use and then idle.
-    let appends = (0..8).map(|i| h.store.append(&ctx, append(&format!("a{i}"))));
+    let appends = (0..8).map(|i| h.store.append(&ctx, append_agent(&format!("a{i}"))));
     for outcome in futures::future::join_all(appends).await {
         outcome.unwrap();
     }
@@ -43,7 +38,7 @@ async fn connections_the_server_dropped_while_idle_are_replaced() {
 
     let log: Vec<_> = h.store.read_log(&ctx, 0).try_collect().await.unwrap();
     assert_eq!(log.len(), 8);
-    let out = h.store.append(&ctx, append("after")).await.unwrap();
+    let out = h.store.append(&ctx, append_agent("after")).await.unwrap();
     assert_eq!(out.last_position, 9);
     assert_eq!(h.store.stream_version(&ctx, &StreamId::tenant()).await.unwrap(), 9);
 }

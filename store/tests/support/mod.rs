@@ -20,6 +20,16 @@ pub(crate) fn new_event(event: &Event) -> NewEvent {
     NewEvent::new(EventId::new(), event).expect("encodes")
 }
 
+/// An agent named `name` created, appended to the tenant's stream wherever it stands.
+#[allow(dead_code)] // the files that test connections use it, the conformance suite not
+pub(crate) fn append_agent(name: &str) -> tenantry_store::AppendRequest {
+    tenantry_store::AppendRequest::to_stream(
+        tenantry_domain::StreamId::tenant(),
+        tenantry_store::ExpectedVersion::Any,
+        vec![new_event(&agent_created(name))],
+    )
+}
+
 /// The stored payload column of a tenant's events, in position order.
 pub(crate) async fn raw_payloads(store: &EventStore, tenant: TenantId) -> Vec<Vec<u8>> {
     let rows: Vec<(Vec<u8>,)> = match store.database() {
