@@ -9,6 +9,7 @@
 use tenantry_domain::TenantId;
 
 use crate::error::StoreError;
+use crate::sqlite::Writer;
 use crate::store::Database;
 
 /// How long an answer is kept.
@@ -105,7 +106,7 @@ impl IdempotencyRecords {
         let headers = serde_json::to_string(&answer.headers).unwrap_or_else(|_| "[]".into());
         let status = i64::from(answer.status);
         match &self.database {
-            Database::Sqlite { write, .. } => {
+            Database::Sqlite { write, turn, .. } => {
                 sqlx::query(
                     "UPDATE http_idempotency SET status = ?, headers = ?, body = ?
                      WHERE tenant_id = ? AND credential = ? AND key = ?",
@@ -116,7 +117,7 @@ impl IdempotencyRecords {
                 .bind(key.tenant.to_string())
                 .bind(&key.credential)
                 .bind(&key.key)
-                .execute(write)
+                .execute(&mut *Writer::take(write, turn).await?)
                 .await?;
             }
             Database::Postgres(pool) => {
@@ -146,10 +147,10 @@ impl IdempotencyRecords {
     pub async fn expire(&self, now_millis: i64) -> Result<u64, StoreError> {
         let before = now_millis - KEPT_MILLIS;
         let done = match &self.database {
-            Database::Sqlite { write, .. } => {
+            Database::Sqlite { write, turn, .. } => {
                 sqlx::query("DELETE FROM http_idempotency WHERE created_at < ?")
                     .bind(before)
-                    .execute(write)
+                    .execute(&mut *Writer::take(write, turn).await?)
                     .await?
                     .rows_affected()
             }
@@ -165,11 +166,13 @@ impl IdempotencyRecords {
     /// Delete every record of a tenant: its answers may hold personal data.
     pub async fn forget_tenant(&self, tenant: TenantId) -> Result<u64, StoreError> {
         let done = match &self.database {
-            Database::Sqlite { write, .. } => sqlx::query("DELETE FROM http_idempotency WHERE tenant_id = ?")
-                .bind(tenant.to_string())
-                .execute(write)
-                .await?
-                .rows_affected(),
+            Database::Sqlite { write, turn, .. } => {
+                sqlx::query("DELETE FROM http_idempotency WHERE tenant_id = ?")
+                    .bind(tenant.to_string())
+                    .execute(&mut *Writer::take(write, turn).await?)
+                    .await?
+                    .rows_affected()
+            }
             Database::Postgres(pool) => sqlx::query("DELETE FROM http_idempotency WHERE tenant_id = $1")
                 .bind(tenant.as_uuid())
                 .execute(pool)
@@ -186,7 +189,7 @@ impl IdempotencyRecords {
         now: i64,
     ) -> Result<bool, StoreError> {
         let inserted = match &self.database {
-            Database::Sqlite { write, .. } => sqlx::query(
+            Database::Sqlite { write, turn, .. } => sqlx::query(
                 "INSERT INTO http_idempotency (tenant_id, credential, key, fingerprint, status, headers, body, created_at)
                  VALUES (?, ?, ?, ?, 0, '[]', x'', ?) ON CONFLICT DO NOTHING",
             )
@@ -195,7 +198,7 @@ impl IdempotencyRecords {
             .bind(&key.key)
             .bind(&fingerprint[..])
             .bind(now)
-            .execute(write)
+            .execute(&mut *Writer::take(write, turn).await?)
             .await?
             .rows_affected(),
             Database::Postgres(pool) => sqlx::query(
@@ -245,7 +248,7 @@ impl IdempotencyRecords {
     /// Delete the record of `key`: only the one made at `created_at` when given.
     async fn delete_if(&self, key: &IdempotencyKey, created_at: Option<i64>) -> Result<(), StoreError> {
         match &self.database {
-            Database::Sqlite { write, .. } => {
+            Database::Sqlite { write, turn, .. } => {
                 sqlx::query(
                     "DELETE FROM http_idempotency WHERE tenant_id = ? AND credential = ? AND key = ?
                      AND (? IS NULL OR created_at = ?)",
@@ -255,7 +258,7 @@ impl IdempotencyRecords {
                 .bind(&key.key)
                 .bind(created_at)
                 .bind(created_at)
-                .execute(write)
+                .execute(&mut *Writer::take(write, turn).await?)
                 .await?;
             }
             Database::Postgres(pool) => {

@@ -76,6 +76,14 @@ pub(crate) struct Writer {
     _turn: OwnedMutexGuard<()>,
 }
 
+impl Writer {
+    /// `write`'s connection, taken in `turn`.
+    pub(crate) async fn take(write: &SqlitePool, turn: &WriteTurn) -> Result<Self, StoreError> {
+        let turn = turn.clone().lock_owned().await;
+        Ok(Self { conn: write.acquire().await?, _turn: turn })
+    }
+}
+
 impl Deref for Writer {
     type Target = sqlx::SqliteConnection;
 
@@ -142,8 +150,12 @@ impl Sqlite {
 
     /// The writer's connection, once this process's other writers of the file are done.
     pub(crate) async fn writer(&self) -> Result<Writer, StoreError> {
-        let turn = self.turn.clone().lock_owned().await;
-        Ok(Writer { conn: self.write.acquire().await?, _turn: turn })
+        Writer::take(&self.write, &self.turn).await
+    }
+
+    /// This process's turn at writing the file.
+    pub(crate) fn turn(&self) -> WriteTurn {
+        self.turn.clone()
     }
 }
 

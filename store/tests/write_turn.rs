@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use support::{Harness, append_agent};
 use tenantry_domain::{TenantContext, TenantId};
+use tenantry_store::idempotency::IdempotencyRecords;
 use tenantry_store::sqlite_write_turn;
 
 /// While another writer of the file holds the turn (named by the url spelled another way),
-/// an append waits, whatever the other files' writers do; released, the append is written.
+/// an append and a write of kept answers wait, whatever the other files' writers do;
+/// released, both are written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_waits_its_turn_behind_another_writer_of_the_file() {
     let h = Harness::sqlite().await;
@@ -38,8 +40,17 @@ async fn an_append_waits_its_turn_behind_another_writer_of_the_file() {
     );
     assert_eq!(h.store.head(&ctx).await.unwrap().map(|head| head.position), Some(1));
 
+    // The kept answers of HTTP idempotency keys are written in the same turn.
+    let records = IdempotencyRecords::new(h.store.database().clone());
+    let mut forgetting = tokio::spawn(async move { records.forget_tenant(TenantId::new()).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut forgetting).await.is_err(),
+        "kept answers were written while another writer held the turn"
+    );
+
     drop(held);
     tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap().unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(10), forgetting).await.unwrap().unwrap().unwrap(), 0);
     assert_eq!(h.store.head(&ctx).await.unwrap().map(|head| head.position), Some(2));
     assert!(sqlite_write_turn("postgres://localhost/db").is_none());
 }

@@ -302,6 +302,7 @@ pub async fn record(
     attempt: &Attempt,
     then: Then,
 ) -> Result<(), ProjectionError> {
+    let _turn = db.write_turn().await;
     let mut tx = db.pool().begin().await?;
     let (t, w) = (tenant.to_string(), webhook.to_string());
     exec(

@@ -34,7 +34,12 @@ pub const READ_PAGE: u32 = 2_000;
 /// The database behind a store, for the read side to write its models next to the log.
 #[derive(Debug, Clone)]
 pub enum Database {
-    Sqlite { write: sqlx::SqlitePool, read: sqlx::SqlitePool },
+    /// `turn`: this process's turn at writing the file, taken by every writer of it.
+    Sqlite {
+        write: sqlx::SqlitePool,
+        read: sqlx::SqlitePool,
+        turn: crate::WriteTurn,
+    },
     Postgres(sqlx::PgPool),
 }
 
@@ -116,7 +121,11 @@ impl EventStore {
     }
 
     fn with_sqlite(backend: Sqlite, master: &MasterKey) -> Self {
-        let database = Database::Sqlite { write: backend.write.clone(), read: backend.read.clone() };
+        let database = Database::Sqlite {
+            write: backend.write.clone(),
+            read: backend.read.clone(),
+            turn: backend.turn(),
+        };
         // One writer connection: one commit at a time, the next batch gathering meanwhile.
         Self::new(backend, database, master, GroupCommit { max_in_flight: 1, ..GroupCommit::default() })
     }
