@@ -263,8 +263,7 @@ impl Purger {
                 }
                 PurgeStep::LogDeleted => {
                     // The rows and the step move in one transaction: the count is never lost.
-                    let _turn = self.projections.db().write_turn().await;
-                    let mut tx = self.projections.db().pool().begin().await?;
+                    let (_turn, mut tx) = self.projections.db().begin_write().await?;
                     let deleted = self.projections.purge_tenant(&mut tx, tenant).await?;
                     self.advance(
                         &mut tx,

@@ -295,6 +295,16 @@ impl ReadDb {
         Some(self.turn.clone()?.lock_owned().await)
     }
 
+    /// A write transaction begun in this process's turn at the file ([`ReadDb::write_turn`]);
+    /// keep the turn as long as the transaction.
+    pub async fn begin_write(
+        &self,
+    ) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, sqlx::Transaction<'static, Any>), ProjectionError>
+    {
+        let turn = self.write_turn().await;
+        Ok((turn, self.pool.begin().await?))
+    }
+
     /// Whether the database is PostgreSQL (else SQLite): for the few queries whose SQL differs,
     /// such as full-text search.
     pub fn is_postgres(&self) -> bool {

@@ -302,8 +302,7 @@ pub async fn record(
     attempt: &Attempt,
     then: Then,
 ) -> Result<(), ProjectionError> {
-    let _turn = db.write_turn().await;
-    let mut tx = db.pool().begin().await?;
+    let (_turn, mut tx) = db.begin_write().await?;
     let (t, w) = (tenant.to_string(), webhook.to_string());
     exec(
         &mut tx,

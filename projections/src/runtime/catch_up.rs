@@ -131,9 +131,8 @@ impl Projections {
                 }
                 return Err(stall.unwrap_or(ProjectionError::InvalidCursor));
             }
-            // Held until the transaction ends, with the iteration.
-            let _turn = self.db.write_turn().await;
-            let mut tx = self.db.pool().begin().await?;
+            // The turn is held until the transaction ends, with the iteration.
+            let (_turn, mut tx) = self.db.begin_write().await?;
             let n = projectors.len() as u64;
             let moved = if checkpoint == 0 {
                 let rows = projectors
@@ -304,8 +303,7 @@ impl Projections {
         vals.extend(names);
         let in_names: Vec<String> =
             (first_name..first_name + self.projectors.len()).map(|i| format!("${i}")).collect();
-        let _turn = self.db.write_turn().await;
-        let mut tx = self.db.pool().begin().await?;
+        let (_turn, mut tx) = self.db.begin_write().await?;
         let sql = format!(
             "UPDATE projection_checkpoints SET position = CASE tenant_id{cases} END
              WHERE projector IN ({}) AND ({}) RETURNING tenant_id",
