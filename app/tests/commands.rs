@@ -105,6 +105,13 @@ async fn two_nodes(h: &Harness) {
         title: None,
     });
     a.conversation(&platform, conversation, &open).await.unwrap();
+    // B has not read the conversation: an open of it is taken as new at first, and is
+    // refused all the same, with nothing written.
+    let again = b.conversation(&platform, conversation, &open).await;
+    assert!(
+        matches!(again, Err(CommandError::Rejected(Rejection::ConversationAlreadyExists(id))) if id == conversation),
+        "{again:?}"
+    );
     let say = |tokens: Option<u64>| {
         ConversationCommand::AppendMessage(AppendMessage {
             conversation_id: conversation,
@@ -178,5 +185,89 @@ async fn fifty_concurrent_creates_against_a_limit_of_five_create_five_on_sqlite(
 async fn fifty_concurrent_creates_against_a_limit_of_five_create_five_on_postgres() {
     if let Some(h) = Harness::postgres().await {
         race(&h).await;
+    }
+}
+
+/// Opens of one new conversation racing on eight nodes, none of which has read it: one is
+/// written, the others are refused as already open, and the one that opened it goes on
+/// appending to it.
+async fn racing_opens(h: &Harness) {
+    use tenantry_domain::conversation::ConversationCommand;
+    use tenantry_domain::event::MessageRole;
+    use tenantry_domain::{ConversationId, MessageId, StreamId};
+
+    let platform = TenantContext::system(TenantId::new());
+    let setup = Commands::new(h.store.clone(), PlanCatalog::default());
+    let created = CreateTenant {
+        slug: "openers".into(),
+        name: "Openers".into(),
+        plan: Plan::Starter,
+        partner_id: None,
+        settings: TenantSettings::default(),
+        limits: LimitOverrides::default(),
+        parent: None,
+    };
+    setup.tenant(&platform, &TenantCommand::CreateTenant(created)).await.unwrap();
+    let agent_id = AgentId::new();
+    let agent = CreateAgent {
+        agent_id,
+        name: "a".into(),
+        model: "m".into(),
+        system_prompt: String::new(),
+        tool_ids: vec![],
+    };
+    setup.tenant(&platform, &TenantCommand::CreateAgent(agent)).await.unwrap();
+
+    let conversation = ConversationId::new();
+    let open = ConversationCommand::Open(OpenConversation {
+        conversation_id: conversation,
+        agent_id,
+        user_id: None,
+        title: None,
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (node, ctx, open) =
+            (Commands::new(h.store.clone(), PlanCatalog::default()), platform.clone(), open.clone());
+        tasks.push(tokio::spawn(async move {
+            let outcome = node.conversation(&ctx, conversation, &open).await;
+            (node, outcome)
+        }));
+    }
+    let (mut opened, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (node, Ok(_)) => opened.push(node),
+            (_, Err(CommandError::Rejected(Rejection::ConversationAlreadyExists(id))))
+                if id == conversation =>
+            {
+                refused += 1
+            }
+            (_, Err(e)) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((opened.len(), refused), (1, 7));
+    let say = ConversationCommand::AppendMessage(AppendMessage {
+        conversation_id: conversation,
+        message_id: MessageId::new(),
+        role: MessageRole::User,
+        content: "hello".into(),
+        model: None,
+        usage: None,
+    });
+    opened[0].conversation(&platform, conversation, &say).await.unwrap();
+    let version = h.store.stream_version(&platform, &StreamId::conversation(conversation)).await.unwrap();
+    assert_eq!(version, 2, "one open, one message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_opens_of_an_unread_conversation_open_it_once_on_sqlite() {
+    racing_opens(&Harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_opens_of_an_unread_conversation_open_it_once_on_postgres() {
+    if let Some(h) = Harness::postgres().await {
+        racing_opens(&h).await;
     }
 }

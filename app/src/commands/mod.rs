@@ -159,6 +159,20 @@ enum Reading {
     Cached,
     /// The stream read from the cached version to its end.
     Fresh,
+    /// As `Cached`, for a stream the command creates: one not cached is taken as new, unread
+    /// (its append expects no stream, so one that exists after all is a conflict, read and
+    /// decided again).
+    CachedOrNew,
+}
+
+impl Reading {
+    /// How a command reads a stream it creates.
+    fn creating(self) -> Self {
+        match self {
+            Self::Cached => Self::CachedOrNew,
+            other => other,
+        }
+    }
 }
 
 /// An append decided on, and the cache moves to make once it is stored.
@@ -234,10 +248,14 @@ impl Commands {
         evolve: fn(S, &Event) -> S,
     ) -> Result<(Arc<S>, u64), StoreError> {
         let cached = cache.get(ctx.tenant_id, stream);
-        if reading == Reading::Cached
-            && let Some((version, state)) = cached
-        {
-            return Ok((state, version));
+        match (reading, cached.clone()) {
+            (Reading::Cached | Reading::CachedOrNew, Some((version, state))) => return Ok((state, version)),
+            (Reading::CachedOrNew, None) => {
+                let state = Arc::new(initial());
+                cache.put(ctx.tenant_id, stream, 0, state.clone());
+                return Ok((state, 0));
+            }
+            _ => {}
         }
         let (from, start) = cached.unwrap_or_else(|| (0, Arc::new(initial())));
         // Copied only when there is something to apply.
@@ -420,12 +438,13 @@ impl Commands {
         let stream = &StreamId::conversation(id);
         self.run(ctx, move |reading| async move {
             let (tenant, tenant_version) = self.tenant_state(ctx, reading).await?;
+            let opening = matches!(command, ConversationCommand::Open(_));
             let (state, version) = self
                 .fold(
                     ctx,
                     stream,
                     &self.caches.conversations,
-                    reading,
+                    if opening { reading.creating() } else { reading },
                     ConversationState::default,
                     conversation::evolve,
                 )
