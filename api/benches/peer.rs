@@ -8,8 +8,10 @@
 //! decided in the append, group-committed). Both write the same commands: a conversation is
 //! opened, then 19 messages of 200 bytes are appended to it, then the next conversation; each
 //! task its own conversations (and, for tenantry, its own tenant). Rows at 1, 8 and 64
-//! concurrent tasks, `TENANTRY_BENCH_SECONDS` (default 10) seconds each, with commands/s, p50
-//! and p99 of each side and their ratio; then raw PostgreSQL's single-row commit rate at 8
+//! concurrent tasks, `TENANTRY_BENCH_SECONDS` (default 10) seconds a side each, run in
+//! `TENANTRY_BENCH_SLICES` (default 5) turns of the two sides, so that a machine that speeds
+//! up or slows down in a row weighs on both; with commands/s, p50 and p99 of each side and
+//! their ratio; then raw PostgreSQL's single-row commit rate at 8
 //! clients (`pgbench`) for scale. Both sides have a pool of 20 connections.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
@@ -130,6 +132,24 @@ struct Figures {
     p99_ms: f64,
 }
 
+/// One side's latencies and running time over the turns of a row.
+#[derive(Default)]
+struct Turns {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Turns {
+    fn add(&mut self, (latencies, elapsed): (Vec<Duration>, Duration)) {
+        self.latencies.extend(latencies);
+        self.elapsed += elapsed;
+    }
+
+    fn figures(self) -> Figures {
+        figures(self.latencies, self.elapsed)
+    }
+}
+
 fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
@@ -140,7 +160,11 @@ fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
     }
 }
 
-async fn peer(cqrs: &Arc<PostgresCqrs<Conversation>>, tasks: usize, run_for: Duration) -> Figures {
+async fn peer(
+    cqrs: &Arc<PostgresCqrs<Conversation>>,
+    tasks: usize,
+    run_for: Duration,
+) -> (Vec<Duration>, Duration) {
     let started = Instant::now();
     let deadline = started + run_for;
     let mut handles = Vec::new();
@@ -170,7 +194,7 @@ async fn peer(cqrs: &Arc<PostgresCqrs<Conversation>>, tasks: usize, run_for: Dur
     for h in handles {
         latencies.extend(h.await.unwrap());
     }
-    figures(latencies, started.elapsed())
+    (latencies, started.elapsed())
 }
 
 /// A tenant of tenantry's side, with its agent.
@@ -207,7 +231,7 @@ async fn tenantry(
     tenants: &[(TenantContext, AgentId)],
     tasks: usize,
     run_for: Duration,
-) -> Figures {
+) -> (Vec<Duration>, Duration) {
     let started = Instant::now();
     let deadline = started + run_for;
     let mut handles = Vec::new();
@@ -249,7 +273,7 @@ async fn tenantry(
     for h in handles {
         latencies.extend(h.await.unwrap());
     }
-    figures(latencies, started.elapsed())
+    (latencies, started.elapsed())
 }
 
 #[tokio::main]
@@ -292,9 +316,14 @@ async fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 8, 64]);
+    let slices = env("TENANTRY_BENCH_SLICES").unwrap_or(5).max(1) as u32;
     for tasks in rows {
-        let p = peer(&cqrs, tasks, run_for).await;
-        let t = tenantry(&commands, &tenants, tasks, run_for).await;
+        let (mut p, mut t) = (Turns::default(), Turns::default());
+        for _ in 0..slices {
+            p.add(peer(&cqrs, tasks, run_for / slices).await);
+            t.add(tenantry(&commands, &tenants, tasks, run_for / slices).await);
+        }
+        let (p, t) = (p.figures(), t.figures());
         println!(
             "| {tasks} | {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms | {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms | {:.2}x |",
             p.rate,
