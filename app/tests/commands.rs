@@ -66,6 +66,35 @@ async fn race(h: &Harness) {
     assert_eq!((state.active_agents(), state.active_users()), (5, 3));
 }
 
+/// A new tenant on the Starter plan with `limits`, and an agent of its.
+async fn tenant_with_agent(
+    commands: &Commands,
+    slug: &str,
+    limits: LimitOverrides,
+) -> (TenantContext, AgentId) {
+    let platform = TenantContext::system(TenantId::new());
+    let created = CreateTenant {
+        slug: slug.into(),
+        name: slug.into(),
+        plan: Plan::Starter,
+        partner_id: None,
+        settings: TenantSettings::default(),
+        limits,
+        parent: None,
+    };
+    commands.tenant(&platform, &TenantCommand::CreateTenant(created)).await.unwrap();
+    let agent_id = AgentId::new();
+    let agent = CreateAgent {
+        agent_id,
+        name: "a".into(),
+        model: "m".into(),
+        system_prompt: String::new(),
+        tool_ids: vec![],
+    };
+    commands.tenant(&platform, &TenantCommand::CreateAgent(agent)).await.unwrap();
+    (platform, agent_id)
+}
+
 /// Two processes over one store, each deciding on the states it cached: a change made
 /// by one is never missed by the other's next decision.
 async fn two_nodes(h: &Harness) {
@@ -77,26 +106,8 @@ async fn two_nodes(h: &Harness) {
         Commands::new(h.store.clone(), PlanCatalog::default()),
         Commands::new(h.store.clone(), PlanCatalog::default()),
     );
-    let platform = TenantContext::system(TenantId::new());
-    let created = CreateTenant {
-        slug: "pair".into(),
-        name: "Pair".into(),
-        plan: Plan::Starter,
-        partner_id: None,
-        settings: TenantSettings::default(),
-        limits: LimitOverrides { tokens_per_month: Some(100), ..Default::default() },
-        parent: None,
-    };
-    a.tenant(&platform, &TenantCommand::CreateTenant(created)).await.unwrap();
-    let agent_id = AgentId::new();
-    let agent = CreateAgent {
-        agent_id,
-        name: "a".into(),
-        model: "m".into(),
-        system_prompt: String::new(),
-        tool_ids: vec![],
-    };
-    a.tenant(&platform, &TenantCommand::CreateAgent(agent)).await.unwrap();
+    let limits = LimitOverrides { tokens_per_month: Some(100), ..Default::default() };
+    let (platform, agent_id) = tenant_with_agent(&a, "pair", limits).await;
     let conversation = ConversationId::new();
     let open = ConversationCommand::Open(OpenConversation {
         conversation_id: conversation,
@@ -196,27 +207,8 @@ async fn racing_opens(h: &Harness) {
     use tenantry_domain::event::MessageRole;
     use tenantry_domain::{ConversationId, MessageId, StreamId};
 
-    let platform = TenantContext::system(TenantId::new());
     let setup = Commands::new(h.store.clone(), PlanCatalog::default());
-    let created = CreateTenant {
-        slug: "openers".into(),
-        name: "Openers".into(),
-        plan: Plan::Starter,
-        partner_id: None,
-        settings: TenantSettings::default(),
-        limits: LimitOverrides::default(),
-        parent: None,
-    };
-    setup.tenant(&platform, &TenantCommand::CreateTenant(created)).await.unwrap();
-    let agent_id = AgentId::new();
-    let agent = CreateAgent {
-        agent_id,
-        name: "a".into(),
-        model: "m".into(),
-        system_prompt: String::new(),
-        tool_ids: vec![],
-    };
-    setup.tenant(&platform, &TenantCommand::CreateAgent(agent)).await.unwrap();
+    let (platform, agent_id) = tenant_with_agent(&setup, "openers", LimitOverrides::default()).await;
 
     let conversation = ConversationId::new();
     let open = ConversationCommand::Open(OpenConversation {
