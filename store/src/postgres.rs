@@ -357,7 +357,7 @@ impl Backend for Postgres {
             .await?;
         let events =
             sqlx::query("DELETE FROM events WHERE tenant_id = $1").bind(id).execute(&mut *tx).await?;
-        for table in ["streams", "idempotency_keys", "subject_keys", "blobs", "tenant_heads"] {
+        for table in ["idempotency_keys", "subject_keys", "blobs", "tenant_heads"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                 .bind(id)
                 .execute(&mut *tx)
@@ -563,12 +563,14 @@ impl Backend for Postgres {
     }
 
     async fn stream_version(&self, tenant: TenantId, stream: &str) -> Result<u64, StoreError> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT version FROM streams WHERE tenant_id = $1 AND stream_id = $2")
-                .bind(tenant.as_uuid())
-                .bind(stream)
-                .fetch_optional(&mut *self.scoped(tenant).await?)
-                .await?;
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT stream_version FROM events WHERE tenant_id = $1 AND stream_id = $2
+                 ORDER BY stream_version DESC LIMIT 1",
+        )
+        .bind(tenant.as_uuid())
+        .bind(stream)
+        .fetch_optional(&mut *self.scoped(tenant).await?)
+        .await?;
         Ok(row.map_or(0, |(v,)| v as u64))
     }
 
@@ -979,12 +981,14 @@ impl<'a> Minted<'a> {
     }
 }
 
-/// Write a decided group commit with one statement: its events, streams, heads and keys. Each
-/// head and stream moves only from the position or version the decision found it at (a new
-/// stream is inserted, never overwritten), and each stream it was decided on but does not
-/// write is still at that version (a stream another process appends to meanwhile moves its
+/// Write a decided group commit with one statement: its events, heads and keys. Each head
+/// moves only from the position the decision found it at; each stream written was at the
+/// version decided on (its event at that version is there, and the events' unique index
+/// refuses a second one at the next), and each stream it was decided on but does not write
+/// is still at that version (a stream another process appends to meanwhile moves its
 /// tenant's head), so a decision made on what was known, not read under the locks, is refused
-/// whole (by `tenantry_stale`, migration 0027, or a unique index) when something moved.
+/// whole (by `tenantry_stale`, migration 0027, or a unique index) when something moved. A
+/// stream's version is its newest event's (migration 0028).
 async fn write<'e>(
     executor: impl Executor<'e, Database = sqlx::Postgres>,
     decided: &Decided<'_>,
@@ -996,13 +1000,7 @@ async fn write<'e>(
     let checks = w.head_tenants.len() + moved_streams + held.tenants.len();
     // A statement that names a table costs its executor the table's opening even for no rows:
     // each part is in the statement only when the batch has rows for it.
-    let parts = [
-        w.stream_was.contains(&0),
-        moved_streams > 0,
-        !held.tenants.is_empty(),
-        !w.keys.is_empty(),
-        !minted.tenants.is_empty(),
-    ];
+    let parts = [moved_streams > 0, !held.tenants.is_empty(), !w.keys.is_empty(), !minted.tenants.is_empty()];
     let sql = &WRITE[parts.iter().enumerate().map(|(i, on)| usize::from(*on) << i).sum::<usize>()];
     sqlx::query(sql)
         .bind(&w.tenants)
@@ -1045,9 +1043,10 @@ async fn write<'e>(
     Ok(())
 }
 
-/// [`write`]'s statement: events and heads written, then checked (`$24`: how many heads and
-/// streams must have moved, and streams be held); the [`WRITE_PARTS`] between them. Parameters
-/// a form leaves out are bound all the same (typed, empty).
+/// [`write`]'s statement: events and heads written, then checked (`$24`: how many heads must
+/// have moved, written streams been where decided, and streams be held); the [`WRITE_PARTS`]
+/// between them. Parameters a form leaves out are bound all the same (typed, empty), and so is
+/// `$16`, which none uses (the streams' new versions are their events').
 const WRITE_FORM: &str = "WITH written_events AS (
          INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
                              schema_version, recorded_at, payload, metadata, prev_hash, hash)
@@ -1068,38 +1067,29 @@ const WRITE_FORM: &str = "WITH written_events AS (
      )
      SELECT tenantry_stale(n, $24) FROM checked WHERE n <> $24";
 
-/// The optional parts of [`WRITE_FORM`], each with what it adds to the check: new streams
-/// (inserted, never overwritten), moved streams (only from the version decided on), streams
-/// decided on but only checked, idempotency keys, and the person and conversation keys
-/// minted for the batch.
-const WRITE_PARTS: [(&str, &str); 5] = [
-    (
-        ", new_streams AS (
-         INSERT INTO streams (tenant_id, stream_id, version)
-         SELECT x.tenant_id, x.stream_id, x.version
-         FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::int8[])
-              AS x(tenant_id, stream_id, was, version)
-         WHERE x.was = 0
-     )",
-        "",
-    ),
+/// The optional parts of [`WRITE_FORM`], each with what it adds to the check: streams written
+/// that were there before (their event at the version decided on is; a new stream's first
+/// event is refused by the unique index if it was not new), streams decided on but only
+/// checked (their newest event at that version), idempotency keys, and the person and
+/// conversation keys minted for the batch.
+const WRITE_PARTS: [(&str, &str); 4] = [
     (
         ", moved_streams AS (
-         UPDATE streams s SET version = x.version
-         FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::int8[])
-              AS x(tenant_id, stream_id, was, version)
-         WHERE x.was > 0 AND s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
-           AND s.version = x.was
-         RETURNING 1
+         SELECT count(*) AS n
+         FROM unnest($13::uuid[], $14::text[], $15::int8[]) AS x(tenant_id, stream_id, was)
+              JOIN events e ON e.tenant_id = x.tenant_id AND e.stream_id = x.stream_id
+                           AND e.stream_version = x.was
+         WHERE x.was > 0
      )",
-        " + (SELECT count(*) FROM moved_streams)",
+        " + (SELECT n FROM moved_streams)",
     ),
     (
         ", held_streams AS (
          SELECT count(*) AS n
          FROM unnest($25::uuid[], $26::text[], $27::int8[]) AS x(tenant_id, stream_id, version)
-              LEFT JOIN streams s ON s.tenant_id = x.tenant_id AND s.stream_id = x.stream_id
-         WHERE COALESCE(s.version, 0) = x.version
+         WHERE COALESCE((SELECT e.stream_version FROM events e
+                         WHERE e.tenant_id = x.tenant_id AND e.stream_id = x.stream_id
+                         ORDER BY e.stream_version DESC LIMIT 1), 0) = x.version
      )",
         " + (SELECT n FROM held_streams)",
     ),

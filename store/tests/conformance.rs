@@ -125,7 +125,30 @@ async fn expected_versions_are_enforced(store: &EventStore) {
     ));
     append(ExpectedVersion::Any).await.unwrap();
     assert_eq!(store.stream_version(&ctx, &s).await.unwrap(), 3);
-    assert_eq!(log(store, &ctx).await.len(), 3);
+    // Expectations ahead of the stream, with the tenant's head known from its last append:
+    // refused, and no version skipped.
+    assert!(matches!(
+        append(ExpectedVersion::Exact(5)).await,
+        Err(StoreError::Conflict { expected: ExpectedVersion::Exact(5), actual: 3, .. })
+    ));
+    let ahead = store
+        .append(
+            &ctx,
+            AppendRequest::to_stream(
+                stream("agent-y"),
+                ExpectedVersion::Exact(2),
+                vec![new_event(&agent_created("b"))],
+            ),
+        )
+        .await;
+    assert!(
+        matches!(ahead, Err(StoreError::Conflict { expected: ExpectedVersion::Exact(2), actual: 0, .. })),
+        "{ahead:?}"
+    );
+    assert_eq!(store.stream_version(&ctx, &stream("agent-y")).await.unwrap(), 0);
+    append(ExpectedVersion::Exact(3)).await.unwrap();
+    let versions: Vec<u64> = log(store, &ctx).await.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 async fn concurrent_appends_at_one_version_have_one_winner(store: &EventStore) {
