@@ -983,8 +983,8 @@ impl<'a> Minted<'a> {
 
 /// Write a decided group commit with one statement: its events, heads and keys. Each head
 /// moves only from the position the decision found it at; each stream written was at the
-/// version decided on (its event at that version is there, and the events' unique index
-/// refuses a second one at the next), and each stream it was decided on but does not write
+/// version decided on (its newest event is at that version), and each stream it was decided
+/// on but does not write
 /// is still at that version (a stream another process appends to meanwhile moves its
 /// tenant's head), so a decision made on what was known, not read under the locks, is refused
 /// whole (by `tenantry_stale`, migration 0027, or a unique index) when something moved. A
@@ -1068,18 +1068,21 @@ const WRITE_FORM: &str = "WITH written_events AS (
      SELECT tenantry_stale(n, $24) FROM checked WHERE n <> $24";
 
 /// The optional parts of [`WRITE_FORM`], each with what it adds to the check: streams written
-/// that were there before (their event at the version decided on is; a new stream's first
-/// event is refused by the unique index if it was not new), streams decided on but only
-/// checked (their newest event at that version), idempotency keys, and the person and
-/// conversation keys minted for the batch.
+/// that were there before and streams decided on but only checked (each stream's newest event
+/// at the version decided on: a backward scan of the events' (tenant, stream, version) index,
+/// which a generic plan keeps to, where an equality on the version let it pick the event-id
+/// index and scan the tenant's events; a new stream's first event is refused by that unique
+/// index if the stream was not new), idempotency keys, and the person and conversation keys
+/// minted for the batch.
 const WRITE_PARTS: [(&str, &str); 4] = [
     (
         ", moved_streams AS (
          SELECT count(*) AS n
          FROM unnest($13::uuid[], $14::text[], $15::int8[]) AS x(tenant_id, stream_id, was)
-              JOIN events e ON e.tenant_id = x.tenant_id AND e.stream_id = x.stream_id
-                           AND e.stream_version = x.was
          WHERE x.was > 0
+           AND (SELECT e.stream_version FROM events e
+                WHERE e.tenant_id = x.tenant_id AND e.stream_id = x.stream_id
+                ORDER BY e.stream_version DESC LIMIT 1) = x.was
      )",
         " + (SELECT n FROM moved_streams)",
     ),
