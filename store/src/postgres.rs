@@ -982,13 +982,12 @@ impl<'a> Minted<'a> {
 }
 
 /// Write a decided group commit with one statement: its events, heads and keys. Each head
-/// moves only from the position the decision found it at; each stream written was at the
-/// version decided on (its newest event is at that version), and each stream it was decided
-/// on but does not write
-/// is still at that version (a stream another process appends to meanwhile moves its
-/// tenant's head), so a decision made on what was known, not read under the locks, is refused
-/// whole (by `tenantry_stale`, migration 0027, or a unique index) when something moved. A
-/// stream's version is its newest event's (migration 0028).
+/// moves only from the position the decision found it at, and each stream it was decided on,
+/// written or not, still has its newest event at the version decided on (migration 0028: a
+/// stream's version is its newest event's; a stream another process appends to meanwhile
+/// moves its tenant's head), so a decision made on what was known, not read under the locks,
+/// is refused whole (by `tenantry_stale`, migration 0027, or a unique index) when something
+/// moved.
 async fn write<'e>(
     executor: impl Executor<'e, Database = sqlx::Postgres>,
     decided: &Decided<'_>,
