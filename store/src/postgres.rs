@@ -1017,7 +1017,6 @@ async fn write<'e>(
         .bind(&w.stream_tenants)
         .bind(&w.stream_ids)
         .bind(&w.stream_was)
-        .bind(&w.stream_versions)
         .bind(&w.head_tenants)
         .bind(&w.head_was)
         .bind(&w.head_positions)
@@ -1042,10 +1041,9 @@ async fn write<'e>(
     Ok(())
 }
 
-/// [`write`]'s statement: events and heads written, then checked (`$24`: how many heads must
+/// [`write`]'s statement: events and heads written, then checked (`$23`: how many heads must
 /// have moved, written streams been where decided, and streams be held); the [`WRITE_PARTS`]
-/// between them. Parameters a form leaves out are bound all the same (typed, empty), and so is
-/// `$16`, which none uses (the streams' new versions are their events').
+/// between them. Parameters a form leaves out are bound all the same (typed, empty).
 const WRITE_FORM: &str = "WITH written_events AS (
          INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
                              schema_version, recorded_at, payload, metadata, prev_hash, hash)
@@ -1056,15 +1054,15 @@ const WRITE_FORM: &str = "WITH written_events AS (
          UPDATE tenant_heads h
          SET position = x.position, last_hash = x.last_hash, stored_bytes = x.stored_bytes,
              day = x.day, day_calls = x.day_calls
-         FROM unnest($17::uuid[], $18::int8[], $19::int8[], $20::bytea[], $21::int8[], $22::int8[],
-                     $23::int8[])
+         FROM unnest($16::uuid[], $17::int8[], $18::int8[], $19::bytea[], $20::int8[], $21::int8[],
+                     $22::int8[])
               AS x(tenant_id, was, position, last_hash, stored_bytes, day, day_calls)
          WHERE h.tenant_id = x.tenant_id AND h.position = x.was
          RETURNING 1
      ){parts}, checked AS MATERIALIZED (
          SELECT (SELECT count(*) FROM moved_heads){counts} AS n
      )
-     SELECT tenantry_stale(n, $24) FROM checked WHERE n <> $24";
+     SELECT tenantry_stale(n, $23) FROM checked WHERE n <> $23";
 
 /// The optional parts of [`WRITE_FORM`], each with what it adds to the check: streams written
 /// that were there before and streams decided on but only checked (each stream's newest event
@@ -1088,7 +1086,7 @@ const WRITE_PARTS: [(&str, &str); 4] = [
     (
         ", held_streams AS (
          SELECT count(*) AS n
-         FROM unnest($25::uuid[], $26::text[], $27::int8[]) AS x(tenant_id, stream_id, version)
+         FROM unnest($24::uuid[], $25::text[], $26::int8[]) AS x(tenant_id, stream_id, version)
          WHERE COALESCE((SELECT e.stream_version FROM events e
                          WHERE e.tenant_id = x.tenant_id AND e.stream_id = x.stream_id
                          ORDER BY e.stream_version DESC LIMIT 1), 0) = x.version
@@ -1098,7 +1096,7 @@ const WRITE_PARTS: [(&str, &str); 4] = [
     (
         ", written_keys AS (
          INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
-         SELECT * FROM unnest($28::uuid[], $29::text[], $30::bytea[], $31::int8[], $32::int8[])
+         SELECT * FROM unnest($27::uuid[], $28::text[], $29::bytea[], $30::int8[], $31::int8[])
      )",
         "",
     ),
@@ -1106,7 +1104,7 @@ const WRITE_PARTS: [(&str, &str); 4] = [
         // Never over another key: a subject's key stored meanwhile fails the statement.
         ", minted_keys AS (
          INSERT INTO subject_keys (tenant_id, subject_id, wrapped_key)
-         SELECT * FROM unnest($33::uuid[], $34::uuid[], $35::bytea[])
+         SELECT * FROM unnest($32::uuid[], $33::uuid[], $34::bytea[])
      )",
         "",
     ),
@@ -1141,7 +1139,6 @@ struct Writes<'a> {
     hashes: Vec<&'a [u8]>,
     stream_tenants: Vec<Uuid>,
     stream_ids: Vec<&'a str>,
-    stream_versions: Vec<i64>,
     stream_was: Vec<i64>,
     head_tenants: Vec<Uuid>,
     head_was: Vec<i64>,
@@ -1177,7 +1174,6 @@ impl<'a> Writes<'a> {
         for s in &decided.streams {
             w.stream_tenants.push(*s.tenant.as_uuid());
             w.stream_ids.push(&s.stream);
-            w.stream_versions.push(s.version as i64);
             w.stream_was.push(s.was as i64);
         }
         for WrittenHead { tenant, was, state } in &decided.heads {
