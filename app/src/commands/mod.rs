@@ -247,16 +247,15 @@ impl Commands {
         initial: impl FnOnce() -> S,
         evolve: fn(S, &Event) -> S,
     ) -> Result<(Arc<S>, u64), StoreError> {
-        let cached = cache.get(ctx.tenant_id, stream);
-        match (reading, cached.clone()) {
+        let cached = match (reading, cache.get(ctx.tenant_id, stream)) {
             (Reading::Cached | Reading::CachedOrNew, Some((version, state))) => return Ok((state, version)),
             (Reading::CachedOrNew, None) => {
                 let state = Arc::new(initial());
                 cache.put(ctx.tenant_id, stream, 0, state.clone());
                 return Ok((state, 0));
             }
-            _ => {}
-        }
+            (_, cached) => cached,
+        };
         let (from, start) = cached.unwrap_or_else(|| (0, Arc::new(initial())));
         // Copied only when there is something to apply.
         let (moved, version) = self
