@@ -2,6 +2,7 @@
 //! the tenant's head lock (versions, positions, the hash chain).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tenantry_domain::{EventId, StreamId, TenantId};
@@ -497,7 +498,7 @@ pub(crate) trait Backend: Send + Sync {
     /// (SQLite: checkpoint and truncate the WAL; deleted pages are zeroed by
     /// `secure_delete`).
     async fn scrub(&self) -> Result<(), StoreError>;
-    async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError>;
+    async fn append(&self, tenant: TenantId, batch: &Arc<SealedBatch>) -> Result<Attempt, StoreError>;
     /// Whether an append stores the keys minted for it ([`SealedBatch::minted`]) in its own
     /// transaction: a request whose minted key lost a race to another is refused with
     /// [`StoreError::KeyRace`] and nothing of it is written. Otherwise a key is stored on its
@@ -511,7 +512,7 @@ pub(crate) trait Backend: Send + Sync {
     /// transaction as a whole failed. Requests carry no bodies ([`SealedBatch::blobs`]).
     async fn append_many(
         &self,
-        requests: &[(TenantId, &SealedBatch)],
+        requests: &[(TenantId, Arc<SealedBatch>)],
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError>;
     /// Positions of the stored events with these ids.
     async fn find_events(&self, tenant: TenantId, ids: &[EventId]) -> Result<Vec<u64>, StoreError>;

@@ -178,8 +178,8 @@ impl Committer {
                 queue.waiting.drain(..take).collect()
             };
             self.counted(group.len());
-            let requests: Vec<(TenantId, &SealedBatch)> =
-                group.iter().map(|p| (p.tenant, p.batch.as_ref())).collect();
+            let requests: Vec<(TenantId, Arc<SealedBatch>)> =
+                group.iter().map(|p| (p.tenant, p.batch.clone())).collect();
             let outcomes = append_many_or_each(self.backend.as_ref(), &requests).await;
             for (pending, outcome) in group.into_iter().zip(outcomes) {
                 let _ = pending.answer.send(outcome);
@@ -203,7 +203,7 @@ impl Drop for Slot {
 /// all is found by its event ids.
 pub(crate) async fn append_many_or_each(
     backend: &dyn Backend,
-    requests: &[(TenantId, &SealedBatch)],
+    requests: &[(TenantId, Arc<SealedBatch>)],
 ) -> Vec<Result<Attempt, StoreError>> {
     match backend.append_many(requests).await {
         Ok(outcomes) => outcomes,

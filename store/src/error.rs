@@ -70,6 +70,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite log's writer.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 impl StoreError {

@@ -23,6 +23,7 @@ mod known;
 pub mod model;
 mod postgres;
 mod sqlite;
+mod sqlite_log;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

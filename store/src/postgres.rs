@@ -225,6 +225,34 @@ impl Postgres {
         }
     }
 
+    /// A group commit (see [`Backend::append_many`]).
+    async fn group(
+        &self,
+        requests: &[(TenantId, &SealedBatch)],
+    ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
+        // Heads and streams this process knows: the batch is decided at once and written by
+        // one checked statement in autocommit, one round trip. Only when every request is
+        // written as assumed: a refusal is decided under the locks, on what they read.
+        if let Some(found) = self.known.assume(requests) {
+            let assumed = Held::of(&found);
+            let decided = decide(requests, found, 0);
+            let held = assumed.unwritten(&decided);
+            if decided.outcomes.iter().all(|o| matches!(o, Ok(Attempt::Written(_)))) {
+                match write(&self.commit_pool, &decided, &held, &Minted::of(requests)).await {
+                    Ok(()) => {
+                        self.known.learn(&decided);
+                        return Ok(decided.outcomes);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a group commit found its tenants moved; deciding it under their locks");
+                    }
+                }
+            }
+            self.known.forget(requests);
+        }
+        self.append_locked(requests).await
+    }
+
     /// A group commit decided under its tenants' head locks, on what it reads under them: one
     /// transaction, BEGIN, one call that locks and reads, one statement that writes, COMMIT.
     /// A batch holds several tenants, so it runs as the platform role; every row is keyed by
@@ -404,12 +432,13 @@ impl Backend for Postgres {
         true
     }
 
-    async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
+    async fn append(&self, tenant: TenantId, batch: &Arc<SealedBatch>) -> Result<Attempt, StoreError> {
+        let batch = batch.as_ref();
         // A group commit of one: one checked statement when the tenant's head is known, else
         // decided under its lock (which makes it known). Bodies kept beside the log, and an
         // append that path could not commit, go through the append function.
         if batch.blobs.is_empty() {
-            match self.append_many(&[(tenant, batch)]).await {
+            match self.group(&[(tenant, batch)]).await {
                 Ok(mut outcomes) if outcomes.len() == 1 => return outcomes.remove(0),
                 Ok(_) => {}
                 Err(e) => {
@@ -425,29 +454,11 @@ impl Backend for Postgres {
 
     async fn append_many(
         &self,
-        requests: &[(TenantId, &SealedBatch)],
+        requests: &[(TenantId, Arc<SealedBatch>)],
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
-        // Heads and streams this process knows: the batch is decided at once and written by
-        // one checked statement in autocommit, one round trip. Only when every request is
-        // written as assumed: a refusal is decided under the locks, on what they read.
-        if let Some(found) = self.known.assume(requests) {
-            let assumed = Held::of(&found);
-            let decided = decide(requests, found, 0);
-            let held = assumed.unwritten(&decided);
-            if decided.outcomes.iter().all(|o| matches!(o, Ok(Attempt::Written(_)))) {
-                match write(&self.commit_pool, &decided, &held, &Minted::of(requests)).await {
-                    Ok(()) => {
-                        self.known.learn(&decided);
-                        return Ok(decided.outcomes);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "a group commit found its tenants moved; deciding it under their locks");
-                    }
-                }
-            }
-            self.known.forget(requests);
-        }
-        self.append_locked(requests).await
+        let requests: Vec<(TenantId, &SealedBatch)> =
+            requests.iter().map(|(t, b)| (*t, b.as_ref())).collect();
+        self.group(&requests).await
     }
 
     async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {

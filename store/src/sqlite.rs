@@ -19,9 +19,9 @@ use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use crate::backend::*;
-use crate::chain::GENESIS;
 use crate::error::StoreError;
 use crate::model::Head;
+use crate::sqlite_log::LogWriter;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static KEYS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/keys/sqlite");
@@ -34,6 +34,8 @@ pub(crate) struct Sqlite {
     pub(crate) read: SqlitePool,
     /// This process's turn at writing the file, shared with its other writers.
     turn: WriteTurn,
+    /// The log's appends, on a connection and thread of their own (none for a key store).
+    log: Option<LogWriter>,
 }
 
 /// Turns at writing one SQLite file, shared by every writer of it in this process (the log's
@@ -130,7 +132,9 @@ impl Sqlite {
             .await?;
         MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(Self { write, read, turn: write_turn(path) })
+        let turn = write_turn(path);
+        let log = Some(LogWriter::open(path, turn.clone())?);
+        Ok(Self { write, read, turn, log })
     }
 
     /// Open a key store apart from the event database (`keys.db`): the key tables only.
@@ -140,7 +144,7 @@ impl Sqlite {
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         KEYS_MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(2).connect_with(options.read_only(true)).await?;
-        Ok(Self { write, read, turn: write_turn(path) })
+        Ok(Self { write, read, turn: write_turn(path), log: None })
     }
 
     /// Open from a `sqlite://PATH` url.
@@ -156,6 +160,11 @@ impl Sqlite {
     /// This process's turn at writing the file.
     pub(crate) fn turn(&self) -> WriteTurn {
         self.turn.clone()
+    }
+
+    /// The log's writer; a key store has none.
+    fn log(&self) -> Result<&LogWriter, StoreError> {
+        self.log.as_ref().ok_or_else(|| StoreError::Io(std::io::Error::other("a key store holds no log")))
     }
 }
 
@@ -209,70 +218,18 @@ impl Backend for Sqlite {
         Ok(())
     }
 
-    async fn append(&self, tenant: TenantId, batch: &SealedBatch) -> Result<Attempt, StoreError> {
-        let tid = tenant.as_uuid();
-        // IMMEDIATE takes the write lock up front, so the reads below are current.
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        // Bodies kept beside the log: written (or deleted) here, counted with the events.
-        let mut blob_bytes = 0_i64;
-        for blob in &batch.blobs {
-            match &blob.sealed {
-                Some(sealed) => {
-                    sqlx::query("INSERT INTO blobs (tenant_id, blob_id, sealed, size) VALUES (?, ?, ?, ?)")
-                        .bind(tid)
-                        .bind(blob.id)
-                        .bind(sealed)
-                        .bind(blob.size)
-                        .execute(&mut *tx)
-                        .await?;
-                    blob_bytes += blob.size;
-                }
-                None => {
-                    let gone: Option<(i64,)> = sqlx::query_as(
-                        "DELETE FROM blobs WHERE tenant_id = ? AND blob_id = ? RETURNING size",
-                    )
-                    .bind(tid)
-                    .bind(blob.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    blob_bytes -= gone.map_or(0, |(size,)| size);
-                }
-            }
-        }
-        // Decided and written as a batch of one, its bodies' bytes counted with it.
-        let attempt = match decide_and_write(&mut tx, &[(tenant, batch)], blob_bytes).await {
-            // `decide` answers each request it is given.
-            Ok(mut outcomes) => outcomes
-                .pop()
-                .unwrap_or_else(|| Err(sqlx::Error::Protocol("an append decided nothing".into()).into())),
-            Err(e) => Err(e),
-        };
-        if matches!(attempt, Ok(Attempt::Written(_))) {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        attempt
+    async fn append(&self, tenant: TenantId, batch: &Arc<SealedBatch>) -> Result<Attempt, StoreError> {
+        let turn = self.turn.clone().lock_owned().await;
+        self.log()?.append(turn, tenant, batch.clone()).await
     }
 
     async fn append_many(
         &self,
-        requests: &[(TenantId, &SealedBatch)],
+        requests: &[(TenantId, Arc<SealedBatch>)],
     ) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
         // One transaction of the one writer, one commit for every request in it.
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        match decide_and_write(&mut tx, requests, 0).await {
-            Ok(outcomes) => {
-                tx.commit().await?;
-                Ok(outcomes)
-            }
-            Err(e) => {
-                tx.rollback().await?;
-                Err(e)
-            }
-        }
+        let turn = self.turn.clone().lock_owned().await;
+        self.log()?.append_many(turn, requests.to_vec()).await
     }
 
     async fn read_blob(&self, tenant: TenantId, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -615,218 +572,4 @@ impl KeyBackend for Sqlite {
         tx.commit().await?;
         Ok(subjects + tenants)
     }
-}
-
-/// Appends in the writer's open transaction, with a few statements whatever their number:
-/// read the heads and what they name, decide each in order in memory (`decide`, the same as
-/// PostgreSQL's group commit), write every row of the written ones. A refused request leaves
-/// nothing. `blob_bytes`: bytes of bodies the caller wrote (or freed) before, counted with the
-/// request that carries them (only a single append does).
-async fn decide_and_write(
-    tx: &mut sqlx::SqliteConnection,
-    requests: &[(TenantId, &SealedBatch)],
-    blob_bytes: i64,
-) -> Result<Vec<Result<Attempt, StoreError>>, StoreError> {
-    let tenants = batch_tenants(requests);
-    let found = read_batch(&mut *tx, &tenants, requests).await?;
-    let decided = decide(requests, found, blob_bytes);
-    write_batch(tx, &decided).await?;
-    Ok(decided.outcomes)
-}
-
-/// Most bound values in one statement (SQLite allows 32,766).
-const MAX_VARIABLES: usize = 30_000;
-
-/// Events inserted by one statement of a batch.
-const EVENT_ROWS: usize = 32;
-
-/// `n` rows of `width` placeholders: `(?, ?), (?, ?)`.
-fn placeholders(n: usize, width: usize) -> String {
-    let row = format!("({})", vec!["?"; width].join(", "));
-    vec![row; n].join(", ")
-}
-
-/// What a batch finds stored, in the writer's open transaction: its tenants' heads (a first
-/// append's made, never a purged tenant's), the versions of the streams it names, and which of
-/// its event ids and idempotency keys are taken.
-async fn read_batch(
-    tx: &mut sqlx::SqliteConnection,
-    tenants: &[Uuid],
-    requests: &[(TenantId, &SealedBatch)],
-) -> Result<Found, StoreError> {
-    let mut found = Found::default();
-    for chunk in tenants.chunks(MAX_VARIABLES) {
-        let sql = format!(
-            "SELECT tenant_id, position, last_hash, stored_bytes, day, day_calls FROM tenant_heads
-             WHERE tenant_id IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut query = sqlx::query_as::<_, (Uuid, i64, Vec<u8>, i64, i64, i64)>(&sql).persistent(false);
-        for t in chunk {
-            query = query.bind(t);
-        }
-        for (tenant, position, hash, stored_bytes, day, day_calls) in query.fetch_all(&mut *tx).await? {
-            let head = Head { position: position as u64, last_hash: to_hash(&hash) };
-            found.heads.insert(TenantId::from_uuid(tenant), HeadState { head, stored_bytes, day, day_calls });
-        }
-    }
-    for tenant in tenants {
-        let tenant = TenantId::from_uuid(*tenant);
-        if found.heads.contains_key(&tenant) {
-            continue;
-        }
-        // A purged tenant's head may not be made again: the trigger refuses this statement
-        // alone, and the tenant's requests are refused (it has no head).
-        let made = sqlx::query("INSERT INTO tenant_heads (tenant_id, position, last_hash) VALUES (?, 0, ?)")
-            .bind(tenant.as_uuid())
-            .bind(&GENESIS[..])
-            .execute(&mut *tx)
-            .await;
-        match made {
-            Ok(_) => {
-                let head = Head { position: 0, last_hash: GENESIS };
-                found.heads.insert(tenant, HeadState { head, stored_bytes: 0, day: 0, day_calls: 0 });
-            }
-            Err(e) if crate::error::shredded(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let mut streams: Vec<(Uuid, &str)> = Vec::new();
-    let mut events: Vec<(Uuid, Uuid)> = Vec::new();
-    let mut keys: Vec<(Uuid, &str)> = Vec::new();
-    for (tenant, batch) in requests {
-        let t = *tenant.as_uuid();
-        streams.extend(batch.expectations.iter().map(|(s, _)| (t, s.as_str())));
-        events.extend(batch.events.iter().map(|e| (t, *e.event_id.as_uuid())));
-        if let Some((key, _)) = &batch.idempotency {
-            keys.push((t, key.as_str()));
-        }
-    }
-    // CROSS JOIN keeps the names the outer loop (SQLite's planner takes it as the join
-    // order): one index lookup a name, never a scan of the table.
-    for chunk in streams.chunks(MAX_VARIABLES / 2) {
-        let sql = format!(
-            "WITH w(t, s) AS (VALUES {})
-             SELECT w.t, w.s, x.version FROM w CROSS JOIN streams x ON x.tenant_id = w.t AND x.stream_id = w.s",
-            placeholders(chunk.len(), 2)
-        );
-        let mut query = sqlx::query_as::<_, (Uuid, String, i64)>(&sql).persistent(false);
-        for (t, stream) in chunk {
-            query = query.bind(t).bind(*stream);
-        }
-        for (tenant, stream, version) in query.fetch_all(&mut *tx).await? {
-            found.versions.insert((TenantId::from_uuid(tenant), stream), version as u64);
-        }
-    }
-    for chunk in events.chunks(MAX_VARIABLES / 2) {
-        let sql = format!(
-            "WITH w(t, e) AS (VALUES {})
-             SELECT w.t, w.e FROM w CROSS JOIN events x ON x.tenant_id = w.t AND x.event_id = w.e",
-            placeholders(chunk.len(), 2)
-        );
-        let mut query = sqlx::query_as::<_, (Uuid, Uuid)>(&sql).persistent(false);
-        for (t, id) in chunk {
-            query = query.bind(t).bind(id);
-        }
-        for (tenant, id) in query.fetch_all(&mut *tx).await? {
-            found.events.insert((TenantId::from_uuid(tenant), EventId::from_uuid(id)));
-        }
-    }
-    for chunk in keys.chunks(MAX_VARIABLES / 2) {
-        let sql = format!(
-            "WITH w(t, k) AS (VALUES {})
-             SELECT w.t, w.k FROM w CROSS JOIN idempotency_keys x ON x.tenant_id = w.t AND x.key = w.k",
-            placeholders(chunk.len(), 2)
-        );
-        let mut query = sqlx::query_as::<_, (Uuid, String)>(&sql).persistent(false);
-        for (t, key) in chunk {
-            query = query.bind(t).bind(*key);
-        }
-        for (tenant, key) in query.fetch_all(&mut *tx).await? {
-            found.keys.insert((TenantId::from_uuid(tenant), key));
-        }
-    }
-    Ok(found)
-}
-
-/// Every row a decided batch leaves: its events, streams, heads and idempotency keys, a few
-/// multi-row statements each.
-async fn write_batch(tx: &mut sqlx::SqliteConnection, decided: &Decided<'_>) -> Result<(), sqlx::Error> {
-    // Events a few dozen rows a statement: a statement of hundreds of rows cost more to
-    // prepare than its rows to insert, and a full chunk's statement is prepared once.
-    for chunk in decided.events.chunks(EVENT_ROWS) {
-        let sql = format!(
-            "INSERT INTO events (tenant_id, position, stream_id, stream_version, event_id, event_type,
-                                 schema_version, recorded_at, payload, metadata, prev_hash, hash)
-             VALUES {}",
-            placeholders(chunk.len(), 12)
-        );
-        let mut query = sqlx::query(&sql).persistent(chunk.len() == EVENT_ROWS);
-        for e in chunk {
-            query = query
-                .bind(e.tenant.as_uuid())
-                .bind(e.row.position as i64)
-                .bind(e.event.stream.as_str())
-                .bind(e.row.stream_version as i64)
-                .bind(e.event.event_id.as_uuid())
-                .bind(&e.event.event_type)
-                .bind(e.event.schema_version as i64)
-                .bind(e.recorded_at)
-                .bind(&e.event.payload)
-                .bind(&e.event.metadata)
-                .bind(&e.row.prev_hash[..])
-                .bind(&e.row.hash[..]);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    for chunk in decided.streams.chunks(MAX_VARIABLES / 3) {
-        let sql = format!(
-            "INSERT INTO streams (tenant_id, stream_id, version) VALUES {}
-             ON CONFLICT (tenant_id, stream_id) DO UPDATE SET version = excluded.version",
-            placeholders(chunk.len(), 3)
-        );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for s in chunk {
-            query = query.bind(s.tenant.as_uuid()).bind(&s.stream).bind(s.version as i64);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    for chunk in decided.heads.chunks(MAX_VARIABLES / 6) {
-        let sql = format!(
-            "WITH w(t, p, h, s, d, c) AS (VALUES {})
-             UPDATE tenant_heads SET position = w.p, last_hash = w.h, stored_bytes = w.s, day = w.d,
-                                     day_calls = w.c
-             FROM w WHERE tenant_heads.tenant_id = w.t",
-            placeholders(chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for WrittenHead { tenant, state, .. } in chunk {
-            query = query
-                .bind(tenant.as_uuid())
-                .bind(state.head.position as i64)
-                .bind(&state.head.last_hash[..])
-                .bind(state.stored_bytes)
-                .bind(state.day)
-                .bind(state.day_calls);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    for chunk in decided.keys.chunks(MAX_VARIABLES / 5) {
-        let sql = format!(
-            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, first_position, last_position)
-             VALUES {}",
-            placeholders(chunk.len(), 5)
-        );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for (tenant, key, hash, first, last) in chunk {
-            query = query
-                .bind(tenant.as_uuid())
-                .bind(*key)
-                .bind(&hash[..])
-                .bind(*first as i64)
-                .bind(*last as i64);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    Ok(())
 }

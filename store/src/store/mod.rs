@@ -466,13 +466,15 @@ impl EventStore {
     ) -> Vec<Result<AppendOutcome, StoreError>> {
         let mut sealed = Vec::with_capacity(requests.len());
         for (ctx, request) in requests {
-            sealed.push(self.seal(&ctx, request).await.map(|(batch, ids)| (ctx.tenant_id, batch, ids)));
+            sealed.push(
+                self.seal(&ctx, request).await.map(|(batch, ids)| (ctx.tenant_id, Arc::new(batch), ids)),
+            );
         }
-        let together: Vec<(TenantId, &SealedBatch)> = sealed
+        let together: Vec<(TenantId, Arc<SealedBatch>)> = sealed
             .iter()
             .flatten()
             .filter(|(_, batch, _)| batch.blobs.is_empty())
-            .map(|(tenant, batch, _)| (*tenant, batch))
+            .map(|(tenant, batch, _)| (*tenant, batch.clone()))
             .collect();
         let mut attempts =
             crate::commit::append_many_or_each(self.backend.as_ref(), &together).await.into_iter();
