@@ -162,6 +162,8 @@ pub struct ReadDb {
     postgres: bool,
     /// On SQLite, this process's turn at writing the file, shared with the log's appends.
     turn: Option<tenantry_store::WriteTurn>,
+    /// On SQLite, the file's checkpointer, which copies the writer's commits into the file.
+    _checkpointer: Option<std::sync::Arc<tenantry_store::Checkpointer>>,
 }
 
 /// Read-only connections to the SQLite read models (WAL mode lets them read while the
@@ -203,6 +205,8 @@ impl ReadDb {
                             conn.execute("PRAGMA temp_store = MEMORY").await?;
                             // Deleted rows (a purged tenant's) are zeroed in the file.
                             conn.execute("PRAGMA secure_delete = ON").await?;
+                            // Checkpoints are the file's checkpointer's (held below).
+                            conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                         }
                         if let Some(role) = role {
                             conn.execute(format!("SET ROLE {role}").as_str()).await?;
@@ -227,6 +231,7 @@ impl ReadDb {
             readers,
             postgres: !sqlite,
             turn: tenantry_store::sqlite_write_turn(url),
+            _checkpointer: tenantry_store::sqlite_checkpointer(url)?,
         })
     }
 

@@ -36,6 +36,7 @@ pub use model::{
     SealedRecord, StreamWrite,
 };
 pub use sqlite::{WriteTurn, sqlite_write_turn};
+pub use sqlite_log::{Checkpointer, sqlite_checkpointer};
 pub use store::SEALED_VALUE_PREFIX;
 pub use store::{Committed, Database, EventStore, Rewrapped, SealedCommit};
 

@@ -128,13 +128,13 @@ impl Sqlite {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.clone().pragma("temp_store", "MEMORY"))
+            // Checkpoints are the file's checkpointer's, started with the log's writer.
+            .connect_with(options.clone().pragma("temp_store", "MEMORY").pragma("wal_autocheckpoint", "0"))
             .await?;
         MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        let turn = write_turn(path);
-        let log = Some(LogWriter::open(path, turn.clone())?);
-        Ok(Self { write, read, turn, log })
+        let log = Some(LogWriter::open(path)?);
+        Ok(Self { write, read, turn: write_turn(path), log })
     }
 
     /// Open a key store apart from the event database (`keys.db`): the key tables only.

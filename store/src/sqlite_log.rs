@@ -6,9 +6,9 @@
 //! thread and back, and a statement naming a batch's rows had to be prepared again for every
 //! batch size; the writer, SQLite's one, spent half its time on those instead of the b-tree.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, Weak, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -20,21 +20,48 @@ use crate::backend::*;
 use crate::chain::GENESIS;
 use crate::error::StoreError;
 use crate::model::Head;
-use crate::sqlite::WriteTurn;
+use crate::sqlite::{WriteTurn, url_path, write_turn};
 
 /// How long the checkpointer lets the log grow before it copies it into the file: a
 /// checkpoint costs two flushes, and the pages rewritten meanwhile are copied once.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
 
-/// Checkpoints of the file, off the writer: on a thread of their own, with a connection of
-/// their own, a while after the log wrote. The bulk is copied beside the writer's commits (a
-/// passive checkpoint takes no write lock); what they added meanwhile is copied in this
-/// process's turn at the file, so the log is then all in the file and the next commit starts
-/// it over instead of growing it. A checkpoint in the writer's commit kept every append
-/// waiting on its two flushes (a third of the writer's time with 64 appenders).
+/// Checkpoints of one SQLite file, off its writers: on a thread of their own, with a
+/// connection of their own, a while after the log wrote (and once a second). The bulk is
+/// copied beside the writers' commits (a passive checkpoint takes no write lock); what they
+/// added meanwhile is copied in this process's turn at the file, so the log is then all in the
+/// file and the next commit starts it over instead of growing it. A checkpoint in the
+/// writer's commit kept every append waiting on its two flushes (a third of the writer's time
+/// with 64 appenders).
+///
+/// One a file in a process, shared by its writers ([`checkpointer`]), whose connections set
+/// `wal_autocheckpoint = 0`; the thread ends with the last of them.
 #[derive(Debug)]
-struct Checkpointer {
+pub struct Checkpointer {
     nudges: mpsc::SyncSender<()>,
+}
+
+/// Every file's checkpointer, while any writer of it holds it.
+static CHECKPOINTERS: LazyLock<Mutex<HashMap<PathBuf, Weak<Checkpointer>>>> = LazyLock::new(Mutex::default);
+
+/// The checkpointer of the SQLite file at `path` (however the path is spelled), started by its
+/// first writer in this process.
+pub(crate) fn checkpointer(path: &Path) -> Result<Arc<Checkpointer>, StoreError> {
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut all = CHECKPOINTERS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(running) = all.get(&key).and_then(Weak::upgrade) {
+        return Ok(running);
+    }
+    all.retain(|_, c| c.strong_count() > 0);
+    let started = Arc::new(Checkpointer::start(path, write_turn(path))?);
+    all.insert(key, Arc::downgrade(&started));
+    Ok(started)
+}
+
+/// The checkpointer of the SQLite file a `sqlite://PATH` url names, for a writer of it that
+/// leaves checkpoints to it (`PRAGMA wal_autocheckpoint = 0`); `None` for another url.
+pub fn sqlite_checkpointer(url: &str) -> Result<Option<Arc<Checkpointer>>, StoreError> {
+    url_path(url).map(|path| checkpointer(&path)).transpose()
 }
 
 impl Checkpointer {
@@ -44,8 +71,8 @@ impl Checkpointer {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let (nudges, nudged) = mpsc::sync_channel::<()>(1);
         std::thread::Builder::new().name("tenantry-sqlite-checkpoint".into()).spawn(move || {
-            // Until the writer is gone; also once a second without a nudge (other writers of
-            // the file, the projectors, commit without one).
+            // Until the last writer is gone; also once a second without a nudge (the file's
+            // other writers, the projectors, commit without one).
             while !matches!(
                 nudged.recv_timeout(Duration::from_secs(1)),
                 Err(mpsc::RecvTimeoutError::Disconnected)
@@ -84,7 +111,7 @@ pub(crate) struct LogWriter {
 impl LogWriter {
     /// A writer of the (migrated) database at `path`, with the settings of the async pool's
     /// writer: WAL, `synchronous = NORMAL`, statement journals in memory, zeroed deletes.
-    pub(crate) fn open(path: &Path, turn: WriteTurn) -> Result<Self, StoreError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -100,7 +127,7 @@ impl LogWriter {
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
         // Every statement of an append kept prepared.
         conn.set_prepared_statement_cache_capacity(32);
-        let checkpoints = Checkpointer::start(path, turn)?;
+        let checkpoints = checkpointer(path)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("tenantry-sqlite-log".into()).spawn(move || {
             let mut conn = conn;

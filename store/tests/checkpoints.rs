@@ -40,3 +40,17 @@ async fn the_checkpointer_copies_the_log_into_the_file() {
     }
     assert_eq!(copied, 20, "the appends did not reach the database file");
 }
+
+/// The file's writers in a process share one checkpointer, however its path is spelled.
+#[tokio::test]
+async fn a_file_has_one_checkpointer_in_a_process() {
+    let h = Harness::sqlite().await;
+    let other = Harness::sqlite().await;
+    let spelled_otherwise = format!("{}?mode=rwc", h.url.replacen("sqlite://", "sqlite:", 1));
+    let one = tenantry_store::sqlite_checkpointer(&h.url).unwrap().unwrap();
+    let same = tenantry_store::sqlite_checkpointer(&spelled_otherwise).unwrap().unwrap();
+    let another = tenantry_store::sqlite_checkpointer(&other.url).unwrap().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&one, &same));
+    assert!(!std::sync::Arc::ptr_eq(&one, &another));
+    assert!(tenantry_store::sqlite_checkpointer("postgres://localhost/db").unwrap().is_none());
+}
