@@ -26,13 +26,17 @@ use crate::sqlite::{WriteTurn, url_path, write_turn};
 /// checkpoint costs two flushes, and the pages rewritten meanwhile are copied once.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
 
+/// Passes beside the writers before one in the turn.
+const CHECKPOINT_PASSES: usize = 4;
+
 /// Checkpoints of one SQLite file, off its writers: on a thread of their own, with a
-/// connection of their own, a while after the log wrote (and once a second). The bulk is
-/// copied beside the writers' commits (a passive checkpoint takes no write lock); what they
-/// added meanwhile is copied in this process's turn at the file, so the log is then all in the
-/// file and the next commit starts it over instead of growing it. A checkpoint in the
-/// writer's commit kept every append waiting on its two flushes (a third of the writer's time
-/// with 64 appenders).
+/// connection of their own, a while after the log wrote (and once a second). They copy the log
+/// beside the writers' commits (a passive checkpoint takes no write lock), again while commits
+/// came during the pass; a pass that leaves nothing lets the next commit start the log over.
+/// When commits came during every one of a few passes, the rest is copied in this process's
+/// turn at the file, so the log stays bounded under a load that never pauses. A checkpoint in
+/// the writer's commit kept every append waiting on its two flushes (a third of the writer's
+/// time with 64 appenders).
 ///
 /// One a file in a process, shared by its writers ([`checkpointer`]), whose connections set
 /// `wal_autocheckpoint = 0`; the thread ends with the last of them.
@@ -78,15 +82,32 @@ impl Checkpointer {
                 Err(mpsc::RecvTimeoutError::Disconnected)
             ) {
                 std::thread::sleep(CHECKPOINT_PAUSE);
-                let passive =
-                    |conn: &Connection| conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                if let Err(e) = passive(&conn) {
-                    tracing::warn!(error = %e, "a checkpoint of the SQLite log failed");
-                    continue;
+                // Frames left in the log after a pass: those written meanwhile, or held by a
+                // reader's snapshot.
+                let passive = |conn: &Connection| {
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                        Ok(row.get::<_, i64>(1)? - row.get::<_, i64>(2)?)
+                    })
+                };
+                // Beside the writers, until a pass leaves nothing: the next commit then starts
+                // the log over.
+                let mut left = None;
+                for _ in 0..CHECKPOINT_PASSES {
+                    left = passive(&conn)
+                        .inspect_err(|e| tracing::warn!(error = %e, "a checkpoint of the SQLite log failed"))
+                        .ok();
+                    if left == Some(0) {
+                        break;
+                    }
                 }
-                let _turn = turn.blocking_lock();
-                if let Err(e) = passive(&conn) {
-                    tracing::warn!(error = %e, "a checkpoint of the SQLite log failed");
+                // Commits came during every pass: the rest in the turn, where none can, so the
+                // log does not grow for as long as they keep coming. It holds the writers
+                // for a checkpoint's two flushes, so only then.
+                if left != Some(0) {
+                    let _turn = turn.blocking_lock();
+                    if let Err(e) = passive(&conn) {
+                        tracing::warn!(error = %e, "a checkpoint of the SQLite log failed");
+                    }
                 }
             }
         })?;
