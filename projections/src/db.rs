@@ -199,14 +199,11 @@ impl ReadDb {
                             conn.execute("PRAGMA busy_timeout = 30000").await?;
                         }
                         if sqlite && writes {
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            // A multi-row statement's journal (what it undoes if it fails half
-                            // way) in memory, not a temp file.
-                            conn.execute("PRAGMA temp_store = MEMORY").await?;
-                            // Deleted rows (a purged tenant's) are zeroed in the file.
-                            conn.execute("PRAGMA secure_delete = ON").await?;
-                            // Checkpoints are the file's checkpointer's (held below).
-                            conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                            // Those of every writer of the file; checkpoints are the file's
+                            // checkpointer's (held below).
+                            for (pragma, value) in tenantry_store::SQLITE_WRITER_PRAGMAS {
+                                conn.execute(format!("PRAGMA {pragma} = {value}").as_str()).await?;
+                            }
                         }
                         if let Some(role) = role {
                             conn.execute(format!("SET ROLE {role}").as_str()).await?;

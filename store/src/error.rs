@@ -95,9 +95,18 @@ pub(crate) fn quota_exceeded(err: &sqlx::Error) -> Option<StoreError> {
     Some(StoreError::QuotaExceeded { limit, max: max.trim().parse().ok()? })
 }
 
+/// What the database says when refusing to re-create the head of a tenant whose key is
+/// destroyed (the `tenant_heads_refuse_shredded` trigger of both backends).
+const SHREDDED: &str = "tenantry: tenant key destroyed";
+
 /// Whether the database refused to re-create the head of a tenant whose key is destroyed.
 pub(crate) fn shredded(err: &sqlx::Error) -> bool {
-    err.as_database_error().is_some_and(|db| db.message().contains("tenantry: tenant key destroyed"))
+    err.as_database_error().is_some_and(|db| db.message().contains(SHREDDED))
+}
+
+/// [`shredded`], from the SQLite log's writer.
+pub(crate) fn sqlite_shredded(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(_, Some(message)) if message.contains(SHREDDED))
 }
 
 /// Which unique constraint an insert hit, if any.

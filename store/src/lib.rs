@@ -35,7 +35,7 @@ pub use model::{
     AppendOutcome, AppendQuota, AppendRequest, BlobWrite, ExpectedVersion, Head, NewEvent, RecordedEvent,
     SealedRecord, StreamWrite,
 };
-pub use sqlite::{WriteTurn, sqlite_write_turn};
+pub use sqlite::{SQLITE_WRITER_PRAGMAS, WriteTurn, sqlite_write_turn};
 pub use sqlite_log::{Checkpointer, sqlite_checkpointer};
 pub use store::SEALED_VALUE_PREFIX;
 pub use store::{Committed, Database, EventStore, Rewrapped, SealedCommit};

@@ -100,6 +100,22 @@ impl DerefMut for Writer {
     }
 }
 
+/// The settings of every connection that writes the event database, whichever driver opens
+/// it (the store's two writers, the projectors'), as `PRAGMA name = value`:
+/// - `synchronous = NORMAL`: in WAL mode it loses no committed transaction on a process
+///   crash, only the last few on a power loss; FULL halves the append rate.
+/// - `secure_delete = ON`: deleted rows (a purged tenant's) are zeroed in the file.
+/// - `temp_store = MEMORY`: a multi-row statement's journal (what it undoes if it fails half
+///   way) stays in memory; on disk it was a write of every page a batch touched.
+/// - `wal_autocheckpoint = 0`: checkpoints are the file's checkpointer's
+///   ([`crate::sqlite_checkpointer`]), not a commit's.
+pub const SQLITE_WRITER_PRAGMAS: [(&str, &str); 4] = [
+    ("synchronous", "NORMAL"),
+    ("secure_delete", "ON"),
+    ("temp_store", "MEMORY"),
+    ("wal_autocheckpoint", "0"),
+];
+
 /// A database file in WAL mode, created if missing, waiting on the writer's lock.
 fn connect_options(path: &Path, synchronous: SqliteSynchronous) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
@@ -119,17 +135,16 @@ fn now_ms() -> i64 {
 
 impl Sqlite {
     pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
-        // In WAL mode NORMAL loses no committed transaction on a process crash; only a power
-        // loss can drop the last few. FULL halves the append rate.
         let options = connect_options(path, SqliteSynchronous::Normal).pragma("cache_size", "-16384");
-        // The writer's statement journals (what a multi-row statement undoes if it fails half
-        // way) stay in memory: on disk they were a write of every page a batch touched, beside
-        // its WAL frame.
+        // Checkpoints are the file's checkpointer's, started with the log's writer.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
-            // Checkpoints are the file's checkpointer's, started with the log's writer.
-            .connect_with(options.clone().pragma("temp_store", "MEMORY").pragma("wal_autocheckpoint", "0"))
+            .connect_with(
+                SQLITE_WRITER_PRAGMAS
+                    .iter()
+                    .fold(options.clone(), |options, (pragma, value)| options.pragma(*pragma, *value)),
+            )
             .await?;
         MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;

@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use crate::backend::*;
 use crate::chain::GENESIS;
-use crate::error::StoreError;
+use crate::error::{StoreError, sqlite_shredded};
 use crate::model::Head;
-use crate::sqlite::{WriteTurn, url_path, write_turn};
+use crate::sqlite::{SQLITE_WRITER_PRAGMAS, WriteTurn, url_path, write_turn};
 
 /// How long the checkpointer lets the log grow before it copies it into the file: a
 /// checkpoint costs two flushes, and the pages rewritten meanwhile are copied once.
@@ -131,21 +131,20 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
-    /// A writer of the (migrated) database at `path`, with the settings of the async pool's
-    /// writer: WAL, `synchronous = NORMAL`, statement journals in memory, zeroed deletes.
+    /// A writer of the (migrated) database at `path`, in WAL mode with the settings of every
+    /// writer of the file ([`SQLITE_WRITER_PRAGMAS`]).
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "secure_delete", "ON")?;
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        for (pragma, value) in SQLITE_WRITER_PRAGMAS {
+            conn.execute_batch(&format!("PRAGMA {pragma} = {value}"))?;
+        }
         conn.pragma_update(None, "cache_size", -16384)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Its commits leave the checkpoints to the checkpointer's thread. Under a sustained
         // load the log grows between them (tens of megabytes at thousands of appends a
         // second); once it starts over, its file is cut back to this.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
         // Every statement of an append kept prepared.
         conn.set_prepared_statement_cache_capacity(32);
@@ -298,7 +297,7 @@ fn read_batch(
                     day: 0,
                     day_calls: 0,
                 },
-                Err(e) if shredded(&e) => continue,
+                Err(e) if sqlite_shredded(&e) => continue,
                 Err(e) => return Err(e.into()),
             },
         };
@@ -388,9 +387,4 @@ fn write_batch(tx: &Connection, decided: &Decided<'_>) -> Result<(), StoreError>
         keys.execute(params![tenant.as_uuid().as_bytes(), key, &hash[..], *first as i64, *last as i64])?;
     }
     Ok(())
-}
-
-/// Whether SQLite refused to re-create the head of a tenant whose key is destroyed.
-fn shredded(err: &rusqlite::Error) -> bool {
-    matches!(err, rusqlite::Error::SqliteFailure(_, Some(message)) if message.contains("tenantry: tenant key destroyed"))
 }
