@@ -11,6 +11,7 @@
 //! - [`error`]: the store's typed errors.
 //! - `commit`: group commit, many appends in one transaction ([`GroupCommit`]).
 //! - `backend`, `sqlite`, `postgres`: the database backends behind one internal trait.
+//! - [`pool_options`]: how every pool of the server hands out connections.
 
 mod backend;
 pub mod chain;
@@ -21,6 +22,7 @@ pub mod export;
 pub mod idempotency;
 mod known;
 pub mod model;
+mod pool;
 mod postgres;
 mod sqlite;
 mod sqlite_log;
@@ -35,6 +37,7 @@ pub use model::{
     AppendOutcome, AppendQuota, AppendRequest, BlobWrite, ExpectedVersion, Head, NewEvent, RecordedEvent,
     SealedRecord, StreamWrite,
 };
+pub use pool::{PING_IF_IDLE, pool_options};
 pub use sqlite::{SQLITE_WRITER_PRAGMAS, WriteTurn, sqlite_write_turn};
 pub use sqlite_log::{Checkpointer, sqlite_checkpointer};
 pub use store::SEALED_VALUE_PREFIX;

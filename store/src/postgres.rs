@@ -17,6 +17,7 @@ use crate::backend::*;
 use crate::error::{StoreError, quota_exceeded, unique_violation};
 use crate::known::Known;
 use crate::model::{AppendOutcome, ExpectedVersion, Head};
+use crate::pool;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 static KEYS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/keys/postgres");
@@ -50,23 +51,9 @@ const COMMIT_SETTINGS: &[&str] =
 /// megabytes at most.
 const KNOWN: usize = 16_384;
 
-/// A pooled connection idle this long is pinged before it is handed out, and replaced when the
-/// server or the network dropped it meanwhile. One in steady use is not: sqlx's default pings
-/// on every acquire, a round trip of its own before each statement or transaction.
-const PING_IF_IDLE: Duration = Duration::from_secs(1);
-
-/// Pool options for every pool of the store.
+/// Options for every pool of the store: at most 10 s to wait for a connection.
 fn pool_options() -> PgPoolOptions {
-    PgPoolOptions::new().acquire_timeout(Duration::from_secs(10)).test_before_acquire(false).before_acquire(
-        |conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IF_IDLE {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        },
-    )
+    pool::pool_options().acquire_timeout(Duration::from_secs(10))
 }
 
 impl Postgres {
