@@ -3,7 +3,7 @@
 //! reports sum them for a period, grouped as asked, per tenant, for a partner's tenants or
 //! for the whole platform. Rebuildable like every read model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -60,6 +60,9 @@ impl Projector for Analytics {
         let mut deltas: BTreeMap<Key, [i64; 8]> = BTreeMap::new();
         // The last message with usage seen in these events: (its position, its id).
         let mut previous: Option<(u64, String)> = None;
+        // Where the usage of these events' messages goes, by request id, until their usage
+        // takes it (the same append, as a rule): only what is left goes to `analytics_billed`.
+        let mut billed: HashMap<String, Key> = HashMap::new();
         for e in events {
             match &e.event {
                 Event::ConversationOpened(c) => {
@@ -104,20 +107,7 @@ impl Projector for Analytics {
                     // message as its request id: remember where they go.
                     if m.usage.is_some() {
                         previous = Some((e.position, m.message_id.to_string()));
-                        exec(
-                            conn,
-                            "INSERT INTO analytics_billed (tenant_id, request_id, day, agent_id, user_id, model)
-                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, request_id) DO NOTHING",
-                            vec![
-                                tenant.into(),
-                                m.message_id.to_string().into(),
-                                day(e.recorded_at).into(),
-                                line_key.1.as_str().into(),
-                                line_key.2.as_str().into(),
-                                model.as_str().into(),
-                            ],
-                        )
-                        .await?;
+                        billed.entry(m.message_id.to_string()).or_insert(line_key);
                     }
                 }
                 Event::UsageRecorded(u) => {
@@ -130,11 +120,11 @@ impl Projector for Analytics {
                     {
                         // Recorded history may bill a message under another request id: the
                         // message just before it in the same append is the one.
-                        let found = match take_billed(conn, tenant, id).await? {
+                        let found = match take_billed(conn, tenant, &mut billed, id).await? {
                             Some(found) => Some(found),
                             None => match &previous {
                                 Some((position, message)) if *position + 1 == e.position => {
-                                    take_billed(conn, tenant, message).await?
+                                    take_billed(conn, tenant, &mut billed, message).await?
                                 }
                                 _ => None,
                             },
@@ -159,6 +149,16 @@ impl Projector for Analytics {
                 }
                 _ => {}
             }
+        }
+        // Messages whose usage comes in a later page.
+        for (request, (day, agent, user, model)) in billed {
+            exec(
+                conn,
+                "INSERT INTO analytics_billed (tenant_id, request_id, day, agent_id, user_id, model)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, request_id) DO NOTHING",
+                vec![tenant.into(), request.into(), day.into(), agent.into(), user.into(), model.into()],
+            )
+            .await?;
         }
         for ((day, agent, user, model), counts) in deltas {
             let mut vals: Vec<Val> = vec![tenant.into(), day.into(), agent.into(), user.into(), model.into()];
@@ -189,12 +189,17 @@ impl Projector for Analytics {
 }
 
 /// Where the usage billed under `request` goes (its message's day, agent, user and model),
-/// taken out of `analytics_billed`: `None` when no message left it there.
+/// taken out of `billed` (the messages of the same page) or else `analytics_billed`: `None`
+/// when no message left it there.
 async fn take_billed(
     conn: &mut AnyConnection,
     tenant: &str,
+    billed: &mut HashMap<String, Key>,
     request: &str,
 ) -> Result<Option<Key>, ProjectionError> {
+    if let Some(key) = billed.remove(request) {
+        return Ok(Some(key));
+    }
     let row = sqlx::query(
         "SELECT day, agent_id, user_id, model FROM analytics_billed WHERE tenant_id = $1 AND request_id = $2",
     )
@@ -364,4 +369,133 @@ pub async fn report(
             .collect(),
         totals: figures(&total),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use chrono::Utc;
+    use tenantry_domain::event::{ConversationOpened, MessageAppended, Metadata, TokenUsage, UsageRecorded};
+    use tenantry_domain::{AgentId, ConversationId, EventId, MessageId, Personal, TenantContext, TenantId};
+    use tenantry_store::testing::Harness;
+
+    use super::*;
+
+    fn recorded(tenant: TenantId, position: u64, event: Event) -> RecordedEvent {
+        RecordedEvent {
+            tenant_id: tenant,
+            position,
+            stream_id: "conversation".into(),
+            stream_version: position,
+            event_id: EventId::new(),
+            event_type: "test".into(),
+            schema_version: 1,
+            recorded_at: Utc::now(),
+            event,
+            metadata: Metadata::from_context(&TenantContext::system(tenant)),
+            payload_bytes: 0,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    /// A conversation opened, a message with usage, and its usage record naming the message:
+    /// the append the API makes for a message with usage, after the opening.
+    fn events(tenant: TenantId, agent: AgentId) -> Vec<RecordedEvent> {
+        let conversation = ConversationId::new();
+        let message = MessageId::new();
+        let usage = TokenUsage { prompt_tokens: 12, completion_tokens: 30 };
+        vec![
+            recorded(
+                tenant,
+                1,
+                Event::ConversationOpened(ConversationOpened {
+                    conversation_id: conversation,
+                    agent_id: agent,
+                    user_id: None,
+                    title: None,
+                }),
+            ),
+            recorded(
+                tenant,
+                2,
+                Event::MessageAppended(MessageAppended {
+                    conversation_id: conversation,
+                    message_id: message,
+                    role: MessageRole::Assistant,
+                    content: Personal::Text("hello".into()),
+                    model: Some("model-small".into()),
+                    usage: Some(usage),
+                    author: None,
+                }),
+            ),
+            recorded(
+                tenant,
+                3,
+                Event::UsageRecorded(UsageRecorded {
+                    model: "model-small".into(),
+                    kind: "message".into(),
+                    usage,
+                    request_id: Some(message.to_string()),
+                    occurred_at: Utc::now(),
+                    cost: None,
+                }),
+            ),
+        ]
+    }
+
+    /// The message's usage is counted under its conversation's agent and its model, whether
+    /// the usage record comes in the message's page or in the next one, and nothing is left
+    /// waiting in `analytics_billed` either way.
+    async fn usage_goes_to_its_message_in_any_page(url: &str) {
+        let db = ReadDb::connect(url, 1).await.unwrap();
+        let agent = AgentId::new();
+        let (together, split) = (TenantId::new(), TenantId::new());
+        let apply = async |tenant: TenantId, page: &[RecordedEvent]| {
+            // The write turn, on SQLite, is held until the transaction is committed.
+            let (_turn, mut tx) = db.begin_write().await.unwrap();
+            Analytics::default().apply(&mut tx, &tenant.to_string(), page).await.unwrap();
+            tx.commit().await.unwrap();
+        };
+        apply(together, &events(together, agent)).await;
+        let all = events(split, agent);
+        apply(split, &all[..2]).await;
+        apply(split, &all[2..]).await;
+        for tenant in [together, split] {
+            let rows = sqlx::query(
+                "SELECT agent_id, model, messages_assistant, prompt_tokens, completion_tokens
+                 FROM analytics_daily WHERE tenant_id = $1 AND model <> ''",
+            )
+            .bind(tenant.to_string())
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+            assert_eq!(rows.len(), 1, "one line for the message and its usage");
+            let row = &rows[0];
+            assert_eq!(text(row, "agent_id").unwrap(), agent.to_string());
+            assert_eq!(text(row, "model").unwrap(), "model-small");
+            assert_eq!(int(row, "messages_assistant").unwrap(), 1);
+            assert_eq!(int(row, "prompt_tokens").unwrap(), 12);
+            assert_eq!(int(row, "completion_tokens").unwrap(), 30);
+            let waiting = sqlx::query("SELECT request_id FROM analytics_billed WHERE tenant_id = $1")
+                .bind(tenant.to_string())
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+            assert!(waiting.is_empty(), "every message's usage was taken");
+        }
+    }
+
+    #[tokio::test]
+    async fn usage_goes_to_its_message_in_any_page_on_sqlite() {
+        let h = Harness::sqlite().await;
+        usage_goes_to_its_message_in_any_page(&h.url).await;
+    }
+
+    #[tokio::test]
+    async fn usage_goes_to_its_message_in_any_page_on_postgres() {
+        let Some(h) = Harness::postgres().await else { return };
+        usage_goes_to_its_message_in_any_page(&h.url).await;
+    }
 }
