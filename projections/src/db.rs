@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
@@ -188,7 +188,9 @@ impl ReadDb {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let options = |connections: u32, writes: bool, role: Option<String>| {
-            tenantry_store::pool_options::<sqlx::Any>()
+            // PostgreSQL's pings only an idle connection; SQLite's keeps sqlx's ping on every
+            // acquire (see `tenantry_store::pool_options`).
+            if sqlite { AnyPoolOptions::new() } else { tenantry_store::pool_options::<sqlx::Any>() }
                 .max_connections(connections)
                 .acquire_timeout(Duration::from_secs(60))
                 .after_connect(move |conn, _| {

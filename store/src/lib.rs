@@ -11,7 +11,7 @@
 //! - [`error`]: the store's typed errors.
 //! - `commit`: group commit, many appends in one transaction ([`GroupCommit`]).
 //! - `backend`, `sqlite`, `postgres`: the database backends behind one internal trait.
-//! - [`pool_options`]: how every pool of the server hands out connections.
+//! - [`pool_options`]: how the server's PostgreSQL pools hand out connections.
 
 mod backend;
 pub mod chain;

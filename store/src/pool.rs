@@ -1,4 +1,4 @@
-//! How every connection pool of the server hands out connections.
+//! How the server's PostgreSQL pools hand out connections.
 
 use std::time::Duration;
 
@@ -11,8 +11,12 @@ use sqlx::pool::PoolOptions;
 /// hop to the connection's thread and back).
 pub const PING_IF_IDLE: Duration = Duration::from_secs(1);
 
-/// Options for a pool of the server's, of either database: a connection is pinged before it
-/// is handed out only when idle for [`PING_IF_IDLE`] or longer.
+/// Options for a PostgreSQL pool of the server's: a connection is pinged before it is handed
+/// out only when idle for [`PING_IF_IDLE`] or longer.
+///
+/// Not for SQLite: there sqlx's ping on every acquire also flushes the rollback of a
+/// transaction whose caller went away, and without it the next `BEGIN` on that connection
+/// failed (`store/tests/group_commit.rs`, callers that give up).
 pub fn pool_options<DB: sqlx::Database>() -> PoolOptions<DB> {
     PoolOptions::<DB>::new().test_before_acquire(false).before_acquire(|conn, meta| {
         Box::pin(async move {

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Connection, Row};
 use tenantry_domain::{EventId, TenantId};
 use tokio::sync::OwnedMutexGuard;
@@ -19,7 +21,6 @@ use uuid::Uuid;
 use crate::backend::*;
 use crate::error::StoreError;
 use crate::model::Head;
-use crate::pool::pool_options;
 use crate::sqlite_log::LogWriter;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -136,7 +137,7 @@ impl Sqlite {
     pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
         let options = connect_options(path, SqliteSynchronous::Normal).pragma("cache_size", "-16384");
         // Checkpoints are the file's checkpointer's, started with the log's writer.
-        let write = pool_options::<sqlx::Sqlite>()
+        let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(
@@ -146,8 +147,7 @@ impl Sqlite {
             )
             .await?;
         MIGRATOR.run(&write).await?;
-        let read =
-            pool_options::<sqlx::Sqlite>().max_connections(4).connect_with(options.read_only(true)).await?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         let log = Some(LogWriter::open(path)?);
         Ok(Self { write, read, turn: write_turn(path), log })
     }
@@ -156,10 +156,9 @@ impl Sqlite {
     pub(crate) async fn open_keys(path: &Path) -> Result<Self, StoreError> {
         // A key is written once per tenant or person: durability over speed.
         let options = connect_options(path, SqliteSynchronous::Full);
-        let write = pool_options::<sqlx::Sqlite>().max_connections(1).connect_with(options.clone()).await?;
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         KEYS_MIGRATOR.run(&write).await?;
-        let read =
-            pool_options::<sqlx::Sqlite>().max_connections(2).connect_with(options.read_only(true)).await?;
+        let read = SqlitePoolOptions::new().max_connections(2).connect_with(options.read_only(true)).await?;
         Ok(Self { write, read, turn: write_turn(path), log: None })
     }
 
