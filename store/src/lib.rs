@@ -37,7 +37,7 @@ pub use model::{
     AppendOutcome, AppendQuota, AppendRequest, BlobWrite, ExpectedVersion, Head, NewEvent, RecordedEvent,
     SealedRecord, StreamWrite,
 };
-pub use pool::{PING_IF_IDLE, pool_options};
+pub use pool::pool_options;
 pub use sqlite::{SQLITE_WRITER_PRAGMAS, WriteTurn, sqlite_write_turn};
 pub use sqlite_log::{Checkpointer, sqlite_checkpointer};
 pub use store::SEALED_VALUE_PREFIX;

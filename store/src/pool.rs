@@ -7,12 +7,11 @@ use sqlx::pool::PoolOptions;
 
 /// A pooled connection idle this long is pinged before it is handed out, and replaced when the
 /// server or the network dropped it meanwhile. One in steady use is not: sqlx's default pings
-/// on every acquire, a round trip of its own before each statement or transaction (on SQLite a
-/// hop to the connection's thread and back).
-pub const PING_IF_IDLE: Duration = Duration::from_secs(1);
+/// on every acquire, a round trip of its own before each statement or transaction.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
 
 /// Options for a PostgreSQL pool of the server's: a connection is pinged before it is handed
-/// out only when idle for [`PING_IF_IDLE`] or longer.
+/// out only when idle for a second or longer.
 ///
 /// Not for SQLite: there sqlx's ping on every acquire also flushes the rollback of a
 /// transaction whose caller went away, and without it the next `BEGIN` on that connection

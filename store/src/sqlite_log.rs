@@ -39,7 +39,7 @@ const CHECKPOINT_PASSES: usize = 4;
 /// the writer's commit kept every append waiting on its two flushes (a third of the writer's
 /// time with 64 appenders).
 ///
-/// One a file in a process, shared by its writers ([`checkpointer`]), whose connections set
+/// One a file in a process, shared by its writers ([`sqlite_checkpointer`]), whose connections set
 /// `wal_autocheckpoint = 0`; the thread ends with the last of them.
 #[derive(Debug)]
 pub struct Checkpointer {
