@@ -40,6 +40,9 @@ const PER_PASS: usize = 100;
 const ENDPOINTS_PER_PASS: i64 = 64;
 /// How often the dispatcher looks for work when nothing woke it.
 const IDLE: Duration = Duration::from_millis(500);
+/// The least time between two passes that commits wake: under load commits come thousands
+/// a second, and one pass serves all that came before it.
+const WAKE_GAP: Duration = Duration::from_millis(20);
 
 /// How deliveries are made.
 #[derive(Debug, Clone, clap::Args)]
@@ -273,11 +276,13 @@ impl Dispatcher {
     }
 
     /// Deliver until `shutdown`: a pass over the endpoints due, again at once when a pass
-    /// found work or a commit woke it, else after a short idle.
+    /// found work or a commit woke it (at most one such pass each [`WAKE_GAP`]), else after a
+    /// short idle.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         let mut commits = self.projections.store().subscribe();
         let mut lock = None;
+        let mut last_pass = tokio::time::Instant::now();
         loop {
             if lock.is_none() {
                 lock = match self.lead().await {
@@ -289,15 +294,18 @@ impl Dispatcher {
                 };
             }
             let busy = match &lock {
-                Some(_) => match self.pass().await {
-                    Ok(n) => n > 0,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "webhooks: a pass failed");
-                        // The lock's connection may be gone with the database: ask again.
-                        lock = None;
-                        false
+                Some(_) => {
+                    last_pass = tokio::time::Instant::now();
+                    match self.pass().await {
+                        Ok(n) => n > 0,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "webhooks: a pass failed");
+                            // The lock's connection may be gone with the database: ask again.
+                            lock = None;
+                            false
+                        }
                     }
-                },
+                }
                 None => false,
             };
             if busy {
@@ -305,7 +313,15 @@ impl Dispatcher {
             }
             tokio::select! {
                 () = &mut shutdown => return,
-                _ = commits.recv() => {}
+                _ = commits.recv() => {
+                    // A lone commit is served at once; a stream of them, once a gap.
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep_until(last_pass + WAKE_GAP) => {}
+                    }
+                    // The next pass sees every commit so far: wait for newer ones only.
+                    commits = commits.resubscribe();
+                }
                 () = tokio::time::sleep(IDLE) => {}
             }
         }

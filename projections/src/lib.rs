@@ -32,7 +32,7 @@ pub fn standard(store: &EventStore, prices: PriceTable) -> Vec<Arc<dyn Projector
         Arc::new(models::conversations::Conversations { store: store.clone() }),
         Arc::new(models::quotas::Quotas),
         Arc::new(models::billing::Billing { prices: prices.clone() }),
-        Arc::new(models::analytics::Analytics { prices }),
+        Arc::new(models::analytics::Analytics::new(prices)),
         Arc::new(models::audit::AuditLog),
         Arc::new(models::documents::Documents { store: store.clone() }),
         Arc::new(models::webhooks::Webhooks),

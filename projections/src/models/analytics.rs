@@ -4,6 +4,7 @@
 //! for the whole platform. Rebuildable like every read model.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -36,6 +37,90 @@ const COUNTERS: [&str; 8] = [
 #[derive(Debug, Clone, Default)]
 pub struct Analytics {
     pub prices: PriceTable,
+    conversations: Arc<Mutex<Mappings>>,
+}
+
+impl Analytics {
+    pub fn new(prices: PriceTable) -> Self {
+        Self { prices, conversations: Default::default() }
+    }
+
+    /// The agent and user of a conversation: from memory, else `analytics_conversations`
+    /// (remembered then); `None` when the conversation never opened.
+    async fn mapping(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        conversation: &str,
+    ) -> Result<Option<(String, String)>, ProjectionError> {
+        if let Some(found) = self.remembered(|m| m.get(tenant, conversation)) {
+            return Ok(Some(found));
+        }
+        let row = sqlx::query(
+            "SELECT agent_id, user_id FROM analytics_conversations WHERE tenant_id = $1 AND conversation_id = $2",
+        )
+        .bind(tenant)
+        .bind(conversation)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let found = (text(&r, "agent_id")?, text(&r, "user_id")?);
+        self.remembered(|m| m.put(tenant, conversation, found.clone()));
+        Ok(Some(found))
+    }
+
+    /// Runs `f` on the remembered mappings; a poisoned lock is taken as it is (a mapping
+    /// holds no invariant a panic could break).
+    fn remembered<T>(&self, f: impl FnOnce(&mut Mappings) -> T) -> T {
+        f(&mut self.conversations.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+/// Conversations remembered at most: a message's line then needs no read. A full map is
+/// emptied and filled again from the table.
+const REMEMBERED: usize = 20_000;
+
+/// The agent and user of the conversations the projector has met, by tenant. A
+/// conversation's are fixed when it opens, so what is remembered is what the log says, even
+/// from a transaction that was rolled back (the same events are applied again). A
+/// conversation's deletion and a tenant's clearing forget them.
+#[derive(Debug, Default)]
+struct Mappings {
+    by_tenant: HashMap<String, HashMap<String, (String, String)>>,
+    len: usize,
+}
+
+impl Mappings {
+    fn get(&self, tenant: &str, conversation: &str) -> Option<(String, String)> {
+        self.by_tenant.get(tenant)?.get(conversation).cloned()
+    }
+
+    fn put(&mut self, tenant: &str, conversation: &str, mapping: (String, String)) {
+        if let Some(known) = self.by_tenant.get_mut(tenant).and_then(|c| c.get_mut(conversation)) {
+            *known = mapping;
+            return;
+        }
+        if self.len >= REMEMBERED {
+            self.by_tenant.clear();
+            self.len = 0;
+        }
+        self.by_tenant.entry(tenant.to_owned()).or_default().insert(conversation.to_owned(), mapping);
+        self.len += 1;
+    }
+
+    fn forget(&mut self, tenant: &str, conversation: &str) {
+        if let Some(of_tenant) = self.by_tenant.get_mut(tenant)
+            && of_tenant.remove(conversation).is_some()
+        {
+            self.len -= 1;
+        }
+    }
+
+    fn forget_tenant(&mut self, tenant: &str) {
+        if let Some(of_tenant) = self.by_tenant.remove(tenant) {
+            self.len -= of_tenant.len();
+        }
+    }
 }
 
 /// Where a count goes: (day, agent, user, model); `''` for none.
@@ -68,32 +153,25 @@ impl Projector for Analytics {
                 Event::ConversationOpened(c) => {
                     let (agent, user) =
                         (c.agent_id.to_string(), c.user_id.map(|u| u.to_string()).unwrap_or_default());
+                    let conversation = c.conversation_id.to_string();
                     exec(
                         conn,
                         "INSERT INTO analytics_conversations (tenant_id, conversation_id, agent_id, user_id)
                          VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
                         vec![
                             tenant.into(),
-                            c.conversation_id.to_string().into(),
+                            conversation.as_str().into(),
                             agent.as_str().into(),
                             user.as_str().into(),
                         ],
                     )
                     .await?;
+                    self.remembered(|m| m.put(tenant, &conversation, (agent.clone(), user.clone())));
                     deltas.entry((day(e.recorded_at), agent, user, String::new())).or_default()[0] += 1;
                 }
                 Event::MessageAppended(m) => {
-                    let row = sqlx::query(
-                        "SELECT agent_id, user_id FROM analytics_conversations WHERE tenant_id = $1 AND conversation_id = $2",
-                    )
-                    .bind(tenant)
-                    .bind(m.conversation_id.to_string())
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    let (agent, user) = match &row {
-                        Some(r) => (text(r, "agent_id")?, text(r, "user_id")?),
-                        None => (String::new(), String::new()),
-                    };
+                    let (agent, user) =
+                        self.mapping(conn, tenant, &m.conversation_id.to_string()).await?.unwrap_or_default();
                     let model = m.model.clone().unwrap_or_default();
                     let line_key = (day(e.recorded_at), agent, user, model.clone());
                     let line = deltas.entry(line_key.clone()).or_default();
@@ -140,10 +218,12 @@ impl Projector for Analytics {
                 }
                 Event::ConversationDeleted(c) => {
                     // The counts stay (they happened); the mapping goes with the conversation.
+                    let conversation = c.conversation_id.to_string();
+                    self.remembered(|m| m.forget(tenant, &conversation));
                     exec(
                         conn,
                         "DELETE FROM analytics_conversations WHERE tenant_id = $1 AND conversation_id = $2",
-                        vec![tenant.into(), c.conversation_id.to_string().into()],
+                        vec![tenant.into(), conversation.into()],
                     )
                     .await?;
                 }
@@ -182,6 +262,7 @@ impl Projector for Analytics {
     }
 
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
+        self.remembered(|m| m.forget_tenant(tenant));
         Ok(exec(conn, "DELETE FROM analytics_daily WHERE tenant_id = $1", vec![tenant.into()]).await?
             + exec(conn, "DELETE FROM analytics_conversations WHERE tenant_id = $1", vec![tenant.into()])
                 .await?)
@@ -485,6 +566,33 @@ mod tests {
                 .unwrap();
             assert!(waiting.is_empty(), "every message's usage was taken");
         }
+    }
+
+    /// The remembered mappings stay within their bound, and forgetting a conversation or a
+    /// tenant keeps the count true, so the bound holds after any mix of the three.
+    #[test]
+    fn remembered_mappings_stay_bounded_and_counted() {
+        let mut m = Mappings::default();
+        let pair = || ("agent".to_owned(), "user".to_owned());
+        for i in 0..REMEMBERED {
+            m.put(if i % 2 == 0 { "a" } else { "b" }, &i.to_string(), pair());
+        }
+        m.put("a", "0", pair());
+        assert_eq!(m.len, REMEMBERED, "putting a known conversation again adds nothing");
+        m.forget("a", "0");
+        m.forget("a", "0");
+        m.forget("c", "1");
+        assert_eq!(m.len, REMEMBERED - 1);
+        assert_eq!(m.get("a", "0"), None);
+        assert_eq!(m.get("b", "1"), Some(pair()));
+        m.forget_tenant("b");
+        assert_eq!(m.len, REMEMBERED / 2 - 1);
+        assert_eq!(m.get("b", "1"), None);
+        for i in 0..REMEMBERED {
+            m.put("c", &i.to_string(), pair());
+        }
+        assert!(m.len <= REMEMBERED);
+        assert_eq!(m.len, m.by_tenant.values().map(HashMap::len).sum::<usize>());
     }
 
     #[tokio::test]
