@@ -42,7 +42,7 @@ const ENDPOINTS_PER_PASS: i64 = 64;
 const IDLE: Duration = Duration::from_millis(500);
 /// The least time between two passes that commits wake: under load commits come thousands
 /// a second, and one pass serves all that came before it.
-const WAKE_GAP: Duration = Duration::from_millis(20);
+const WAKE_GAP: Duration = Duration::from_millis(10);
 
 /// How deliveries are made.
 #[derive(Debug, Clone, clap::Args)]
@@ -262,6 +262,13 @@ fn wanted(types: &[String], event_type: &str) -> bool {
     types.is_empty() || types.iter().any(|t| t == event_type)
 }
 
+/// What a pass found: the endpoints due, and the deliveries it attempted.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    due: usize,
+    delivered: usize,
+}
+
 /// The dispatcher of a deployment.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
@@ -276,12 +283,15 @@ impl Dispatcher {
     }
 
     /// Deliver until `shutdown`: a pass over the endpoints due, again at once when a pass
-    /// found work or a commit woke it (at most one such pass each [`WAKE_GAP`]), else after a
-    /// short idle.
+    /// found work, else when a commit woke it (at most one such pass each [`WAKE_GAP`]) or
+    /// after a short idle. While no endpoint is due (none enabled, or all waiting for a
+    /// retry) a commit cannot make one due, so commits wake no pass then: a new endpoint is
+    /// found by the next idle pass.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         let mut commits = self.projections.store().subscribe();
         let mut lock = None;
+        let mut none_due = false;
         let mut last_pass = tokio::time::Instant::now();
         loop {
             if lock.is_none() {
@@ -296,8 +306,11 @@ impl Dispatcher {
             let busy = match &lock {
                 Some(_) => {
                     last_pass = tokio::time::Instant::now();
-                    match self.pass().await {
-                        Ok(n) => n > 0,
+                    match self.pass_counted().await {
+                        Ok(Pass { due, delivered }) => {
+                            none_due = due == 0;
+                            delivered > 0
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "webhooks: a pass failed");
                             // The lock's connection may be gone with the database: ask again.
@@ -311,18 +324,25 @@ impl Dispatcher {
             if busy {
                 continue;
             }
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = commits.recv() => {
-                    // A lone commit is served at once; a stream of them, once a gap.
-                    tokio::select! {
-                        () = &mut shutdown => return,
-                        () = tokio::time::sleep_until(last_pass + WAKE_GAP) => {}
+            let idle = tokio::time::sleep(IDLE);
+            tokio::pin!(idle);
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    msg = commits.recv() => {
+                        if none_due && !matches!(msg, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            continue;
+                        }
+                        tokio::select! {
+                            () = &mut shutdown => return,
+                            () = tokio::time::sleep_until(last_pass + WAKE_GAP) => {}
+                        }
+                        // The next pass sees every commit so far: wait for newer ones only.
+                        commits = commits.resubscribe();
+                        break;
                     }
-                    // The next pass sees every commit so far: wait for newer ones only.
-                    commits = commits.resubscribe();
+                    () = &mut idle => break,
                 }
-                () = tokio::time::sleep(IDLE) => {}
             }
         }
     }
@@ -347,14 +367,19 @@ impl Dispatcher {
 
     /// Serve every endpoint due now; returns the deliveries attempted.
     pub async fn pass(&self) -> anyhow::Result<usize> {
+        Ok(self.pass_counted().await?.delivered)
+    }
+
+    async fn pass_counted(&self) -> anyhow::Result<Pass> {
         let now = chrono::Utc::now().timestamp_millis();
         let due = webhooks::due(self.projections.db(), now, ENDPOINTS_PER_PASS).await?;
+        let count = due.len();
         let served = futures::future::join_all(due.into_iter().map(|d| self.serve(d))).await;
-        let mut total = 0;
+        let mut delivered = 0;
         for n in served {
-            total += n?;
+            delivered += n?;
         }
-        Ok(total)
+        Ok(Pass { due: count, delivered })
     }
 
     /// Deliver an endpoint's next events in order, stopping at the first failure.
