@@ -269,6 +269,31 @@ struct Pass {
     delivered: usize,
 }
 
+/// Wait for the dispatcher's next pass: after [`IDLE`], or on a commit while an endpoint is
+/// due (at least [`WAKE_GAP`] after the pass that began at `last_pass`).
+async fn next_wake(
+    commits: &mut tokio::sync::broadcast::Receiver<tenantry_store::Committed>,
+    none_due: bool,
+    last_pass: tokio::time::Instant,
+) {
+    let idle = tokio::time::sleep(IDLE);
+    tokio::pin!(idle);
+    loop {
+        tokio::select! {
+            msg = commits.recv() => {
+                if none_due && !matches!(msg, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    continue;
+                }
+                tokio::time::sleep_until(last_pass + WAKE_GAP).await;
+                // The next pass sees every commit so far: wait for newer ones only.
+                *commits = commits.resubscribe();
+                return;
+            }
+            () = &mut idle => return,
+        }
+    }
+}
+
 /// The dispatcher of a deployment.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
@@ -306,7 +331,7 @@ impl Dispatcher {
             let busy = match &lock {
                 Some(_) => {
                     last_pass = tokio::time::Instant::now();
-                    match self.pass_counted().await {
+                    match self.pass().await {
                         Ok(Pass { due, delivered }) => {
                             none_due = due == 0;
                             delivered > 0
@@ -324,25 +349,9 @@ impl Dispatcher {
             if busy {
                 continue;
             }
-            let idle = tokio::time::sleep(IDLE);
-            tokio::pin!(idle);
-            loop {
-                tokio::select! {
-                    () = &mut shutdown => return,
-                    msg = commits.recv() => {
-                        if none_due && !matches!(msg, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                            continue;
-                        }
-                        tokio::select! {
-                            () = &mut shutdown => return,
-                            () = tokio::time::sleep_until(last_pass + WAKE_GAP) => {}
-                        }
-                        // The next pass sees every commit so far: wait for newer ones only.
-                        commits = commits.resubscribe();
-                        break;
-                    }
-                    () = &mut idle => break,
-                }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = next_wake(&mut commits, none_due, last_pass) => {}
             }
         }
     }
@@ -365,12 +374,8 @@ impl Dispatcher {
         }
     }
 
-    /// Serve every endpoint due now; returns the deliveries attempted.
-    pub async fn pass(&self) -> anyhow::Result<usize> {
-        Ok(self.pass_counted().await?.delivered)
-    }
-
-    async fn pass_counted(&self) -> anyhow::Result<Pass> {
+    /// Serve every endpoint due now.
+    async fn pass(&self) -> anyhow::Result<Pass> {
         let now = chrono::Utc::now().timestamp_millis();
         let due = webhooks::due(self.projections.db(), now, ENDPOINTS_PER_PASS).await?;
         let count = due.len();
