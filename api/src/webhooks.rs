@@ -308,7 +308,7 @@ impl Dispatcher {
     }
 
     /// Deliver until `shutdown`: a pass over the endpoints due, again at once when a pass
-    /// found work, else when a commit woke it (at most one such pass each [`WAKE_GAP`]) or
+    /// found work, else when a commit woke it (at most one such pass each 10 ms) or
     /// after a short idle. While no endpoint is due (none enabled, or all waiting for a
     /// retry) a commit cannot make one due, so commits wake no pass then: a new endpoint is
     /// found by the next idle pass.
