@@ -123,6 +123,7 @@ const TABLES: &[(&str, &str)] = &[
     ("usage_daily", "day, model"),
     ("analytics_daily", "day, agent_id, user_id, model"),
     ("analytics_conversations", "conversation_id"),
+    ("analytics_billed", "request_id"),
     ("audit_entries", "position"),
     ("projection_checkpoints", "projector"),
 ];

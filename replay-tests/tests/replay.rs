@@ -239,40 +239,44 @@ async fn mixed_log(h: &Harness, tenants: usize, appends: usize) -> Vec<TenantId>
             .await
             .unwrap();
         for i in 0..appends {
-            let usage =
-                TokenUsage { prompt_tokens: rand::thread_rng().gen_range(1..500), completion_tokens: 7 };
-            let msg = Event::MessageAppended(MessageAppended {
-                conversation_id: conv,
-                message_id: MessageId::new(),
-                role: MessageRole::Assistant,
-                content: format!("message {i}").into(),
-                model: Some("model-small".into()),
-                usage: Some(usage),
-                author: None,
-            });
-            let used = Event::UsageRecorded(UsageRecorded {
-                model: if i % 3 == 0 { "model-large".into() } else { "model-small".into() },
-                kind: "message".into(),
-                usage,
-                request_id: Some(format!("r{i}")),
-                occurred_at: Utc.with_ymd_and_hms(2026, 11, 1 + (i % 28) as u32, 12, 0, 0).unwrap(),
-                cost: None,
-            });
-            let request = AppendRequest::to_stream(
-                StreamId::conversation(conv),
-                ExpectedVersion::Any,
-                vec![NewEvent::new(EventId::new(), &msg).unwrap()],
-            )
-            .and(
-                StreamId::usage(2026, 11),
-                ExpectedVersion::Any,
-                vec![NewEvent::new(EventId::new(), &used).unwrap()],
-            );
-            h.store.append(&ctx, request).await.unwrap();
+            billed_message(h, &ctx, conv, i).await;
         }
         ids.push(ctx.tenant_id);
     }
     ids
+}
+
+/// A message with token usage and its usage record, appended together as a command does.
+async fn billed_message(h: &Harness, ctx: &TenantContext, conv: ConversationId, i: usize) {
+    let usage = TokenUsage { prompt_tokens: rand::thread_rng().gen_range(1..500), completion_tokens: 7 };
+    let msg = Event::MessageAppended(MessageAppended {
+        conversation_id: conv,
+        message_id: MessageId::new(),
+        role: MessageRole::Assistant,
+        content: format!("message {i}").into(),
+        model: Some("model-small".into()),
+        usage: Some(usage),
+        author: None,
+    });
+    let used = Event::UsageRecorded(UsageRecorded {
+        model: if i.is_multiple_of(3) { "model-large".into() } else { "model-small".into() },
+        kind: "message".into(),
+        usage,
+        request_id: Some(format!("r{i}")),
+        occurred_at: Utc.with_ymd_and_hms(2026, 11, 1 + (i % 28) as u32, 12, 0, 0).unwrap(),
+        cost: None,
+    });
+    let request = AppendRequest::to_stream(
+        StreamId::conversation(conv),
+        ExpectedVersion::Any,
+        vec![NewEvent::new(EventId::new(), &msg).unwrap()],
+    )
+    .and(
+        StreamId::usage(2026, 11),
+        ExpectedVersion::Any,
+        vec![NewEvent::new(EventId::new(), &used).unwrap()],
+    );
+    h.store.append(ctx, request).await.unwrap();
 }
 
 /// A projector that writes its rows, then sometimes fails before commit: the transaction is
@@ -483,7 +487,8 @@ async fn a_rebuild_keeps_old_rows_visible_until_it_completes_and_resumes_after_i
 }
 
 /// A new conversation with a few messages in the tenant's log.
-async fn converse(h: &Harness, tenant: TenantId, messages: usize) {
+/// Opens a conversation with `messages` messages in one append; returns the conversation.
+async fn converse(h: &Harness, tenant: TenantId, messages: usize) -> ConversationId {
     let ctx = TenantContext::system(tenant);
     let conv = ConversationId::new();
     let opened = Event::ConversationOpened(ConversationOpened {
@@ -507,6 +512,7 @@ async fn converse(h: &Harness, tenant: TenantId, messages: usize) {
     }
     let request = AppendRequest::to_stream(StreamId::conversation(conv), ExpectedVersion::NoStream, events);
     h.store.append(&ctx, request).await.unwrap();
+    conv
 }
 
 /// Tenants caught up together (one read, one transaction, one checkpoint update for all),
@@ -519,7 +525,12 @@ async fn many_tenants_projected_in_one_pass_equal_a_clean_rebuild(h: &Harness) {
     assert!(p.catch_up_many(tenants.clone()).await.unwrap() > 0);
     for round in 0..3 {
         for (i, t) in tenants.iter().enumerate() {
-            converse(h, *t, 1 + (i + round) % 3).await;
+            let conv = converse(h, *t, 1 + (i + round) % 3).await;
+            // Usage too, on most tenants: counters, bills and analytics lines of many tenants
+            // are written together.
+            for n in 0..(i + round) % 3 {
+                billed_message(h, &TenantContext::system(*t), conv, n).await;
+            }
         }
         // Another worker takes one tenant meanwhile: this process's position for it is stale.
         other.catch_up(&TenantContext::system(tenants[round])).await.unwrap();

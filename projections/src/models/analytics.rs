@@ -15,7 +15,7 @@ use tenantry_store::RecordedEvent;
 
 use super::billing::{PriceTable, cost_of, money};
 use super::{int, text};
-use crate::db::{ReadDb, Val, exec};
+use crate::db::{ReadDb, Val, exec, insert_many};
 use crate::error::ProjectionError;
 use crate::runtime::Projector;
 
@@ -142,7 +142,74 @@ impl Projector for Analytics {
         tenant: &str,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let mut deltas: BTreeMap<Key, [i64; 8]> = BTreeMap::new();
+        self.apply_many(conn, &[(tenant, events)]).await
+    }
+
+    /// The counts of every tenant's pages in one multi-row upsert, and the messages whose
+    /// usage is still to come in one insert.
+    async fn apply_many(
+        &self,
+        conn: &mut AnyConnection,
+        pages: &[(&str, &[RecordedEvent])],
+    ) -> Result<(), ProjectionError> {
+        let mut deltas: BTreeMap<(&str, Key), [i64; 8]> = BTreeMap::new();
+        let mut left: Vec<Vec<Val>> = Vec::new();
+        for (tenant, events) in pages {
+            self.count(conn, tenant, events, &mut deltas, &mut left).await?;
+        }
+        insert_many(
+            conn,
+            "analytics_billed",
+            &["tenant_id", "request_id", "day", "agent_id", "user_id", "model"],
+            left,
+            "ON CONFLICT (tenant_id, request_id) DO NOTHING",
+        )
+        .await?;
+        let rows = deltas
+            .into_iter()
+            .map(|((tenant, (day, agent, user, model)), counts)| {
+                let mut row: Vec<Val> =
+                    vec![tenant.into(), day.into(), agent.into(), user.into(), model.into()];
+                row.extend(counts.iter().map(|c| Val::from(*c)));
+                row
+            })
+            .collect();
+        let columns: Vec<&str> =
+            ["tenant_id", "day", "agent_id", "user_id", "model"].into_iter().chain(COUNTERS).collect();
+        let updates: Vec<String> =
+            COUNTERS.iter().map(|c| format!("{c} = analytics_daily.{c} + excluded.{c}")).collect();
+        insert_many(
+            conn,
+            "analytics_daily",
+            &columns,
+            rows,
+            &format!(
+                "ON CONFLICT (tenant_id, day, agent_id, user_id, model) DO UPDATE SET {}",
+                updates.join(", ")
+            ),
+        )
+        .await
+    }
+
+    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
+        self.remembered(|m| m.forget_tenant(tenant));
+        Ok(exec(conn, "DELETE FROM analytics_daily WHERE tenant_id = $1", vec![tenant.into()]).await?
+            + exec(conn, "DELETE FROM analytics_conversations WHERE tenant_id = $1", vec![tenant.into()])
+                .await?)
+    }
+}
+
+impl Analytics {
+    /// One tenant's events counted into `deltas` (by tenant and line); the messages whose
+    /// usage comes in a later page go to `left` as rows of `analytics_billed`.
+    async fn count<'a>(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &'a str,
+        events: &[RecordedEvent],
+        deltas: &mut BTreeMap<(&'a str, Key), [i64; 8]>,
+        left: &mut Vec<Vec<Val>>,
+    ) -> Result<(), ProjectionError> {
         // The last message with usage seen in these events: (its position, its id).
         let mut previous: Option<(u64, String)> = None;
         // Where the usage of these events' messages goes, by request id, until their usage
@@ -167,14 +234,15 @@ impl Projector for Analytics {
                     )
                     .await?;
                     self.remembered(|m| m.put(tenant, &conversation, (agent.clone(), user.clone())));
-                    deltas.entry((day(e.recorded_at), agent, user, String::new())).or_default()[0] += 1;
+                    deltas.entry((tenant, (day(e.recorded_at), agent, user, String::new()))).or_default()
+                        [0] += 1;
                 }
                 Event::MessageAppended(m) => {
                     let (agent, user) =
                         self.mapping(conn, tenant, &m.conversation_id.to_string()).await?.unwrap_or_default();
                     let model = m.model.clone().unwrap_or_default();
                     let line_key = (day(e.recorded_at), agent, user, model.clone());
-                    let line = deltas.entry(line_key.clone()).or_default();
+                    let line = deltas.entry((tenant, line_key.clone())).or_default();
                     line[match m.role {
                         MessageRole::User => 1,
                         MessageRole::Assistant => 2,
@@ -211,7 +279,7 @@ impl Projector for Analytics {
                             key = found;
                         }
                     }
-                    let line = deltas.entry(key).or_default();
+                    let line = deltas.entry((tenant, key)).or_default();
                     line[5] += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);
                     line[6] += i64::try_from(u.usage.completion_tokens).unwrap_or(i64::MAX);
                     line[7] += cost;
@@ -231,41 +299,10 @@ impl Projector for Analytics {
             }
         }
         // Messages whose usage comes in a later page.
-        for (request, (day, agent, user, model)) in billed {
-            exec(
-                conn,
-                "INSERT INTO analytics_billed (tenant_id, request_id, day, agent_id, user_id, model)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, request_id) DO NOTHING",
-                vec![tenant.into(), request.into(), day.into(), agent.into(), user.into(), model.into()],
-            )
-            .await?;
-        }
-        for ((day, agent, user, model), counts) in deltas {
-            let mut vals: Vec<Val> = vec![tenant.into(), day.into(), agent.into(), user.into(), model.into()];
-            vals.extend(counts.iter().map(|c| Val::from(*c)));
-            let updates: Vec<String> =
-                COUNTERS.iter().map(|c| format!("{c} = analytics_daily.{c} + excluded.{c}")).collect();
-            exec(
-                conn,
-                &format!(
-                    "INSERT INTO analytics_daily (tenant_id, day, agent_id, user_id, model, {})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                     ON CONFLICT (tenant_id, day, agent_id, user_id, model) DO UPDATE SET {}",
-                    COUNTERS.join(", "),
-                    updates.join(", ")
-                ),
-                vals,
-            )
-            .await?;
-        }
+        left.extend(billed.into_iter().map(|(request, (day, agent, user, model))| {
+            vec![tenant.into(), request.into(), day.into(), agent.into(), user.into(), model.into()]
+        }));
         Ok(())
-    }
-
-    async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
-        self.remembered(|m| m.forget_tenant(tenant));
-        Ok(exec(conn, "DELETE FROM analytics_daily WHERE tenant_id = $1", vec![tenant.into()]).await?
-            + exec(conn, "DELETE FROM analytics_conversations WHERE tenant_id = $1", vec![tenant.into()])
-                .await?)
     }
 }
 

@@ -87,9 +87,17 @@ impl Projector for AuditLog {
         tenant: &str,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let rows = events
-            .iter()
-            .map(|e| {
+        self.apply_many(conn, &[(tenant, events)]).await
+    }
+
+    /// One multi-row insert for every tenant's entries (chunked under the bind limits).
+    async fn apply_many(
+        &self,
+        conn: &mut AnyConnection,
+        pages: &[(&str, &[RecordedEvent])],
+    ) -> Result<(), ProjectionError> {
+        let rows = super::each_event(pages)
+            .map(|(tenant, e)| {
                 let (action, outcome, reason) = match &e.event {
                     Event::AccessDenied(d) => (d.action.clone(), "denied", Some(d.reason.clone())),
                     Event::DataRead(r) => {

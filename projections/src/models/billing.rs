@@ -54,12 +54,23 @@ impl Projector for Billing {
         tenant: &str,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
-        for e in events {
+        self.apply_many(conn, &[(tenant, events)]).await
+    }
+
+    /// One multi-row upsert for every tenant's days and models (one row a key: PostgreSQL
+    /// will not update a row twice in one statement).
+    async fn apply_many(
+        &self,
+        conn: &mut AnyConnection,
+        pages: &[(&str, &[RecordedEvent])],
+    ) -> Result<(), ProjectionError> {
+        let mut acc: BTreeMap<(&str, String, String), Acc> = BTreeMap::new();
+        for (tenant, e) in super::each_event(pages) {
             if let Event::UsageRecorded(u) = &e.event {
                 let (cost, unpriced) = cost_of(&self.prices, u);
-                let a =
-                    acc.entry((u.occurred_at.format("%Y-%m-%d").to_string(), u.model.clone())).or_default();
+                let a = acc
+                    .entry((tenant, u.occurred_at.format("%Y-%m-%d").to_string(), u.model.clone()))
+                    .or_default();
                 a.prompt += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);
                 a.completion += i64::try_from(u.usage.completion_tokens).unwrap_or(i64::MAX);
                 a.cost += cost;
@@ -69,7 +80,7 @@ impl Projector for Billing {
         }
         let rows = acc
             .into_iter()
-            .map(|((day, model), a)| {
+            .map(|((tenant, day, model), a)| {
                 vec![
                     tenant.into(),
                     day.into(),

@@ -12,8 +12,16 @@ pub mod webhooks;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use tenantry_store::RecordedEvent;
 
 use crate::error::ProjectionError;
+
+/// Each event of several tenants' pages with its tenant, page after page.
+pub(crate) fn each_event<'a>(
+    pages: &'a [(&'a str, &'a [RecordedEvent])],
+) -> impl Iterator<Item = (&'a str, &'a RecordedEvent)> {
+    pages.iter().flat_map(|(tenant, events)| events.iter().map(move |e| (*tenant, e)))
+}
 
 pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, ProjectionError> {
     Ok(row.try_get(col)?)

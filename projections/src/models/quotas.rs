@@ -1,7 +1,7 @@
 //! Usage against limits: commands per day, tokens per month, stored bytes, and the directory
 //! counts (agents, users, keys).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, Row};
 use tenantry_domain::{Event, LimitName, PlanCatalog, TenantContext, TenantId};
 use tenantry_store::RecordedEvent;
 
-use super::{int, opt_text};
+use super::{int, opt_text, text};
 use crate::db::{ReadDb, Val, exec, insert_many};
 use crate::error::ProjectionError;
 use crate::models::directory;
@@ -21,6 +21,9 @@ pub const NAME: &str = "quotas";
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Quotas;
+
+/// Tenants whose last requests one statement reads (under SQLite's bind limit).
+const TENANTS_A_READ: usize = 256;
 
 fn day(at: DateTime<Utc>) -> String {
     format!("day:{}", at.format("%Y-%m-%d"))
@@ -49,17 +52,38 @@ impl Projector for Quotas {
         tenant: &str,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let row =
-            sqlx::query("SELECT last_request FROM quota_counters WHERE tenant_id = $1 AND period = 'all'")
-                .bind(tenant)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let mut last_request = match row {
-            Some(r) => opt_text(&r, "last_request")?,
-            None => None,
-        };
-        let mut deltas: BTreeMap<String, Delta> = BTreeMap::new();
-        for e in events {
+        self.apply_many(conn, &[(tenant, events)]).await
+    }
+
+    /// One read of the tenants' last requests and one multi-row upsert of their counters.
+    async fn apply_many(
+        &self,
+        conn: &mut AnyConnection,
+        pages: &[(&str, &[RecordedEvent])],
+    ) -> Result<(), ProjectionError> {
+        let mut last_request: HashMap<&str, Option<String>> =
+            pages.iter().map(|(tenant, _)| (*tenant, None)).collect();
+        let tenants: Vec<&str> = last_request.keys().copied().collect();
+        for chunk in tenants.chunks(TENANTS_A_READ) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let rows = crate::db::bind(
+                sqlx::query(&format!(
+                    "SELECT tenant_id, last_request FROM quota_counters
+                     WHERE period = 'all' AND tenant_id IN ({})",
+                    marks.join(", ")
+                )),
+                chunk.iter().map(|t| Val::from(*t)).collect(),
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            for r in &rows {
+                if let Some(last) = last_request.get_mut(text(r, "tenant_id")?.as_str()) {
+                    *last = opt_text(r, "last_request")?;
+                }
+            }
+        }
+        let mut deltas: BTreeMap<(&str, String), Delta> = BTreeMap::new();
+        for (tenant, e) in super::each_event(pages) {
             // The audit record of a refused request, or of a read from outside the tenant, is
             // stored uncharged: neither bytes nor a call of the tenant.
             if matches!(e.event, Event::AccessDenied(_) | Event::DataRead(_)) {
@@ -71,21 +95,22 @@ impl Projector for Quotas {
                 Event::DocumentRemoved(d) => -i64::try_from(d.size).unwrap_or(i64::MAX),
                 _ => 0,
             };
-            deltas.entry("all".into()).or_default().bytes += e.payload_bytes as i64 + beside;
+            deltas.entry((tenant, "all".into())).or_default().bytes += e.payload_bytes as i64 + beside;
             // A command's events share its request id: count the command once.
-            if last_request.as_deref() != Some(e.metadata.request_id.as_str()) {
-                deltas.entry(day(e.recorded_at)).or_default().api_calls += 1;
-                last_request = Some(e.metadata.request_id.clone());
+            let last = last_request.entry(tenant).or_default();
+            if last.as_deref() != Some(e.metadata.request_id.as_str()) {
+                deltas.entry((tenant, day(e.recorded_at))).or_default().api_calls += 1;
+                *last = Some(e.metadata.request_id.clone());
             }
             if let Event::UsageRecorded(u) = &e.event {
-                deltas.entry(month(u.occurred_at)).or_default().tokens +=
+                deltas.entry((tenant, month(u.occurred_at))).or_default().tokens +=
                     i64::try_from(u.usage.total()).unwrap_or(i64::MAX);
             }
         }
         let rows = deltas
             .into_iter()
-            .map(|(period, d)| {
-                let last = if period == "all" { last_request.clone() } else { None };
+            .map(|((tenant, period), d)| {
+                let last = if period == "all" { last_request.get(tenant).cloned().flatten() } else { None };
                 vec![
                     tenant.into(),
                     period.into(),

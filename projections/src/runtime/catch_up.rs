@@ -291,24 +291,28 @@ impl Projections {
         }
         let names: Vec<Val> = self.projectors.iter().map(|p| Val::from(p.name())).collect();
         let mut vals = Vec::with_capacity(work.len() * 3 + names.len());
-        let (mut cases, mut wheres) = (String::new(), Vec::with_capacity(work.len()));
+        let mut moves = Vec::with_capacity(work.len());
         for (tenant, at, page) in &work {
             let i = vals.len();
             let last = page.last().map_or(*at, |e| e.position);
             vals.extend([Val::from(tenant_key(*tenant)), Val::from(*at), Val::from(last)]);
-            cases.push_str(&format!(" WHEN ${} THEN ${}", i + 1, i + 3));
-            wheres.push(format!("(tenant_id = ${} AND position = ${})", i + 1, i + 2));
+            moves.push(format!("(${}, ${}, ${})", i + 1, i + 2, i + 3));
         }
         let first_name = vals.len() + 1;
         vals.extend(names);
         let in_names: Vec<String> =
             (first_name..first_name + self.projectors.len()).map(|i| format!("${i}")).collect();
         let (_turn, mut tx) = self.db.begin_write().await?;
+        // Joined on the key: a CASE and an OR of each tenant's condition cost SQLite a scan
+        // of every checkpoint with each condition tried (about 3 ms for 50 tenants).
         let sql = format!(
-            "UPDATE projection_checkpoints SET position = CASE tenant_id{cases} END
-             WHERE projector IN ({}) AND ({}) RETURNING tenant_id",
-            in_names.join(", "),
-            wheres.join(" OR ")
+            "WITH moves (tenant, at, last) AS (VALUES {})
+             UPDATE projection_checkpoints SET position = moves.last FROM moves
+             WHERE projection_checkpoints.tenant_id = moves.tenant
+               AND projection_checkpoints.position = moves.at AND projector IN ({})
+             RETURNING tenant_id",
+            moves.join(", "),
+            in_names.join(", ")
         );
         let mut moved: HashMap<String, usize> = HashMap::new();
         for row in crate::db::bind(sqlx::query(&sql), vals).fetch_all(&mut *tx).await? {
