@@ -123,10 +123,16 @@ pub(crate) async fn insert_many_counted(
     // sqlx binds SQLite parameters by name, a linear search per parameter: keep SQLite
     // statements small. PostgreSQL takes up to 65,535 parameters and likes fewer trips.
     let max_binds = if conn.backend_name() == "SQLite" { 400 } else { 20_000 };
-    let per_chunk = (max_binds / columns.len()).max(1);
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_chunk).collect();
+    let most = (max_binds / columns.len()).max(1);
+    let mut left = rows.len();
+    let mut rows = rows.into_iter();
+    while left > 0 {
+        // Chunks of a power of two rows: a table's inserts are a handful of statement texts,
+        // each prepared once per connection, instead of one text (prepared, planned and
+        // evicted) for every row count a pass happens to have.
+        let take = 1 << left.min(most).ilog2();
+        left -= take;
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(take).collect();
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
         let mut n = 0;
         for (i, row) in chunk.iter().enumerate() {
@@ -340,7 +346,7 @@ impl ReadDb {
 mod tests {
     #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-    use super::ReadDb;
+    use super::{ReadDb, Val, insert_many_counted};
 
     /// On SQLite the projectors' write turn is the one the log's appends take: held here, the
     /// file's turn is taken; released, it is free.
@@ -353,5 +359,53 @@ mod tests {
         assert!(turn.try_lock().is_err());
         drop(held);
         assert!(turn.try_lock().is_ok());
+    }
+
+    /// Rows go in chunks of a power of two under each backend's bind limit: every row is
+    /// written once, whatever the count, on both backends.
+    #[tokio::test]
+    async fn many_rows_are_inserted_each_once_in_chunks() {
+        for h in [
+            Some(tenantry_store::testing::Harness::sqlite().await),
+            tenantry_store::testing::Harness::postgres().await,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let db = ReadDb::connect(&h.url, 1).await.unwrap();
+            let mut conn = db.pool().acquire().await.unwrap();
+            for n in [1_usize, 2, 3, 31, 37, 64, 100, 2_000] {
+                let tenant = format!("chunks-{n}");
+                let rows: Vec<Vec<Val>> = (0..n)
+                    .map(|i| {
+                        vec![
+                            tenant.as_str().into(),
+                            Val::from(i as i64),
+                            Val::from(0_i64),
+                            "x".into(),
+                            "y".into(),
+                            "z".into(),
+                            Val::T(None),
+                            "ok".into(),
+                            Val::T(None),
+                            "r".into(),
+                            Val::T(None),
+                        ]
+                    })
+                    .collect();
+                let columns = crate::models::audit::COLUMNS;
+                let affected =
+                    insert_many_counted(&mut conn, "audit_entries", &columns, rows, "").await.unwrap();
+                assert_eq!(affected, n as u64);
+                let (count, distinct): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), COUNT(DISTINCT position) FROM audit_entries WHERE tenant_id = $1",
+                )
+                .bind(&tenant)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+                assert_eq!((count, distinct), (n as i64, n as i64), "{n} rows");
+            }
+        }
     }
 }

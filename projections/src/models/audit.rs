@@ -18,6 +18,21 @@ pub const NAME: &str = "audit_log";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuditLog;
 
+/// The columns of `audit_entries` an entry fills, in the order its rows are built.
+pub(crate) const COLUMNS: [&str; 11] = [
+    "tenant_id",
+    "position",
+    "at",
+    "actor",
+    "role",
+    "action",
+    "target",
+    "outcome",
+    "reason",
+    "request_id",
+    "source_ip",
+];
+
 /// The object an event is about, when it names one.
 fn target(event: &Event) -> Option<String> {
     Some(match event {
@@ -122,26 +137,7 @@ impl Projector for AuditLog {
                 ]
             })
             .collect();
-        insert_many(
-            conn,
-            "audit_entries",
-            &[
-                "tenant_id",
-                "position",
-                "at",
-                "actor",
-                "role",
-                "action",
-                "target",
-                "outcome",
-                "reason",
-                "request_id",
-                "source_ip",
-            ],
-            rows,
-            "",
-        )
-        .await
+        insert_many(conn, "audit_entries", &COLUMNS, rows, "").await
     }
 
     async fn clear(&self, conn: &mut AnyConnection, tenant: &str) -> Result<u64, ProjectionError> {
