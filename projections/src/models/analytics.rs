@@ -74,6 +74,111 @@ impl Analytics {
     fn remembered<T>(&self, f: impl FnOnce(&mut Mappings) -> T) -> T {
         f(&mut self.conversations.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
+
+    /// One tenant's events counted into `deltas` (by tenant and line); the messages whose
+    /// usage comes in a later page go to `left` as rows of `analytics_billed`.
+    async fn count<'a>(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &'a str,
+        events: &[RecordedEvent],
+        deltas: &mut BTreeMap<(&'a str, Key), [i64; 8]>,
+        left: &mut Vec<Vec<Val>>,
+    ) -> Result<(), ProjectionError> {
+        // The last message with usage seen in these events: (its position, its id).
+        let mut previous: Option<(u64, String)> = None;
+        // Where the usage of these events' messages goes, by request id, until their usage
+        // takes it (the same append, as a rule): only what is left goes to `analytics_billed`.
+        let mut billed: HashMap<String, Key> = HashMap::new();
+        for e in events {
+            match &e.event {
+                Event::ConversationOpened(c) => {
+                    let (agent, user) =
+                        (c.agent_id.to_string(), c.user_id.map(|u| u.to_string()).unwrap_or_default());
+                    let conversation = c.conversation_id.to_string();
+                    exec(
+                        conn,
+                        "INSERT INTO analytics_conversations (tenant_id, conversation_id, agent_id, user_id)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
+                        vec![
+                            tenant.into(),
+                            conversation.as_str().into(),
+                            agent.as_str().into(),
+                            user.as_str().into(),
+                        ],
+                    )
+                    .await?;
+                    self.remembered(|m| m.put(tenant, &conversation, (agent.clone(), user.clone())));
+                    deltas.entry((tenant, (day(e.recorded_at), agent, user, String::new()))).or_default()
+                        [0] += 1;
+                }
+                Event::MessageAppended(m) => {
+                    let (agent, user) =
+                        self.mapping(conn, tenant, &m.conversation_id.to_string()).await?.unwrap_or_default();
+                    let model = m.model.clone().unwrap_or_default();
+                    let line_key = (day(e.recorded_at), agent, user, model.clone());
+                    let line = deltas.entry((tenant, line_key.clone())).or_default();
+                    line[match m.role {
+                        MessageRole::User => 1,
+                        MessageRole::Assistant => 2,
+                        MessageRole::Tool => 3,
+                        MessageRole::System => 4,
+                    }] += 1;
+                    // Its tokens come with its usage record (same append), which names the
+                    // message as its request id: remember where they go.
+                    if m.usage.is_some() {
+                        previous = Some((e.position, m.message_id.to_string()));
+                        billed.entry(m.message_id.to_string()).or_insert(line_key);
+                    }
+                }
+                Event::UsageRecorded(u) => {
+                    let (cost, _) = cost_of(&self.prices, u);
+                    // A message's usage goes where its message went; other usage has no agent
+                    // and no user.
+                    let mut key = (day(u.occurred_at), String::new(), String::new(), u.model.clone());
+                    if u.kind == "message"
+                        && let Some(id) = &u.request_id
+                    {
+                        // Recorded history may bill a message under another request id: the
+                        // message just before it in the same append is the one.
+                        let found = match take_billed(conn, tenant, &mut billed, id).await? {
+                            Some(found) => Some(found),
+                            None => match &previous {
+                                Some((position, message)) if *position + 1 == e.position => {
+                                    take_billed(conn, tenant, &mut billed, message).await?
+                                }
+                                _ => None,
+                            },
+                        };
+                        if let Some(found) = found {
+                            key = found;
+                        }
+                    }
+                    let line = deltas.entry((tenant, key)).or_default();
+                    line[5] += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);
+                    line[6] += i64::try_from(u.usage.completion_tokens).unwrap_or(i64::MAX);
+                    line[7] += cost;
+                }
+                Event::ConversationDeleted(c) => {
+                    // The counts stay (they happened); the mapping goes with the conversation.
+                    let conversation = c.conversation_id.to_string();
+                    self.remembered(|m| m.forget(tenant, &conversation));
+                    exec(
+                        conn,
+                        "DELETE FROM analytics_conversations WHERE tenant_id = $1 AND conversation_id = $2",
+                        vec![tenant.into(), conversation.into()],
+                    )
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        // Messages whose usage comes in a later page.
+        left.extend(billed.into_iter().map(|(request, (day, agent, user, model))| {
+            vec![tenant.into(), request.into(), day.into(), agent.into(), user.into(), model.into()]
+        }));
+        Ok(())
+    }
 }
 
 /// Conversations remembered at most: a message's line then needs no read. A full map is
@@ -196,113 +301,6 @@ impl Projector for Analytics {
         Ok(exec(conn, "DELETE FROM analytics_daily WHERE tenant_id = $1", vec![tenant.into()]).await?
             + exec(conn, "DELETE FROM analytics_conversations WHERE tenant_id = $1", vec![tenant.into()])
                 .await?)
-    }
-}
-
-impl Analytics {
-    /// One tenant's events counted into `deltas` (by tenant and line); the messages whose
-    /// usage comes in a later page go to `left` as rows of `analytics_billed`.
-    async fn count<'a>(
-        &self,
-        conn: &mut AnyConnection,
-        tenant: &'a str,
-        events: &[RecordedEvent],
-        deltas: &mut BTreeMap<(&'a str, Key), [i64; 8]>,
-        left: &mut Vec<Vec<Val>>,
-    ) -> Result<(), ProjectionError> {
-        // The last message with usage seen in these events: (its position, its id).
-        let mut previous: Option<(u64, String)> = None;
-        // Where the usage of these events' messages goes, by request id, until their usage
-        // takes it (the same append, as a rule): only what is left goes to `analytics_billed`.
-        let mut billed: HashMap<String, Key> = HashMap::new();
-        for e in events {
-            match &e.event {
-                Event::ConversationOpened(c) => {
-                    let (agent, user) =
-                        (c.agent_id.to_string(), c.user_id.map(|u| u.to_string()).unwrap_or_default());
-                    let conversation = c.conversation_id.to_string();
-                    exec(
-                        conn,
-                        "INSERT INTO analytics_conversations (tenant_id, conversation_id, agent_id, user_id)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
-                        vec![
-                            tenant.into(),
-                            conversation.as_str().into(),
-                            agent.as_str().into(),
-                            user.as_str().into(),
-                        ],
-                    )
-                    .await?;
-                    self.remembered(|m| m.put(tenant, &conversation, (agent.clone(), user.clone())));
-                    deltas.entry((tenant, (day(e.recorded_at), agent, user, String::new()))).or_default()
-                        [0] += 1;
-                }
-                Event::MessageAppended(m) => {
-                    let (agent, user) =
-                        self.mapping(conn, tenant, &m.conversation_id.to_string()).await?.unwrap_or_default();
-                    let model = m.model.clone().unwrap_or_default();
-                    let line_key = (day(e.recorded_at), agent, user, model.clone());
-                    let line = deltas.entry((tenant, line_key.clone())).or_default();
-                    line[match m.role {
-                        MessageRole::User => 1,
-                        MessageRole::Assistant => 2,
-                        MessageRole::Tool => 3,
-                        MessageRole::System => 4,
-                    }] += 1;
-                    // Its tokens come with its usage record (same append), which names the
-                    // message as its request id: remember where they go.
-                    if m.usage.is_some() {
-                        previous = Some((e.position, m.message_id.to_string()));
-                        billed.entry(m.message_id.to_string()).or_insert(line_key);
-                    }
-                }
-                Event::UsageRecorded(u) => {
-                    let (cost, _) = cost_of(&self.prices, u);
-                    // A message's usage goes where its message went; other usage has no agent
-                    // and no user.
-                    let mut key = (day(u.occurred_at), String::new(), String::new(), u.model.clone());
-                    if u.kind == "message"
-                        && let Some(id) = &u.request_id
-                    {
-                        // Recorded history may bill a message under another request id: the
-                        // message just before it in the same append is the one.
-                        let found = match take_billed(conn, tenant, &mut billed, id).await? {
-                            Some(found) => Some(found),
-                            None => match &previous {
-                                Some((position, message)) if *position + 1 == e.position => {
-                                    take_billed(conn, tenant, &mut billed, message).await?
-                                }
-                                _ => None,
-                            },
-                        };
-                        if let Some(found) = found {
-                            key = found;
-                        }
-                    }
-                    let line = deltas.entry((tenant, key)).or_default();
-                    line[5] += i64::try_from(u.usage.prompt_tokens).unwrap_or(i64::MAX);
-                    line[6] += i64::try_from(u.usage.completion_tokens).unwrap_or(i64::MAX);
-                    line[7] += cost;
-                }
-                Event::ConversationDeleted(c) => {
-                    // The counts stay (they happened); the mapping goes with the conversation.
-                    let conversation = c.conversation_id.to_string();
-                    self.remembered(|m| m.forget(tenant, &conversation));
-                    exec(
-                        conn,
-                        "DELETE FROM analytics_conversations WHERE tenant_id = $1 AND conversation_id = $2",
-                        vec![tenant.into(), conversation.into()],
-                    )
-                    .await?;
-                }
-                _ => {}
-            }
-        }
-        // Messages whose usage comes in a later page.
-        left.extend(billed.into_iter().map(|(request, (day, agent, user, model))| {
-            vec![tenant.into(), request.into(), day.into(), agent.into(), user.into(), model.into()]
-        }));
-        Ok(())
     }
 }
 
